@@ -1,0 +1,1 @@
+"""tinygpt.trainer: datasets from stored token ids, losses, LoRA/DoRA/full, distillation. Not built yet."""
