@@ -1,0 +1,117 @@
+"""Persistent KV: a session's cache of the ids it has consumed, and saving/loading it across restarts.
+
+A `Session` pairs an mlx-lm prompt cache with the exact token ids in it. `sync` trims the cache to the common
+prefix of what it holds and a new prompt, so a call prefills only the new suffix. Files are mlx-lm's
+`save_prompt_cache` safetensors plus metadata (format version, model fingerprint, tokenizer hash, ids) that
+must match before reuse; writes go to a temp file and are renamed, so a failure never overwrites a good file.
+The cross-request prefix cache is mlx-lm's own `LRUPromptCache` (used by engine.py), not re-implemented here.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlx_lm.models.cache import (
+    can_trim_prompt_cache, load_prompt_cache, make_prompt_cache, save_prompt_cache, trim_prompt_cache,
+)
+
+FORMAT = "tinygpt-kv/1"
+
+
+class KVCacheError(RuntimeError):
+    """A saved KV cache cannot be used (corrupt, or made by another model/tokenizer)."""
+
+
+@dataclass
+class Session:
+    """A persistent conversation state: the prompt cache and the ids it holds, in order."""
+
+    cache: list[Any]
+    ids: list[int] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, model) -> "Session":
+        return cls(cache=make_prompt_cache(model))
+
+    def offset(self) -> int:
+        return self.cache[0].offset if self.cache else 0
+
+    def sync(self, prompt_ids: list[int], model) -> list[int]:
+        """Trim to the common prefix with `prompt_ids`; return the suffix still to prefill (never empty)."""
+        common = 0
+        for a, b in zip(self.ids, prompt_ids):
+            if a != b:
+                break
+            common += 1
+        if common == len(prompt_ids):  # all cached: re-feed the last token to get its logits
+            common -= 1
+        if common < len(self.ids):
+            if not can_trim_prompt_cache(self.cache) or common == 0:
+                self.cache, self.ids = make_prompt_cache(model), []
+                return list(prompt_ids)
+            trim_prompt_cache(self.cache, len(self.ids) - common)
+            del self.ids[common:]
+        return list(prompt_ids[common:])
+
+    def commit(self, ids: list[int]) -> None:
+        """Record that the cache now holds `ids` (trimming any token the cache holds beyond them)."""
+        extra = self.offset() - len(ids)
+        if extra > 0:
+            trim_prompt_cache(self.cache, extra)
+        elif extra < 0:
+            raise RuntimeError(f"cache holds {self.offset()} tokens but {len(ids)} were recorded")
+        self.ids = list(ids)
+
+    def reset(self, model) -> None:
+        self.cache, self.ids = make_prompt_cache(model), []
+
+
+def save_session(session: Session, path: str | Path, *, fingerprint: str, tokenizer_hash: str) -> Path:
+    """Write the session's KV + metadata to `path` (.safetensors), atomically."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_name(path.name + ".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.safetensors")
+    meta = {"format": FORMAT, "fingerprint": fingerprint, "tokenizer_hash": tokenizer_hash,
+            "ids": json.dumps(session.ids)}
+    try:
+        save_prompt_cache(str(tmp), session.cache, meta)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_session(path: str | Path, *, fingerprint: str, tokenizer_hash: str) -> Session:
+    """Load a saved session; raise KVCacheError if it is unreadable or belongs to another model/tokenizer."""
+    path = Path(path)
+    if not path.exists() and path.with_name(path.name + ".safetensors").exists():
+        path = path.with_name(path.name + ".safetensors")
+    if not path.exists():
+        raise KVCacheError(f"no saved KV cache at {path}")
+    try:
+        cache, meta = load_prompt_cache(str(path), return_metadata=True)
+    except Exception as exc:  # noqa: BLE001 — mlx raises RuntimeError/ValueError/KeyError on bad files
+        raise KVCacheError(f"{path} is not a readable KV cache file ({type(exc).__name__}: {exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise KVCacheError(f"{path} is not a tinygpt KV cache (format {meta.get('format')!r}, want {FORMAT!r})")
+    if meta.get("fingerprint") != fingerprint or meta.get("tokenizer_hash") != tokenizer_hash:
+        raise KVCacheError(
+            f"{path} was made by another model or tokenizer (fingerprint {meta.get('fingerprint')}, "
+            f"tokenizer {meta.get('tokenizer_hash')}; this model: {fingerprint}, {tokenizer_hash}). "
+            "Its keys/values would be meaningless here; start a new session instead.")
+    try:
+        ids = [int(i) for i in json.loads(meta["ids"])]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise KVCacheError(f"{path}: token ids in the metadata are missing or corrupt") from exc
+    session = Session(cache=cache, ids=ids)
+    if session.offset() != len(ids):
+        raise KVCacheError(f"{path}: cache holds {session.offset()} tokens but metadata lists {len(ids)}")
+    return session

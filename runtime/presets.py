@@ -1,0 +1,105 @@
+"""Random-init Qwen3-architecture models that tinygpt creates offline (`tinygpt init-model`).
+
+A preset is a shape for mlx-lm's own `qwen3` model; weights are random (seeded), the tokenizer is either a
+small BPE trained here or the real Qwen vocabulary (see vocab.py). The model directory is a normal mlx-lm /
+Hugging Face layout (config.json, model.safetensors, tokenizer files), so everything that loads a model
+loads these too. Written to a temp dir and renamed: a failure never leaves a half model or overwrites one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PRESETS: dict[str, dict] = {
+    # For tests: ~0.1M parameters plus the embedding.
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, intermediate_size=192, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16),
+    # A few million parameters: fast on 2 cores, big enough to learn the embedded world.
+    "small": dict(hidden_size=256, num_hidden_layers=4, intermediate_size=768, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=64),
+    "qwen3-0.6b": dict(hidden_size=1024, num_hidden_layers=28, intermediate_size=3072, num_attention_heads=16,
+                       num_key_value_heads=8, head_dim=128),
+    "qwen3-4b": dict(hidden_size=2560, num_hidden_layers=36, intermediate_size=9728, num_attention_heads=32,
+                     num_key_value_heads=8, head_dim=128),
+}
+VOCABS = ("bpe", "qwen")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+class InitModelError(RuntimeError):
+    """The model could not be created; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """What `init_model` builds."""
+
+    preset: str = "tiny"
+    vocab: str = "bpe"
+    dtype: str = "float32"
+    seed: int = 0
+    max_position_embeddings: int = 40960
+
+
+def _config(spec: InitSpec, tok) -> dict:
+    shape = PRESETS[spec.preset]
+    real = spec.vocab == "qwen"
+    from tinygpt.runtime.vocab import QWEN_VOCAB_SIZE
+
+    vocab_size = QWEN_VOCAB_SIZE if real else tok.get_vocab_size()
+    return dict(
+        architectures=["Qwen3ForCausalLM"], model_type="qwen3", vocab_size=vocab_size,
+        rms_norm_eps=1e-6, rope_theta=1_000_000.0, max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=spec.preset in ("tiny", "small", "qwen3-0.6b", "qwen3-4b"),
+        torch_dtype=spec.dtype, bos_token_id=None,
+        eos_token_id=[tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")],
+        **shape,
+    )
+
+
+def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = False) -> Path:
+    """Create a random-init Qwen3 model directory at `out_dir`; refuses to overwrite unless `force`."""
+    import mlx.core as mx
+    from mlx.utils import tree_map
+    from mlx_lm.models import qwen3
+    from mlx_lm.utils import save_model
+
+    from tinygpt.runtime import vocab
+
+    if spec.preset not in PRESETS:
+        raise InitModelError(f"unknown preset {spec.preset!r}; choose one of {', '.join(PRESETS)}")
+    if spec.vocab not in VOCABS:
+        raise InitModelError(f"unknown vocab {spec.vocab!r}; choose 'bpe' (small, trained here) or 'qwen' (real)")
+    if spec.dtype not in DTYPES:
+        raise InitModelError(f"unknown dtype {spec.dtype!r}; choose one of {', '.join(DTYPES)}")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise InitModelError(f"{out} exists and is not empty; pass --force to replace it")
+    tok = vocab.qwen_tokenizer() if spec.vocab == "qwen" else vocab.small_bpe_tokenizer()
+    config = _config(spec, tok)
+    mx.random.seed(spec.seed)
+    model = qwen3.Model(qwen3.ModelArgs.from_dict(config))
+    dtype = getattr(mx, spec.dtype)
+    model.update(tree_map(lambda w: w.astype(dtype), model.parameters()))
+    mx.eval(model.parameters())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_model(tmp, model)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        vocab.save_tokenizer(tok, tmp, model_max_length=spec.max_position_embeddings)
+        meta = dict(created_by="tinygpt init-model", preset=spec.preset, vocab=spec.vocab, dtype=spec.dtype,
+                    seed=spec.seed, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        (tmp / "tinygpt.json").write_text(json.dumps(meta, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
