@@ -79,6 +79,19 @@ def test_bfcl_quirks_are_kept():
     assert VirtualFileSystem.from_bfcl({}).pwd() == {"current_working_directory": "//"}
 
 
+def test_moved_directory_children_still_point_at_the_old_node():
+    config = {"root": {"ws": {"type": "directory", "contents": {
+        "a": {"type": "directory", "contents": {"sub": {"type": "directory", "contents": {}}}}}}}}
+    fs = VirtualFileSystem.from_bfcl(config)
+    assert fs.mv("a", "b") == {"result": "'a' moved to 'b'"}
+    fs.cd("b")
+    fs.cd("sub")
+    fs.cd("..")                                                      # lands in the detached old 'a'
+    assert fs.pwd() == {"current_working_directory": "/ws/a"}
+    fs.mkdir("made_in_old_a")                                       # ... which shares its entries with 'b'
+    assert list(fs.to_bfcl()["root"]["ws"]["contents"]["b"]["contents"]) == ["sub", "made_in_old_a"]
+
+
 def test_tree_round_trips_through_bfcl_shape():
     rng = random.Random(7)
     for _ in range(50):

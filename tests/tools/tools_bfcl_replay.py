@@ -140,7 +140,7 @@ def _name(rng, fs: VirtualFileSystem) -> str:
 
 def random_call(rng, fs: VirtualFileSystem) -> tuple[str, dict]:
     """One well-typed call; names are drawn from the cwd's entries and a pool of odd/absent names."""
-    op = rng.choice(FS_OPS)
+    op = rng.choice(FS_OPS + ("cd", "cd", "cd", "mkdir", "mv", "cp", "echo"))
     dirs = [n for n, v in fs.cwd.entries.items() if isinstance(v, VDir)]
     if op in ("pwd",):
         return op, {}
@@ -149,7 +149,7 @@ def random_call(rng, fs: VirtualFileSystem) -> tuple[str, dict]:
     if op == "du":
         return op, {} if rng.random() < 0.3 else {"human_readable": rng.random() < 0.5}
     if op == "cd":
-        choices = dirs + ["..", "..", "/", ".", "nope", "a/b", "x/", "../", "//"]
+        choices = dirs * 4 + ["..", "..", "/", ".", "nope", "a/b", "x/", "../", "//"]
         return op, {"folder": rng.choice(choices)}
     if op in ("mkdir", "rmdir"):
         return op, {"dir_name": _name(rng, fs)}
