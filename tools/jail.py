@@ -16,6 +16,7 @@ import errno
 import os
 import stat
 import sys
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -93,9 +94,10 @@ class Jail:
             raise NotADirectoryError(f"sandbox root '{root}' is not an existing directory; create it first")
         self.root = path.resolve(strict=True)
         self._root_fd = os.open(self.root, O_DIR)
+        self._closer = weakref.finalize(self, os.close, self._root_fd)
         probe = _openat2_works(self._root_fd)
         if use_openat2 and not probe:
-            os.close(self._root_fd)
+            self.close()
             raise OSError(errno.ENOSYS, "openat2 is not available here (Linux >= 5.6 without seccomp "
                                         "blocking it); pass use_openat2=None to fall back")
         self.uses_openat2 = probe if use_openat2 is None else bool(use_openat2)
@@ -103,9 +105,9 @@ class Jail:
         self.race_hook: Optional[Callable[[str, tuple[str, ...]], None]] = None
 
     def close(self) -> None:
-        if self._root_fd >= 0:
-            os.close(self._root_fd)
-            self._root_fd = -1
+        """Release the root fd (also done when the Jail is garbage-collected)."""
+        self._closer()
+        self._root_fd = -1
 
     def __enter__(self) -> "Jail":
         return self

@@ -78,10 +78,10 @@ class Toolset:
         tool = self._tools.get(name) if isinstance(name, str) else None
         if tool is None:
             return self._error(name, f"Unknown tool {name!r}. Available tools: {', '.join(self._tools)}.",
-                               start)
+                               start, cap=False)
         args = _decode_arguments(tool, arguments)
         if isinstance(args, str):
-            return self._error(tool.name, args, start)
+            return self._error(tool.name, args, start, cap=False)
         kwargs = {p.name: getattr(args, p.name) for p in tool.params}
         outcome = self._run(tool, kwargs)
         if isinstance(outcome, _Failure):
@@ -118,11 +118,12 @@ class Toolset:
             raise box[0]
         return box[0]
 
-    def _error(self, name: Any, message: str, start: float) -> ToolResult:
-        return self._finish(str(name), message, True, start)
+    def _error(self, name: Any, message: str, start: float, *, cap: bool = True) -> ToolResult:
+        """An error result; the registry's own messages (cap=False) are short and always shown whole."""
+        return self._finish(str(name), message, True, start, cap=cap)
 
-    def _finish(self, name: str, content: str, is_error: bool, start: float) -> ToolResult:
-        content, truncated = cap_output(content, self.max_output_chars)
+    def _finish(self, name: str, content: str, is_error: bool, start: float, *, cap: bool = True) -> ToolResult:
+        content, truncated = cap_output(content, self.max_output_chars) if cap else (content, False)
         return ToolResult(name=name, content=content, is_error=is_error, truncated=truncated,
                           elapsed_s=time.perf_counter() - start)
 
