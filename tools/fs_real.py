@@ -154,6 +154,10 @@ class RealFileSystem:
                 return {"error": f"echo: cannot write to '{file_name}': No such file"}
             except IsADirectoryError:
                 return {"error": f"echo: cannot write to '{file_name}': Is a directory"}
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:          # a FIFO nobody reads: say so instead of blocking
+                    raise
+                return {"error": f"echo: cannot write to '{file_name}': Not a regular file"}
             try:
                 if not stat.S_ISREG(os.fstat(out).st_mode):
                     return {"error": f"echo: cannot write to '{file_name}': Not a regular file"}

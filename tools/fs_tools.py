@@ -7,6 +7,7 @@ tools/fs_real.py do) and adds no behaviour: each method forwards its arguments u
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional, Protocol
 
 from tinygpt.tools.registry import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_TIMEOUT_S, Toolset
@@ -45,10 +46,8 @@ def fs_toolset(fs: FileSystem, *, timeout_s: Optional[float] = DEFAULT_TIMEOUT_S
                max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> Toolset:
     """A Toolset whose 18 tools run on `fs`; descriptions carry BFCL's Gorilla file system preamble."""
     ops = FsTools(fs)
-    tools = []
-    for name in FS_OPERATIONS:
-        plain = tool_from_function(getattr(ops, name))
-        tools.append(tool_from_function(getattr(ops, name), description=FS_PREAMBLE + plain.description))
+    tools = [tool_from_function(getattr(ops, name)) for name in FS_OPERATIONS]
+    tools = [replace(tool, description=FS_PREAMBLE + tool.description) for tool in tools]
     return Toolset(tools, timeout_s=timeout_s, max_output_chars=max_output_chars)
 
 

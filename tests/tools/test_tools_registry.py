@@ -59,8 +59,9 @@ def test_a_good_call_runs_and_renders_json(toolset):
     ("tail", ["a"], "expected a JSON object, got list"),
     ("tail", '{"file_name": ', "not valid JSON"),
     ("tail", "[1]", "expected a JSON object, got list"),
-    ("scale", {"x": 1, "mode": "sideways"}, "Invalid enum value 'sideways' - at `$.mode`. Signature: "
-                                            'scale(x: number, mode: one of "up", "down" = \'up\', note: string or null = None).'),
+    ("scale", {"x": 1, "mode": "sideways"},
+     "Invalid enum value 'sideways' - at `$.mode`. Signature: "
+     'scale(x: number, mode: one of "up", "down" = \'up\', note: string or null = None).'),
     ("scale", {"x": 1, "mode": "up", "note": 5}, "Expected `str | null`, got `int` - at `$.note`"),
     (None, {}, "Unknown tool None."),
 ])
