@@ -3,12 +3,15 @@
 Every ground-truth FS call of the multi-turn tasks, then seeded random sequences (valid and invalid
 arguments, present and absent names): each outcome and the final tree (order included) must be equal.
 """
+import json
 import random
+import uuid
 
 import pytest
 
 pytest.importorskip("bfcl_eval", reason="the bfcl-eval wheel provides the reference GorillaFileSystem")
 
+from tinygpt.tools.fs_tools import fs_toolset  # noqa: E402
 from tinygpt.tools.fs_virtual import VirtualFileSystem  # noqa: E402
 from tools_bfcl_replay import (bfcl_tree, ground_truth_tasks, new_bfcl_fs, our_tree, outcome,  # noqa: E402
                                random_call, random_config)
@@ -109,3 +112,48 @@ def test_tree_round_trips_through_bfcl_shape():
 def test_bad_config_is_a_clear_error(bad, message):
     with pytest.raises(ValueError, match=message.replace("{", r"\{").replace('"', '"')):
         VirtualFileSystem.from_bfcl(bad)
+
+
+def _bfcl_visible(config: dict, calls) -> list[str]:
+    """What BFCL's own multi-turn executor shows the model for each call (unique instance name per run)."""
+    from bfcl_eval.eval_checker.multi_turn_eval.multi_turn_utils import execute_multi_turn_func_call
+    sources = [f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})" for name, kwargs in calls]
+    shown, _ = execute_multi_turn_func_call(sources, {"GorillaFileSystem": config}, ["GorillaFileSystem"],
+                                            f"tinygpt_{uuid.uuid4().hex}", "t")
+    return shown
+
+
+def _same_text(ours: str, theirs: str) -> bool:
+    """Equal, or equal JSON (BFCL escapes non-ASCII, we keep it: ensure_ascii=False)."""
+    if ours == theirs:
+        return True
+    try:
+        return json.loads(ours) == json.loads(theirs)
+    except ValueError:
+        return False
+
+
+def test_model_visible_results_equal_bfcls_executor(capsys):
+    rng = random.Random(11)
+    runs = [(config, calls) for _, config, calls in ground_truth_tasks("multi_turn_base")]
+    for _ in range(100):
+        config = random_config(rng)
+        probe = VirtualFileSystem.from_bfcl(config)          # only to pick names that exist as it goes
+        calls = []
+        for _ in range(rng.randint(5, 20)):
+            call = random_call(rng, probe)
+            outcome(probe, *call)
+            calls.append(call)
+        runs.append((config, calls))
+    compared = 0
+    for config, calls in runs:
+        tools = fs_toolset(VirtualFileSystem.from_bfcl(config), timeout_s=None)
+        for (name, kwargs), theirs in zip(calls, _bfcl_visible(config, calls), strict=True):
+            ours = tools.call(name, kwargs).content
+            if "recursion depth" in ours and "recursion depth" in theirs:
+                continue                                     # both hit a cycle BFCL's cp makes; texts differ
+            assert _same_text(ours, theirs), f"{name}({kwargs}): ours {ours!r}, BFCL {theirs!r}"
+            compared += 1
+    assert compared > 1000
+    with capsys.disabled():
+        print(f"\n[bfcl-diff] model-visible text: {compared} results equal to BFCL's executor output")
