@@ -1,13 +1,16 @@
 """The 18 GorillaFileSystem operations on a real directory, jailed beneath it (optionally read-only).
 
-Same names, parameters, result dicts and error strings as tools/fs_virtual.py wherever they make sense;
-every path goes through tools/jail.py (fd-relative, no symlinks, no '..'). Refusals raise typed errors:
-`SandboxEscape` ('..' in a name or path, NUL/control/undecodable names, any symlink) and `SandboxReadOnly`
-(mkdir touch echo-to-file mv cp rm rmdir in read-only mode). Differences from the virtual FS, on purpose:
-`ls`/`find` list names sorted; `cp` of a directory is a real deep copy (symlinks and special files inside
-are skipped and counted); `mv`/`cp` of a directory onto itself is refused; echo into a directory is an
-error dict; names '', '.', '..' can't be created; files over `max_file_bytes` are not read; `pwd` shows
-the root directory's own name as its first component, as the virtual root's name is shown.
+Same names, parameters, result dicts and error strings as tools/fs_virtual.py wherever they make sense
+(tested against it on random sequences); every path goes through tools/jail.py (fd-relative, no symlinks,
+no '..'). Refusals raise typed errors: `SandboxEscape` ('..' in a name or path, NUL/control/undecodable
+names, any symlink) and `SandboxReadOnly` (mkdir touch echo-to-file mv cp rm rmdir when read-only); a
+Toolset shows them to the model as error results. '/' still means the sandbox root, as in the virtual FS.
+Differences, on purpose: `ls`/`find` list names sorted; `cp` of a directory is a deep copy (links and
+special files inside are skipped and counted in the result) and `mv`/`cp` keep no shared children;
+moving/copying a directory onto itself is refused; where BFCL raises (echo into a directory, cp onto a
+name already inside the destination) this returns an error dict; '', '.', '..' can't be created; files
+over `max_file_bytes` aren't read and walks stop after `max_walk_entries`; `pwd` starts with the root
+directory's own name, as the virtual FS starts with its root's name.
 """
 from __future__ import annotations
 

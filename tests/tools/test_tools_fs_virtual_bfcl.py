@@ -40,11 +40,11 @@ def test_every_ground_truth_call_matches_bfcl(category, capsys):
         print(f"\n[bfcl-diff] {category}: {len(tasks)} tasks, {calls} ground-truth FS calls, all equal")
 
 
-def test_random_sequences_match_bfcl(capsys):
-    rng = random.Random(20260323)
+def _random_diff(sequences: int, seed: int, capsys) -> None:
+    rng = random.Random(seed)
     base_configs = [config for _, config, _ in ground_truth_tasks("multi_turn_base")]
     calls, errors, raised = 0, 0, 0
-    for seq in range(RANDOM_SEQUENCES):
+    for seq in range(sequences):
         config = rng.choice(base_configs) if seq % 3 == 0 else random_config(rng)
         theirs, ours = new_bfcl_fs(config), VirtualFileSystem.from_bfcl(config)
         for step in range(rng.randint(5, 30)):
@@ -59,8 +59,17 @@ def test_random_sequences_match_bfcl(capsys):
     # the generator must exercise failures as well as successes
     assert errors > calls // 10 and raised > 0
     with capsys.disabled():
-        print(f"\n[bfcl-diff] random: {RANDOM_SEQUENCES} sequences, {calls} calls "
+        print(f"\n[bfcl-diff] random (seed {seed}): {sequences} sequences, {calls} calls "
               f"({errors} error results, {raised} raised), all equal")
+
+
+def test_random_sequences_match_bfcl(capsys):
+    _random_diff(RANDOM_SEQUENCES, 20260323, capsys)
+
+
+@pytest.mark.slow
+def test_many_more_random_sequences_match_bfcl(capsys):
+    _random_diff(30 * RANDOM_SEQUENCES, 1, capsys)
 
 
 def test_bfcl_quirks_are_kept():
