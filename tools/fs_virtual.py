@@ -1,5 +1,5 @@
 """An in-memory file system with BFCL's GorillaFileSystem behaviour: same 18 operations, same arguments,
-same result dicts, same error strings, same final tree (proven by tests/tools/test_fs_virtual_bfcl.py).
+same result dicts, same error strings, same final tree (proven by tests/tools/test_tools_fs_virtual_bfcl.py).
 
 It loads the `GorillaFileSystem` part of a BFCL task's `initial_config` and exports its tree in that shape.
 Faithful to BFCL on purpose, quirks included, so behaviour learned here transfers: `cp` of a directory is
