@@ -94,14 +94,17 @@ class Toolset:
             with self._lock:
                 return _invoke(tool, kwargs)
         box: list = []
-        deadline = time.monotonic() + self.timeout_s
+        phase = ["waiting"]                    # waiting -> running, or waiting -> abandoned (never runs)
+        guard = threading.Lock()
 
         def work() -> None:
-            if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
-                box.append(_Failure(f"Tool {tool.name!r} could not start within {self.timeout_s:g} s: "
-                                    "an earlier call that timed out is still running."))
+            if not self._lock.acquire(timeout=self.timeout_s):
                 return
             try:
+                with guard:
+                    if phase[0] == "abandoned":
+                        return
+                    phase[0] = "running"
                 box.append(_invoke(tool, kwargs))
             except BaseException as exc:  # SystemExit etc.: re-raised in the caller's thread below
                 box.append(exc)
@@ -111,6 +114,13 @@ class Toolset:
         worker = threading.Thread(target=work, name=f"tool-{tool.name}", daemon=True)
         worker.start()
         worker.join(self.timeout_s)
+        with guard:
+            if not box and phase[0] == "waiting":
+                phase[0] = "abandoned"
+                return _Failure(f"Tool {tool.name!r} could not start within {self.timeout_s:g} s: an earlier "
+                                "call that timed out is still running. It was not run; try again later.")
+        if not box:
+            worker.join(0.05)                  # it may be finishing right now
         if not box:
             return _Failure(f"Tool {tool.name!r} timed out after {self.timeout_s:g} s and was abandoned "
                             "(it may still finish in the background). Try a smaller request.")

@@ -99,8 +99,11 @@ def test_a_slow_tool_times_out_and_later_calls_say_why():
         release.wait(5)
         return "done"
 
+    ran = []
+
     def quick() -> str:
         """Answer at once."""
+        ran.append(time.monotonic())
         return "ok"
 
     toolset = Toolset([slow, quick], timeout_s=0.2)
@@ -110,6 +113,7 @@ def test_a_slow_tool_times_out_and_later_calls_say_why():
     assert "may still finish in the background" in first.content
     blocked = toolset.call("quick")          # the abandoned call still holds the toolset
     assert blocked.is_error and "could not start within 0.2 s" in blocked.content
+    assert "It was not run" in blocked.content
     assert time.monotonic() - start < 2
     release.set()
     for _ in range(50):                      # once it finishes, calls run again
@@ -118,6 +122,7 @@ def test_a_slow_tool_times_out_and_later_calls_say_why():
             break
         time.sleep(0.05)
     assert result.content == "ok"
+    assert len(ran) == 1                      # the call that could not start never ran later
 
 
 def test_threaded_calls_return_results_and_exceptions():
