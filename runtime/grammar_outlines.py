@@ -1,0 +1,204 @@
+"""outlines-core grammar backend (the second choice): every mode becomes one regular expression, compiled
+into an outlines-core `Index` over the token bytes, stepped by a `Guide`.
+
+All four tool modes fit a regex: free text is "any text without the substring `<tool_call>`" (written out
+as a regex, since outlines-core has no lookaround), so `auto` is exact, not approximated. JSON comes from
+outlines' schema-to-regex with its whitespace slots rewritten to json.dumps separators. outlines-core 0.2.14
+drops a token that ends one byte after a point where the regex could already end (fixed upstream after
+0.2.14), so every regex ends in a sentinel character that only the EOS ids spell. Limits: compiling takes
+seconds on a 150k vocabulary; bounds outlines ignores (number min/max, multipleOf, uniqueItems, integer
+ranges over 1000 values) raise GrammarError; byte-level BPE tokenizers only. Not here: caching, logits.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from outlines_core import Guide, Index, Vocabulary
+from outlines_core.json_schema import build_regex_from_schema
+
+from tinygpt.runtime.grammar import GrammarError, GrammarSpec
+from tinygpt.runtime.tool_calls import CALL_CLOSE, CALL_OPEN, ToolSpec
+
+SLOT = "\u27e8WS\u27e9"  # placeholder whitespace pattern, replaced after outlines builds the regex
+SENTINEL = "\U0010ffff"  # a noncharacter; EOS ids are its only single-token spelling
+MAX_ENUM_RANGE = 1000
+STRING_ESCAPES = r'\\["\\/bfnrt]'  # outlines' escape class inside strings; json.dumps never writes \/
+DUMPS_ESCAPES = r'\\["\\bfnrt]'
+IGNORED_BY_OUTLINES = ("multipleOf", "uniqueItems", "exclusiveMinimum", "exclusiveMaximum")
+
+
+class Vocab:
+    """Token bytes for outlines plus what the matcher needs: EOS ids and the mask size."""
+
+    def __init__(self, vocabulary: Vocabulary, eos_ids: list[int], n_tokens: int):
+        self.vocabulary, self.eos_ids, self.n_tokens = vocabulary, eos_ids, n_tokens
+
+
+def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> Vocab:
+    """Map each ordinary token to its bytes, `<tool_call>`/`</tool_call>` to their text and the EOS ids to
+    the sentinel; every other added token is left out, so never allowed. outlines' own EOS slot gets an id
+    past the tokenizer (never sampled: logits beyond the tokenizer are masked)."""
+    decoder = getattr(hf_tokenizer.backend_tokenizer, "decoder", None)
+    if type(decoder).__name__ != "ByteLevel":
+        raise GrammarError("the outlines backend supports byte-level BPE tokenizers only; use "
+                           "backend='llguidance' for this tokenizer")
+    to_byte = {c: b for b, c in _bytes_to_unicode().items()}
+    added = {t.content: i for i, t in hf_tokenizer.added_tokens_decoder.items()}
+    table: dict[bytes, list[int]] = {}
+    for token, tid in hf_tokenizer.get_vocab().items():
+        if token in added:
+            continue
+        table.setdefault(bytes(to_byte[c] for c in token), []).append(tid)
+    for marker in (CALL_OPEN, CALL_CLOSE):
+        if marker in added:
+            table.setdefault(marker.encode(), []).append(added[marker])
+    if SENTINEL.encode() in table:
+        raise GrammarError("the tokenizer has a token spelling U+10FFFF; the outlines backend cannot use it")
+    table[SENTINEL.encode()] = list(eos_ids)
+    n_tokens = len(hf_tokenizer)
+    return Vocab(Vocabulary(n_tokens, table), list(eos_ids), n_tokens)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte <-> printable-character table used by byte-level BPE vocabularies."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars = list(keep)
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(keep, map(chr, chars)))
+
+
+def compile(spec: GrammarSpec, vocab: Vocab) -> Index:
+    """The outlines-core Index for `spec`; raises GrammarError if outlines refuses or cannot enforce it."""
+    pattern = regex(spec)
+    try:
+        return Index(pattern, vocab.vocabulary)
+    except (ValueError, RuntimeError) as exc:
+        raise GrammarError(f"outlines-core could not build an index for the grammar: {exc}") from exc
+
+
+def regex(spec: GrammarSpec) -> str:
+    """The whole output, then the EOS sentinel, as one regex (Rust regex syntax)."""
+    return f"(?:{body_regex(spec)}){_lit(SENTINEL)}"
+
+
+def body_regex(spec: GrammarSpec) -> str:
+    """The whole output as one regex (Rust regex syntax)."""
+    if spec.mode == "json":
+        return _json_regex(spec.schema)
+    text = no_substring(CALL_OPEN)
+    if spec.mode == "none":
+        return text
+    bodies = "|".join(_lit('{"name": ' + json.dumps(t.name) + ', "arguments": ') + _json_regex(t.parameters)
+                      + _lit("}") for t in spec.tools)
+    call = _lit(CALL_OPEN + "\n") + f"(?:{bodies})" + _lit("\n" + CALL_CLOSE)
+    calls = call + (f"(?:{_lit(chr(10))}{call})*" if spec.parallel else "")
+    return calls if spec.mode == "required" else f"{text}(?:{calls})?"
+
+
+def _lit(text: str) -> str:
+    return "".join(c if c.isalnum() and c.isascii() else f"\\x{{{ord(c):X}}}" for c in text)
+
+
+def no_substring(word: str) -> str:
+    """Regex for any text that does not contain `word`; `word[0]` must occur only once in it."""
+    first, rest = word[0], word[1:]
+    if first in rest:
+        raise ValueError(f"no_substring needs a word whose first character is unique, got {word!r}")
+    f = _lit(first)
+    seg = ""  # after `first`: a run without `first` that does not start with `rest`
+    for c in reversed(rest):
+        seg = f"(?:[^{f}{_lit(c)}][^{f}]*" + (f"|{_lit(c)}{seg}" if seg else "") + ")?"
+    return f"[^{f}]*(?:{f}{seg})*"
+
+
+def _json_regex(schema: dict) -> str:
+    """outlines' regex for `schema` in json.dumps layout: ", " and ": " separators, no other whitespace."""
+    plain = _outlines_schema(schema, "schema")
+    text = json.dumps(plain)
+    if SLOT in text:
+        raise GrammarError(f"the schema contains the reserved text {SLOT!r}")
+    try:
+        pattern = build_regex_from_schema(text, SLOT)
+    except (ValueError, TypeError) as exc:
+        raise GrammarError(f"outlines-core cannot turn this schema into a regex: {exc}") from exc
+    # object separators are "SLOT:SLOT" and "SLOT," (an optional property's group ends in its comma);
+    # array separators are ",SLOT"
+    for old, new in ((f"{SLOT}:{SLOT}", ": "), (f"{SLOT},", ", "), (f",{SLOT}", ", "), (SLOT, ""),
+                     (STRING_ESCAPES, DUMPS_ESCAPES)):
+        pattern = pattern.replace(old, new)
+    return pattern
+
+
+def _outlines_schema(schema: Any, where: str) -> Any:
+    """Rewrite integer ranges as enums (outlines ignores minimum/maximum); refuse other ignored bounds."""
+    if not isinstance(schema, dict):
+        return schema
+    used = [k for k in IGNORED_BY_OUTLINES if k in schema]
+    types = schema.get("type")
+    bounded = "minimum" in schema or "maximum" in schema
+    if bounded and types != "integer":
+        used.append("minimum/maximum on non-integers")
+    if used:
+        raise GrammarError(f"{where}: the outlines backend cannot enforce {', '.join(used)}; use "
+                           "backend='llguidance'")
+    out = dict(schema)
+    if bounded:
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        if lo is None or hi is None or hi - lo > MAX_ENUM_RANGE:
+            raise GrammarError(f"{where}: the outlines backend enforces integer bounds only as an enum of at "
+                               f"most {MAX_ENUM_RANGE} values; use backend='llguidance'")
+        out = {k: v for k, v in schema.items() if k not in ("type", "minimum", "maximum")}
+        out["enum"] = list(range(int(lo), int(hi) + 1))
+    for key in ("properties",):
+        if key in out:
+            out[key] = {k: _outlines_schema(v, f"{where}.{k}") for k, v in out[key].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = _outlines_schema(out[key], f"{where}.{key}")
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in out:
+            out[key] = [_outlines_schema(s, f"{where}.{key}") for s in out[key]]
+    return out
+
+
+class Matcher:
+    """One generation's Guide. EOS ids are allowed where the sentinel may follow; the processor never
+    advances on them (it ends the generation), so the Guide never steps past the sentinel."""
+
+    def __init__(self, index: Index, vocab: Vocab):
+        self._index = index
+        self._guide = Guide(index)
+        self._eos = vocab.eos_ids[0]
+        self._buf = np.zeros((vocab.n_tokens + 1 + 31) // 32, dtype=np.int32)  # room for outlines' EOS slot
+        self._error: str | None = None
+
+    def fill(self, mask: np.ndarray) -> None:
+        self._guide.write_mask_into(self._buf.ctypes.data, self._buf.size, self._buf.itemsize)
+        mask[:] = self._buf[: mask.size]
+
+    def advance(self, token: int) -> bool:
+        if self._error:
+            return False
+        try:
+            self._guide.advance(token, return_tokens=False)
+        except ValueError as exc:
+            self._error = f"token {token} is not allowed by the grammar here ({exc})"
+            return False
+        return True
+
+    def accepting(self) -> bool:
+        return self._index.get_next_state(self._guide.get_state(), self._eos) is not None
+
+    def error(self) -> str | None:
+        return self._error
+
+
+def matcher(compiled: Index, vocab: Vocab) -> Matcher:
+    return Matcher(compiled, vocab)
