@@ -24,7 +24,7 @@ from tinygpt.runtime.tool_calls import CALL_CLOSE, CALL_OPEN, ToolSpec
 # other whitespace, and only the short escapes, so every string has exactly one spelling.
 JSON_STYLE = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False,
               "json_allowed_escapes": 'nrbtf\\"'}
-NO_CALL_TEXT = "/(?s:.*)/ & ~/(?s:.*)<tool_call>(?s:.*)/"
+NO_CALL = "~/(?s:.*)<tool_call>(?s:.*)/"  # free text never spells the call opener either
 
 
 def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> LLTokenizer:
@@ -49,18 +49,19 @@ def compile(spec: GrammarSpec, vocab: LLTokenizer) -> LLMatcher:
 
 
 def lark(spec: GrammarSpec, vocab: LLTokenizer) -> str:
-    """The Lark text for a tools spec (mode none / auto / required)."""
+    """The Lark text for a tools spec (mode none / auto / required). In auto, text before the first call is
+    empty or ends in "\\n" after at least one character, as the chat template writes content + "\\n"."""
     opener, closer = _marker(vocab, CALL_OPEN), _marker(vocab, CALL_CLOSE)
     more = ' ("\\n" call)*' if spec.parallel else ""
-    lines = ["%llguidance {}", f"TEXT: {NO_CALL_TEXT}"]
+    lines = ["%llguidance {}", f"TEXT: /(?s:.*)/ & {NO_CALL}", f"LEAD: /(?s:.+\\n)/ & {NO_CALL}"]
     if spec.mode == "none":
         lines.append("start: TEXT")
     elif spec.mode == "required":
         lines.append(f"start: call{more}")
     elif opener.startswith("<"):  # auto, special-token trigger: free text can never contain it
-        lines.append(f"start: TEXT | TEXT call{more}")
-    else:  # auto, text trigger: a lazy lexeme ends at the first "<tool_call>"
-        lines += [f"start: TEXT | head call_body{more}", f"head[lazy]: ANY {opener}", "ANY: /(?s:.*)/"]
+        lines.append(f"start: TEXT | LEAD? call{more}")
+    else:  # auto, text trigger: one lexeme runs up to and including the first "<tool_call>"
+        lines += [f"start: TEXT | head call_body{more}", "head: HEAD", f"HEAD: LEAD? {opener}"]
     if spec.mode != "none":
         lines += [f"call: {opener} call_body", f'call_body: "\\n" body "\\n" {closer}',
                   "body: " + " | ".join(f"tool{i}" for i in range(len(spec.tools)))]

@@ -22,7 +22,7 @@ from tinygpt.runtime.grammar import GrammarError, GrammarSpec
 from tinygpt.runtime.tool_calls import CALL_CLOSE, CALL_OPEN, ToolSpec
 
 SLOT = "\u27e8WS\u27e9"  # placeholder whitespace pattern, replaced after outlines builds the regex
-SENTINEL = "\U0010ffff"  # a noncharacter; EOS ids are its only single-token spelling
+SENTINEL = "\U0010ffff"  # a noncharacter; EOS ids are its only spelling (tokens with its lead byte are left out)
 MAX_ENUM_RANGE = 1000
 STRING_ESCAPES = r'\\["\\/bfnrt]'  # outlines' escape class inside strings; json.dumps never writes \/
 DUMPS_ESCAPES = r'\\["\\bfnrt]'
@@ -47,10 +47,13 @@ def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> Vocab:
     to_byte = {c: b for b, c in _bytes_to_unicode().items()}
     added = {t.content: i for i, t in hf_tokenizer.added_tokens_decoder.items()}
     table: dict[bytes, list[int]] = {}
+    lead = SENTINEL.encode()[0]
     for token, tid in hf_tokenizer.get_vocab().items():
-        if token in added:
-            continue
-        table.setdefault(bytes(to_byte[c] for c in token), []).append(tid)
+        if any(c not in to_byte for c in token) and token not in added:
+            raise GrammarError(f"token {token!r} is not in byte-level BPE form; use backend='llguidance'")
+        raw = bytes(to_byte[c] for c in token) if token not in added else b""
+        if raw and lead not in raw:  # no token may spell the sentinel (nor U+100000..U+10FFFF) piecewise
+            table.setdefault(raw, []).append(tid)
     for marker in (CALL_OPEN, CALL_CLOSE):
         if marker in added:
             table.setdefault(marker.encode(), []).append(added[marker])
@@ -99,15 +102,18 @@ def body_regex(spec: GrammarSpec) -> str:
                       + _lit("}") for t in spec.tools)
     call = _lit(CALL_OPEN + "\n") + f"(?:{bodies})" + _lit("\n" + CALL_CLOSE)
     calls = call + (f"(?:{_lit(chr(10))}{call})*" if spec.parallel else "")
-    return calls if spec.mode == "required" else f"{text}(?:{calls})?"
+    if spec.mode == "required":
+        return calls
+    lead = no_substring(CALL_OPEN, nonempty=True) + _lit("\n")  # content + "\n", as the template writes it
+    return f"{text}|(?:{lead})?{calls}"
 
 
 def _lit(text: str) -> str:
     return "".join(c if c.isalnum() and c.isascii() else f"\\x{{{ord(c):X}}}" for c in text)
 
 
-def no_substring(word: str) -> str:
-    """Regex for any text that does not contain `word`; `word[0]` must occur only once in it."""
+def no_substring(word: str, nonempty: bool = False) -> str:
+    """Regex for any text (non-empty if asked) without `word`; `word[0]` must occur only once in `word`."""
     first, rest = word[0], word[1:]
     if first in rest:
         raise ValueError(f"no_substring needs a word whose first character is unique, got {word!r}")
@@ -115,6 +121,8 @@ def no_substring(word: str) -> str:
     seg = ""  # after `first`: a run without `first` that does not start with `rest`
     for c in reversed(rest):
         seg = f"(?:[^{f}{_lit(c)}][^{f}]*" + (f"|{_lit(c)}{seg}" if seg else "") + ")?"
+    if nonempty:
+        return f"(?:[^{f}]+(?:{f}{seg})*|[^{f}]*(?:{f}{seg})+)"
     return f"[^{f}]*(?:{f}{seg})*"
 
 
@@ -176,12 +184,17 @@ class Matcher:
         self._index = index
         self._guide = Guide(index)
         self._eos = vocab.eos_ids[0]
+        self._eos_ids = vocab.eos_ids
         self._buf = np.zeros((vocab.n_tokens + 1 + 31) // 32, dtype=np.int32)  # room for outlines' EOS slot
         self._error: str | None = None
 
     def fill(self, mask: np.ndarray) -> None:
         self._guide.write_mask_into(self._buf.ctypes.data, self._buf.size, self._buf.itemsize)
         mask[:] = self._buf[: mask.size]
+        if not self.accepting():  # the sentinel is also an ordinary character inside strings and text
+            words = mask.view(np.uint32)
+            for tid in self._eos_ids:
+                words[tid // 32] &= ~np.uint32(1 << (tid % 32))
 
     def advance(self, token: int) -> bool:
         if self._error:
@@ -194,7 +207,8 @@ class Matcher:
         return True
 
     def accepting(self) -> bool:
-        return self._index.get_next_state(self._guide.get_state(), self._eos) is not None
+        after = self._index.get_next_state(self._guide.get_state(), self._eos)
+        return after is not None and self._index.is_final_state(after)
 
     def error(self) -> str | None:
         return self._error

@@ -14,9 +14,9 @@ import pytest
 @pytest.fixture(scope="module")
 def one_blas_thread():
     """Tiny models decode ~3x faster on one OpenBLAS thread (no thread hand-off per small matmul)."""
-    from tinygpt.blas import loaded_openblas
+    from tinygpt import blas
 
-    path = loaded_openblas()
+    path = blas.activate().path  # the library MLX binds to (not numpy's private copy)
     if path is None:
         yield
         return

@@ -28,6 +28,9 @@ CASES = {  # text -> which grammars accept it (complete, then EOS)
     "hi <tool_call> x": set(),
     CP: {"auto", "auto1", "required", "required1"},
     "Sure.\n" + CP: {"auto", "auto1"},
+    "Sure." + CP: set(),  # the template puts "\n" between content and a call
+    "\n" + CP: set(),  # ... and no "\n" before a call when there is no content
+    "\n\n" + CP: {"auto", "auto1"},  # content "\n"
     CP + "\n" + LS: {"auto", "required"},
     call_text("ls", {}): {"auto", "auto1", "required", "required1", "named"},
     LS: {"auto", "auto1", "required", "required1", "named"},
@@ -159,3 +162,5 @@ def py_regex(rust: str) -> str:
 @given(st.text(alphabet="<tol_ca>x\n", max_size=30))
 def test_no_substring_regex_is_exactly_strings_without_the_word(text):
     assert bool(re.fullmatch(py_regex(no_substring("<tool_call>")), text)) == ("<tool_call>" not in text)
+    nonempty = py_regex(no_substring("<tool_call>", nonempty=True))
+    assert bool(re.fullmatch(nonempty, text)) == ("<tool_call>" not in text and text != "")
