@@ -80,6 +80,7 @@ class GrammarProcessor:
         self._mask = np.zeros((grammar.n_tokens + 31) // 32, dtype=np.int32)
         self._eos_only = _eos_mask(grammar.n_tokens, grammar.eos_ids)
         self._shifts = mx.arange(32, dtype=mx.uint32)
+        self._last: tuple[np.ndarray, mx.array] | None = None  # free text / strings repeat the same mask
         self._started = False
         self._ended = False  # an EOS id was consumed
         self.consumed: list[int] = []
@@ -110,14 +111,16 @@ class GrammarProcessor:
             self.error = self._matcher.error() or f"token {token} is not allowed by the grammar here"
 
     def _apply(self, logits: mx.array, mask: np.ndarray) -> mx.array:
-        words = mx.array(mask.view(np.uint32))  # copies: the numpy buffer is reused next step
-        allowed = ((words[:, None] >> self._shifts) & 1).reshape(-1)
         vocab = logits.shape[-1]
-        n = min(vocab, self.grammar.n_tokens)
-        allowed = allowed[:n].astype(mx.bool_)
-        if vocab > n:
-            allowed = mx.concatenate([allowed, mx.zeros((vocab - n,), dtype=mx.bool_)])
-        return mx.where(allowed, logits, mx.array(-mx.inf, dtype=logits.dtype))
+        if self._last is None or self._last[1].shape[0] != vocab or not np.array_equal(self._last[0], mask):
+            words = mx.array(mask.view(np.uint32))  # copies: the numpy buffer is reused next step
+            allowed = ((words[:, None] >> self._shifts) & 1).reshape(-1)
+            n = min(vocab, self.grammar.n_tokens)
+            allowed = allowed[:n].astype(mx.bool_)
+            if vocab > n:
+                allowed = mx.concatenate([allowed, mx.zeros((vocab - n,), dtype=mx.bool_)])
+            self._last = (mask.copy(), allowed)
+        return mx.where(self._last[1], logits, mx.array(-mx.inf, dtype=logits.dtype))
 
     def accepted(self, output_ids: Sequence[int]) -> bool:
         """Catch up with `output_ids` (the generation's sampled ids) and say whether they form a complete

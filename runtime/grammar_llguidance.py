@@ -44,7 +44,7 @@ def compile(spec: GrammarSpec, vocab: LLTokenizer) -> LLMatcher:
         text = LLMatcher.grammar_from_lark(lark(spec, vocab))
     matcher = LLMatcher(vocab, text, log_level=0)
     if matcher.is_error():
-        raise GrammarError(f"llguidance rejected the grammar: {matcher.get_error()}")
+        raise GrammarError(f"llguidance rejected the grammar: {matcher.get_error().split(chr(10) + '<state>')[0]}")
     return matcher
 
 
@@ -100,7 +100,8 @@ class Matcher:
         return self._m.is_accepting()
 
     def error(self) -> str | None:
-        return self._m.get_error() or None
+        """llguidance's message without the parser-state dump and grammar it appends."""
+        return self._m.get_error().split("\n<state>")[0][:500] or None
 
 
 def matcher(compiled: LLMatcher, vocab: LLTokenizer) -> Matcher:

@@ -1,13 +1,10 @@
-"""outlines-core grammar backend (the second choice): every mode becomes one regular expression, compiled
-into an outlines-core `Index` over the token bytes, stepped by a `Guide`.
-
-All four tool modes fit a regex: free text is "any text without the substring `<tool_call>`" (written out
-as a regex, since outlines-core has no lookaround), so `auto` is exact, not approximated. JSON comes from
-outlines' schema-to-regex with its whitespace slots rewritten to json.dumps separators. outlines-core 0.2.14
-drops a token that ends one byte after a point where the regex could already end (fixed upstream after
-0.2.14), so every regex ends in a sentinel character that only the EOS ids spell. Limits: compiling takes
-seconds on a 150k vocabulary; bounds outlines ignores (number min/max, multipleOf, uniqueItems, integer
-ranges over 1000 values) raise GrammarError; byte-level BPE tokenizers only. Not here: caching, logits.
+"""outlines-core grammar backend (the second choice): each mode becomes one regex, compiled into an
+outlines-core `Index` over token bytes and stepped by a `Guide`. Free text is "any text without `<tool_call>`"
+written out as a regex, so `auto` is exact. JSON is outlines' schema regex with json.dumps separators.
+EOS ids and the `<tool_call>`/`</tool_call>` tokens stand for private characters no other token can spell;
+the EOS sentinel also works around outlines-core 0.2.14 dropping tokens that end one byte past a possible
+match end (fixed upstream later). Limits: seconds to compile on a 150k vocabulary; bounds outlines ignores
+raise GrammarError; byte-level BPE only. Not here: caching, logits.
 """
 from __future__ import annotations
 
@@ -22,7 +19,10 @@ from tinygpt.runtime.grammar import GrammarError, GrammarSpec
 from tinygpt.runtime.tool_calls import CALL_CLOSE, CALL_OPEN, ToolSpec
 
 SLOT = "\u27e8WS\u27e9"  # placeholder whitespace pattern, replaced after outlines builds the regex
-SENTINEL = "\U0010ffff"  # a noncharacter; EOS ids are its only spelling (tokens with its lead byte are left out)
+# Private characters no token can spell (tokens holding their lead byte 0xF4 are left out): EOS ids are the
+# only spelling of SENTINEL, and the <tool_call>/</tool_call> tokens, where they exist, of their MARKS.
+SENTINEL = "\U0010ffff"
+MARKS = {CALL_OPEN: "\U0010fffd", CALL_CLOSE: "\U0010fffc"}
 MAX_ENUM_RANGE = 1000
 STRING_ESCAPES = r'\\["\\/bfnrt]'  # outlines' escape class inside strings; json.dumps never writes \/
 DUMPS_ESCAPES = r'\\["\\bfnrt]'
@@ -30,10 +30,11 @@ IGNORED_BY_OUTLINES = ("multipleOf", "uniqueItems", "exclusiveMinimum", "exclusi
 
 
 class Vocab:
-    """Token bytes for outlines plus what the matcher needs: EOS ids and the mask size."""
+    """Token bytes for outlines plus what the matcher needs: EOS ids, the mask size, and how the regex
+    spells each call marker (its private character when it is one token, else its text)."""
 
-    def __init__(self, vocabulary: Vocabulary, eos_ids: list[int], n_tokens: int):
-        self.vocabulary, self.eos_ids, self.n_tokens = vocabulary, eos_ids, n_tokens
+    def __init__(self, vocabulary: Vocabulary, eos_ids: list[int], n_tokens: int, spell: dict[str, str]):
+        self.vocabulary, self.eos_ids, self.n_tokens, self.spell = vocabulary, eos_ids, n_tokens, spell
 
 
 def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> Vocab:
@@ -54,14 +55,14 @@ def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> Vocab:
         raw = bytes(to_byte[c] for c in token) if token not in added else b""
         if raw and lead not in raw:  # no token may spell the sentinel (nor U+100000..U+10FFFF) piecewise
             table.setdefault(raw, []).append(tid)
-    for marker in (CALL_OPEN, CALL_CLOSE):
+    spell = {}
+    for marker, char in MARKS.items():
+        spell[marker] = char if marker in added else marker
         if marker in added:
-            table.setdefault(marker.encode(), []).append(added[marker])
-    if SENTINEL.encode() in table:
-        raise GrammarError("the tokenizer has a token spelling U+10FFFF; the outlines backend cannot use it")
+            table[char.encode()] = [added[marker]]
     table[SENTINEL.encode()] = list(eos_ids)
     n_tokens = len(hf_tokenizer)
-    return Vocab(Vocabulary(n_tokens, table), list(eos_ids), n_tokens)
+    return Vocab(Vocabulary(n_tokens, table), list(eos_ids), n_tokens, spell)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -79,32 +80,33 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 def compile(spec: GrammarSpec, vocab: Vocab) -> Index:
     """The outlines-core Index for `spec`; raises GrammarError if outlines refuses or cannot enforce it."""
-    pattern = regex(spec)
+    pattern = regex(spec, vocab.spell)
     try:
         return Index(pattern, vocab.vocabulary)
     except (ValueError, RuntimeError) as exc:
         raise GrammarError(f"outlines-core could not build an index for the grammar: {exc}") from exc
 
 
-def regex(spec: GrammarSpec) -> str:
+def regex(spec: GrammarSpec, spell: dict[str, str]) -> str:
     """The whole output, then the EOS sentinel, as one regex (Rust regex syntax)."""
-    return f"(?:{body_regex(spec)}){_lit(SENTINEL)}"
+    return f"(?:{body_regex(spec, spell)}){_lit(SENTINEL)}"
 
 
-def body_regex(spec: GrammarSpec) -> str:
-    """The whole output as one regex (Rust regex syntax)."""
+def body_regex(spec: GrammarSpec, spell: dict[str, str]) -> str:
+    """The whole output as one regex; `spell` maps each call marker to what stands for it."""
     if spec.mode == "json":
         return _json_regex(spec.schema)
-    text = no_substring(CALL_OPEN)
+    marks = "".join(c for c in spell.values() if len(c) == 1)  # free text never holds a marker token
+    text = no_substring(CALL_OPEN, banned=marks)
     if spec.mode == "none":
         return text
     bodies = "|".join(_lit('{"name": ' + json.dumps(t.name) + ', "arguments": ') + _json_regex(t.parameters)
                       + _lit("}") for t in spec.tools)
-    call = _lit(CALL_OPEN + "\n") + f"(?:{bodies})" + _lit("\n" + CALL_CLOSE)
+    call = _lit(spell[CALL_OPEN] + "\n") + f"(?:{bodies})" + _lit("\n" + spell[CALL_CLOSE])
     calls = call + (f"(?:{_lit(chr(10))}{call})*" if spec.parallel else "")
     if spec.mode == "required":
         return calls
-    lead = no_substring(CALL_OPEN, nonempty=True) + _lit("\n")  # content + "\n", as the template writes it
+    lead = no_substring(CALL_OPEN, nonempty=True, banned=marks) + _lit("\n")  # content + "\n", as the template writes it
     return f"{text}|(?:{lead})?{calls}"
 
 
@@ -112,18 +114,20 @@ def _lit(text: str) -> str:
     return "".join(c if c.isalnum() and c.isascii() else f"\\x{{{ord(c):X}}}" for c in text)
 
 
-def no_substring(word: str, nonempty: bool = False) -> str:
-    """Regex for any text (non-empty if asked) without `word`; `word[0]` must occur only once in `word`."""
+def no_substring(word: str, nonempty: bool = False, banned: str = "") -> str:
+    """Regex for any text (non-empty if asked) without `word` or any character of `banned`; `word[0]` must
+    occur only once in `word`."""
     first, rest = word[0], word[1:]
     if first in rest:
         raise ValueError(f"no_substring needs a word whose first character is unique, got {word!r}")
     f = _lit(first)
+    no = f + "".join(_lit(c) for c in banned)
     seg = ""  # after `first`: a run without `first` that does not start with `rest`
     for c in reversed(rest):
-        seg = f"(?:[^{f}{_lit(c)}][^{f}]*" + (f"|{_lit(c)}{seg}" if seg else "") + ")?"
+        seg = f"(?:[^{no}{_lit(c)}][^{no}]*" + (f"|{_lit(c)}{seg}" if seg else "") + ")?"
     if nonempty:
-        return f"(?:[^{f}]+(?:{f}{seg})*|[^{f}]*(?:{f}{seg})+)"
-    return f"[^{f}]*(?:{f}{seg})*"
+        return f"(?:[^{no}]+(?:{f}{seg})*|[^{no}]*(?:{f}{seg})+)"
+    return f"[^{no}]*(?:{f}{seg})*"
 
 
 def _json_regex(schema: dict) -> str:

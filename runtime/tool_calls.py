@@ -110,6 +110,9 @@ def parse_tool_calls(output: Sequence[int] | str, tokenizer: Any, tools: Sequenc
     pos, truncated = start, False
     while pos < len(text):
         if not text.startswith(CALL_OPEN, pos):
+            if not stopped and CALL_OPEN.startswith(text[pos:]):  # cut off while opening another call
+                truncated = True
+                break
             errors.append(f"unexpected text after a tool call: {text[pos:pos + 80]!r}; nothing may follow "
                           f"the calls")
             break
