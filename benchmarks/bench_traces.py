@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import sys
@@ -83,35 +84,57 @@ def _record(directory: Path, index: int, plan: dict, rng: random.Random) -> None
         rec.end(Reward(value=float(passed), source="checker"), Verdict(passed=passed, checker="bench"))
 
 
-def make_corpus(directory: Path, episodes: int, seed: int = 0) -> dict:
-    """Write `episodes` episodes: 5% exact copies and 10% near copies of earlier ones. Returns the plan counts."""
+def make_corpus(directory: Path | None, episodes: int, seed: int = 0) -> dict:
+    """Write `episodes` episodes: ~5% exact and ~10% near copies of earlier distinct ones.
+
+    Returns the ids of the planted copies. With `directory` None nothing is written (same plan, same ids).
+    """
     rng = random.Random(seed)
-    directory.mkdir(parents=True)
+    if directory is not None:
+        directory.mkdir(parents=True)
     plans: list[dict] = []
-    planted = {"exact": 0, "near": 0}
+    planted: dict[str, list[str]] = {"exact": [], "near": []}
     for index in range(episodes):
         roll = rng.random()
         if plans and roll < 0.05:
-            plan, planted["exact"] = rng.choice(plans), planted["exact"] + 1
+            plan = rng.choice(plans)
+            planted["exact"].append(f"ep{index:06d}")
         elif plans and roll < 0.15:
-            plan, planted["near"] = _near_copy(rng, rng.choice(plans)), planted["near"] + 1
+            plan = _near_copy(rng, rng.choice(plans))
+            planted["near"].append(f"ep{index:06d}")
         else:
             plan = _episode_plan(rng)
             plans.append(plan)
-        _record(directory, index, plan, rng)
+        if directory is not None:
+            _record(directory, index, plan, rng)
+        else:
+            rng.random()  # what _record draws
     return planted
 
 
 def _corpus(episodes: int) -> tuple[Path, dict]:
     directory = ROOT / "bench-out" / f"traces-{episodes}"
-    marker = directory / "planted.json"
-    if not marker.exists():
+    if not (directory / "episodes").is_dir():
         shutil.rmtree(directory, ignore_errors=True)
         started = time.perf_counter()
-        planted = make_corpus(directory / "episodes", episodes)
-        planted["generate_s"] = round(time.perf_counter() - started, 1)
-        marker.write_text(json.dumps(planted))
-    return directory / "episodes", json.loads(marker.read_text())
+        make_corpus(directory / "episodes", episodes)
+        print(f"generated {episodes} episodes in {time.perf_counter() - started:.0f} s", flush=True)
+    return directory / "episodes", make_corpus(None, episodes)
+
+
+def _precision_recall(out: Path, episodes: int, planted: dict) -> dict:
+    """Dedupe quality against the planted copies (nothing else is dropped in this benchmark's config)."""
+    kept = {msgspec.json.decode(line)["episode_id"] for line in (out / "chat.jsonl").read_bytes().splitlines()}
+    removed = {f"ep{i:06d}" for i in range(episodes)} - kept
+    copies = set(planted["exact"]) | set(planted["near"])
+    hit = len(removed & copies)
+    return {"planted_exact": len(planted["exact"]), "planted_near": len(planted["near"]), "removed": len(removed),
+            "precision": round(hit / max(len(removed), 1), 4), "recall": round(hit / max(len(copies), 1), 4)}
+
+
+def _cpu() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _machine() -> dict:
@@ -134,20 +157,28 @@ def main(argv: list[str] | None = None) -> int:
     config = ExportConfig(workers=args.workers)
     runs = []
     for run in range(args.runs):
-        with tempfile.TemporaryDirectory() as out:
-            started = time.perf_counter()
+        with tempfile.TemporaryDirectory(dir=ROOT / "bench-out") as out:
+            load, cpu, started = os.getloadavg()[0], _cpu(), time.perf_counter()
             report = traces_to_data([corpus], out, config)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, _cpu() - cpu
             sizes = {p.name: p.stat().st_size for p in Path(out).iterdir()}
+            quality = _precision_recall(Path(out), args.episodes, planted)
         runs.append({"seconds": round(seconds, 2), "episodes_per_s": round(args.episodes / seconds),
+                     "cpu_us_per_episode": round(cpu / args.episodes * 1e6), "load_avg_1min_before": load,
+                     "load_avg_1min_after": os.getloadavg()[0], "dedupe": quality,
                      "report": msgspec.to_builtins(report), "output_bytes": sizes})
         print(f"run {run + 1}: {seconds:.2f} s, {args.episodes / seconds:.0f} episodes/s, "
-              f"exact_dup={report.exact_dup} near_dup={report.near_dup} written={report.written}", flush=True)
+              f"cpu {cpu / args.episodes * 1e6:.0f} us/episode, load {load:.2f} -> {os.getloadavg()[0]:.2f}, "
+              f"exact_dup={report.exact_dup} near_dup={report.near_dup} written={report.written}, "
+              f"precision {quality['precision']} recall {quality['recall']}", flush=True)
     median = statistics.median(r["episodes_per_s"] for r in runs)
+    cpu_median = statistics.median(r["cpu_us_per_episode"] for r in runs)
     result = {
-        "benchmark": "traces-to-data", "episodes": args.episodes, "planted": planted, "target_episodes_per_s": 5000,
-        "median_episodes_per_s": median, "passed": median >= 5000, "config": msgspec.to_builtins(config.__dict__),
-        "runs": runs, "machine": _machine(),
+        "benchmark": "traces-to-data", "episodes": args.episodes, "target_episodes_per_s": 5000,
+        "median_episodes_per_s": median, "passed": median >= 5000,
+        "median_cpu_us_per_episode": cpu_median,
+        "cpu_bound_episodes_per_s_on_all_cores": round((os.cpu_count() or 1) / (cpu_median / 1e6)),
+        "config": msgspec.to_builtins(config.__dict__), "runs": runs, "machine": _machine(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

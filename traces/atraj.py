@@ -4,7 +4,7 @@ Every line of a file decodes to one member of `Line`, a tagged union on the fiel
 values (frozen, kw_only, unknown fields forbidden); framing, CRCs and files live in `line.py` / `writer.py`.
 This module does not read or write anything and does not know about tokenizers.
 """
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
@@ -12,6 +12,7 @@ FORMAT_VERSION = 1
 """Current `.atraj` version. Readers accept any version <= this one; see FORMAT.md, "Compatibility"."""
 
 Role = Literal["system", "user", "assistant", "tool"]
+TokenId = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]
 
 
 class _Value(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -96,7 +97,7 @@ class Message(_Value, kw_only=True, tag="message", tag_field="kind"):
 
     role: Role
     content: str
-    token_ids: list[int] | None = None
+    token_ids: list[TokenId] | None = None
 
 
 class ModelCall(_Value, kw_only=True, tag="model_call", tag_field="kind"):
@@ -107,8 +108,8 @@ class ModelCall(_Value, kw_only=True, tag="model_call", tag_field="kind"):
     `token_exact` False, for a model that returns no ids (cloud, teacher over HTTP).
     """
 
-    prompt_token_ids: list[int] | None
-    output_token_ids: list[int] | None
+    prompt_token_ids: list[TokenId] | None
+    output_token_ids: list[TokenId] | None
     logprobs: list[float] | None = None
     text: str
     content: str | None = None
@@ -125,7 +126,7 @@ class ToolResult(_Value, kw_only=True, tag="tool_result", tag_field="kind"):
     call_id: str
     name: str
     content: str
-    token_ids: list[int] | None = None
+    token_ids: list[TokenId] | None = None
     is_error: bool = False
     latency_s: float = 0.0
 

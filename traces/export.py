@@ -2,11 +2,13 @@
 
 `training_row` concatenates each call's `prompt_token_ids + output_token_ids` (no decoding, no re-encoding);
 `loss_mask` is 1 exactly on sampled output ids. `chat_record` gives OpenAI-style messages and tools for other
-tools. `dedupe_text` is the text that dedupe and decontamination look at. This module does not filter or dedupe.
+tools. `dedupe_text` is the text that dedupe and decontamination look at. Functions other than `training_row`
+read events by their `kind` tag, so they take a reader.Episode or a raw_episode.RawEpisode alike.
+This module does not filter or dedupe.
 """
 import msgspec
 
-from tinygpt.traces.atraj import Message, ModelCall, ToolResult
+from tinygpt.traces.atraj import ModelCall
 from tinygpt.traces.errors import TraceError
 from tinygpt.traces.reader import Episode
 
@@ -51,9 +53,14 @@ class ChatRecord(msgspec.Struct, frozen=True, kw_only=True):
     tools: list[dict]
 
 
-def is_token_exact(episode: Episode) -> bool:
+def kind(event) -> str:
+    """The record's `kind` tag: "message", "model_call" or "tool_result"."""
+    return type(event).__struct_config__.tag
+
+
+def is_token_exact(episode) -> bool:
     """True when every model call of the episode carries its exact ids (and there is at least one)."""
-    calls = [e for e in episode.events if isinstance(e, ModelCall)]
+    calls = [e for e in episode.events if kind(e) == "model_call"]
     return bool(calls) and all(c.token_exact for c in calls)
 
 
@@ -64,7 +71,7 @@ def training_row(episode: Episode, mask_error_turns: bool = False) -> TrainingRo
     """
     if not is_token_exact(episode):
         raise TraceError(f"{episode.path}: has a call without exact ids (or no call); it can only be exported as chat")
-    failed = _calls_with_errors(episode) if mask_error_turns else set()
+    failed = calls_with_errors(episode) if mask_error_turns else set()
     input_ids: list[int] = []
     loss_mask: list[int] = []
     calls = (e for e in episode.events if isinstance(e, ModelCall))
@@ -80,24 +87,26 @@ def training_row(episode: Episode, mask_error_turns: bool = False) -> TrainingRo
     )
 
 
-def _calls_with_errors(episode: Episode) -> set[int]:
+def calls_with_errors(episode) -> set[int]:
     """Indexes of model calls one of whose tool calls got an error result."""
     owner: dict[str, int] = {}
     failed = set()
     index = -1
     for event in episode.events:
-        if isinstance(event, ModelCall):
+        tag = kind(event)
+        if tag == "model_call":
             index += 1
             owner.update((c.id, index) for c in event.tool_calls)
-        elif isinstance(event, ToolResult) and event.is_error and event.call_id in owner:
+        elif tag == "tool_result" and event.is_error and event.call_id in owner:
             failed.add(owner[event.call_id])
     return failed
 
 
 def _chat_message(event) -> ChatMessage:
-    if isinstance(event, Message):
+    tag = kind(event)
+    if tag == "message":
         return ChatMessage(role=event.role, content=event.content)
-    if isinstance(event, ToolResult):
+    if tag == "tool_result":
         return ChatMessage(role="tool", content=event.content, tool_call_id=event.call_id, name=event.name)
     calls = [
         ChatToolCall(id=c.id, function=ChatFunction(name=c.name, arguments=_ARGS.encode(c.arguments).decode()))
@@ -107,7 +116,7 @@ def _chat_message(event) -> ChatMessage:
     return ChatMessage(role="assistant", content=content, tool_calls=calls)
 
 
-def chat_record(episode: Episode) -> ChatRecord:
+def chat_record(episode) -> ChatRecord:
     """The episode as OpenAI-style chat messages (every turn, in order) and its tool declarations."""
     tools = [
         {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
@@ -119,7 +128,7 @@ def chat_record(episode: Episode) -> ChatRecord:
     )
 
 
-def dedupe_text(episode: Episode) -> str:
+def dedupe_text(episode) -> str:
     """Everything but system messages, in order: user text, assistant text and calls, tool results.
 
     System prompts are left out because every episode of a deployment shares them (they would make all
@@ -127,10 +136,11 @@ def dedupe_text(episode: Episode) -> str:
     """
     parts = []
     for event in episode.events:
-        if isinstance(event, Message):
+        tag = kind(event)
+        if tag == "message":
             if event.role != "system":
                 parts.append(event.content)
-        elif isinstance(event, ToolResult):
+        elif tag == "tool_result":
             parts.append(event.content)
         else:
             parts.append(event.content if event.content is not None else event.text)

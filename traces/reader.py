@@ -44,6 +44,19 @@ def _check_version(payload: bytes, name: str) -> None:
         )
 
 
+def check_order(records: list, name: str) -> None:
+    """Raise CorruptTraceError unless records are: one header first, events, and at most one end, last."""
+    if not records:
+        raise TraceError(f"{name} holds no complete line (not even a header); it is empty or fully torn")
+    if not isinstance(records[0], Header):
+        raise CorruptTraceError(f"{name}: the first line is a {type(records[0]).__name__}, not a header")
+    for number, record in enumerate(records[1:], 2):
+        if isinstance(record, Header):
+            raise CorruptTraceError(f"{name}: line {number} is a second header")
+        if isinstance(record, End) and number != len(records):
+            raise CorruptTraceError(f"{name}: line {number} is an end record but more records follow it")
+
+
 def parse_records(data: bytes, name: str = "<bytes>") -> tuple[list[Line], int]:
     """Decode file bytes into records; return (records, torn_bytes). The first record must be a Header."""
     payloads, torn = split_lines(data, name)
@@ -55,20 +68,13 @@ def parse_records(data: bytes, name: str = "<bytes>") -> tuple[list[Line], int]:
         _check_version(payloads[0], name)
         raise
     records = [first] + [decode_payload(p, name, n) for n, p in enumerate(payloads[1:], 2)]
-    if not isinstance(records[0], Header):
-        raise CorruptTraceError(f"{name}: the first line is a {type(records[0]).__name__}, not a header")
-    for number, record in enumerate(records[1:], 2):
-        if isinstance(record, Header):
-            raise CorruptTraceError(f"{name}: line {number} is a second header")
-        if isinstance(record, End) and number != len(records):
-            raise CorruptTraceError(f"{name}: line {number} is an end record but more records follow it")
+    check_order(records, name)
     return records, torn
 
 
 def episode_from_records(records: list[Line], torn: int, name: str) -> Episode:
     """Assemble an Episode from parsed records (see `parse_records`)."""
-    if not records:
-        raise TraceError(f"{name} holds no complete line (not even a header); it is empty or fully torn")
+    check_order(records, name)
     end = records[-1] if isinstance(records[-1], End) else None
     events = records[1:-1] if end is not None else records[1:]
     return Episode(path=name, header=records[0], events=events, end=end, torn_bytes=torn)

@@ -6,6 +6,7 @@ of duplicates is kept and results are reproducible), drops what the config filte
 `report.json`, each through a temp file and a rename. Per-episode work runs in worker processes; the dedupe
 index lives in this one. It does not train and does not tokenize.
 """
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -18,10 +19,12 @@ import msgspec
 
 from tinygpt.traces.decontaminate import EvalSet, load_eval_set
 from tinygpt.traces.errors import TraceError
-from tinygpt.traces.export import chat_record, dedupe_text, is_token_exact, training_row
-from tinygpt.traces.near_dedupe import NearDeduper, Sketcher
-from tinygpt.traces.reader import PART_SUFFIX, Episode, list_traces, read_episode
+from tinygpt.traces.export import calls_with_errors, chat_record, dedupe_text, is_token_exact
+from tinygpt.traces.near_dedupe import NearDeduper, Sketcher, band_bytes
+from tinygpt.traces.raw_episode import RawEpisode, read_raw_episode, row_json
+from tinygpt.traces.reader import PART_SUFFIX, list_traces
 from tinygpt.traces.shingles import Words, fold32
+from tinygpt.traces.spool import Assembly, Spool
 
 _ENCODER = msgspec.json.Encoder()
 _POOL_MIN_FILES = 2000  # below this, starting worker processes costs more than it saves
@@ -84,24 +87,28 @@ class ExportReport(msgspec.Struct, kw_only=True):
 
 @dataclass
 class _Worker:
-    """Per-process state: the config, the eval set and the sketcher, built once per worker."""
+    """Per-process state: the config, the eval set, the sketcher and the spool, built once per worker."""
 
     config: ExportConfig
     evals: EvalSet | None
+    spool_dir: Path
     sketcher: Sketcher | None = field(init=False)
+    spool: Spool = field(init=False)
 
     def __post_init__(self):
         self.sketcher = Sketcher(self.config.num_perm, self.config.seed) if self.config.near_dedupe else None
+        self.spool = Spool(self.spool_dir, _STREAMS)
 
 
 _STATE: list[_Worker] = []
+_STREAMS = ("rows", "chat")
 
 
-def _init_worker(config: ExportConfig, evals: EvalSet | None) -> None:
-    _STATE[:] = [_Worker(config, evals)]
+def _init_worker(config: ExportConfig, evals: EvalSet | None, spool_dir: Path) -> None:
+    _STATE[:] = [_Worker(config, evals, spool_dir)]
 
 
-def _filter_reason(episode: Episode, config: ExportConfig) -> str | None:
+def _filter_reason(episode: RawEpisode, config: ExportConfig) -> str | None:
     h, end = episode.header, episode.end
     if config.split and h.split not in config.split:
         return "split"
@@ -114,11 +121,11 @@ def _filter_reason(episode: Episode, config: ExportConfig) -> str | None:
     return None
 
 
-def _process(path: Path) -> tuple:
-    """All per-episode work, run in a worker: read, filter, decontaminate, sketch, encode outputs."""
+def _process(path: str) -> tuple:
+    """All per-episode work, run in a worker: read, filter, decontaminate, sketch, spool the output lines."""
     state = _STATE[0]
     try:
-        episode = read_episode(path)
+        episode = read_raw_episode(path)
     except TraceError as err:
         return ("corrupt", str(err))
     if not episode.complete:
@@ -134,109 +141,85 @@ def _process(path: Path) -> tuple:
     signature = None
     if state.sketcher is not None:
         grams = words.ngram_hashes(state.config.ngram) if words.count >= state.config.ngram else words.whole_hash()
-        signature = state.sketcher.signature(fold32(grams))
+        signature = band_bytes(state.sketcher.signature(fold32(grams)))
     row = b""
     tokens = trained = 0
     if is_token_exact(episode):
-        built = training_row(episode, state.config.mask_error_turns)
-        row = _ENCODER.encode(built) + b"\n"
-        tokens, trained = len(built.input_ids), sum(built.loss_mask)
+        failed = calls_with_errors(episode) if state.config.mask_error_turns else set()
+        row, tokens, trained = row_json(episode, failed)
     chat = _ENCODER.encode(chat_record(episode)) + b"\n"
-    return ("ok", episode.torn_bytes, key, signature, row, chat, tokens, trained, episode.header.tokenizer_hash)
+    refs = state.spool.append(row, chat)
+    return ("ok", episode.torn_bytes, key, signature, refs, tokens, trained, episode.header.tokenizer_hash)
 
 
-def _results(paths: list[Path], config: ExportConfig, evals: EvalSet | None):
+def _results(paths: list[str], config: ExportConfig, evals: EvalSet | None, spool_dir: Path):
     workers = config.workers or os.cpu_count() or 1
     if workers == 1 or (config.workers == 0 and len(paths) < _POOL_MIN_FILES):
-        _init_worker(config, evals)
-        yield from map(_process, paths)
+        _init_worker(config, evals, spool_dir)
+        try:
+            yield from map(_process, paths)
+        finally:
+            _STATE.pop().spool.close()
         return
-    with multiprocessing.get_context().Pool(workers, _init_worker, (config, evals)) as pool:
+    with multiprocessing.get_context().Pool(workers, _init_worker, (config, evals, spool_dir)) as pool:
         yield from pool.imap(_process, paths, chunksize=64)
 
 
-def _collect_paths(sources: list[str | Path]) -> tuple[list[Path], int]:
+def _collect_paths(sources: list[str | Path]) -> tuple[list[str], int]:
     """Finished trace files under `sources` (deduplicated, sorted) and the number of unfinished ones."""
-    paths: dict[str, Path] = {}
+    paths: dict[str, str] = {}
     partial = 0
     for source in sources:
         for path in list_traces(source, include_partial=True):
             if path.name.endswith(PART_SUFFIX):
                 partial += 1
             else:
-                paths[os.path.abspath(path)] = path
+                paths[os.path.abspath(path)] = str(path)
     return [paths[key] for key in sorted(paths)], partial
 
 
-class _Outputs:
-    """rows.jsonl and chat.jsonl under `out_dir`, written to temp files and renamed on `commit`."""
-
-    NAMES = ("rows.jsonl", "chat.jsonl")
-
-    def __init__(self, out_dir: Path):
-        self.out_dir = out_dir
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise TraceError(f"cannot create output directory {out_dir}: {err.strerror}") from None
-        self.files = [open(out_dir / f".{name}.tmp", "wb", buffering=1 << 20) for name in self.NAMES]
-
-    def write(self, row: bytes, chat: bytes) -> None:
-        if row:
-            self.files[0].write(row)
-        self.files[1].write(chat)
-
-    def commit(self, report: ExportReport) -> None:
-        for handle, name in zip(self.files, self.NAMES):
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-            os.replace(self.out_dir / f".{name}.tmp", self.out_dir / name)
-        tmp = self.out_dir / ".report.json.tmp"
-        tmp.write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
-        os.replace(tmp, self.out_dir / "report.json")
-
-    def abandon(self) -> None:
-        for handle, name in zip(self.files, self.NAMES):
-            handle.close()
-            (self.out_dir / f".{name}.tmp").unlink(missing_ok=True)
-
-
-def _tally(report: ExportReport, result: tuple, exact: set[bytes], near: NearDeduper | None, index: int) -> tuple:
-    """Count one worker result; return (row, chat) bytes to write, or () when the episode is dropped."""
+def _tally(report: ExportReport, result: tuple, exact: set[bytes], near: NearDeduper | None, index: int) -> list:
+    """Count one worker result; return its spool refs when the episode is kept, else []."""
     kind = result[0]
     if kind == "corrupt":
         report.corrupt += 1
         if len(report.errors) < 20:
             report.errors.append(result[1])
-        return ()
+        return []
     report.read += 1
     report.torn += result[1] > 0
     if kind == "incomplete":
         report.incomplete += 1
-        return ()
+        return []
     if kind == "filtered":
         report.filtered[result[2]] = report.filtered.get(result[2], 0) + 1
-        return ()
+        return []
     if kind == "contaminated":
         report.contaminated += 1
-        return ()
-    _, _, key, signature, row, chat, tokens, trained, tokenizer_hash = result
+        return []
+    _, _, key, signature, refs, tokens, trained, tokenizer_hash = result
+    row = refs[0][2] > 0
     if key in exact:
         report.exact_dup += 1
-        return ()
+        return []
     if near is not None and near.duplicate_of(index, signature) is not None:
         report.near_dup += 1
-        return ()
+        return []
     exact.add(key)
     report.written += 1
-    report.rows += bool(row)
+    report.rows += row
     report.chat_only += not row
     report.tokens += tokens
     report.trained_tokens += trained
     if row and tokenizer_hash not in report.tokenizer_hashes:
         report.tokenizer_hashes.append(tokenizer_hash)
-    return row, chat
+    return refs
+
+
+def _write_report(out_dir: Path, report: ExportReport) -> None:
+    tmp = out_dir / ".report.json.tmp"
+    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
+    os.replace(tmp, out_dir / "report.json")
 
 
 def traces_to_data(
@@ -254,19 +237,31 @@ def traces_to_data(
     paths, partial = _collect_paths(sources)
     evals = load_eval_set(list(config.decontaminate), config.decontam_ngram) if config.decontaminate else None
     report = ExportReport(files=len(paths) + partial, incomplete=partial, config=asdict(config))
-    near = NearDeduper(config.threshold, config.num_perm, config.seed) if config.near_dedupe else None
+    near = NearDeduper(config.threshold, config.num_perm) if config.near_dedupe else None
     exact: set[bytes] = set()
-    outputs = _Outputs(Path(out_dir))
+    out_dir = Path(out_dir)
     try:
-        for index, result in enumerate(_results(paths, config, evals)):
+        assembly = Assembly(out_dir, _STREAMS)
+    except OSError as err:
+        raise TraceError(f"cannot write to output directory {out_dir}: {err.strerror}") from None
+    # The dedupe index holds millions of small containers; cyclic GC passes over them would dominate. Nothing
+    # here makes reference cycles, so collection is paused for the run.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for index, result in enumerate(_results(paths, config, evals, assembly.spool_dir)):
             kept = _tally(report, result, exact if config.exact_dedupe else set(), near, index)
             if kept:
-                outputs.write(*kept)
+                assembly.keep(kept)
             if progress is not None and (index % 256 == 255 or index + 1 == len(paths)):
                 progress(index + 1, len(paths))
+        assembly.commit()
     except BaseException:
-        outputs.abandon()
+        assembly.discard()
         raise
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     report.seconds = round(time.perf_counter() - started, 3)
-    outputs.commit(report)
+    _write_report(out_dir, report)
     return report

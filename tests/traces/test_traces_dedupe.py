@@ -10,7 +10,7 @@ from tinygpt.traces.atraj import Reward, Verdict
 from tinygpt.traces.decontaminate import EvalSet, load_eval_set
 from tinygpt.traces.errors import TraceError
 from tinygpt.traces.export import dedupe_text
-from tinygpt.traces.near_dedupe import NearDeduper, Sketcher
+from tinygpt.traces.near_dedupe import NearDeduper, Sketcher, band_bytes
 from tinygpt.traces.reader import read_episode
 from tinygpt.traces.recorder import Recorder
 from tinygpt.traces.shingles import Words, fold32
@@ -48,9 +48,12 @@ def test_near_deduper_keeps_the_first_of_a_cluster():
     other = rng.choices(VOCAB, k=200)
     sigs = [sketcher.signature(fold32(Words(" ".join(w)).ngram_hashes(5))) for w in (base, near, other)]
     deduper = NearDeduper(threshold=0.8, num_perm=128)
-    assert deduper.duplicate_of(0, sigs[0]) is None
-    assert deduper.duplicate_of(1, sigs[1]) == 0
-    assert deduper.duplicate_of(2, sigs[2]) is None
+    assert deduper.duplicate_of(0, band_bytes(sigs[0])) is None
+    assert deduper.duplicate_of(1, band_bytes(sigs[1])) == 0
+    assert deduper.duplicate_of(2, band_bytes(sigs[2])) is None
+    # The index is an ordinary MinHashLSH: datasketch's own query finds what duplicate_of inserted.
+    assert deduper.lsh.query(sketcher.minhash(sigs[1])) == [0]
+    assert sorted(deduper.lsh.query(sketcher.minhash(sigs[2]))) == [2]
 
 
 def _record(directory, name, task, results, rng):
