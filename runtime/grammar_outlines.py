@@ -26,6 +26,8 @@ MARKS = {CALL_OPEN: "\U0010fffd", CALL_CLOSE: "\U0010fffc"}
 MAX_ENUM_RANGE = 1000
 STRING_ESCAPES = r'\\["\\/bfnrt]'  # outlines' escape class inside strings; json.dumps never writes \/
 DUMPS_ESCAPES = r'\\["\\bfnrt]'
+STRING_CLASS_END = r"\x7F-\x9F]"  # end of outlines' string-character class; plane 16 holds our markers
+NO_MARKS_CLASS_END = r"\x7F-\x9F\x{100000}-\x{10FFFF}]"
 IGNORED_BY_OUTLINES = ("multipleOf", "uniqueItems", "exclusiveMinimum", "exclusiveMaximum")
 
 
@@ -143,7 +145,7 @@ def _json_regex(schema: dict) -> str:
     # object separators are "SLOT:SLOT" and "SLOT," (an optional property's group ends in its comma);
     # array separators are ",SLOT"
     for old, new in ((f"{SLOT}:{SLOT}", ": "), (f"{SLOT},", ", "), (f",{SLOT}", ", "), (SLOT, ""),
-                     (STRING_ESCAPES, DUMPS_ESCAPES)):
+                     (STRING_ESCAPES, DUMPS_ESCAPES), (STRING_CLASS_END, NO_MARKS_CLASS_END)):
         pattern = pattern.replace(old, new)
     return pattern
 
