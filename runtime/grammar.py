@@ -79,7 +79,6 @@ class GrammarProcessor:
         self._matcher = _backend(grammar.backend).matcher(grammar.compiled, grammar.vocab)
         self._mask = np.zeros((grammar.n_tokens + 31) // 32, dtype=np.int32)
         self._eos_only = _eos_mask(grammar.n_tokens, grammar.eos_ids)
-        self._shifts = mx.arange(32, dtype=mx.uint32)
         self._last: tuple[np.ndarray, mx.array] | None = None  # free text / strings repeat the same mask
         self._started = False
         self._ended = False  # an EOS id was consumed
@@ -113,13 +112,10 @@ class GrammarProcessor:
     def _apply(self, logits: mx.array, mask: np.ndarray) -> mx.array:
         vocab = logits.shape[-1]
         if self._last is None or self._last[1].shape[0] != vocab or not np.array_equal(self._last[0], mask):
-            words = mx.array(mask.view(np.uint32))  # copies: the numpy buffer is reused next step
-            allowed = ((words[:, None] >> self._shifts) & 1).reshape(-1)
             n = min(vocab, self.grammar.n_tokens)
-            allowed = allowed[:n].astype(mx.bool_)
-            if vocab > n:
-                allowed = mx.concatenate([allowed, mx.zeros((vocab - n,), dtype=mx.bool_)])
-            self._last = (mask.copy(), allowed)
+            bits = np.zeros(vocab, dtype=np.uint8)  # ids past the tokenizer (model vocab padding) stay 0
+            bits[:n] = np.unpackbits(mask.view(np.uint8), count=n, bitorder="little")
+            self._last = (mask.copy(), mx.array(bits.view(np.bool_)))  # copies: buffers are reused
         return mx.where(self._last[1], logits, mx.array(-mx.inf, dtype=logits.dtype))
 
     def accepted(self, output_ids: Sequence[int]) -> bool:

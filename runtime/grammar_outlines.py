@@ -26,6 +26,8 @@ MARKS = {CALL_OPEN: "\U0010fffd", CALL_CLOSE: "\U0010fffc"}
 MAX_ENUM_RANGE = 1000
 STRING_ESCAPES = r'\\["\\/bfnrt]'  # outlines' escape class inside strings; json.dumps never writes \/
 DUMPS_ESCAPES = r'\\["\\bfnrt]'
+STRING_CLASS_END = r"\x7F-\x9F]"  # end of outlines' string-character class; plane 16 holds our markers
+NO_MARKS_CLASS_END = r"\x7F-\x9F\x{100000}-\x{10FFFF}]"
 IGNORED_BY_OUTLINES = ("multipleOf", "uniqueItems", "exclusiveMinimum", "exclusiveMaximum")
 
 
@@ -38,9 +40,9 @@ class Vocab:
 
 
 def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> Vocab:
-    """Map each ordinary token to its bytes, `<tool_call>`/`</tool_call>` to their text and the EOS ids to
-    the sentinel; every other added token is left out, so never allowed. outlines' own EOS slot gets an id
-    past the tokenizer (never sampled: logits beyond the tokenizer are masked)."""
+    """Map each ordinary token to its bytes, the `<tool_call>`/`</tool_call>` tokens to their marker
+    characters and the EOS ids to the sentinel; every other added token is left out, so never allowed.
+    outlines' own EOS slot gets an id past the tokenizer (never sampled: those logits are always masked)."""
     decoder = getattr(hf_tokenizer.backend_tokenizer, "decoder", None)
     if type(decoder).__name__ != "ByteLevel":
         raise GrammarError("the outlines backend supports byte-level BPE tokenizers only; use "
@@ -106,7 +108,7 @@ def body_regex(spec: GrammarSpec, spell: dict[str, str]) -> str:
     calls = call + (f"(?:{_lit(chr(10))}{call})*" if spec.parallel else "")
     if spec.mode == "required":
         return calls
-    lead = no_substring(CALL_OPEN, nonempty=True, banned=marks) + _lit("\n")  # content + "\n", as the template writes it
+    lead = no_substring(CALL_OPEN, nonempty=True, banned=marks) + _lit("\n")  # content + "\n" (template)
     return f"{text}|(?:{lead})?{calls}"
 
 
@@ -143,7 +145,7 @@ def _json_regex(schema: dict) -> str:
     # object separators are "SLOT:SLOT" and "SLOT," (an optional property's group ends in its comma);
     # array separators are ",SLOT"
     for old, new in ((f"{SLOT}:{SLOT}", ": "), (f"{SLOT},", ", "), (f",{SLOT}", ", "), (SLOT, ""),
-                     (STRING_ESCAPES, DUMPS_ESCAPES)):
+                     (STRING_ESCAPES, DUMPS_ESCAPES), (STRING_CLASS_END, NO_MARKS_CLASS_END)):
         pattern = pattern.replace(old, new)
     return pattern
 

@@ -3,9 +3,10 @@ no returned call fails to parse or validate, `none` never calls, `required`/name
 by the token budget is reported as truncated and never returned, and outputs are byte-exact template text.
 
 Default run: a few dozen generations per mode; `-m slow`: 1,000 per mode on the tiny BPE model and 50 per
-mode on the real Qwen vocabulary. In auto mode a small logit bonus on `<tool_call>` makes the random model
-open calls often enough to exercise them (the grammar still decides everything after that).
+mode on the real Qwen vocabulary. In auto mode every other run makes `<tool_call>` the likeliest token
+wherever the grammar allows it, so calls are exercised (the grammar still decides everything after that).
 """
+import math
 import time
 
 import mlx.core as mx
@@ -41,13 +42,15 @@ CONFIGS = [("none", True), ("auto", True), ("auto", False), ("required", True), 
 MAX_TOKENS = {"none": 40, "auto": 64, "required": 96, "named": 64}
 
 
-def nudge(token_id: int, bonus: float):
-    def add(tokens, logits):
-        return logits + mx.where(mx.arange(logits.shape[-1]) == token_id, bonus, 0.0)
-    return add
+def nudge(token_id: int):
+    """Make `token_id` likelier than all other tokens together (~95%) wherever the grammar allows it."""
+    def lift(tokens, logits):
+        top = logits.max() + math.log(logits.shape[-1]) + 3.0
+        return mx.where(mx.arange(logits.shape[-1]) == token_id, top, logits)
+    return lift
 
 
-def problems_of(out, parsed, proc, result, mode, parallel, text) -> list[str]:
+def problems_of(parsed, proc, result, mode, parallel, text) -> list[str]:
     """Every rule the bar states, checked on one generation."""
     bad = []
     stopped = result.finish_reason == "stop"
@@ -79,7 +82,7 @@ def problems_of(out, parsed, proc, result, mode, parallel, text) -> list[str]:
     return bad
 
 
-def run_many(engine, mode, parallel, n, *, seed0=0, backend="llguidance", bonus=6.0):
+def run_many(engine, mode, parallel, n, *, seed0=0, backend="llguidance"):
     """n constrained generations; returns (counts, problems)."""
     tok = engine.tokenizer
     grammar = G.compile_tools(tok, TOOLS, tool_choice=NAMED if mode == "named" else mode,
@@ -90,12 +93,13 @@ def run_many(engine, mode, parallel, n, *, seed0=0, backend="llguidance", bonus=
     problems = []
     for seed in range(seed0, seed0 + n):
         proc = grammar.processor()
-        extra = [nudge(opener, bonus)] if mode == "auto" and isinstance(opener, int) else []
+        lift = mode == "auto" and isinstance(opener, int) and seed % 2 == 0  # half the auto runs
+        extra = [nudge(opener)] if lift else []
         result = engine.generate(prompt, SamplingParams(temperature=1.0, max_tokens=MAX_TOKENS[mode], seed=seed),
                                  logits_processors=extra + [proc])
         parsed = parse_tool_calls(result.output_ids, tok, TOOLS)
         text, _ = decode_output(result.output_ids, tok)
-        for p in problems_of(None, parsed, proc, result, mode, parallel, text):
+        for p in problems_of(parsed, proc, result, mode, parallel, text):
             problems.append(f"seed {seed}: {p}; text={text!r}")
         counts["generations"] += 1
         counts["with_calls"] += bool(parsed.calls)
@@ -115,7 +119,7 @@ def check_counts(mode, counts, n):
 
 @pytest.mark.parametrize("mode, parallel", CONFIGS)
 def test_constrained_generations_tiny_bpe(mode, parallel, bpe_engine):
-    n = 16
+    n = 10
     counts, problems = run_many(bpe_engine, mode, parallel, n)
     assert problems == []
     check_counts(mode, counts, n)
@@ -123,19 +127,20 @@ def test_constrained_generations_tiny_bpe(mode, parallel, bpe_engine):
 
 @pytest.mark.parametrize("mode, parallel", [("auto", True), ("required", True)])
 def test_constrained_generations_real_vocab(mode, parallel, qwen_engine):
-    counts, problems = run_many(qwen_engine, mode, parallel, 3)
+    counts, problems = run_many(qwen_engine, mode, parallel, 4)
     assert problems == []
+    assert counts["with_calls"] > 0
 
 
 @pytest.mark.parametrize("mode, parallel", [("none", True), ("auto", True), ("required", False)])
 def test_constrained_generations_text_trigger_vocab(mode, parallel, texttag_engine):
-    counts, problems = run_many(texttag_engine, mode, parallel, 8)
+    counts, problems = run_many(texttag_engine, mode, parallel, 6)
     assert problems == []
 
 
 @pytest.mark.parametrize("mode, parallel", [("auto", True), ("required", True), ("named", True)])
 def test_constrained_generations_outlines_backend(mode, parallel, bpe_engine):
-    counts, problems = run_many(bpe_engine, mode, parallel, 8, backend="outlines")
+    counts, problems = run_many(bpe_engine, mode, parallel, 6, backend="outlines")
     assert problems == []
 
 
