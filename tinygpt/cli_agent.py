@@ -73,9 +73,12 @@ def main(argv: list[str]) -> int:
     cfg = resolve(a)
     toolset = load_toolset(a.tools)
     engine = load_engine(cfg)
-    agent = Agent(engine, toolset, AgentConfig(
-        tool_choice=a.tool_choice, parallel_tool_calls=not a.no_parallel, max_steps=a.max_steps,
-        system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params))
+    try:
+        agent = Agent(engine, toolset, AgentConfig(
+            tool_choice=a.tool_choice, parallel_tool_calls=not a.no_parallel, max_steps=a.max_steps,
+            system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params))
+    except ValueError as exc:  # bad tool choice, grammar the backend cannot build, max_steps < 1
+        p.error(str(exc))
     recorder = make_recorder(a.trajectory_dir, engine, agent, a) if a.trajectory_dir else None
     print(f"tinygpt agent — model {engine.loaded.path}, tools {a.tools} ({len(toolset.names)}). /help for "
           "commands.", file=sys.stderr)
