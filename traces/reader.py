@@ -80,15 +80,22 @@ def episode_from_records(records: list[Line], torn: int, name: str) -> Episode:
     return Episode(path=name, header=records[0], events=events, end=end, torn_bytes=torn)
 
 
-def read_episode(path: str | Path) -> Episode:
-    """Read one `.atraj` or `.atraj.part` file. A torn last line is dropped and counted in `torn_bytes`."""
-    path = Path(path)
+def read_trace_bytes(path: str | Path) -> bytes:
+    """A trace file's bytes, or a TraceError that says why they cannot be read."""
     try:
-        data = path.read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise TraceError(f"{path} does not exist") from None
     except IsADirectoryError:
         raise TraceError(f"{path} is a directory; pass an .atraj file") from None
+    except OSError as err:
+        raise TraceError(f"cannot read {path}: {err.strerror}") from None
+
+
+def read_episode(path: str | Path) -> Episode:
+    """Read one `.atraj` or `.atraj.part` file. A torn last line is dropped and counted in `torn_bytes`."""
+    path = Path(path)
+    data = read_trace_bytes(path)
     records, torn = parse_records(data, str(path))
     return episode_from_records(records, torn, str(path))
 
