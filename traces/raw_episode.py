@@ -98,8 +98,11 @@ def id_count(raw: msgspec.Raw) -> int:
 
 def read_raw_episode(path: str | Path) -> RawEpisode:
     """Read an episode with ids left as raw JSON; errors are the full reader's (TraceError subclasses)."""
-    name = str(path)
-    data = read_trace_bytes(name)
+    return parse_raw_episode(read_trace_bytes(path), str(path))
+
+
+def parse_raw_episode(data: bytes, name: str) -> RawEpisode:
+    """`read_raw_episode` for bytes already read (see reader.read_trace_files)."""
     payloads, torn = split_lines(data, name)
     try:
         records = [_DECODER.decode(p) for p in payloads]

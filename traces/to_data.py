@@ -21,8 +21,8 @@ from tinygpt.traces.decontaminate import EvalSet, load_eval_set
 from tinygpt.traces.errors import TraceError
 from tinygpt.traces.export import calls_with_errors, chat_record, dedupe_text, is_token_exact
 from tinygpt.traces.near_dedupe import NearDeduper, Sketcher, band_bytes
-from tinygpt.traces.raw_episode import RawEpisode, read_raw_episode, row_json
-from tinygpt.traces.reader import PART_SUFFIX, list_traces
+from tinygpt.traces.raw_episode import RawEpisode, parse_raw_episode, row_json
+from tinygpt.traces.reader import PART_SUFFIX, list_traces, read_trace_files
 from tinygpt.traces.shingles import WordBatch, Words, fold32
 from tinygpt.traces.spool import Assembly, Spool
 
@@ -109,6 +109,11 @@ def _init_worker(config: ExportConfig, evals: EvalSet | None, spool_dir: Path) -
     _STATE[:] = [_Worker(config, evals, spool_dir)]
 
 
+def _init_pool_worker(config: ExportConfig, evals: EvalSet | None, spool_dir: Path) -> None:
+    gc.enable()  # forked while the parent had paused it; a worker's heap stays small
+    _init_worker(config, evals, spool_dir)
+
+
 def _filter_reason(episode: RawEpisode, config: ExportConfig) -> str | None:
     h, end = episode.header, episode.end
     if config.split and h.split not in config.split:
@@ -122,10 +127,12 @@ def _filter_reason(episode: RawEpisode, config: ExportConfig) -> str | None:
     return None
 
 
-def _read(path: str, config: ExportConfig) -> tuple | RawEpisode:
-    """The episode at `path`, or the result tuple that says why it goes no further."""
+def _read(path: str, data: bytes | TraceError, config: ExportConfig) -> tuple | RawEpisode:
+    """The episode in `data` (the file at `path`), or the result tuple that says why it goes no further."""
     try:
-        episode = read_raw_episode(path)
+        if isinstance(data, TraceError):
+            raise data
+        episode = parse_raw_episode(data, path)
     except TraceError as err:
         return ("corrupt", str(err))
     if not episode.complete:
@@ -158,7 +165,7 @@ def _finish(state: _Worker, episode: RawEpisode, text: str, words: Words) -> tup
 def _process(paths: list[str]) -> list[tuple]:
     """All per-episode work for a batch of files, run in a worker; one result tuple per file, in order."""
     state = _STATE[0]
-    results: list = [_read(path, state.config) for path in paths]
+    results: list = [_read(p, data, state.config) for p, data in zip(paths, read_trace_files(paths))]
     kept = [(slot, r, dedupe_text(r)) for slot, r in enumerate(results) if isinstance(r, RawEpisode)]
     words = WordBatch([text for _, _, text in kept])  # one numpy pass for the whole batch
     for index, (slot, episode, text) in enumerate(kept):
@@ -177,7 +184,7 @@ def _results(paths: list[str], config: ExportConfig, evals: EvalSet | None, spoo
         finally:
             _STATE.pop().spool.close()
         return
-    with multiprocessing.get_context().Pool(workers, _init_worker, (config, evals, spool_dir)) as pool:
+    with multiprocessing.get_context().Pool(workers, _init_pool_worker, (config, evals, spool_dir)) as pool:
         for results in pool.imap(_process, batches):
             yield from results
 

@@ -103,3 +103,13 @@ def test_unreadable_files_are_trace_errors(tmp_path):
         pytest.skip("running as root: file permissions are not enforced")
     with pytest.raises(TraceError, match="cannot read"):
         read_raw_episode(locked)
+
+
+def test_read_trace_files_reads_many_and_reports_each_failure(tmp_path, episode_factory):
+    from tinygpt.traces.reader import read_trace_files
+    a, _ = episode_factory(tmp_path, "a")
+    b, _ = episode_factory(tmp_path, "b")
+    got = read_trace_files([str(a), str(tmp_path / "gone.atraj"), str(b), str(tmp_path)])
+    assert got[0] == a.read_bytes() and got[2] == b.read_bytes()
+    assert isinstance(got[1], TraceError) and "does not exist" in str(got[1])
+    assert isinstance(got[3], TraceError) and "is a directory" in str(got[3])
