@@ -173,11 +173,13 @@ def main(argv: list[str] | None = None) -> int:
               f"precision {quality['precision']} recall {quality['recall']}", flush=True)
     median = statistics.median(r["episodes_per_s"] for r in runs)
     cpu_median = statistics.median(r["cpu_us_per_episode"] for r in runs)
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "benchmark": "traces-to-data", "episodes": args.episodes, "target_episodes_per_s": 5000,
         "median_episodes_per_s": median, "passed": median >= 5000,
         "median_cpu_us_per_episode": cpu_median,
         "cpu_bound_episodes_per_s_on_all_cores": round((os.cpu_count() or 1) / (cpu_median / 1e6)),
+        "main_process_peak_rss_mib": round(peak_rss_mib),
         "config": msgspec.to_builtins(config.__dict__), "runs": runs, "machine": _machine(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import msgspec
 from tinygpt.traces.atraj import End, Header, Role, ToolCall
 from tinygpt.traces.errors import CorruptTraceError, TraceError
 from tinygpt.traces.line import split_lines
-from tinygpt.traces.reader import check_order, parse_records
+from tinygpt.traces.reader import check_order, parse_records, read_trace_bytes
 
 _TRUE = b"1,"
 _FALSE = b"0,"
@@ -98,11 +98,11 @@ def id_count(raw: msgspec.Raw) -> int:
 
 def read_raw_episode(path: str | Path) -> RawEpisode:
     """Read an episode with ids left as raw JSON; errors are the full reader's (TraceError subclasses)."""
-    name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise TraceError(f"{name} does not exist") from None
+    return parse_raw_episode(read_trace_bytes(path), str(path))
+
+
+def parse_raw_episode(data: bytes, name: str) -> RawEpisode:
+    """`read_raw_episode` for bytes already read (see reader.read_trace_files)."""
     payloads, torn = split_lines(data, name)
     try:
         records = [_DECODER.decode(p) for p in payloads]

@@ -1,9 +1,9 @@
 """Spooling of output lines: worker processes append candidate lines to their own spool files and hand back
-only (shard, offset, length); the main process, once it knows which episodes it keeps, assembles the final
-files from those ranges in order with in-kernel copies (`os.copy_file_range`, else pread/write).
+only (shard, offset, length); the main process, as it decides what it keeps, copies those ranges in order
+into the outputs with in-kernel copies (`os.copy_file_range`, else pread/write).
 
-This keeps ~10 KB per episode off the worker -> main pipe and out of Python. The final files are written
-to temp names, fsynced and renamed by `Assembly.commit`. This module does not decide what is kept.
+This keeps ~10 KB per episode off the worker -> main pipe and out of Python. Outputs are written to temp
+names, fsynced and renamed by `Assembly.commit`. This module does not decide what is kept.
 """
 import errno
 import os
@@ -69,7 +69,12 @@ def _copy(src: int, dst: int, offset: int, length: int) -> None:
 
 
 class Assembly:
-    """The ordered ranges of kept lines per stream; `commit` writes `out_dir/<stream>.jsonl` atomically."""
+    """Copies kept lines from the spools into `out_dir/.<stream>.jsonl.tmp` as they are decided, in order;
+    `commit` fsyncs and renames them to `<stream>.jsonl`. Writeback is started every 64 MiB so the final
+    fsync does not wait for the whole output."""
+
+    _FLUSH_BYTES = 8 << 20
+    _WRITEBACK_BYTES = 64 << 20
 
     def __init__(self, out_dir: Path, streams: tuple[str, ...]):
         self.out_dir = out_dir
@@ -78,6 +83,14 @@ class Assembly:
         shutil.rmtree(self.spool_dir, ignore_errors=True)
         self.spool_dir.mkdir(parents=True)
         self._ranges: list[list[list]] = [[] for _ in streams]
+        self._pending = 0
+        self._dst = [os.open(self._tmp(s), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) for s in streams]
+        self._written = [0] * len(streams)
+        self._kicked = [0] * len(streams)
+        self._shards: list[dict[str, int]] = [{} for _ in streams]
+
+    def _tmp(self, stream: str) -> Path:
+        return self.out_dir / f".{stream}.jsonl.tmp"
 
     def keep(self, refs: list[Ref]) -> None:
         """Add one kept episode's lines (one ref per stream), merging with the previous range when adjacent."""
@@ -89,28 +102,39 @@ class Assembly:
                 last[2] += length
             else:
                 ranges.append([shard, offset, length])
+            self._pending += length
+        if self._pending >= self._FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Copy the pending ranges to the outputs (the workers wrote them before reporting them)."""
+        for index, stream in enumerate(self.streams):
+            shards = self._shards[index]
+            for shard, offset, length in self._ranges[index]:
+                if shard not in shards:
+                    shards[shard] = os.open(self.spool_dir / f"{stream}.{shard}", os.O_RDONLY)
+                _copy(shards[shard], self._dst[index], offset, length)
+                self._written[index] += length
+            self._ranges[index] = []
+            if hasattr(os, "posix_fadvise") and self._written[index] - self._kicked[index] >= self._WRITEBACK_BYTES:
+                # On Linux, DONTNEED starts asynchronous writeback of the dirty range (and drops nothing dirty).
+                os.posix_fadvise(self._dst[index], self._kicked[index], 0, os.POSIX_FADV_DONTNEED)
+                self._kicked[index] = self._written[index]
+        self._pending = 0
 
     def commit(self) -> None:
-        """Write every stream's kept ranges, in order, to its final file (temp + fsync + rename)."""
-        for stream, ranges in zip(self.streams, self._ranges):
-            tmp = self.out_dir / f".{stream}.jsonl.tmp"
-            shards: dict[str, int] = {}
-            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                for shard, offset, length in ranges:
-                    if shard not in shards:
-                        shards[shard] = os.open(self.spool_dir / f"{stream}.{shard}", os.O_RDONLY)
-                    _copy(shards[shard], dst, offset, length)
-                os.fsync(dst)
-            finally:
-                os.close(dst)
-                for fd in shards.values():
-                    os.close(fd)
-            os.replace(tmp, self.out_dir / f"{stream}.jsonl")
+        """Copy what is pending, fsync, and rename every stream to its final name."""
+        self.flush()
+        for index, stream in enumerate(self.streams):
+            os.fsync(self._dst[index])
+            os.replace(self._tmp(stream), self.out_dir / f"{stream}.jsonl")
         self.discard()
 
     def discard(self) -> None:
-        """Remove the spool and any temp outputs (after commit, or when the run fails)."""
+        """Close everything, remove the spool and any temp outputs (after commit, or when the run fails)."""
+        for fd in self._dst + [fd for shards in self._shards for fd in shards.values()]:
+            os.close(fd)
+        self._dst, self._shards = [], [{} for _ in self.streams]
         shutil.rmtree(self.spool_dir, ignore_errors=True)
         for stream in self.streams:
-            (self.out_dir / f".{stream}.jsonl.tmp").unlink(missing_ok=True)
+            self._tmp(stream).unlink(missing_ok=True)

@@ -1,16 +1,17 @@
 """Per-episode summaries and aggregate statistics of a set of traces (what `tinygpt traces ls/stats` show).
 
-`summarize(episode)` gives one `EpisodeSummary`; `collect_stats(paths)` reads files and adds them up into a
-`TraceStats`, counting torn and unreadable files instead of failing on them. No rendering here (see the CLI).
+`summarize(episode)` gives one `EpisodeSummary` (of a reader.Episode or a raw_episode.RawEpisode);
+`collect_stats(paths)` reads files (the fast raw way) and adds them up into a `TraceStats`, counting torn and
+unreadable files instead of failing on them. No rendering here (see the CLI).
 """
 from pathlib import Path
 from typing import Callable
 
 import msgspec
 
-from tinygpt.traces.atraj import ModelCall
 from tinygpt.traces.errors import TraceError
-from tinygpt.traces.reader import Episode, read_episode
+from tinygpt.traces.export import kind
+from tinygpt.traces.raw_episode import id_count, read_raw_episode
 
 
 class EpisodeSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,17 +34,23 @@ class EpisodeSummary(msgspec.Struct, frozen=True, kw_only=True):
     torn_bytes: int
 
 
-def summarize(episode: Episode) -> EpisodeSummary:
+def _count(ids) -> int:
+    if ids is None or isinstance(ids, list):
+        return len(ids or ())
+    return id_count(ids)
+
+
+def summarize(episode) -> EpisodeSummary:
     """Counts and outcome of one episode."""
-    calls = [e for e in episode.events if isinstance(e, ModelCall)]
+    calls = [e for e in episode.events if kind(e) == "model_call"]
     end = episode.end
     return EpisodeSummary(
         path=episode.path, episode_id=episode.header.episode_id, task_id=episode.header.task_id,
         split=episode.header.split, model=episode.header.model, complete=end is not None,
         status=end.status if end is not None else "unfinished", calls=len(calls),
         tool_calls=sum(len(c.tool_calls) for c in calls),
-        prompt_tokens=sum(len(c.prompt_token_ids or ()) for c in calls),
-        output_tokens=sum(len(c.output_token_ids or ()) for c in calls),
+        prompt_tokens=sum(_count(c.prompt_token_ids) for c in calls),
+        output_tokens=sum(_count(c.output_token_ids) for c in calls),
         token_exact=all(c.token_exact for c in calls),
         reward=end.reward.value if end is not None else None,
         passed=end.verdict.passed if end is not None and end.verdict is not None else None,
@@ -98,7 +105,7 @@ def collect_stats(
     rewards = []
     for index, path in enumerate(paths, 1):
         try:
-            summary = summarize(read_episode(path))
+            summary = summarize(read_raw_episode(path))
         except TraceError as err:
             stats.unreadable += 1
             if len(stats.errors) < 20:

@@ -21,13 +21,14 @@ from tinygpt.traces.decontaminate import EvalSet, load_eval_set
 from tinygpt.traces.errors import TraceError
 from tinygpt.traces.export import calls_with_errors, chat_record, dedupe_text, is_token_exact
 from tinygpt.traces.near_dedupe import NearDeduper, Sketcher, band_bytes
-from tinygpt.traces.raw_episode import RawEpisode, read_raw_episode, row_json
-from tinygpt.traces.reader import PART_SUFFIX, list_traces
-from tinygpt.traces.shingles import Words, fold32
+from tinygpt.traces.raw_episode import RawEpisode, parse_raw_episode, row_json
+from tinygpt.traces.reader import PART_SUFFIX, list_traces, read_trace_files
+from tinygpt.traces.shingles import WordBatch, Words, fold32
 from tinygpt.traces.spool import Assembly, Spool
 
 _ENCODER = msgspec.json.Encoder()
 _POOL_MIN_FILES = 2000  # below this, starting worker processes costs more than it saves
+_BATCH = 64  # files per worker task: amortizes numpy's per-call cost and the pipe round trips
 
 
 @dataclass
@@ -108,6 +109,11 @@ def _init_worker(config: ExportConfig, evals: EvalSet | None, spool_dir: Path) -
     _STATE[:] = [_Worker(config, evals, spool_dir)]
 
 
+def _init_pool_worker(config: ExportConfig, evals: EvalSet | None, spool_dir: Path) -> None:
+    gc.enable()  # forked while the parent had paused it; a worker's heap stays small
+    _init_worker(config, evals, spool_dir)
+
+
 def _filter_reason(episode: RawEpisode, config: ExportConfig) -> str | None:
     h, end = episode.header, episode.end
     if config.split and h.split not in config.split:
@@ -121,20 +127,24 @@ def _filter_reason(episode: RawEpisode, config: ExportConfig) -> str | None:
     return None
 
 
-def _process(path: str) -> tuple:
-    """All per-episode work, run in a worker: read, filter, decontaminate, sketch, spool the output lines."""
-    state = _STATE[0]
+def _read(path: str, data: bytes | TraceError, config: ExportConfig) -> tuple | RawEpisode:
+    """The episode in `data` (the file at `path`), or the result tuple that says why it goes no further."""
     try:
-        episode = read_raw_episode(path)
+        if isinstance(data, TraceError):
+            raise data
+        episode = parse_raw_episode(data, path)
     except TraceError as err:
         return ("corrupt", str(err))
     if not episode.complete:
         return ("incomplete", episode.torn_bytes)
-    reason = _filter_reason(episode, state.config)
+    reason = _filter_reason(episode, config)
     if reason is not None:
         return ("filtered", episode.torn_bytes, reason)
-    text = dedupe_text(episode)
-    words = Words(text)
+    return episode
+
+
+def _finish(state: _Worker, episode: RawEpisode, text: str, words: Words) -> tuple:
+    """Decontaminate, key, sketch and spool one episode that passed the filters."""
     if state.evals is not None and state.evals.contains(episode.header.task_id, words):
         return ("contaminated", episode.torn_bytes)
     key = hashlib.blake2b(text.encode(), digest_size=16).digest()
@@ -152,17 +162,31 @@ def _process(path: str) -> tuple:
     return ("ok", episode.torn_bytes, key, signature, refs, tokens, trained, episode.header.tokenizer_hash)
 
 
+def _process(paths: list[str]) -> list[tuple]:
+    """All per-episode work for a batch of files, run in a worker; one result tuple per file, in order."""
+    state = _STATE[0]
+    results: list = [_read(p, data, state.config) for p, data in zip(paths, read_trace_files(paths))]
+    kept = [(slot, r, dedupe_text(r)) for slot, r in enumerate(results) if isinstance(r, RawEpisode)]
+    words = WordBatch([text for _, _, text in kept])  # one numpy pass for the whole batch
+    for index, (slot, episode, text) in enumerate(kept):
+        results[slot] = _finish(state, episode, text, words.words(index))
+    return results
+
+
 def _results(paths: list[str], config: ExportConfig, evals: EvalSet | None, spool_dir: Path):
+    batches = [paths[i: i + _BATCH] for i in range(0, len(paths), _BATCH)]
     workers = config.workers or os.cpu_count() or 1
     if workers == 1 or (config.workers == 0 and len(paths) < _POOL_MIN_FILES):
         _init_worker(config, evals, spool_dir)
         try:
-            yield from map(_process, paths)
+            for batch in batches:
+                yield from _process(batch)
         finally:
             _STATE.pop().spool.close()
         return
-    with multiprocessing.get_context().Pool(workers, _init_worker, (config, evals, spool_dir)) as pool:
-        yield from pool.imap(_process, paths, chunksize=64)
+    with multiprocessing.get_context().Pool(workers, _init_pool_worker, (config, evals, spool_dir)) as pool:
+        for results in pool.imap(_process, batches):
+            yield from results
 
 
 def _collect_paths(sources: list[str | Path]) -> tuple[list[str], int]:

@@ -1,4 +1,5 @@
 """The bulk-export view: same records and checks as the reader, rows byte-identical to the Struct path."""
+import os
 import zlib
 
 import msgspec
@@ -82,3 +83,33 @@ def test_raw_reader_reports_the_same_errors(tmp_path, episode_factory):
         read_raw_episode(path)
     with pytest.raises(TraceError, match="does not exist"):
         read_raw_episode(tmp_path / "nope.atraj")
+
+
+def test_summaries_agree_between_readers(tmp_path, episode_factory):
+    from tinygpt.traces.summary import summarize
+    path, calls = episode_factory(tmp_path, steps=2)
+    summary = summarize(read_raw_episode(path))
+    assert summary == summarize(read_episode(path))
+    assert summary.prompt_tokens == sum(len(p) for p, _ in calls) and summary.output_tokens == sum(len(o) for _, o in calls)
+
+
+def test_unreadable_files_are_trace_errors(tmp_path):
+    with pytest.raises(TraceError, match="is a directory"):
+        read_raw_episode(tmp_path)
+    locked = tmp_path / "locked.atraj"
+    locked.write_bytes(b"x")
+    locked.chmod(0)
+    if os.access(locked, os.R_OK):  # root reads anything
+        pytest.skip("running as root: file permissions are not enforced")
+    with pytest.raises(TraceError, match="cannot read"):
+        read_raw_episode(locked)
+
+
+def test_read_trace_files_reads_many_and_reports_each_failure(tmp_path, episode_factory):
+    from tinygpt.traces.reader import read_trace_files
+    a, _ = episode_factory(tmp_path, "a")
+    b, _ = episode_factory(tmp_path, "b")
+    got = read_trace_files([str(a), str(tmp_path / "gone.atraj"), str(b), str(tmp_path)])
+    assert got[0] == a.read_bytes() and got[2] == b.read_bytes()
+    assert isinstance(got[1], TraceError) and "does not exist" in str(got[1])
+    assert isinstance(got[3], TraceError) and "is a directory" in str(got[3])
