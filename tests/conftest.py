@@ -1,2 +1,20 @@
 """Shared fixtures. Importing tinygpt first makes MLX bind to OpenBLAS (see tinygpt/blas.py)."""
 import tinygpt  # noqa: F401  (must precede any mlx import)
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A random-init tiny Qwen3 model with the small BPE vocabulary (seed 0)."""
+    from tinygpt.runtime.presets import InitSpec, init_model
+
+    return init_model(tmp_path_factory.mktemp("models") / "tiny", InitSpec(preset="tiny", seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model_dir):
+    from tinygpt.runtime.engine import Engine
+    from tinygpt.runtime.models import load
+
+    return Engine(load(str(tiny_model_dir)))

@@ -1,0 +1,120 @@
+"""The multi-turn agent loop: one generator of events per user turn.
+
+Each step: the policy (the engine, or a script) generates under the tool grammar from the transcript's exact
+ids on the session's persistent KV; calls are parsed from the sampled ids; each is run through the Toolset
+(a tool's failure is a result the model sees); results are appended as messages (tokenized once) and the next
+step begins, up to `max_steps`. Everything that happens is yielded as an event (agent_events.py) so the REPL,
+the server and the trajectory recorder all consume the same stream. It does not print or record by itself.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from tinygpt.runtime import agent_events as ev
+from tinygpt.runtime.engine import Engine
+from tinygpt.runtime.policy import EnginePolicy, Policy
+from tinygpt.runtime.sampling import SamplingParams
+from tinygpt.runtime.transcript import Transcript
+
+
+@dataclass
+class AgentConfig:
+    """How the agent acts. tool_choice: "auto" | "none" | "required" | a tool name."""
+
+    tool_choice: str = "auto"
+    parallel_tool_calls: bool = True
+    max_steps: int = 20
+    system: str | None = None
+    grammar_backend: str = "llguidance"
+    sampling: SamplingParams = SamplingParams(max_tokens=256)
+
+
+class Agent:
+    """An agent bound to one engine, one toolset and one conversation (transcript + KV session)."""
+
+    def __init__(self, engine: Engine, toolset: Any, config: AgentConfig = AgentConfig(),
+                 policy: Policy | None = None):
+        from tinygpt.runtime.grammar import compile_tools
+
+        if config.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {config.max_steps}")
+        self.engine, self.toolset, self.config = engine, toolset, config
+        self.policy = policy or EnginePolicy(engine)
+        self.tools = toolset.schemas()
+        choice: Any = config.tool_choice
+        if choice not in ("auto", "none", "required"):
+            if choice not in toolset.names:
+                raise ValueError(f"tool_choice {choice!r} is not one of the tools: {', '.join(toolset.names)}")
+            choice = {"type": "function", "function": {"name": choice}}
+        self.grammar = compile_tools(engine.tokenizer, self.tools, tool_choice=choice,
+                                     parallel_tool_calls=config.parallel_tool_calls,
+                                     backend=config.grammar_backend)
+        self._calls = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the conversation (transcript and KV)."""
+        self.transcript = Transcript(engine=self.engine, tools=self.tools)
+        self.session = self.engine.new_session()
+
+    def run(self, user: str) -> Iterator[ev.AgentEvent]:
+        """Handle one user message: yield every event until the turn ends."""
+        msgs = [{"role": "user", "content": user}]
+        if self.config.system and not self.transcript.messages:
+            msgs.insert(0, {"role": "system", "content": self.config.system})
+        pending = self.transcript.add_messages(*msgs)
+        yield ev.Message("user", user, list(pending))
+        for step in range(1, self.config.max_steps + 1):
+            call_event = yield from self._model_step(step, pending)
+            if call_event.finish_reason == "truncated":
+                yield ev.Error(step, "the tool call was cut off by the token budget (max_tokens) and was not run")
+                yield ev.TurnEnd("truncated_call", step)
+                return
+            if not call_event.tool_calls:
+                yield ev.TurnEnd("answer" if call_event.finish_reason == "stop" else "length", step)
+                return
+            pending = yield from self._run_tools(step, call_event.tool_calls)
+        yield ev.Error(self.config.max_steps, f"stopped after {self.config.max_steps} steps without an answer")
+        yield ev.TurnEnd("max_steps", self.config.max_steps)
+
+    def _model_step(self, step: int, pending: list[int]):
+        from tinygpt.runtime.tool_calls import parse_tool_calls
+
+        t0 = time.perf_counter()
+        gen = self.policy.stream(self.transcript.ids, self.config.sampling, self.session,
+                                 self.grammar.processor())
+        for tok in gen:
+            yield ev.Token(tok.token_id, tok.text, tok.logprob)
+        r = gen.result
+        parsed = parse_tool_calls(r.output_ids, self.engine.tokenizer, self.tools)
+        calls = []
+        for c in parsed.calls:
+            self._calls += 1
+            calls.append({"id": f"call_{self._calls}", "name": c.name, "arguments": c.arguments})
+        finish = "truncated" if parsed.truncated else ("tool_calls" if calls else r.finish_reason)
+        message = {"role": "assistant", "content": parsed.content}
+        if calls:
+            message["tool_calls"] = [{"id": c["id"], "type": "function",
+                                      "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
+        self.transcript.add_output(r.output_ids, message, stopped_on_eos=r.finish_reason == "stop")
+        call = ev.ModelCall(step=step, prompt_ids=list(pending), output_ids=list(r.output_ids),
+                            logprobs=list(r.logprobs), text=r.text, content=parsed.content, tool_calls=calls,
+                            finish_reason=finish, cached_tokens=r.cached_tokens,
+                            latency_s=time.perf_counter() - t0)
+        yield call
+        return call
+
+    def _run_tools(self, step: int, calls: list[dict]):
+        results = []
+        for c in calls:
+            yield ev.ToolCall(step, c["id"], c["name"], c["arguments"])
+            results.append(self.toolset.call(c["name"], c["arguments"]))
+        ids = self.transcript.add_messages(*[
+            {"role": "tool", "tool_call_id": c["id"], "name": c["name"], "content": res.content}
+            for c, res in zip(calls, results)])
+        for i, (c, res) in enumerate(zip(calls, results)):
+            yield ev.ToolResult(step, c["id"], c["name"], res.content, res.is_error, res.elapsed_s,
+                                ids=list(ids) if i == len(calls) - 1 else [])
+        return ids

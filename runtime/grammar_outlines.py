@@ -1,0 +1,224 @@
+"""outlines-core grammar backend (the second choice): each mode becomes one regex, compiled into an
+outlines-core `Index` over token bytes and stepped by a `Guide`. Free text is "any text without `<tool_call>`"
+written out as a regex, so `auto` is exact. JSON is outlines' schema regex with json.dumps separators.
+EOS ids and the `<tool_call>`/`</tool_call>` tokens stand for private characters no other token can spell;
+the EOS sentinel also works around outlines-core 0.2.14 dropping tokens that end one byte past a possible
+match end (fixed upstream later). Limits: seconds to compile on a 150k vocabulary; bounds outlines ignores
+raise GrammarError; byte-level BPE only. Not here: caching, logits.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from outlines_core import Guide, Index, Vocabulary
+from outlines_core.json_schema import build_regex_from_schema
+
+from tinygpt.runtime.grammar import GrammarError, GrammarSpec
+from tinygpt.runtime.tool_calls import CALL_CLOSE, CALL_OPEN, ToolSpec
+
+SLOT = "\u27e8WS\u27e9"  # placeholder whitespace pattern, replaced after outlines builds the regex
+# Private characters no token can spell (tokens holding their lead byte 0xF4 are left out): EOS ids are the
+# only spelling of SENTINEL, and the <tool_call>/</tool_call> tokens, where they exist, of their MARKS.
+SENTINEL = "\U0010ffff"
+MARKS = {CALL_OPEN: "\U0010fffd", CALL_CLOSE: "\U0010fffc"}
+MAX_ENUM_RANGE = 1000
+STRING_ESCAPES = r'\\["\\/bfnrt]'  # outlines' escape class inside strings; json.dumps never writes \/
+DUMPS_ESCAPES = r'\\["\\bfnrt]'
+STRING_CLASS_END = r"\x7F-\x9F]"  # end of outlines' string-character class; plane 16 holds our markers
+NO_MARKS_CLASS_END = r"\x7F-\x9F\x{100000}-\x{10FFFF}]"
+IGNORED_BY_OUTLINES = ("multipleOf", "uniqueItems", "exclusiveMinimum", "exclusiveMaximum")
+
+
+class Vocab:
+    """Token bytes for outlines plus what the matcher needs: EOS ids, the mask size, and how the regex
+    spells each call marker (its private character when it is one token, else its text)."""
+
+    def __init__(self, vocabulary: Vocabulary, eos_ids: list[int], n_tokens: int, spell: dict[str, str]):
+        self.vocabulary, self.eos_ids, self.n_tokens, self.spell = vocabulary, eos_ids, n_tokens, spell
+
+
+def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> Vocab:
+    """Map each ordinary token to its bytes, `<tool_call>`/`</tool_call>` to their text and the EOS ids to
+    the sentinel; every other added token is left out, so never allowed. outlines' own EOS slot gets an id
+    past the tokenizer (never sampled: logits beyond the tokenizer are masked)."""
+    decoder = getattr(hf_tokenizer.backend_tokenizer, "decoder", None)
+    if type(decoder).__name__ != "ByteLevel":
+        raise GrammarError("the outlines backend supports byte-level BPE tokenizers only; use "
+                           "backend='llguidance' for this tokenizer")
+    to_byte = {c: b for b, c in _bytes_to_unicode().items()}
+    added = {t.content: i for i, t in hf_tokenizer.added_tokens_decoder.items()}
+    table: dict[bytes, list[int]] = {}
+    lead = SENTINEL.encode()[0]
+    for token, tid in hf_tokenizer.get_vocab().items():
+        if any(c not in to_byte for c in token) and token not in added:
+            raise GrammarError(f"token {token!r} is not in byte-level BPE form; use backend='llguidance'")
+        raw = bytes(to_byte[c] for c in token) if token not in added else b""
+        if raw and lead not in raw:  # no token may spell the sentinel (nor U+100000..U+10FFFF) piecewise
+            table.setdefault(raw, []).append(tid)
+    spell = {}
+    for marker, char in MARKS.items():
+        spell[marker] = char if marker in added else marker
+        if marker in added:
+            table[char.encode()] = [added[marker]]
+    table[SENTINEL.encode()] = list(eos_ids)
+    n_tokens = len(hf_tokenizer)
+    return Vocab(Vocabulary(n_tokens, table), list(eos_ids), n_tokens, spell)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte <-> printable-character table used by byte-level BPE vocabularies."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars = list(keep)
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(keep, map(chr, chars)))
+
+
+def compile(spec: GrammarSpec, vocab: Vocab) -> Index:
+    """The outlines-core Index for `spec`; raises GrammarError if outlines refuses or cannot enforce it."""
+    pattern = regex(spec, vocab.spell)
+    try:
+        return Index(pattern, vocab.vocabulary)
+    except (ValueError, RuntimeError) as exc:
+        raise GrammarError(f"outlines-core could not build an index for the grammar: {exc}") from exc
+
+
+def regex(spec: GrammarSpec, spell: dict[str, str]) -> str:
+    """The whole output, then the EOS sentinel, as one regex (Rust regex syntax)."""
+    return f"(?:{body_regex(spec, spell)}){_lit(SENTINEL)}"
+
+
+def body_regex(spec: GrammarSpec, spell: dict[str, str]) -> str:
+    """The whole output as one regex; `spell` maps each call marker to what stands for it."""
+    if spec.mode == "json":
+        return _json_regex(spec.schema)
+    marks = "".join(c for c in spell.values() if len(c) == 1)  # free text never holds a marker token
+    text = no_substring(CALL_OPEN, banned=marks)
+    if spec.mode == "none":
+        return text
+    bodies = "|".join(_lit('{"name": ' + json.dumps(t.name) + ', "arguments": ') + _json_regex(t.parameters)
+                      + _lit("}") for t in spec.tools)
+    call = _lit(spell[CALL_OPEN] + "\n") + f"(?:{bodies})" + _lit("\n" + spell[CALL_CLOSE])
+    calls = call + (f"(?:{_lit(chr(10))}{call})*" if spec.parallel else "")
+    if spec.mode == "required":
+        return calls
+    lead = no_substring(CALL_OPEN, nonempty=True, banned=marks) + _lit("\n")  # content + "\n", as the template writes it
+    return f"{text}|(?:{lead})?{calls}"
+
+
+def _lit(text: str) -> str:
+    return "".join(c if c.isalnum() and c.isascii() else f"\\x{{{ord(c):X}}}" for c in text)
+
+
+def no_substring(word: str, nonempty: bool = False, banned: str = "") -> str:
+    """Regex for any text (non-empty if asked) without `word` or any character of `banned`; `word[0]` must
+    occur only once in `word`."""
+    first, rest = word[0], word[1:]
+    if first in rest:
+        raise ValueError(f"no_substring needs a word whose first character is unique, got {word!r}")
+    f = _lit(first)
+    no = f + "".join(_lit(c) for c in banned)
+    seg = ""  # after `first`: a run without `first` that does not start with `rest`
+    for c in reversed(rest):
+        seg = f"(?:[^{no}{_lit(c)}][^{no}]*" + (f"|{_lit(c)}{seg}" if seg else "") + ")?"
+    if nonempty:
+        return f"(?:[^{no}]+(?:{f}{seg})*|[^{no}]*(?:{f}{seg})+)"
+    return f"[^{no}]*(?:{f}{seg})*"
+
+
+def _json_regex(schema: dict) -> str:
+    """outlines' regex for `schema` in json.dumps layout: ", " and ": " separators, no other whitespace."""
+    plain = _outlines_schema(schema, "schema")
+    text = json.dumps(plain)
+    if SLOT in text:
+        raise GrammarError(f"the schema contains the reserved text {SLOT!r}")
+    try:
+        pattern = build_regex_from_schema(text, SLOT)
+    except (ValueError, TypeError) as exc:
+        raise GrammarError(f"outlines-core cannot turn this schema into a regex: {exc}") from exc
+    # object separators are "SLOT:SLOT" and "SLOT," (an optional property's group ends in its comma);
+    # array separators are ",SLOT"
+    for old, new in ((f"{SLOT}:{SLOT}", ": "), (f"{SLOT},", ", "), (f",{SLOT}", ", "), (SLOT, ""),
+                     (STRING_ESCAPES, DUMPS_ESCAPES), (STRING_CLASS_END, NO_MARKS_CLASS_END)):
+        pattern = pattern.replace(old, new)
+    return pattern
+
+
+def _outlines_schema(schema: Any, where: str) -> Any:
+    """Rewrite integer ranges as enums (outlines ignores minimum/maximum); refuse other ignored bounds."""
+    if not isinstance(schema, dict):
+        return schema
+    used = [k for k in IGNORED_BY_OUTLINES if k in schema]
+    types = schema.get("type")
+    bounded = "minimum" in schema or "maximum" in schema
+    if bounded and types != "integer":
+        used.append("minimum/maximum on non-integers")
+    if used:
+        raise GrammarError(f"{where}: the outlines backend cannot enforce {', '.join(used)}; use "
+                           "backend='llguidance'")
+    out = dict(schema)
+    if bounded:
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        if lo is None or hi is None or hi - lo > MAX_ENUM_RANGE:
+            raise GrammarError(f"{where}: the outlines backend enforces integer bounds only as an enum of at "
+                               f"most {MAX_ENUM_RANGE} values; use backend='llguidance'")
+        out = {k: v for k, v in schema.items() if k not in ("type", "minimum", "maximum")}
+        out["enum"] = list(range(int(lo), int(hi) + 1))
+    for key in ("properties",):
+        if key in out:
+            out[key] = {k: _outlines_schema(v, f"{where}.{k}") for k, v in out[key].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = _outlines_schema(out[key], f"{where}.{key}")
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in out:
+            out[key] = [_outlines_schema(s, f"{where}.{key}") for s in out[key]]
+    return out
+
+
+class Matcher:
+    """One generation's Guide. EOS ids are allowed where the sentinel may follow; the processor never
+    advances on them (it ends the generation), so the Guide never steps past the sentinel."""
+
+    def __init__(self, index: Index, vocab: Vocab):
+        self._index = index
+        self._guide = Guide(index)
+        self._eos = vocab.eos_ids[0]
+        self._eos_ids = vocab.eos_ids
+        self._buf = np.zeros((vocab.n_tokens + 1 + 31) // 32, dtype=np.int32)  # room for outlines' EOS slot
+        self._error: str | None = None
+
+    def fill(self, mask: np.ndarray) -> None:
+        self._guide.write_mask_into(self._buf.ctypes.data, self._buf.size, self._buf.itemsize)
+        mask[:] = self._buf[: mask.size]
+        if not self.accepting():  # the sentinel is also an ordinary character inside strings and text
+            words = mask.view(np.uint32)
+            for tid in self._eos_ids:
+                words[tid // 32] &= ~np.uint32(1 << (tid % 32))
+
+    def advance(self, token: int) -> bool:
+        if self._error:
+            return False
+        try:
+            self._guide.advance(token, return_tokens=False)
+        except ValueError as exc:
+            self._error = f"token {token} is not allowed by the grammar here ({exc})"
+            return False
+        return True
+
+    def accepting(self) -> bool:
+        after = self._index.get_next_state(self._guide.get_state(), self._eos)
+        return after is not None and self._index.is_final_state(after)
+
+    def error(self) -> str | None:
+        return self._error
+
+
+def matcher(compiled: Index, vocab: Vocab) -> Matcher:
+    return Matcher(compiled, vocab)

@@ -1,0 +1,63 @@
+"""Record the agent's event stream as `.atraj` episodes (one per user turn), passing every event through.
+
+This is the only glue between the agent loop (agent_events.py) and the trajectory format (tinygpt.traces):
+it builds the header from the engine and agent, maps Message / ModelCall / ToolResult events to records, and
+ends the episode on TurnEnd with the reward and verdict a `judge` gives (none: reward 0 from "unjudged").
+If the consumer stops early or an exception escapes, the episode stays a `.part` file (readable, resumable).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from typing import Callable, Iterator
+
+from tinygpt.runtime import agent_events as ev
+from tinygpt.traces.atraj import Header, Reward, Sampling, ToolSpec, Verdict
+from tinygpt.traces.recorder import Recorder
+
+Judge = Callable[[list], tuple[Reward, Verdict | None]]
+
+
+def make_header(engine, agent, *, task_id: str, split: str, episode_id: str | None = None,
+                labels: dict[str, str] | None = None) -> Header:
+    """The `.atraj` header for an episode run by `agent` on `engine`."""
+    tools = [ToolSpec(name=t["function"]["name"], description=t["function"].get("description", ""),
+                      parameters=t["function"].get("parameters", {})) for t in agent.tools]
+    tools_hash = hashlib.sha256(json.dumps(agent.tools, sort_keys=True).encode()).hexdigest()[:16]
+    s = agent.config.sampling
+    return Header(
+        episode_id=episode_id or uuid.uuid4().hex, task_id=task_id, split=split, created_at=time.time(),
+        model=str(engine.loaded.path), model_fingerprint=engine.loaded.fingerprint,
+        tokenizer_hash=engine.loaded.tokenizer_hash, chat_template_hash=engine.loaded.chat_template_hash,
+        tools=tools, tools_hash=tools_hash, labels=labels or {},
+        sampling=Sampling(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, min_p=s.min_p,
+                          max_tokens=s.max_tokens, seed=s.seed),
+    )
+
+
+def record_episode(events: Iterator[ev.AgentEvent], directory, *, engine, agent, task_id: str, split: str,
+                   judge: Judge | None = None, fsync: str = "event", episode_id: str | None = None,
+                   labels: dict[str, str] | None = None) -> Iterator[ev.AgentEvent]:
+    """Yield `events` unchanged while writing them to `directory/<episode_id>.atraj`."""
+    header = make_header(engine, agent, task_id=task_id, split=split, episode_id=episode_id, labels=labels)
+    seen: list = []
+    with Recorder(directory, header, fsync=fsync) as rec:
+        for event in events:
+            if isinstance(event, ev.Message):
+                rec.message(event.role, event.content, event.ids)
+            elif isinstance(event, ev.ModelCall):
+                rec.model_call(prompt_token_ids=event.prompt_ids, output_token_ids=event.output_ids,
+                               logprobs=event.logprobs, text=event.text, content=event.content,
+                               tool_calls=event.tool_calls, finish_reason=event.finish_reason,
+                               latency_s=event.latency_s, token_exact=event.token_exact)
+            elif isinstance(event, ev.ToolResult):
+                rec.tool_result(call_id=event.call_id, name=event.name, content=event.content,
+                                token_ids=event.ids or None, is_error=event.is_error, latency_s=event.elapsed_s)
+            if not isinstance(event, ev.Token):
+                seen.append(event)
+            if isinstance(event, ev.TurnEnd):
+                reward, verdict = judge(seen) if judge else (Reward(value=0.0, source="unjudged"), None)
+                rec.end(reward, verdict, status=event.reason)
+            yield event

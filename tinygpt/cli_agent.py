@@ -1,0 +1,133 @@
+"""`tinygpt agent`: an interactive agent REPL whose tool calls are grammar-constrained and run in a sandbox."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tinygpt.cli_generate import add_sampling_flags, sampling_from
+from tinygpt.model_arg import add_model_flag, load_engine, resolve
+
+EPILOG = """examples:
+  tinygpt agent                                   default model, the embedded virtual file system
+  tinygpt agent --tools fs:./workspace:ro         a real directory, read-only, jailed to ./workspace
+  tinygpt agent --tool-choice required --trajectory-dir runs/   record every episode as .atraj
+
+REPL commands:
+  /tools        list the tools and their parameters
+  /save PATH    save the conversation + KV cache (PATH.chat.json + PATH.kv.safetensors)
+  /load PATH    load one (refused if made by another model)
+  /reset        start a new conversation (the tool world keeps its state)
+  /quit         leave (also Ctrl-D)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinygpt agent", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_flag(p)
+    add_sampling_flags(p)
+    p.set_defaults(max_tokens=256)
+    p.add_argument("--tools", default="fs:virtual",
+                   help="fs:virtual (embedded world), fs:DIR or fs:DIR:ro (a real directory, jailed)")
+    p.add_argument("--tool-choice", default="auto", help="auto | none | required | a tool name (default auto)")
+    p.add_argument("--no-parallel", action="store_true", help="at most one tool call per step")
+    p.add_argument("--max-steps", type=int, default=20, help="model steps per user turn (default 20)")
+    p.add_argument("--system", default=None, help="system message")
+    p.add_argument("--grammar-backend", default=None, choices=["llguidance", "outlines"],
+                   help="constrained-decoding backend (default: config, else llguidance)")
+    p.add_argument("--trajectory-dir", default=None, help="record each user turn as an .atraj episode here")
+    return p
+
+
+def show(event, out=sys.stdout) -> None:
+    """Print one agent event for a person."""
+    from tinygpt.runtime import agent_events as ev
+
+    if isinstance(event, ev.Token):
+        out.write(event.text)
+    elif isinstance(event, ev.ToolCall):
+        out.write(f"\n  → {event.name}({json.dumps(event.arguments, ensure_ascii=False)})\n")
+    elif isinstance(event, ev.ToolResult):
+        mark = "✗" if event.is_error else "←"
+        body = event.content if len(event.content) < 400 else event.content[:400] + " …"
+        out.write(f"  {mark} {body}\n")
+    elif isinstance(event, ev.Error):
+        out.write(f"\n  ! {event.message}\n")
+    elif isinstance(event, ev.TurnEnd):
+        out.write(f"\n[{event.reason}, {event.steps} step{'s' if event.steps != 1 else ''}]\n")
+    out.flush()
+
+
+def main(argv: list[str]) -> int:
+    p = build_parser()
+    a = p.parse_args(argv)
+    try:
+        params = sampling_from(a)
+    except ValueError as exc:
+        p.error(str(exc))
+    from tinygpt.runtime.agent import Agent, AgentConfig
+    from tinygpt.runtime.kv_cache import KVCacheError
+    from tinygpt.runtime.saved_chat import load_chat, save_chat
+    from tinygpt.tools.catalog import load_toolset
+
+    cfg = resolve(a)
+    toolset = load_toolset(a.tools)
+    engine = load_engine(cfg)
+    agent = Agent(engine, toolset, AgentConfig(
+        tool_choice=a.tool_choice, parallel_tool_calls=not a.no_parallel, max_steps=a.max_steps,
+        system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params))
+    recorder = make_recorder(a.trajectory_dir, engine, agent, a) if a.trajectory_dir else None
+    print(f"tinygpt agent — model {engine.loaded.path}, tools {a.tools} ({len(toolset.names)}). /help for "
+          "commands.", file=sys.stderr)
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            print()
+            return 0
+        cmd, _, arg = line.strip().partition(" ")
+        if not cmd:
+            continue
+        if cmd in ("/quit", "/exit"):
+            return 0
+        if cmd == "/help":
+            print(EPILOG.split("REPL commands:\n", 1)[1])
+        elif cmd == "/tools":
+            for s in agent.tools:
+                f = s["function"]
+                print(f"  {f['name']}({', '.join(f['parameters'].get('properties', {}))}): "
+                      f"{f.get('description', '').splitlines()[0] if f.get('description') else ''}")
+        elif cmd == "/reset":
+            agent.reset()
+            print("(new conversation)")
+        elif cmd in ("/save", "/load"):
+            if not arg:
+                print(f"usage: {cmd} PATH")
+                continue
+            try:
+                if cmd == "/save":
+                    print(f"saved to {save_chat(engine, agent.transcript, agent.session, arg.strip())}")
+                else:
+                    agent.transcript, agent.session = load_chat(engine, arg.strip())
+                    print(f"loaded {len(agent.transcript.messages)} messages, {len(agent.transcript.ids)} tokens")
+            except (KVCacheError, OSError) as exc:
+                print(f"error: {exc}")
+        elif cmd.startswith("/"):
+            print(f"unknown command {cmd}; /help lists them")
+        else:
+            events = agent.run(line)
+            if recorder is not None:
+                events = recorder(events)
+            for event in events:
+                show(event)
+
+
+def make_recorder(directory, engine, agent, args):
+    """Wrap the event stream so each user turn is written as one .atraj episode."""
+    from tinygpt.runtime.recording import record_episode
+
+    def wrap(events):
+        return record_episode(events, directory, engine=engine, agent=agent, task_id="repl", split="interactive")
+
+    return wrap
