@@ -49,7 +49,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.include_router(openai_api.router)
     app.include_router(ollama_api.router)
     _errors(app)
-    openapi.install(app)
+    openapi.install(app, sorted({card.name, card.ollama_name}))
     app.add_middleware(Guard, allowed_hosts=config.host_allow_list(), api_key=config.api_key,
                        max_body=config.max_body_bytes)
     app.add_middleware(CORSMiddleware, allow_origin_regex=LOCAL_ORIGINS, allow_origins=list(config.cors_origins),

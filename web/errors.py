@@ -58,7 +58,7 @@ def decode(body: bytes, type_: type[T]) -> T:
     if not body.strip():
         raise ApiError(400, "the request body is empty: send a JSON object", code="invalid_json")
     try:
-        return msgspec.json.decode(body, type=type_)
+        return msgspec.json.decode(body, type=type_, strict=False)  # 2.0 is an integer in JSON Schema
     except msgspec.ValidationError as exc:
         m = _PATH.search(str(exc))
         param = m.group("path").lstrip(".") if m else None

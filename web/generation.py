@@ -29,9 +29,7 @@ def sampling(state: ServerState, prompt_len: int, *, max_tokens: int | None, tem
     room = card.context_length - prompt_len
     limit = min(state.config.max_tokens, room)
     n = limit if max_tokens is None or max_tokens <= 0 else min(max_tokens, limit)
-    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
-    if any(not s for s in stops):
-        raise ApiError(400, "stop strings must not be empty", param="stop")
+    stops = tuple(s for s in ((stop,) if isinstance(stop, str) else (stop or ())) if s)  # "" stops nothing
     params = SamplingParams(
         temperature=float(temperature), top_p=float(top_p) if top_p > 0 else 1.0,
         top_k=int(top_k) if 0 < top_k < card.vocab_size else 0, min_p=float(min_p), max_tokens=max(1, n),
@@ -90,15 +88,20 @@ def start(state: ServerState, job: Job) -> JobHandle:
 
 async def events(state: ServerState, handle: JobHandle, request: Request) -> AsyncIterator[list]:
     """Batches of events until Finished/Failed; the job is cancelled if the client leaves or we stop early."""
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
     try:
         while not handle.done:
             try:
                 batch = await asyncio.wait_for(handle.next_events(), DISCONNECT_POLL_S)
             except asyncio.TimeoutError:
+                batch = []
+            if loop.time() - checked >= DISCONNECT_POLL_S:  # events may never pause: check on a clock
+                checked = loop.time()
                 if await request.is_disconnected():
                     return
-                continue
-            yield coalesce(batch)
+            if batch:
+                yield coalesce(batch)
     finally:
         if not handle.done:
             state.worker.cancel(handle.job)

@@ -37,6 +37,7 @@ router = APIRouter()
 NDJSON = "application/x-ndjson"
 OLLAMA_VERSION = "0.12.0"  # the Ollama API version this surface follows
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+MAX_KEEP_ALIVE_S = 100 * 365 * 86400.0
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -44,9 +45,7 @@ def state_of(request: Request) -> ServerState:
     return request.app.state.tg
 
 
-def check_model(state: ServerState, model: str | None) -> None:
-    if not model:
-        raise ApiError(400, "model is required")
+def check_model(state: ServerState, model: str) -> None:
     if not state.card.matches(model):
         raise ApiError(404, f"model {model!r} not found; this server serves {state.card.ollama_name!r}")
 
@@ -56,7 +55,9 @@ def keep_alive_seconds(value: str | float | None) -> float | None:
     if value is None:
         return None
     if isinstance(value, (int, float)):
-        return -1.0 if value < 0 else float(value)
+        if value != value:
+            raise ApiError(400, "keep_alive is not a number", param="keep_alive")
+        return -1.0 if value < 0 or value > MAX_KEEP_ALIVE_S else float(value)  # beyond 100 years: forever
     text = value.strip()
     try:
         return keep_alive_seconds(float(text))
@@ -69,7 +70,7 @@ def keep_alive_seconds(value: str | float | None) -> float | None:
         raise ApiError(400, f"keep_alive {value!r} is not a duration; use seconds or e.g. '5m', '1h', '-1'",
                        param="keep_alive")
     seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    return -1.0 if sign < 0 else seconds
+    return -1.0 if sign < 0 or seconds > MAX_KEEP_ALIVE_S else seconds
 
 
 def now_iso() -> str:
@@ -130,7 +131,7 @@ async def ps(request: Request) -> Response:
 async def show(request: Request) -> Response:
     s = state_of(request)
     req = decode(await request.body(), w.ShowRequest)
-    check_model(s, req.model or req.name)
+    check_model(s, req.model)
     c = s.card
     fam = c.family
     info = {"general.architecture": fam, "general.parameter_count": c.parameter_count,

@@ -97,7 +97,7 @@ def msgspec_to_dict(value: Any) -> Any:
 
 # ---- chat ---------------------------------------------------------------------------------------------------
 @router.post("/v1/chat/completions", openapi_extra=body_of("ChatCompletionRequest"),
-             responses=responses_of("ChatCompletion", stream=SSE), response_class=Response)
+             responses=responses_of("ChatCompletion", stream=SSE, item="ChatCompletionChunk"), response_class=Response)
 async def chat_completions(request: Request) -> Response:
     """Chat completion (OpenAI); `stream: true` answers with server-sent events."""
     state = state_of(request)

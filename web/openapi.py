@@ -31,12 +31,18 @@ _ERRORS = {400: "malformed JSON or an invalid field", 401: "missing or wrong API
            429: "too many queued requests"}
 
 
-def responses_of(name: str | None, *, stream: str | None = None, ollama: bool = False,
+def responses_of(name: str | None, *, stream: str | None = None, item: str | None = None, ollama: bool = False,
                  media: str = "application/json") -> dict[int | str, Any]:
-    """`responses` for a route: 200 with `name` (and a streamed variant), and the error statuses."""
+    """`responses` for a route: 200 with `name` (and a stream of `item`s), and the error statuses."""
     ok: dict[str, Any] = {media: {"schema": _ref(name) if name else {"type": "string"}}}
-    if stream:
-        ok[stream] = {"schema": {"type": "string"}}
+    if stream == "text/event-stream":  # an event's data is a JSON chunk (or an error), the last is [DONE]
+        data = {"anyOf": [{"type": "string", "const": "[DONE]"},
+                          {"type": "string", "contentMediaType": "application/json",
+                           "contentSchema": {"anyOf": [_ref(item or name), _ref("ErrorBody")]}}]}
+        ok[stream] = {"schema": {"type": "object", "required": ["data"],
+                                 "properties": {"data": data, "event": {"type": "string"}}}}
+    elif stream:  # NDJSON: each line is one of these
+        ok[stream] = {"schema": {"anyOf": [_ref(item or name), _ref("OllamaError")]}}
     err = _ref("OllamaError" if ollama else "ErrorBody")
     out: dict[int | str, Any] = {200: {"description": "OK", "content": ok}}
     for status, why in _ERRORS.items():
@@ -44,10 +50,13 @@ def responses_of(name: str | None, *, stream: str | None = None, ollama: bool = 
     return out
 
 
-def install(app: FastAPI) -> None:
-    """Make `app.openapi()` include the msgspec components."""
+def install(app: FastAPI, model_names: list[str]) -> None:
+    """Make `app.openapi()` include the msgspec components; request `model` fields list the served names."""
     types = wire_openai.REQUESTS + wire_openai.RESPONSES + wire_ollama.REQUESTS + wire_ollama.RESPONSES
     _, components = msgspec.json.schema_components(types, ref_template=REF)
+    for name in ("ChatCompletionRequest", "CompletionRequest", "ChatRequest", "GenerateRequest", "ShowRequest"):
+        components[name]["properties"]["model"] = {"type": "string", "enum": model_names,
+                                                   "description": "the served model (others: 404)"}
     original = app.openapi
 
     def openapi() -> dict:

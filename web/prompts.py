@@ -21,13 +21,7 @@ from tinygpt.web.model_card import ModelCard
 def _text(content: str | list[wa.ContentPart] | None, where: str) -> str:
     if content is None or isinstance(content, str):
         return content or ""
-    parts = []
-    for i, part in enumerate(content):
-        if part.type != "text" or part.text is None:
-            raise ApiError(400, f"{where}.content[{i}] is of type {part.type!r}; this server takes text only",
-                           param=f"{where}.content")
-        parts.append(part.text)
-    return "".join(parts)
+    return "".join(part.text for part in content)  # only text parts decode (wire_openai.ContentPart)
 
 
 def openai_messages(messages: list[wa.ChatMessage]) -> list[dict]:

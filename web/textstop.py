@@ -22,10 +22,11 @@ class StopScanner:
         self.text += piece
         if not self.stops:
             return self._release(len(self.text))
-        hits = [i for s in self.stops if (i := self.text.find(s, start)) >= 0]
+        # The stop that ends first wins (as if text came one character at a time); ties: the longer one.
+        hits = [(i + len(s), i) for s in self.stops if (i := self.text.find(s, start)) >= 0]
         if hits:
             self.stopped = True
-            self.text = self.text[: min(hits)]
+            self.text = self.text[: min(hits)[1]]
             return self._release(len(self.text))
         return self._release(len(self.text) - self._held())
 

@@ -91,8 +91,7 @@ class GenerateRequest(Request, kw_only=True):
 
 
 class ShowRequest(Request, kw_only=True):
-    model: str | None = None
-    name: str | None = None  # older clients
+    model: Annotated[str, Meta(min_length=1)]
     verbose: bool = False
 
 

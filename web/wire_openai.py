@@ -50,8 +50,8 @@ class ToolCall(Request, kw_only=True):
 
 
 class ContentPart(Request, kw_only=True):
-    type: str
-    text: str | None = None
+    type: Literal["text"]
+    text: str
 
 
 class ChatMessage(Request, kw_only=True):
@@ -104,7 +104,7 @@ class ChatCompletionRequest(Request, kw_only=True):
     seed: Seed | None = None
     logprobs: bool = False
     top_logprobs: TopLogprobs | None = None
-    n: Annotated[int, Meta(ge=1, le=128)] = 1
+    n: Annotated[int, Meta(ge=1, le=1)] = 1  # one choice per request: send more requests (they batch)
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: Penalty | None = None
@@ -128,7 +128,7 @@ class CompletionRequest(Request, kw_only=True):
     seed: Seed | None = None
     logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None
     echo: bool = False
-    n: Annotated[int, Meta(ge=1, le=128)] = 1
+    n: Annotated[int, Meta(ge=1, le=1)] = 1  # one choice per request: send more requests (they batch)
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: Penalty | None = None

@@ -77,6 +77,8 @@ class Worker:
         self._sessions = SessionStore(config.max_sessions)
         self._engine: Engine | None = None
         self._bg: BatchGenerator | None = None
+        self.peak_active = 0  # most sequences decoded together so far (observability, tests, benchmarks)
+        self.cancelled = 0    # jobs stopped because their client went away
         self._stopping = False
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
@@ -97,6 +99,11 @@ class Worker:
     def loaded(self) -> bool:
         return self._engine is not None
 
+    @property
+    def active(self) -> int:
+        """Jobs being decoded now."""
+        return len(self._active)
+
     def submit(self, job: Job) -> None:
         if self._stopping or not self._thread.is_alive():
             raise ApiError(503, "the server is shutting down; retry against a running server")
@@ -111,6 +118,8 @@ class Worker:
 
     def control(self, op: str, keep_alive_s: float | None = None) -> concurrent.futures.Future:
         """'load' (returns load seconds) or 'unload' the model, in the worker thread."""
+        if self._stopping or not self._thread.is_alive():
+            raise ApiError(503, "the server is shutting down; retry against a running server")
         fut: concurrent.futures.Future = concurrent.futures.Future()
         self._inbox.put(("control", op, keep_alive_s, fut))
         return fut
@@ -133,23 +142,32 @@ class Worker:
         self._ready.set()
         try:
             while not self._stopping:
-                busy = bool(self._active) or self._runnable()
-                self._take_inbox(block=not busy)
-                self._reap_cancelled()
-                self._admit()
-                if self._active:
-                    self._step()
-                else:
-                    self._maybe_unload()
+                try:
+                    self._iterate()
+                except Exception as exc:  # noqa: BLE001 — a bug must not leave every waiting client hanging
+                    log.exception("the generation worker hit an unexpected error")
+                    self._fail_all(500, f"internal error in the generation worker ({type(exc).__name__}: {exc})")
+                    if self._bg is not None:
+                        self._new_batch()
         finally:
             self._fail_all(503, "the server is shutting down")
             self._unload()
             mx.clear_streams()  # MLX needs this at the end of a thread that used it, or exit may abort
 
+    def _iterate(self) -> None:
+        busy = bool(self._active) or self._runnable()
+        self._take_inbox(block=not busy)
+        self._reap_cancelled()
+        self._admit()
+        if self._active:
+            self._step()
+        else:
+            self._maybe_unload()
+
     def _take_inbox(self, block: bool) -> None:
         timeout = None
         if block and self.expires_at is not None and self._engine is not None:
-            timeout = max(0.0, self.expires_at - time.monotonic())
+            timeout = min(3600.0, max(0.0, self.expires_at - time.monotonic()))
         try:
             item = self._inbox.get(timeout=timeout) if block else self._inbox.get_nowait()
         except queue.Empty:
@@ -308,6 +326,7 @@ class Worker:
         self._active[uid] = _Active(job=job, detok=self._engine.tokenizer.detokenizer,
                                     scanner=StopScanner(p.stop_strings), stop_ids=stop_ids,
                                     cached=len(job.prompt_ids) - len(rest), prefill=len(rest), load_s=load_s)
+        self.peak_active = max(self.peak_active, len(self._active))
 
     # ---- decoding -------------------------------------------------------------------------------------
     def _step(self) -> None:
@@ -384,6 +403,7 @@ class Worker:
         if not gone:
             return
         caches = self._bg.remove(gone, return_prompt_caches=True)
+        self.cancelled += len(gone)
         for uid in gone:
             a = self._active.pop(uid)
             self._store_cache(a.job, caches.get(uid))
@@ -402,6 +422,7 @@ class Worker:
             for ev in events:
                 self._take_cancels()
                 if job.cancelled or self._stopping:
+                    self.cancelled += job.cancelled
                     events.close()
                     return
                 self._post(job, Chunk(scanner.push(ev.text), [ev.token_id], [ev.logprob], [ev.top_logprobs]))
