@@ -93,8 +93,9 @@ async def events(state: ServerState, handle: JobHandle, request: Request) -> Asy
     try:
         while not handle.done:
             try:
-                batch = await asyncio.wait_for(handle.next_events(), DISCONNECT_POLL_S)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(DISCONNECT_POLL_S):
+                    batch = await handle.next_events()
+            except TimeoutError:
                 batch = []
             if loop.time() - checked >= DISCONNECT_POLL_S:  # events may never pause: check on a clock
                 checked = loop.time()

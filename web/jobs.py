@@ -52,6 +52,7 @@ class Job:
     session: str | None = None
     keep_alive_s: float | None = None  # None: the server's default
     post: Callable[[Event], None] = lambda event: None
+    handle: "JobHandle | None" = None  # set by JobHandle: lets the worker deliver a step's events in one wake-up
     cancelled: bool = False
     submitted: float = field(default_factory=time.perf_counter)
 
@@ -64,6 +65,7 @@ class JobHandle:
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.job = job
         job.post = self._post
+        job.handle = self
         self.done = False
 
     def _post(self, event: Event) -> None:  # called from the worker thread
@@ -90,3 +92,25 @@ def coalesce(events: list[Event]) -> list[Event]:
         else:
             out.append(ev)
     return out
+
+
+def deliver(outbox: list[tuple[Job, Event]]) -> None:
+    """Hand events to their requests' event loops: one thread-safe call per loop, not one per event."""
+    by_loop: dict[Any, list[tuple[asyncio.Queue, Event]]] = {}
+    for job, ev in outbox:
+        if job.handle is None:
+            job.post(ev)
+        else:
+            by_loop.setdefault(job.handle.loop, []).append((job.handle.queue, ev))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_put_all, items)
+        except RuntimeError:  # that loop is closed: its clients are gone
+            for job, _ in outbox:
+                if job.handle is not None and job.handle.loop is loop:
+                    job.cancelled = True
+
+
+def _put_all(items: list[tuple[asyncio.Queue, Event]]) -> None:
+    for queue, ev in items:
+        queue.put_nowait(ev)

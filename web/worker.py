@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mlx.core as mx
+import numpy as np
 from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
 
 from tinygpt.runtime.engine import Engine, GenerationResult
 from tinygpt.runtime.models import load
 from tinygpt.web.errors import ApiError
-from tinygpt.web.jobs import Chunk, Failed, Finished, Job
+from tinygpt.web.jobs import Chunk, Failed, Finished, Job, deliver
 from tinygpt.web.model_card import ModelCard, describe
 from tinygpt.web.sampler import make_job_sampler
 from tinygpt.web.sessions import SessionStore
@@ -73,6 +74,7 @@ class Worker:
         self.expires_at: float | None = None  # monotonic time; None: never
         self._inbox: queue.Queue = queue.Queue()
         self._pending: deque[Job] = deque()
+        self._outbox: list[tuple[Job, Any]] = []  # events of this iteration, delivered together
         self._active: dict[int, _Active] = {}
         self._sessions = SessionStore(config.max_sessions)
         self._engine: Engine | None = None
@@ -144,13 +146,16 @@ class Worker:
             while not self._stopping:
                 try:
                     self._iterate()
+                    self._flush()
                 except Exception as exc:  # noqa: BLE001 — a bug must not leave every waiting client hanging
                     log.exception("the generation worker hit an unexpected error")
                     self._fail_all(500, f"internal error in the generation worker ({type(exc).__name__}: {exc})")
+                    self._flush()
                     if self._bg is not None:
                         self._new_batch()
         finally:
             self._fail_all(503, "the server is shutting down")
+            self._flush()
             self._unload()
             mx.clear_streams()  # MLX needs this at the end of a thread that used it, or exit may abort
 
@@ -257,12 +262,13 @@ class Worker:
         while self._pending:
             self._post(self._pending.popleft(), Failed(status, message))
 
-    @staticmethod
-    def _post(job: Job, event) -> None:
-        try:
-            job.post(event)
-        except RuntimeError:  # the request's event loop is closed: the client is gone
-            job.cancelled = True
+    def _post(self, job: Job, event) -> None:
+        self._outbox.append((job, event))
+
+    def _flush(self) -> None:
+        if self._outbox:
+            outbox, self._outbox = self._outbox, []
+            deliver(outbox)
 
     # ---- admission ------------------------------------------------------------------------------------
     def _admit(self) -> None:
@@ -339,26 +345,26 @@ class Worker:
             return
         if not responses:
             return
-        chosen = mx.stack([r.logprobs[r.token] for r in responses]).tolist()
-        for r, lp in zip(responses, chosen):
+        for r in responses:
             a = self._active.get(r.uid)
             if a is not None:
-                self._on_token(r.uid, a, r, float(lp))
+                self._on_token(r.uid, a, r, _host(r.logprobs))
 
-    def _top(self, logprobs: mx.array, k: int) -> list[tuple[int, float]]:
+    @staticmethod
+    def _top(row: np.ndarray, k: int) -> list[tuple[int, float]]:
         if k <= 0:
             return []
-        idx = mx.argpartition(-logprobs, k - 1)[:k]
-        vals = logprobs[idx]
-        return sorted(zip(idx.tolist(), vals.tolist()), key=lambda p: -p[1])
+        idx = np.argpartition(-row, k - 1)[:k]
+        return sorted(zip(idx.tolist(), row[idx].tolist()), key=lambda p: -p[1])
 
-    def _on_token(self, uid: int, a: _Active, r, lp: float) -> None:
+    def _on_token(self, uid: int, a: _Active, r, row: np.ndarray) -> None:
         now = time.perf_counter()
         a.first = a.first or now
         tok = r.token
+        lp = float(row[tok])
         a.out.append(tok)
         a.lps.append(lp)
-        top = self._top(r.logprobs, a.job.params.top_logprobs)
+        top = self._top(row, a.job.params.top_logprobs)
         a.tops.append(top)
         finish = r.finish_reason
         if finish == "stop" and tok in a.stop_ids:
@@ -426,6 +432,7 @@ class Worker:
                     events.close()
                     return
                 self._post(job, Chunk(scanner.push(ev.text), [ev.token_id], [ev.logprob], [ev.top_logprobs]))
+                self._flush()
         except ValueError as exc:
             self._post(job, Failed(400, str(exc)))
             return
@@ -448,3 +455,10 @@ class Worker:
         except queue.Empty:
             pass
 
+
+def _host(logprobs: mx.array) -> np.ndarray:
+    """The batch's (already evaluated) logprob row as numpy, without queueing work behind the next step:
+    an MLX op here would wait for the step the batch is already computing ahead."""
+    if logprobs.dtype != mx.float32:
+        logprobs = logprobs.astype(mx.float32)  # bf16 / f16 logits (GPU models): one small op
+    return np.asarray(logprobs)
