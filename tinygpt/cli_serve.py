@@ -1,0 +1,133 @@
+"""`tinygpt serve`: serve one model over OpenAI- and Ollama-compatible HTTP on one socket.
+
+Parses flags into a `ServeConfig`, loads the model (a bad model directory is a clear error and exit 2, before
+any socket is bound), binds the socket itself (a busy port is a clear error and exit 1) and runs uvicorn.
+Not here: the app (tinygpt/web/app.py).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+EXAMPLES = """\
+examples:
+  tinygpt serve --model ./models/tiny
+      OpenAI API at http://127.0.0.1:11434/v1, Ollama API at http://127.0.0.1:11434/api
+  tinygpt serve --model ./models/small --port 8080 --api-key "$(openssl rand -hex 16)"
+      every request must send 'Authorization: Bearer <key>' (or set TINYGPT_API_KEY)
+  tinygpt serve --model DIR --host 0.0.0.0 --allowed-host mybox.lan
+      listen on all interfaces (think twice: anyone on the network can use the model)
+
+  curl http://127.0.0.1:11434/v1/chat/completions -H 'content-type: application/json' \\
+       -d '{"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}'
+  OPENAI_BASE_URL=http://127.0.0.1:11434/v1 OPENAI_API_KEY=x python my_agent.py
+  OLLAMA_HOST=127.0.0.1:11434 ollama run tiny   (or any Ollama client)
+
+The OpenAPI spec is at /openapi.json and browsable docs at /docs. Extensions on both APIs:
+"session": "<id>" keeps the KV cache server-side across calls; "return_token_ids": true returns the exact
+prompt and output token ids.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinygpt serve", description="Serve a model over OpenAI- and "
+                                "Ollama-compatible HTTP APIs on one socket.", epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory (mlx-lm / Hugging Face layout)")
+    p.add_argument("--model-name", metavar="NAME", help="name clients use (default: the directory name)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=11434, help="port (default 11434, Ollama's; 0 picks a free one)")
+    p.add_argument("--api-key", default=os.environ.get("TINYGPT_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' on every route (default: $TINYGPT_API_KEY, else none)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="extra Host header name to accept (repeatable); on loopback only localhost names are")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="extra browser origin allowed by CORS (repeatable; '*' for any); localhost pages always are")
+    p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MiB (default 8)")
+    p.add_argument("--max-tokens", type=int, default=4096, help="cap on new tokens per request (default 4096)")
+    p.add_argument("--max-batch", type=int, default=8, help="requests decoded together (default 8)")
+    p.add_argument("--prefill-step", type=int, default=512, help="prompt tokens per prefill step (default 512)")
+    p.add_argument("--max-sessions", type=int, default=16, help="server-side KV sessions kept (LRU; default 16)")
+    p.add_argument("--keep-alive", type=float, default=-1.0, metavar="SECONDS",
+                   help="unload the model after this idle time (default -1: never; Ollama's keep_alive overrides)")
+    p.add_argument("--no-batch", action="store_true", help="serve one request at a time (no batching)")
+    p.add_argument("--grammar-backend", default="llguidance", choices=("llguidance", "outlines"),
+                   help="backend for tools / JSON constraints (default llguidance)")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    return p
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    for name in ("max_tokens", "max_batch", "prefill_step"):
+        if getattr(args, name) < 1:
+            return f"--{name.replace('_', '-')} must be at least 1"
+    if args.max_body_mb <= 0:
+        return "--max-body-mb must be positive"
+    if args.max_sessions < 0:
+        return "--max-sessions must be 0 or more"
+    if not 0 <= args.port < 65536:
+        return f"--port {args.port} is not a port number (0..65535)"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    problem = _check(args)
+    if problem:
+        print(f"tinygpt serve: {problem}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from tinygpt.runtime.models import ModelLoadError
+    from tinygpt.web.app import create_app
+    from tinygpt.web.config import ServeConfig
+
+    config = ServeConfig(
+        model=args.model, model_name=args.model_name, host=args.host, port=args.port, api_key=args.api_key or None,
+        allowed_hosts=tuple(args.allowed_host), cors_origins=tuple(args.cors_origin),
+        max_body_bytes=int(args.max_body_mb * (1 << 20)), max_tokens=args.max_tokens, max_batch=args.max_batch,
+        prefill_step=args.prefill_step, max_sessions=args.max_sessions, keep_alive_s=args.keep_alive,
+        batching=not args.no_batch, grammar_backend=args.grammar_backend)
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(f"tinygpt serve: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+              "pick another --port or stop what uses it", file=sys.stderr)
+        return 1
+    try:
+        app = create_app(config)
+    except ModelLoadError as exc:
+        sock.close()
+        print(f"tinygpt serve: {exc}", file=sys.stderr)
+        return 2
+    host, port = sock.getsockname()[:2]
+    card = app.state.tg.card
+    print(f"tinygpt serve: {card.name} ({card.parameter_size} parameters, context {card.context_length}) on "
+          f"http://{_url_host(host)}:{port}  [OpenAI /v1, Ollama /api, spec /openapi.json]"
+          f"{'  API key required' if config.api_key else ''}", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5)).run(sockets=[sock])
+    return 0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket bound to host:port (IPv6 when host is an IPv6 address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+if __name__ == "__main__":
+    sys.exit(main())

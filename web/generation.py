@@ -1,0 +1,124 @@
+"""What both API surfaces share between a decoded request and the worker: sampling parameters with the
+server's limits applied, penalty processors, submitting a job, and waiting for its events while watching
+for the client to go away (a gone client cancels its job at once).
+
+Not here: wire formats or the shape of answers (openai_api.py, ollama_api.py).
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Callable
+
+from starlette.requests import Request
+
+from tinygpt.runtime.engine import GenerationResult
+from tinygpt.runtime.sampling import SamplingParams
+from tinygpt.web.config import ServerState
+from tinygpt.web.errors import ApiError
+from tinygpt.web.jobs import Chunk, Failed, Finished, Job, JobHandle, coalesce
+
+DISCONNECT_POLL_S = 0.5
+
+
+def sampling(state: ServerState, prompt_len: int, *, max_tokens: int | None, temperature: float,
+             top_p: float = 1.0, top_k: int = 0, min_p: float = 0.0, seed: int | None = None,
+             stop: str | list[str] | None = None, top_logprobs: int = 0) -> SamplingParams:
+    """SamplingParams for a request: new tokens capped by the server limit and the context left."""
+    card = state.card
+    room = card.context_length - prompt_len
+    limit = min(state.config.max_tokens, room)
+    n = limit if max_tokens is None or max_tokens <= 0 else min(max_tokens, limit)
+    stops = tuple(s for s in ((stop,) if isinstance(stop, str) else (stop or ())) if s)  # "" stops nothing
+    params = SamplingParams(
+        temperature=float(temperature), top_p=float(top_p) if top_p > 0 else 1.0,
+        top_k=int(top_k) if 0 < top_k < card.vocab_size else 0, min_p=float(min_p), max_tokens=max(1, n),
+        seed=seed, stop_strings=stops, top_logprobs=int(top_logprobs))
+    try:
+        params.check()
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from exc
+    return params
+
+
+def penalties(*, presence: float | None = None, frequency: float | None = None, repetition: float | None = None,
+              repetition_context: int | None = None, logit_bias: dict[int, float] | None = None
+              ) -> Callable[[], list] | None:
+    """A factory of mlx-lm's penalty / bias processors (built in the worker thread), or None if none apply."""
+    if not (presence or frequency or (repetition and repetition != 1.0) or logit_bias):
+        return None
+    ctx = repetition_context if repetition_context and repetition_context > 0 else 64
+
+    def make() -> list:
+        from mlx_lm.sample_utils import make_logits_processors
+
+        return make_logits_processors(logit_bias=logit_bias or None, repetition_penalty=repetition or None,
+                                      repetition_context_size=ctx, presence_penalty=presence or None,
+                                      frequency_penalty=frequency or None)
+
+    return make
+
+
+def logit_bias_ids(state: ServerState, bias: dict[str, float] | None) -> dict[int, float] | None:
+    if not bias:
+        return None
+    out = {}
+    for key, value in bias.items():
+        if not key.lstrip("-").isdigit() or not 0 <= int(key) < state.card.vocab_size:
+            raise ApiError(400, f"logit_bias key {key!r} is not a token id of this model "
+                                f"(0..{state.card.vocab_size - 1})", param="logit_bias")
+        out[int(key)] = float(value)
+    return out
+
+
+@dataclass
+class Outcome:
+    """Everything a finished job sent: its chunks and result."""
+
+    chunks: list[Chunk] = field(default_factory=list)
+    result: GenerationResult | None = None
+    load_s: float = 0.0
+
+
+def start(state: ServerState, job: Job) -> JobHandle:
+    handle = JobHandle(job)
+    state.worker.submit(job)
+    return handle
+
+
+async def events(state: ServerState, handle: JobHandle, request: Request) -> AsyncIterator[list]:
+    """Batches of events until Finished/Failed; the job is cancelled if the client leaves or we stop early."""
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
+    try:
+        while not handle.done:
+            try:
+                async with asyncio.timeout(DISCONNECT_POLL_S):
+                    batch = await handle.next_events()
+            except TimeoutError:
+                batch = []
+            if loop.time() - checked >= DISCONNECT_POLL_S:  # events may never pause: check on a clock
+                checked = loop.time()
+                if await request.is_disconnected():
+                    return
+            if batch:
+                yield coalesce(batch)
+    finally:
+        if not handle.done:
+            state.worker.cancel(handle.job)
+
+
+async def collect(state: ServerState, handle: JobHandle, request: Request) -> Outcome:
+    """Wait for the whole answer (non-streaming requests); a Failed event becomes its ApiError."""
+    out = Outcome()
+    async for batch in events(state, handle, request):
+        for ev in batch:
+            if isinstance(ev, Chunk):
+                out.chunks.append(ev)
+            elif isinstance(ev, Finished):
+                out.result, out.load_s = ev.result, ev.load_s
+            elif isinstance(ev, Failed):
+                raise ApiError(ev.status, ev.message)
+    if out.result is None:
+        raise ApiError(400, "the client disconnected before the answer was ready")
+    return out

@@ -1,0 +1,329 @@
+"""The Ollama surface, on the same socket: GET / ("Ollama is running"), /api/version, /api/tags, /api/ps,
+POST /api/show, /api/chat and /api/generate.
+
+Chat and generate stream NDJSON lines by default (`"stream": false` for one JSON answer); tool calls come as
+`message.tool_calls` with arguments as objects, in a line of their own before the final `done` line; `format`
+("json" or a JSON schema) is enforced by the grammar; `keep_alive` sets how long the model stays loaded after
+the request, and a request without messages (or prompt) only loads or, with keep_alive 0, unloads it. An
+error after the stream has started is sent as an `{"error": ...}` line. Defaults follow Ollama's
+(temperature 0.8, top_k 40, top_p 0.9). Not here: the OpenAI surface, the worker.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from typing import AsyncIterator
+
+import msgspec
+from msgspec import UNSET
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+
+from tinygpt.runtime.tool_calls import parse_tool_calls
+from tinygpt.web import constraints, prompts
+from tinygpt.web import wire_ollama as w
+from tinygpt.web.config import ServerState
+from tinygpt.web.errors import ApiError, decode
+from tinygpt.web.generation import Outcome, collect, events, penalties, sampling, start
+from tinygpt.web.jobs import Chunk, Failed, Finished, Job
+from tinygpt.web.openapi import responses_of, body_of
+from tinygpt.web.toolstream import Content, ToolStream
+
+router = APIRouter()
+NDJSON = "application/x-ndjson"
+OLLAMA_VERSION = "0.12.0"  # the Ollama API version this surface follows
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+MAX_KEEP_ALIVE_S = 100 * 365 * 86400.0
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def state_of(request: Request) -> ServerState:
+    return request.app.state.tg
+
+
+def check_model(state: ServerState, model: str) -> None:
+    if not state.card.matches(model):
+        raise ApiError(404, f"model {model!r} not found; this server serves {state.card.ollama_name!r}")
+
+
+def keep_alive_seconds(value: str | float | None) -> float | None:
+    """Ollama's keep_alive: seconds as a number, or a Go duration ('5m', '1h30m'); negative = forever."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        if value != value:
+            raise ApiError(400, "keep_alive is not a number", param="keep_alive")
+        return -1.0 if value < 0 or value > MAX_KEEP_ALIVE_S else float(value)  # beyond 100 years: forever
+    text = value.strip()
+    try:
+        return keep_alive_seconds(float(text))
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    parts = _DURATION.findall(body)
+    if not parts or "".join(n + u for n, u in parts) != body:
+        raise ApiError(400, f"keep_alive {value!r} is not a duration; use seconds or e.g. '5m', '1h', '-1'",
+                       param="keep_alive")
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    return -1.0 if sign < 0 or seconds > MAX_KEEP_ALIVE_S else seconds
+
+
+def now_iso() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+
+
+# ---- model listing ------------------------------------------------------------------------------------------
+@router.get("/", response_class=PlainTextResponse, responses=responses_of(None, ollama=True, media="text/plain"))
+async def root() -> PlainTextResponse:
+    return PlainTextResponse("Ollama is running")
+
+
+@router.head("/", include_in_schema=False)
+async def root_head() -> PlainTextResponse:
+    return PlainTextResponse("")
+
+
+@router.get("/api/version", responses=responses_of("VersionResponse", ollama=True), response_class=Response)
+async def version() -> Response:
+    return _json(w.VersionResponse(version=OLLAMA_VERSION))
+
+
+def _details(state: ServerState) -> w.Details:
+    c = state.card
+    return w.Details(parent_model="", format="safetensors", family=c.family, families=[c.family],
+                     parameter_size=c.parameter_size, quantization_level=c.quantization)
+
+
+def _digest(state: ServerState) -> str:
+    return hashlib.sha256(state.card.fingerprint.encode()).hexdigest()
+
+
+@router.get("/api/tags", responses=responses_of("TagsResponse", ollama=True), response_class=Response)
+async def tags(request: Request) -> Response:
+    s = state_of(request)
+    entry = w.ModelEntry(name=s.card.ollama_name, model=s.card.ollama_name, modified_at=s.card.modified_iso,
+                         size=s.card.size_bytes, digest=_digest(s), details=_details(s))
+    return _json(w.TagsResponse(models=[entry]))
+
+
+@router.get("/api/ps", responses=responses_of("PsResponse", ollama=True), response_class=Response)
+async def ps(request: Request) -> Response:
+    s = state_of(request)
+    if not s.worker.loaded:
+        return _json(w.PsResponse(models=[]))
+    exp = s.worker.expires_at
+    wall = time.time() + (exp - time.monotonic()) if exp is not None else 253402300799.0  # 9999-12-31
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
+    entry = w.RunningModel(name=s.card.ollama_name, model=s.card.ollama_name, size=s.card.size_bytes,
+                           digest=_digest(s), details=_details(s), expires_at=expires, size_vram=0,
+                           context_length=s.card.context_length)
+    return _json(w.PsResponse(models=[entry]))
+
+
+@router.post("/api/show", openapi_extra=body_of("ShowRequest"), responses=responses_of("ShowResponse", ollama=True),
+             response_class=Response)
+async def show(request: Request) -> Response:
+    s = state_of(request)
+    req = decode(await request.body(), w.ShowRequest)
+    check_model(s, req.model)
+    c = s.card
+    fam = c.family
+    info = {"general.architecture": fam, "general.parameter_count": c.parameter_count,
+            f"{fam}.context_length": c.context_length,
+            f"{fam}.embedding_length": c.config.get("hidden_size"),
+            f"{fam}.block_count": c.config.get("num_hidden_layers"),
+            f"{fam}.attention.head_count": c.config.get("num_attention_heads"),
+            f"{fam}.attention.head_count_kv": c.config.get("num_key_value_heads"),
+            "tokenizer.vocab_size": c.vocab_size}
+    stops = "".join(f'stop "{c.tokenizer.decode([i])}"\n' for i in c.eos_token_ids)
+    caps = ["completion"] + (["tools"] if "tools" in c.chat_template else [])
+    return _json(w.ShowResponse(
+        modelfile=f"# served by tinygpt serve\nFROM {c.path}\n", parameters=stops + "temperature 0.8\ntop_k 40\n"
+        "top_p 0.9", template=c.chat_template, details=_details(s), model_info=info, capabilities=caps,
+        modified_at=c.modified_iso))
+
+
+def _json(value) -> Response:
+    return Response(msgspec.json.encode(value), media_type="application/json")
+
+
+# ---- chat and generate --------------------------------------------------------------------------------------
+class Plan:
+    """An Ollama request made concrete: prompt ids, sampling, grammar, tools."""
+
+    def __init__(self, state: ServerState, req: w.ChatRequest | w.GenerateRequest, prompt_ids: list[int],
+                 tools: list[dict]):
+        self.tools = tools
+        self.prompt_ids = prompts.check_ids(state.card, prompt_ids)
+        self.grammar = self._grammar(state, req)
+        o = req.options or w.Options()
+        self.params = sampling(
+            state, len(self.prompt_ids), max_tokens=o.num_predict, temperature=_or(o.temperature, 0.8),
+            top_p=_or(o.top_p, 0.9), top_k=_or(o.top_k, 40), min_p=_or(o.min_p, 0.0), seed=o.seed, stop=o.stop,
+            top_logprobs=req.top_logprobs if req.logprobs else 0)
+        extra = penalties(presence=o.presence_penalty, frequency=o.frequency_penalty, repetition=o.repeat_penalty,
+                          repetition_context=o.repeat_last_n)
+        self.processors = constraints.processor_factory(self.grammar, extra)
+
+    def _grammar(self, state: ServerState, req):
+        backend = state.config.grammar_backend
+        fmt = req.format
+        if fmt in (None, ""):
+            return constraints.tools_grammar(state.card.tokenizer, self.tools, "auto", True, backend) \
+                if self.tools else None
+        if self.tools:
+            raise ApiError(400, "format together with tools is not supported; drop one of them", param="format")
+        if isinstance(fmt, str) and fmt != "json":
+            raise ApiError(400, f"format must be 'json' or a JSON schema object, got {fmt!r}", param="format")
+        return constraints.json_grammar(state.card.tokenizer, fmt if isinstance(fmt, dict) else None, backend,
+                                        param="format")
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def chat_plan(state: ServerState, req: w.ChatRequest) -> Plan:
+    tools = [msgspec.to_builtins(t) for t in req.tools] if req.tools else []
+    text = prompts.render(state.card, prompts.ollama_messages(req.messages), tools)
+    return Plan(state, req, prompts.encode(state.card, text), tools)
+
+
+def generate_plan(state: ServerState, req: w.GenerateRequest) -> Plan:
+    for name in ("suffix", "template", "images"):
+        if getattr(req, name):
+            raise ApiError(400, f"{name} is not supported by this server", param=name)
+    if req.raw:
+        ids = prompts.encode(state.card, req.prompt)
+    else:
+        msgs = ([{"role": "system", "content": req.system}] if req.system else []) + [
+            {"role": "user", "content": req.prompt}]
+        ids = prompts.encode(state.card, prompts.render(state.card, msgs, None))
+    return Plan(state, req, list(req.context or []) + ids, [])
+
+
+@router.post("/api/chat", openapi_extra=body_of("ChatRequest"),
+             responses=responses_of("ChatChunk", stream=NDJSON, ollama=True), response_class=Response)
+async def chat(request: Request) -> Response:
+    """Chat (Ollama); streams NDJSON unless `"stream": false`."""
+    s = state_of(request)
+    req = decode(await request.body(), w.ChatRequest)
+    check_model(s, req.model)
+    keep = keep_alive_seconds(req.keep_alive)
+    if not req.messages:
+        return await _load_or_unload(s, keep, chat=True)
+    plan = await run_in_threadpool(chat_plan, s, req)
+    return await _run(s, request, req, plan, keep, chat=True)
+
+
+@router.post("/api/generate", openapi_extra=body_of("GenerateRequest"),
+             responses=responses_of("GenerateChunk", stream=NDJSON, ollama=True), response_class=Response)
+async def generate(request: Request) -> Response:
+    """Completion of a prompt (Ollama); streams NDJSON unless `"stream": false`."""
+    s = state_of(request)
+    req = decode(await request.body(), w.GenerateRequest)
+    check_model(s, req.model)
+    keep = keep_alive_seconds(req.keep_alive)
+    if not req.prompt and not req.context:
+        return await _load_or_unload(s, keep, chat=False)
+    plan = await run_in_threadpool(generate_plan, s, req)
+    return await _run(s, request, req, plan, keep, chat=False)
+
+
+async def _load_or_unload(s: ServerState, keep: float | None, *, chat: bool) -> Response:
+    op = "unload" if keep == 0 else "load"
+    await asyncio.wrap_future(s.worker.control(op, keep))
+    name = s.card.ollama_name
+    if chat:
+        body = w.ChatChunk(model=name, created_at=now_iso(), message=w.OutMessage(content=""), done=True,
+                           done_reason=op)
+    else:
+        body = w.GenerateChunk(model=name, created_at=now_iso(), response="", done=True, done_reason=op)
+    return _json(body)
+
+
+async def _run(s: ServerState, request: Request, req, plan: Plan, keep: float | None, *, chat: bool) -> Response:
+    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, processors=plan.processors, session=req.session,
+              keep_alive_s=keep)
+    handle = start(s, job)
+    if req.stream:
+        return StreamingResponse(_stream(s, handle, request, req, plan, chat), media_type=NDJSON)
+    out = await collect(s, handle, request)
+    return _json(_final(s, req, plan, out, chat, whole=True))
+
+
+async def _stream(s: ServerState, handle, request: Request, req, plan: Plan, chat: bool) -> AsyncIterator[bytes]:
+    splitter = ToolStream() if plan.tools else None
+    out = Outcome()
+    async for batch in events(s, handle, request):
+        for ev in batch:
+            if isinstance(ev, Chunk):
+                pieces = splitter.feed(ev.text) if splitter else [Content(ev.text)]
+                text = "".join(p.text for p in pieces if isinstance(p, Content))
+                lps = _logprobs(s, ev.token_ids, ev.logprobs, ev.top_logprobs) if req.logprobs else None
+                if text or lps:
+                    yield _line(_piece(s, text, chat, lps))
+            elif isinstance(ev, Failed):
+                yield _line(w.OllamaError(error=ev.message))
+                return
+            elif isinstance(ev, Finished):
+                out.result, out.load_s = ev.result, ev.load_s
+    if out.result is None:
+        return
+    if splitter is not None:
+        rest = "".join(p.text for p in splitter.finish() if isinstance(p, Content))
+        if rest:
+            yield _line(_piece(s, rest, chat, None))
+    yield _line(_final(s, req, plan, out, chat, whole=False))
+
+
+def _line(value) -> bytes:
+    return msgspec.json.encode(value) + b"\n"
+
+
+def _piece(s: ServerState, text: str, chat: bool, lps):
+    name = s.card.ollama_name
+    lps = UNSET if lps is None else lps
+    if chat:
+        return w.ChatChunk(model=name, created_at=now_iso(), message=w.OutMessage(content=text), done=False,
+                           logprobs=lps)
+    return w.GenerateChunk(model=name, created_at=now_iso(), response=text, done=False, logprobs=lps)
+
+
+def _logprobs(s: ServerState, ids, lps, tops) -> list[w.Logprob]:
+    dec = s.card.tokenizer.decode
+    return [w.Logprob(token=dec([i]), logprob=lp, top_logprobs=[w.OllamaTopLogprob(token=dec([t]), logprob=v)
+                                                                for t, v in top])
+            for i, lp, top in zip(ids, lps, tops)]
+
+
+def _final(s: ServerState, req, plan: Plan, out: Outcome, chat: bool, *, whole: bool):
+    """The `done` answer: in a stream, counts and timings only (plus tool calls); else the whole text too."""
+    r = out.result
+    text, calls = (r.text if whole else ""), UNSET
+    if plan.tools:
+        parsed = parse_tool_calls(r.output_ids, s.card.tokenizer, plan.tools, finish_reason=r.finish_reason)
+        if parsed.calls:
+            calls = [w.OllamaOutToolCall(id=c.id, function=w.OutCallFunction(name=c.name, arguments=c.arguments,
+                                                                              index=i))
+                     for i, c in enumerate(parsed.calls)]
+            text = parsed.content if whole else ""
+    ns = lambda sec: int(sec * 1e9)  # noqa: E731
+    common = dict(
+        model=s.card.ollama_name, created_at=now_iso(), done=True, done_reason=r.finish_reason,
+        total_duration=ns(r.ttft_s + r.decode_s), load_duration=ns(out.load_s),
+        prompt_eval_count=len(r.prompt_ids), prompt_eval_duration=ns(r.ttft_s), eval_count=len(r.output_ids),
+        eval_duration=ns(r.decode_s),
+        logprobs=_logprobs(s, r.output_ids, r.logprobs, r.top_logprobs) if req.logprobs and whole else UNSET)
+    if req.return_token_ids:
+        common.update(prompt_token_ids=list(r.prompt_ids), token_ids=list(r.output_ids),
+                      cached_tokens=r.cached_tokens)
+    if chat:
+        return w.ChatChunk(message=w.OutMessage(content=text, tool_calls=calls), **common)
+    return w.GenerateChunk(response=text, context=list(r.prompt_ids) + list(r.output_ids), **common)

@@ -1,0 +1,347 @@
+"""The OpenAI surface: POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/{id}].
+
+Bodies are decoded with msgspec (wire_openai.py) from the raw request, so a bad field is a 400 in OpenAI's
+error shape. Tools and `response_format` are enforced by the grammar; streamed answers are SSE chunks with
+content deltas and tool-call deltas (id, type and name first, then argument fragments), then an optional
+usage chunk and `[DONE]`. Extensions: `session` (server-side KV across calls) and `return_token_ids`
+(`prompt_token_ids` on the response, `token_ids` on the choice; in a stream, on the finishing chunk).
+Not here: the worker, the Ollama surface, auth/limits (guard.py).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter
+import msgspec
+from msgspec import UNSET
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from tinygpt.runtime.tool_calls import parse_tool_calls
+from tinygpt.web import constraints, prompts
+from tinygpt.web import wire_openai as w
+from tinygpt.web.config import ServerState
+from tinygpt.web.errors import ApiError, decode, error_body
+from tinygpt.web.generation import Outcome, collect, events, logit_bias_ids, penalties, sampling, start
+from tinygpt.web.jobs import Chunk, Failed, Finished, Job
+from tinygpt.web.openapi import body_of, responses_of
+from tinygpt.web.toolstream import CallArgs, CallStart, Content, ToolStream
+
+router = APIRouter()
+SSE = "text/event-stream"
+
+
+def state_of(request: Request) -> ServerState:
+    return request.app.state.tg
+
+
+def check_model(state: ServerState, model: str) -> None:
+    if not state.card.matches(model):
+        raise ApiError(404, f"The model {model!r} does not exist; this server serves {state.card.name!r} "
+                            "(see GET /v1/models)", param="model", code="model_not_found")
+
+
+class ChatPlan:
+    """A chat request made concrete: prompt ids, sampling, grammar, and how to read the output."""
+
+    def __init__(self, state: ServerState, req: w.ChatCompletionRequest):
+        if req.n != 1:
+            raise ApiError(400, "n > 1 is not supported; send n requests (they are batched)", param="n")
+        self.tools = [msgspec_to_dict(t) for t in req.tools] if req.tools else []
+        choice = req.tool_choice if req.tool_choice is not None else ("auto" if self.tools else "none")
+        self.choice = choice if isinstance(choice, str) else msgspec_to_dict(choice)
+        if not self.tools and self.choice != "none":
+            raise ApiError(400, "tool_choice needs tools; pass tools or leave tool_choice out", param="tool_choice")
+        self.calls_enabled = bool(self.tools) and self.choice != "none"
+        messages = prompts.openai_messages(req.messages)
+        self.prompt_ids = prompts.check_ids(state.card, prompts.encode(
+            state.card, prompts.render(state.card, messages, self.tools)), "messages")
+        self.grammar = self._grammar(state, req)
+        top = (req.top_logprobs or 0) if req.logprobs else 0
+        self.params = sampling(
+            state, len(self.prompt_ids), max_tokens=req.max_completion_tokens or req.max_tokens,
+            temperature=1.0 if req.temperature is None else req.temperature, top_p=req.top_p or 1.0,
+            top_k=req.top_k or 0, min_p=req.min_p or 0.0, seed=req.seed, stop=req.stop, top_logprobs=top)
+        extra = penalties(presence=req.presence_penalty, frequency=req.frequency_penalty,
+                          logit_bias=logit_bias_ids(state, req.logit_bias))
+        self.processors = constraints.processor_factory(self.grammar, extra)
+
+    def _grammar(self, state: ServerState, req: w.ChatCompletionRequest):
+        fmt = req.response_format
+        backend = state.config.grammar_backend
+        wants_json = fmt is not None and fmt.type != "text"
+        if wants_json and self.calls_enabled:
+            raise ApiError(400, "response_format json with callable tools is not supported; set tool_choice "
+                                "'none' or drop response_format", param="response_format")
+        if wants_json:
+            schema = None
+            if fmt.type == "json_schema":
+                if fmt.json_schema is None or fmt.json_schema.schema is None:
+                    raise ApiError(400, "response_format json_schema needs json_schema.schema",
+                                   param="response_format.json_schema")
+                schema = fmt.json_schema.schema
+            return constraints.json_grammar(state.card.tokenizer, schema, backend)
+        if self.tools:
+            return constraints.tools_grammar(state.card.tokenizer, self.tools, self.choice,
+                                             req.parallel_tool_calls, backend)
+        return None
+
+
+def msgspec_to_dict(value: Any) -> Any:
+    return msgspec.to_builtins(value)
+
+
+# ---- chat ---------------------------------------------------------------------------------------------------
+@router.post("/v1/chat/completions", openapi_extra=body_of("ChatCompletionRequest"),
+             responses=responses_of("ChatCompletion", stream=SSE, item="ChatCompletionChunk"), response_class=Response)
+async def chat_completions(request: Request) -> Response:
+    """Chat completion (OpenAI); `stream: true` answers with server-sent events."""
+    state = state_of(request)
+    req = decode(await request.body(), w.ChatCompletionRequest)
+    check_model(state, req.model)
+    plan = await run_in_threadpool(ChatPlan, state, req)
+    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, processors=plan.processors, session=req.session)
+    handle = start(state, job)
+    meta = _Meta(state.card.name, state.card.fingerprint)
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        gen = _chat_stream(state, handle, request, plan, req, meta, include_usage)
+        return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache"})
+    out = await collect(state, handle, request)
+    return Response(w.encode(_chat_answer(state, plan, req, out, meta)), media_type="application/json")
+
+
+class _Meta:
+    def __init__(self, model: str, fingerprint: str):
+        self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+        self.model = model
+        self.fingerprint = "fp_" + fingerprint
+
+
+def usage_of(result) -> w.Usage:
+    p, c = len(result.prompt_ids), len(result.output_ids)
+    return w.Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c,
+                   prompt_tokens_details=w.PromptTokensDetails(cached_tokens=result.cached_tokens))
+
+
+def token_logprobs(tokenizer, ids: list[int], lps: list[float], tops: list[list[tuple[int, float]]]
+                   ) -> list[w.TokenLogprob]:
+    out = []
+    for tid, lp, top in zip(ids, lps, tops):
+        text = tokenizer.decode([tid])
+        alts = [w.TopLogprob(token=(t := tokenizer.decode([i])), logprob=v, bytes=list(t.encode()))
+                for i, v in top]
+        out.append(w.TokenLogprob(token=text, logprob=lp, bytes=list(text.encode()), top_logprobs=alts))
+    return out
+
+
+def _chat_answer(state: ServerState, plan: ChatPlan, req: w.ChatCompletionRequest, out: Outcome,
+                 meta: _Meta) -> w.ChatCompletion:
+    r = out.result
+    content, calls, finish = r.text, None, r.finish_reason
+    if plan.calls_enabled:
+        parsed = parse_tool_calls(r.output_ids, state.card.tokenizer, plan.tools, finish_reason=r.finish_reason)
+        if parsed.calls:
+            calls = [w.OutToolCall(id=c.id, function=w.OutFunctionCall(name=c.name, arguments=json.dumps(
+                c.arguments))) for c in parsed.calls]
+            content = parsed.content or None
+            finish = "tool_calls" if r.finish_reason == "stop" else finish
+    logprobs = None
+    if req.logprobs:
+        logprobs = w.ChoiceLogprobs(content=token_logprobs(state.card.tokenizer, r.output_ids, r.logprobs,
+                                                           r.top_logprobs))
+    choice = w.ChatChoice(index=0, message=w.AssistantMessage(content=content, tool_calls=calls),
+                          finish_reason=finish, logprobs=logprobs,
+                          token_ids=list(r.output_ids) if req.return_token_ids else UNSET)
+    return w.ChatCompletion(id=meta.id, created=meta.created, model=meta.model, system_fingerprint=meta.fingerprint,
+                            choices=[choice], usage=usage_of(r),
+                            prompt_token_ids=list(r.prompt_ids) if req.return_token_ids else UNSET)
+
+
+def sse(obj: Any) -> bytes:
+    return b"data: " + w.encode(obj) + b"\n\n"
+
+
+def _chunk(meta: _Meta, delta: w.Delta, **kw) -> w.ChatCompletionChunk:
+    extra = {k: kw.pop(k) for k in ("usage", "prompt_token_ids") if k in kw}
+    choices = [] if kw.pop("no_choice", False) else [w.ChunkChoice(index=0, delta=delta, **kw)]
+    return w.ChatCompletionChunk(id=meta.id, created=meta.created, model=meta.model,
+                                 system_fingerprint=meta.fingerprint, choices=choices, **extra)
+
+
+def _deltas(pieces: list) -> list[w.Delta]:
+    """Chat deltas for stream pieces: runs of content merged; each call start, then its argument text."""
+    out: list[w.Delta] = []
+    for p in pieces:
+        if isinstance(p, Content):
+            if out and isinstance(out[-1].content, str):
+                out[-1] = w.Delta(content=out[-1].content + p.text)
+            else:
+                out.append(w.Delta(content=p.text))
+        elif isinstance(p, CallStart):
+            out.append(w.Delta(tool_calls=[w.DeltaToolCall(index=p.index, id=p.id, type="function",
+                                                            function=w.DeltaFunction(name=p.name, arguments=""))]))
+        elif isinstance(p, CallArgs):
+            out.append(w.Delta(tool_calls=[w.DeltaToolCall(index=p.index,
+                                                            function=w.DeltaFunction(arguments=p.text))]))
+    return out
+
+
+async def _chat_stream(state: ServerState, handle, request: Request, plan: ChatPlan, req: w.ChatCompletionRequest,
+                       meta: _Meta, include_usage: bool) -> AsyncIterator[bytes]:
+    splitter = ToolStream() if plan.calls_enabled else None
+    yield sse(_chunk(meta, w.Delta(role="assistant", content="")))
+    async for batch in events(state, handle, request):
+        for ev in batch:
+            if isinstance(ev, Chunk):
+                pieces = splitter.feed(ev.text) if splitter else [Content(ev.text)]
+                lp = None
+                if req.logprobs and ev.token_ids:
+                    lp = w.ChoiceLogprobs(content=token_logprobs(state.card.tokenizer, ev.token_ids, ev.logprobs,
+                                                                 ev.top_logprobs))
+                for i, d in enumerate(_deltas(pieces) or ([w.Delta()] if lp else [])):
+                    yield sse(_chunk(meta, d, logprobs=lp if i == 0 else None))
+            elif isinstance(ev, Failed):
+                yield b"data: " + error_body("/v1", ApiError(ev.status, ev.message)) + b"\n\n"
+                return
+            elif isinstance(ev, Finished):
+                for chunk in _stream_end(splitter, ev.result, req, meta, include_usage):
+                    yield chunk
+    yield b"data: [DONE]\n\n"
+
+
+def _stream_end(splitter, r, req: w.ChatCompletionRequest, meta: _Meta, include_usage: bool) -> list[bytes]:
+    out = []
+    if splitter is not None:
+        out += [sse(_chunk(meta, d)) for d in _deltas(splitter.finish())]
+    finish = r.finish_reason
+    if splitter is not None and splitter.calls and finish == "stop":
+        finish = "tool_calls"
+    ids = dict(token_ids=list(r.output_ids), prompt_token_ids=list(r.prompt_ids)) if req.return_token_ids else {}
+    out.append(sse(_chunk(meta, w.Delta(), finish_reason=finish, **ids)))
+    if include_usage:
+        out.append(sse(_chunk(meta, w.Delta(), no_choice=True, usage=usage_of(r))))
+    return out
+
+
+# ---- completions and models ---------------------------------------------------------------------------------
+class CompletionPlan:
+    def __init__(self, state: ServerState, req: w.CompletionRequest):
+        if req.n != 1:
+            raise ApiError(400, "n > 1 is not supported; send n requests (they are batched)", param="n")
+        if req.suffix:
+            raise ApiError(400, "suffix (fill-in-the-middle) is not supported", param="suffix")
+        if req.echo and req.logprobs:
+            raise ApiError(400, "echo with logprobs is not supported (prompt logprobs are not computed)",
+                           param="echo")
+        p = req.prompt
+        if isinstance(p, str) or (len(p) == 1 and isinstance(p[0], str)):
+            self.prompt_text = p if isinstance(p, str) else p[0]
+            ids = prompts.encode(state.card, self.prompt_text)
+        elif all(isinstance(x, int) for x in p):
+            ids = list(p)
+            self.prompt_text = state.card.tokenizer.decode(ids) if req.echo else ""
+        else:
+            raise ApiError(400, "prompt must be a string, a list of one string, or a list of token ids",
+                           param="prompt")
+        self.prompt_ids = prompts.check_ids(state.card, ids)
+        self.params = sampling(
+            state, len(ids), max_tokens=req.max_tokens, temperature=1.0 if req.temperature is None else
+            req.temperature, top_p=req.top_p or 1.0, top_k=req.top_k or 0, min_p=req.min_p or 0.0, seed=req.seed,
+            stop=req.stop, top_logprobs=req.logprobs or 0)
+        self.processors = penalties(presence=req.presence_penalty, frequency=req.frequency_penalty,
+                                    logit_bias=logit_bias_ids(state, req.logit_bias))
+
+
+@router.post("/v1/completions", openapi_extra=body_of("CompletionRequest"),
+             responses=responses_of("Completion", stream=SSE), response_class=Response)
+async def completions(request: Request) -> Response:
+    """Text completion (OpenAI legacy); `prompt` may be token ids."""
+    state = state_of(request)
+    req = decode(await request.body(), w.CompletionRequest)
+    check_model(state, req.model)
+    plan = await run_in_threadpool(CompletionPlan, state, req)
+    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, processors=plan.processors, session=req.session)
+    handle = start(state, job)
+    meta = _Meta(state.card.name, state.card.fingerprint)
+    meta.id = "cmpl-" + meta.id.split("-", 1)[1]
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        gen = _completion_stream(state, handle, request, plan, req, meta, include_usage)
+        return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache"})
+    out = await collect(state, handle, request)
+    r = out.result
+    text = (plan.prompt_text if req.echo else "") + r.text
+    choice = w.CompletionChoice(index=0, text=text, finish_reason=r.finish_reason,
+                                logprobs=_legacy_logprobs(state, r.output_ids, r.logprobs, r.top_logprobs)
+                                if req.logprobs is not None else None,
+                                token_ids=list(r.output_ids) if req.return_token_ids else UNSET)
+    body = w.Completion(id=meta.id, created=meta.created, model=meta.model, system_fingerprint=meta.fingerprint,
+                        choices=[choice], usage=usage_of(r),
+                        prompt_token_ids=list(r.prompt_ids) if req.return_token_ids else UNSET)
+    return Response(w.encode(body), media_type="application/json")
+
+
+def _legacy_logprobs(state: ServerState, ids, lps, tops, offset: int = 0) -> w.LegacyLogprobs:
+    dec = state.card.tokenizer.decode
+    tokens = [dec([i]) for i in ids]
+    offsets, pos = [], offset
+    for t in tokens:
+        offsets.append(pos)
+        pos += len(t)
+    return w.LegacyLogprobs(tokens=tokens, token_logprobs=list(lps), text_offset=offsets,
+                            top_logprobs=[{dec([t]): v for t, v in top} for top in tops])
+
+
+def _ctext(meta: _Meta, text: str, **kw) -> w.Completion:
+    extra = {k: kw.pop(k) for k in ("usage", "prompt_token_ids") if k in kw}
+    choices = [] if kw.pop("no_choice", False) else [w.CompletionChoice(index=0, text=text,
+                                                                        finish_reason=kw.pop("finish_reason", None),
+                                                                        **kw)]
+    return w.Completion(id=meta.id, created=meta.created, model=meta.model, system_fingerprint=meta.fingerprint,
+                        choices=choices, **extra)
+
+
+async def _completion_stream(state: ServerState, handle, request: Request, plan: CompletionPlan,
+                             req: w.CompletionRequest, meta: _Meta, include_usage: bool) -> AsyncIterator[bytes]:
+    if req.echo and plan.prompt_text:
+        yield sse(_ctext(meta, plan.prompt_text))
+    async for batch in events(state, handle, request):
+        for ev in batch:
+            if isinstance(ev, Chunk) and (ev.text or req.logprobs is not None):
+                lp = _legacy_logprobs(state, ev.token_ids, ev.logprobs, ev.top_logprobs) \
+                    if req.logprobs is not None else None
+                yield sse(_ctext(meta, ev.text, logprobs=lp))
+            elif isinstance(ev, Failed):
+                yield b"data: " + error_body("/v1", ApiError(ev.status, ev.message)) + b"\n\n"
+                return
+            elif isinstance(ev, Finished):
+                r = ev.result
+                ids = dict(token_ids=list(r.output_ids), prompt_token_ids=list(r.prompt_ids)) \
+                    if req.return_token_ids else {}
+                yield sse(_ctext(meta, "", finish_reason=r.finish_reason, **ids))
+                if include_usage:
+                    yield sse(_ctext(meta, "", no_choice=True, usage=usage_of(r)))
+    yield b"data: [DONE]\n\n"
+
+
+@router.get("/v1/models", responses=responses_of("ModelList"), response_class=Response)
+async def models(request: Request) -> Response:
+    """The one model this server serves."""
+    c = state_of(request).card
+    return Response(w.encode(w.ModelList(data=[w.ModelObject(id=c.name, created=c.created, owned_by="tinygpt")])),
+                    media_type="application/json")
+
+
+@router.get("/v1/models/{model_id:path}", responses=responses_of("ModelObject"), response_class=Response)
+async def model(request: Request, model_id: str) -> Response:
+    state = state_of(request)
+    check_model(state, model_id)
+    c = state.card
+    return Response(w.encode(w.ModelObject(id=c.name, created=c.created, owned_by="tinygpt")),
+                    media_type="application/json")

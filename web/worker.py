@@ -1,0 +1,464 @@
+"""The generation worker: one thread that owns all MLX state and serves every request through a batch.
+
+Requests arrive as `Job`s in an inbox; the thread loads the model (and unloads it when its keep-alive runs
+out), seeds each job's cache from its server-side session or the engine's cross-request prefix cache, and runs
+all admitted jobs together in mlx-lm's `BatchGenerator` (continuous batching: new jobs join between decode
+steps; prefill is chunked so a long prompt does not stall others). Each step posts a `Chunk` per job; a
+cancelled job is removed at the next step. Models whose caches cannot be batched run one job at a time
+through `Engine.stream`. Not here: HTTP, prompts, wire formats.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import gc
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+from mlx_lm.generate import BatchGenerator, StopSequences
+from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+
+from tinygpt.runtime.engine import Engine, GenerationResult
+from tinygpt.runtime.models import load
+from tinygpt.web.errors import ApiError
+from tinygpt.web.jobs import Chunk, Failed, Finished, Job, deliver
+from tinygpt.web.model_card import ModelCard, describe
+from tinygpt.web.sampler import make_job_sampler
+from tinygpt.web.sessions import SessionStore
+from tinygpt.web.textstop import StopScanner
+
+log = logging.getLogger("tinygpt.serve")
+
+
+@dataclass
+class WorkerConfig:
+    max_batch: int = 8              # sequences decoded together
+    prefill_batch: int = 8          # prompts prefilled together
+    prefill_step: int = 512         # prompt tokens per prefill step (smaller: others wait less)
+    batching: bool = True           # False: one job at a time through Engine.stream
+    max_sessions: int = 16
+    keep_alive_s: float = -1.0      # after the last job; < 0: keep loaded forever
+    max_pending: int = 256          # queued jobs beyond this get 429
+    prefix_cache_bytes: int = 1 << 30
+    model_name: str | None = None
+
+
+@dataclass
+class _Active:
+    job: Job
+    detok: Any
+    scanner: StopScanner
+    stop_ids: set[int]
+    cached: int
+    prefill: int
+    out: list[int] = field(default_factory=list)
+    lps: list[float] = field(default_factory=list)
+    tops: list[list[tuple[int, float]]] = field(default_factory=list)
+    first: float | None = None
+    load_s: float = 0.0
+
+
+class Worker:
+    """Owns the model; `submit` jobs from any thread; events come back through each job's `post`."""
+
+    def __init__(self, model_path: str, config: WorkerConfig = WorkerConfig()):
+        self.model_path = model_path
+        self.config = config
+        self.card: ModelCard | None = None
+        self.expires_at: float | None = None  # monotonic time; None: never
+        self._inbox: queue.Queue = queue.Queue()
+        self._pending: deque[Job] = deque()
+        self._outbox: list[tuple[Job, Any]] = []  # events of this iteration, delivered together
+        self._active: dict[int, _Active] = {}
+        self._sessions = SessionStore(config.max_sessions)
+        self._engine: Engine | None = None
+        self._bg: BatchGenerator | None = None
+        self.peak_active = 0  # most sequences decoded together so far (observability, tests, benchmarks)
+        self.cancelled = 0    # jobs stopped because their client went away
+        self._stopping = False
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="tinygpt-generate", daemon=True)
+
+    # ---- any thread ----------------------------------------------------------------------------------
+    def start(self, timeout: float | None = None) -> ModelCard:
+        """Start the thread and load the model; raise `ModelLoadError` (or what loading raised) on failure."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"the model at {self.model_path} did not load within {timeout} s")
+        if self._start_error is not None:
+            raise self._start_error
+        assert self.card is not None
+        return self.card
+
+    @property
+    def loaded(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def active(self) -> int:
+        """Jobs being decoded now."""
+        return len(self._active)
+
+    def submit(self, job: Job) -> None:
+        if self._stopping or not self._thread.is_alive():
+            raise ApiError(503, "the server is shutting down; retry against a running server")
+        if len(self._pending) + self._inbox.qsize() >= self.config.max_pending:
+            raise ApiError(429, f"too many queued requests (limit {self.config.max_pending}); retry later",
+                           code="rate_limit_exceeded")
+        self._inbox.put(("job", job))
+
+    def cancel(self, job: Job) -> None:
+        job.cancelled = True
+        self._inbox.put(("wake",))
+
+    def control(self, op: str, keep_alive_s: float | None = None) -> concurrent.futures.Future:
+        """'load' (returns load seconds) or 'unload' the model, in the worker thread."""
+        if self._stopping or not self._thread.is_alive():
+            raise ApiError(503, "the server is shutting down; retry against a running server")
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._inbox.put(("control", op, keep_alive_s, fut))
+        return fut
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        self._inbox.put(("stop",))
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # ---- worker thread ----------------------------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            self._ensure_loaded()
+        except BaseException as exc:  # noqa: BLE001 — handed to start()'s caller, who reports it
+            self._start_error = exc
+            self._ready.set()
+            mx.clear_streams()
+            return
+        self._ready.set()
+        try:
+            while not self._stopping:
+                try:
+                    self._iterate()
+                    self._flush()
+                except Exception as exc:  # noqa: BLE001 — a bug must not leave every waiting client hanging
+                    log.exception("the generation worker hit an unexpected error")
+                    self._fail_all(500, f"internal error in the generation worker ({type(exc).__name__}: {exc})")
+                    self._flush()
+                    if self._bg is not None:
+                        self._new_batch()
+        finally:
+            self._fail_all(503, "the server is shutting down")
+            self._flush()
+            self._unload()
+            mx.clear_streams()  # MLX needs this at the end of a thread that used it, or exit may abort
+
+    def _iterate(self) -> None:
+        busy = bool(self._active) or self._runnable()
+        self._take_inbox(block=not busy)
+        self._reap_cancelled()
+        self._admit()
+        if self._active:
+            self._step()
+        else:
+            self._maybe_unload()
+
+    def _take_inbox(self, block: bool) -> None:
+        timeout = None
+        if block and self.expires_at is not None and self._engine is not None:
+            timeout = min(3600.0, max(0.0, self.expires_at - time.monotonic()))
+        try:
+            item = self._inbox.get(timeout=timeout) if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._handle(item)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, item: tuple) -> None:
+        kind = item[0]
+        if kind == "job":
+            self._pending.append(item[1])
+        elif kind == "stop":
+            self._stopping = True
+        elif kind == "control":
+            _, op, keep_alive, fut = item
+            try:
+                if op == "load":
+                    fut.set_result(self._ensure_loaded())
+                    self._touch(keep_alive)
+                elif self._active or self._pending:
+                    self.expires_at = time.monotonic()  # unload once the running jobs are done
+                    fut.set_result(0.0)
+                else:
+                    self._unload()
+                    fut.set_result(0.0)
+            except Exception as exc:  # noqa: BLE001 — reported to the waiting request
+                fut.set_exception(exc)
+
+    def _runnable(self) -> bool:
+        return any(not (j.session and self._sessions.is_busy(j.session)) for j in self._pending)
+
+    def _touch(self, keep_alive_s: float | None) -> None:
+        ka = self.config.keep_alive_s if keep_alive_s is None else keep_alive_s
+        self.expires_at = None if ka < 0 else time.monotonic() + ka
+
+    def _maybe_unload(self) -> None:
+        if (self._engine is not None and self.expires_at is not None and not self._pending
+                and time.monotonic() >= self.expires_at):
+            self._unload()
+
+    def _ensure_loaded(self) -> float:
+        if self._engine is not None:
+            return 0.0
+        t0 = time.perf_counter()
+        loaded = load(self.model_path)
+        self._engine = Engine(loaded, prefix_cache_bytes=self.config.prefix_cache_bytes,
+                              prefill_step_size=self.config.prefill_step)
+        if self.card is None:
+            self.card = describe(loaded, self.config.model_name)
+        batchable = all(hasattr(c, "merge") for c in make_prompt_cache(loaded.model))
+        if self.config.batching and batchable:
+            self._new_batch()
+        self._touch(None)
+        return time.perf_counter() - t0
+
+    def _new_batch(self) -> None:
+        if self._bg is not None:
+            self._bg.close()
+        self._bg = BatchGenerator(
+            self._engine.model, completion_batch_size=self.config.max_batch,
+            prefill_batch_size=min(self.config.prefill_batch, self.config.max_batch),
+            prefill_step_size=self.config.prefill_step, stream=mx.default_stream(mx.default_device()))
+
+    def _unload(self) -> None:
+        if self._bg is not None:
+            self._bg.close()
+        self._bg = None
+        self._engine = None
+        self._sessions.clear()
+        self.expires_at = None
+        gc.collect()
+        mx.clear_cache()
+
+    def _fail_active(self, status: int, message: str) -> None:
+        for a in list(self._active.values()):
+            self._post(a.job, Failed(status, message))
+            if a.job.session:
+                self._sessions.drop(a.job.session)
+        self._active.clear()
+
+    def _fail_all(self, status: int, message: str) -> None:
+        self._fail_active(status, message)
+        while self._pending:
+            self._post(self._pending.popleft(), Failed(status, message))
+
+    def _post(self, job: Job, event) -> None:
+        self._outbox.append((job, event))
+
+    def _flush(self) -> None:
+        if self._outbox:
+            outbox, self._outbox = self._outbox, []
+            deliver(outbox)
+
+    # ---- admission ------------------------------------------------------------------------------------
+    def _admit(self) -> None:
+        if not self._pending:
+            return
+        try:
+            load_s = self._ensure_loaded()
+        except Exception as exc:  # noqa: BLE001 — the model directory changed under us; tell every waiter
+            log.exception("reloading the model failed")
+            self._fail_all(503, f"the model could not be loaded: {exc}")
+            return
+        waiting: deque[Job] = deque()
+        while self._pending:
+            job = self._pending.popleft()
+            if job.cancelled:
+                continue
+            if job.session and self._sessions.is_busy(job.session):
+                waiting.append(job)
+            elif self._bg is None:
+                self._run_single(job, load_s)
+                self._pending.extendleft(reversed(waiting))
+                return
+            elif len(self._active) >= self.config.max_batch:
+                waiting.append(job)
+            else:
+                self._insert(job, load_s)
+            load_s = 0.0
+        self._pending = waiting
+
+    def _seed_cache(self, job: Job) -> tuple[list | None, list[int], list[int]]:
+        """(cache, ids still to prefill, ids already in the cache) for a job, from its session or the pool."""
+        engine = self._engine
+        prompt = job.prompt_ids
+        if job.session:
+            sess = self._sessions.checkout(job.session, engine.model)
+            rest = sess.sync(prompt, engine.model)
+            return sess.cache, rest, list(sess.ids)
+        cache, rest = engine.prefix_cache.fetch_nearest_cache(engine.loaded.fingerprint, list(prompt))
+        if cache is None:
+            return None, list(prompt), []
+        if not rest:  # exact hit: re-feed the last prompt token to get its logits
+            if not can_trim_prompt_cache(cache):
+                return None, list(prompt), []
+            trim_prompt_cache(cache, 1)
+            rest = prompt[-1:]
+        return cache, list(rest), list(prompt[: len(prompt) - len(rest)])
+
+    def _insert(self, job: Job, load_s: float) -> None:
+        try:
+            processors = job.processors() if job.processors else []
+        except ValueError as exc:
+            self._post(job, Failed(400, str(exc)))
+            return
+        cache, rest, held = self._seed_cache(job)
+        p = job.params
+        stop_ids = set(p.stop_token_ids if p.stop_token_ids is not None else self._engine.tokenizer.eos_token_ids)
+        (uid,) = self._bg.insert(
+            [rest], max_tokens=[p.max_tokens], caches=[cache], all_tokens=[held],
+            samplers=[make_job_sampler(p)], logits_processors=[processors],
+            stop_sequences=[StopSequences([[t] for t in sorted(stop_ids)])])
+        self._active[uid] = _Active(job=job, detok=self._engine.tokenizer.detokenizer,
+                                    scanner=StopScanner(p.stop_strings), stop_ids=stop_ids,
+                                    cached=len(job.prompt_ids) - len(rest), prefill=len(rest), load_s=load_s)
+        self.peak_active = max(self.peak_active, len(self._active))
+
+    # ---- decoding -------------------------------------------------------------------------------------
+    def _step(self) -> None:
+        try:
+            _, responses = self._bg.next()
+        except Exception as exc:  # noqa: BLE001 — a processor or the model failed: end the batch, keep serving
+            log.exception("a batch step failed")
+            self._fail_active(500, f"generation failed: {type(exc).__name__}: {exc}")
+            self._new_batch()
+            return
+        if not responses:
+            return
+        for r in responses:
+            a = self._active.get(r.uid)
+            if a is not None:
+                self._on_token(r.uid, a, r, _host(r.logprobs))
+
+    @staticmethod
+    def _top(row: np.ndarray, k: int) -> list[tuple[int, float]]:
+        if k <= 0:
+            return []
+        idx = np.argpartition(-row, k - 1)[:k]
+        return sorted(zip(idx.tolist(), row[idx].tolist()), key=lambda p: -p[1])
+
+    def _on_token(self, uid: int, a: _Active, r, row: np.ndarray) -> None:
+        now = time.perf_counter()
+        a.first = a.first or now
+        tok = r.token
+        lp = float(row[tok])
+        a.out.append(tok)
+        a.lps.append(lp)
+        top = self._top(row, a.job.params.top_logprobs)
+        a.tops.append(top)
+        finish = r.finish_reason
+        if finish == "stop" and tok in a.stop_ids:
+            a.detok.finalize()
+        else:
+            a.detok.add_token(tok)
+            if finish:
+                a.detok.finalize()
+        text = a.scanner.push(a.detok.last_segment)
+        cache = (r.prompt_cache, r.all_tokens) if finish else None
+        if a.scanner.stopped and not finish:
+            finish = "stop"
+            cache = self._bg.remove([uid], return_prompt_caches=True).get(uid)
+        if finish:
+            text += a.scanner.flush()
+        self._post(a.job, Chunk(text, [tok], [lp], [top]))
+        if finish:
+            self._finish(uid, a, finish, cache)
+
+    def _finish(self, uid: int, a: _Active, finish: str, cache) -> None:
+        del self._active[uid]
+        self._store_cache(a.job, cache)
+        now = time.perf_counter()
+        job = a.job
+        first = a.first or now
+        result = GenerationResult(
+            prompt_ids=list(job.prompt_ids), cached_tokens=a.cached, output_ids=a.out, logprobs=a.lps,
+            top_logprobs=a.tops, text=a.scanner.text, finish_reason=finish, ttft_s=first - job.submitted,
+            decode_s=now - first, prefill_tokens=a.prefill)
+        self._post(job, Finished(result, a.load_s))
+        self._touch(job.keep_alive_s)
+
+    def _store_cache(self, job: Job, cache) -> None:
+        kv, ids = cache if cache else (None, None)
+        if job.session:
+            self._sessions.checkin(job.session, kv, ids)
+        elif kv is not None and ids:
+            self._engine.prefix_cache.insert_cache(self._engine.loaded.fingerprint, list(ids), kv)
+
+    def _reap_cancelled(self) -> None:
+        gone = [uid for uid, a in self._active.items() if a.job.cancelled]
+        if not gone:
+            return
+        caches = self._bg.remove(gone, return_prompt_caches=True)
+        self.cancelled += len(gone)
+        for uid in gone:
+            a = self._active.pop(uid)
+            self._store_cache(a.job, caches.get(uid))
+            self._touch(a.job.keep_alive_s)
+
+    # ---- one at a time (caches that cannot be batched, or --no-batch) --------------------------------------
+    def _run_single(self, job: Job, load_s: float) -> None:
+        engine = self._engine
+        session = self._sessions.checkout(job.session, engine.model) if job.session else None
+        scanner = StopScanner(job.params.stop_strings)
+        started = time.perf_counter()
+        try:
+            processors = job.processors() if job.processors else None
+            gen = engine.stream(job.prompt_ids, job.params, session=session, logits_processors=processors)
+            events = iter(gen)
+            for ev in events:
+                self._take_cancels()
+                if job.cancelled or self._stopping:
+                    self.cancelled += job.cancelled
+                    events.close()
+                    return
+                self._post(job, Chunk(scanner.push(ev.text), [ev.token_id], [ev.logprob], [ev.top_logprobs]))
+                self._flush()
+        except ValueError as exc:
+            self._post(job, Failed(400, str(exc)))
+            return
+        finally:
+            if session is not None:
+                self._sessions.checkin(job.session, session.cache, session.ids)
+            self._touch(job.keep_alive_s)
+        rest = scanner.flush()
+        if rest:
+            self._post(job, Chunk(rest, [], [], []))
+        result = gen.result
+        result.ttft_s += started - job.submitted
+        self._post(job, Finished(result, load_s))
+
+    def _take_cancels(self) -> None:
+        """While one job runs alone, keep reading the inbox so new jobs queue and cancels land."""
+        try:
+            while True:
+                self._handle(self._inbox.get_nowait())
+        except queue.Empty:
+            pass
+
+
+def _host(logprobs: mx.array) -> np.ndarray:
+    """The batch's (already evaluated) logprob row as numpy, without queueing work behind the next step:
+    an MLX op here would wait for the step the batch is already computing ahead."""
+    if logprobs.dtype != mx.float32:
+        logprobs = logprobs.astype(mx.float32)  # bf16 / f16 logits (GPU models): one small op
+    return np.asarray(logprobs)
