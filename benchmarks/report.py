@@ -14,7 +14,8 @@ RESULTS = HERE / "results"
 
 
 def _machine(m: dict) -> str:
-    where = m.get("gpu") or f"{m.get('cpus')} CPU cores, {m.get('mem_gib')} GiB"
+    cores = m.get("cpus") or m.get("cores")
+    where = m.get("gpu") or f"{cores} CPU cores" + (f", {m['mem_gib']} GiB" if m.get("mem_gib") else "")
     return f"{where}; {m.get('platform')}, Python {m.get('python')}, MLX {m.get('mlx')}, {m.get('device')}"
 
 
@@ -43,6 +44,44 @@ def engine(r: dict, title: str) -> list[str]:
     return out
 
 
+def grammar(r: dict, title: str) -> list[str]:
+    c, d, p2 = r["compile"], r["decode"], r["p2"]
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model `qwen3-0.6b` shape, real Qwen vocabulary; "
+           f"grammar for BFCL's {r['tools']} GorillaFileSystem tools. Script: `benchmarks/bench_grammar.py`.", "",
+           "| backend | mode | compile ms (median) |", "|---|---|---|"]
+    for backend, v in c.items():
+        for mode, m in v["modes"].items():
+            out.append(f"| {backend} | {mode} | {m['median_ms']:.1f} |")
+    out += ["", "| decode | median ms/token | overhead vs unconstrained | direct mask+apply overhead |",
+            "|---|---|---|---|"]
+    for name, ms in d["median_ms_per_token"].items():
+        over = p2["overhead"].get(name)
+        direct = p2.get("direct_overhead", {}).get(name)
+        out.append(f"| {name} | {ms:.1f} | {'' if over is None else f'{over:+.1%}'} | "
+                   f"{'' if direct is None else f'{direct:+.2%}'} |")
+    out += ["", f"**P2**: llguidance compile {p2['compile_ms_llguidance_auto']:.1f} ms (target ≤ 10 ms); per-token "
+            f"overhead llguidance auto {p2['overhead']['llguidance-auto']:+.1%} (target ≤ 5%). Decode runs are "
+            f"paired side by side, {d.get('tokens')} tokens x {d.get('reps')} reps.", ""]
+    return out
+
+
+def serve(r: dict, title: str) -> list[str]:
+    m = r["model"]
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model preset `{m.get('preset')}` (random init). "
+           f"{r['max_tokens_per_stream']} tokens per stream. Script: `benchmarks/bench_serve.py`.", "",
+           "| server | 1 stream tok/s | 4 streams tok/s | 8 streams tok/s | TTFT miss s | TTFT prefix hit s |",
+           "|---|---|---|---|---|---|"]
+    for name, v in r["servers"].items():
+        out.append(f"| {name} | {v['aggregate_1']['tok_per_s']} | {v['aggregate_4']['tok_per_s']} | "
+                   f"{v['aggregate_8']['tok_per_s']} | {v['ttft']['miss_s']} | {v['ttft']['hit_s']} |")
+    ch = r["checks"]
+    out += ["", f"**P5**: tinygpt 8-stream aggregate ÷ 1 stream = **{ch['tinygpt_8_vs_1_stream_scaling']}x** "
+            "(target ≥ 4x); tinygpt ÷ mlx_lm.server tok/s at 1/4/8 streams = "
+            f"{', '.join(str(v) for v in ch['tinygpt_vs_mlx_lm_tok_per_s'].values())} (target ≥ 1). TTFT prefix: "
+            f"{r['ttft_prompt_prefix_tokens']} shared tokens.", ""]
+    return out
+
+
 def generic(r: dict, title: str) -> list[str]:
     out = [f"## {title}", ""]
     if "machine" in r:
@@ -60,9 +99,9 @@ def generic(r: dict, title: str) -> list[str]:
 SECTIONS = [
     ("engine.json", "Engine on CPU (issue 2: P1, P3, P4)", engine),
     ("engine_gpu.json", "Engine on an NVIDIA GPU (issue 2: P1, qwen3-4b bf16)", engine),
-    ("grammar.json", "Constrained decoding (issue 3: P2)", generic),
+    ("grammar.json", "Constrained decoding (issue 3: P2)", grammar),
     ("traces.json", "traces-to-data throughput (issue 4: P9)", generic),
-    ("serve.json", "Server concurrency and prefix cache (issue 5: P5)", generic),
+    ("serve.json", "Server concurrency and prefix cache (issue 5: P5)", serve),
 ]
 
 
