@@ -52,6 +52,7 @@ class Agent:
                                      parallel_tool_calls=config.parallel_tool_calls,
                                      backend=config.grammar_backend)
         self._calls = 0
+        self._invalid: str | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -72,6 +73,9 @@ class Agent:
                 yield ev.Error(step, "the tool call was cut off by the token budget (max_tokens) and was not run")
                 yield ev.TurnEnd("truncated_call", step)
                 return
+            if self._invalid is not None:  # a model fault: shown to the model, which gets another step
+                pending = yield from self._report_invalid(step)
+                continue
             if not call_event.tool_calls:
                 yield ev.TurnEnd("answer" if call_event.finish_reason == "stop" else "length", step)
                 return
@@ -88,7 +92,8 @@ class Agent:
         for tok in gen:
             yield ev.Token(tok.token_id, tok.text, tok.logprob)
         r = gen.result
-        parsed = parse_tool_calls(r.output_ids, self.engine.tokenizer, self.tools)
+        parsed = parse_tool_calls(r.output_ids, self.engine.tokenizer, self.tools, finish_reason=r.finish_reason)
+        self._invalid = parsed.error if parsed.error and not parsed.truncated else None
         calls = []
         for c in parsed.calls:
             self._calls += 1
@@ -105,6 +110,15 @@ class Agent:
                             latency_s=time.perf_counter() - t0)
         yield call
         return call
+
+    def _report_invalid(self, step: int):
+        """Tell the model its call could not be used (only possible without a grammar, e.g. a script)."""
+        message = f"Error: your tool call could not be used: {self._invalid}"
+        yield ev.Error(step, message)
+        ids = self.transcript.add_messages({"role": "tool", "tool_call_id": "", "name": "invalid_call",
+                                            "content": message})
+        yield ev.ToolResult(step, "", "invalid_call", message, True, 0.0, ids=list(ids))
+        return ids
 
     def _run_tools(self, step: int, calls: list[dict]):
         results = []

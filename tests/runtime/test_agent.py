@@ -118,3 +118,17 @@ def test_zero_drift_when_re_encoding_would_change_the_ids(tiny_engine, tmp_path)
     row = training_row(read_episode(list_traces(tmp_path)[0]))
     assert row.input_ids == agent.transcript.ids == call.prompt_ids + call.output_ids
     assert tiny_engine.encode(tok.decode(row.input_ids)) != row.input_ids
+
+
+def test_an_invalid_call_is_shown_to_the_model_which_gets_another_step(tiny_engine):
+    bad = '<tool_call>\n{"name": "ls", "arguments": {"a": "yes"}}\n</tool_call>'
+    agent = Agent(tiny_engine, fs_toolset(open_filesystem("fs:virtual"), timeout_s=None), AgentConfig(),
+                  policy=ScriptedPolicy(tiny_engine, [bad, "sorry, done"]))
+    events = list(agent.run("list"))
+    errors = [e for e in events if isinstance(e, ev.Error)]
+    results = [e for e in events if isinstance(e, ev.ToolResult)]
+    assert errors and "could not be used" in errors[0].message
+    assert results[0].is_error and results[0].ids
+    assert not [e for e in events if isinstance(e, ev.ToolCall)]
+    assert events[-1].reason == "answer" and events[-1].steps == 2
+    assert ids_from_events(events) == agent.transcript.ids
