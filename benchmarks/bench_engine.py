@@ -102,6 +102,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--lengths", default="1024,2048,4096")
     ap.add_argument("--skip-p3", action="store_true", help="P1 only (e.g. the GPU run)")
+    ap.add_argument("--keep-p3", action="store_true",
+                    help="with --skip-p3: carry P3/P4 over from the existing --out file (same model), marked as such")
     a = ap.parse_args()
     engine = Engine(load(a.model))
     prompt = engine.encode_chat([{"role": "user", "content": "Benchmark prompt: say something long."}])
@@ -110,8 +112,14 @@ def main() -> int:
     res["p1"] = bench_p1(engine, prompt, a.decode_tokens, a.reps)
     print(f"P1 engine/raw decode = {res['p1']['ratio']:.3f} "
           f"({res['p1']['engine_median']:.2f} vs {res['p1']['raw_median']:.2f} tok/s)", flush=True)
+    res["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if not a.skip_p3:
         res["p3"], res["p4"] = bench_p3_p4(engine, [int(x) for x in a.lengths.split(",")], max(1, a.reps // 2))
+        res["p3_date"] = res["date"]
+    elif a.keep_p3 and Path(a.out).exists():
+        old = json.loads(Path(a.out).read_text())
+        if old.get("model") == a.model and "p3" in old:
+            res.update(p3=old["p3"], p4=old["p4"], p3_date=old.get("p3_date", "an earlier run"))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
     print(f"wrote {a.out}")

@@ -40,7 +40,9 @@ def engine(r: dict, title: str) -> list[str]:
                        f"{statistics.median(v['persistent_s']):.3f} | **{v['ratio']:.1f}x** | "
                        f"{statistics.median(p4['reload_then_first_token_s']):.3f} | **{p4['ratio']:.1f}x** |")
         out += ["", "Targets: P3 ≥ 10x at 4k; P4 ≥ 5x. Turn N appends 24 new tokens to the history. Medians of "
-                f"{len(next(iter(r['p3'].values()))['full_reprefill_s'])} runs per length.", ""]
+                f"{len(next(iter(r['p3'].values()))['full_reprefill_s'])} runs per length"
+                + (f"; P3/P4 measured {r['p3_date']}, P1 {r['date']}." if r.get("p3_date") != r.get("date") else "."),
+                ""]
     return out
 
 
