@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         sock.close()
         print(f"tinygpt serve: {exc}", file=sys.stderr)
         return 2
+    # The generation thread wants the GIL back as soon as an MLX eval ends; the default 5 ms switch interval
+    # lets the HTTP thread hold it that long on every decode step.
+    sys.setswitchinterval(0.0005)
     host, port = sock.getsockname()[:2]
     card = app.state.tg.card
     print(f"tinygpt serve: {card.name} ({card.parameter_size} parameters, context {card.context_length}) on "

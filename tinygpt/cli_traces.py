@@ -16,7 +16,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tinygpt.traces.atraj import Message, ModelCall, ToolResult
+from tinygpt.traces.atraj import Message, ToolResult
 from tinygpt.traces.errors import TraceError
 from tinygpt.traces.reader import FINAL_SUFFIX, PART_SUFFIX, Episode, list_traces, read_episode
 from tinygpt.traces.summary import collect_stats

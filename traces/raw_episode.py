@@ -11,7 +11,7 @@ from typing import Union
 import msgspec
 
 from tinygpt.traces.atraj import End, Header, Role, ToolCall
-from tinygpt.traces.errors import CorruptTraceError, TraceError
+from tinygpt.traces.errors import CorruptTraceError
 from tinygpt.traces.line import split_lines
 from tinygpt.traces.reader import check_order, parse_records, read_trace_bytes
 

@@ -2,11 +2,11 @@
 POST /api/show, /api/chat and /api/generate.
 
 Chat and generate stream NDJSON lines by default (`"stream": false` for one JSON answer); tool calls come as
-`message.tool_calls` with arguments as objects, in a line of their own before the final `done` line; `format`
-("json" or a JSON schema) is enforced by the grammar; `keep_alive` sets how long the model stays loaded after
-the request, and a request without messages (or prompt) only loads or, with keep_alive 0, unloads it. An
-error after the stream has started is sent as an `{"error": ...}` line. Defaults follow Ollama's
-(temperature 0.8, top_k 40, top_p 0.9). Not here: the OpenAI surface, the worker.
+`message.tool_calls` with arguments as objects on the final `done` line (call text is never streamed as
+content); `format` ("json" or a JSON schema) is enforced by the grammar; `keep_alive` sets how long the model
+stays loaded after the request, and a request without messages (or prompt) only loads or, with keep_alive 0,
+unloads it. An error after the stream has started is sent as an `{"error": ...}` line. Defaults follow
+Ollama's (temperature 0.8, top_k 40, top_p 0.9). Not here: the OpenAI surface, the worker.
 """
 from __future__ import annotations
 

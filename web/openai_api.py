@@ -244,7 +244,7 @@ class CompletionPlan:
             self.prompt_text = p if isinstance(p, str) else p[0]
             ids = prompts.encode(state.card, self.prompt_text)
         elif all(isinstance(x, int) for x in p):
-            ids = list(p)
+            ids = prompts.check_ids(state.card, list(p))  # before decoding: ids may be out of range
             self.prompt_text = state.card.tokenizer.decode(ids) if req.echo else ""
         else:
             raise ApiError(400, "prompt must be a string, a list of one string, or a list of token ids",

@@ -5,6 +5,8 @@ import random
 import numpy as np
 import pytest
 from datasketch import MinHash
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinygpt.traces.atraj import Reward, Verdict
 from tinygpt.traces.decontaminate import EvalSet, load_eval_set
@@ -13,7 +15,7 @@ from tinygpt.traces.export import dedupe_text
 from tinygpt.traces.near_dedupe import NearDeduper, Sketcher, band_bytes
 from tinygpt.traces.reader import read_episode
 from tinygpt.traces.recorder import Recorder
-from tinygpt.traces.shingles import Words, fold32
+from tinygpt.traces.shingles import WordBatch, Words, fold32
 from tinygpt.traces.to_data import ExportConfig, traces_to_data
 
 VOCAB = [f"w{i}" for i in range(3000)]
@@ -27,6 +29,18 @@ def test_words_ignore_case_and_spacing_and_hash_by_content():
     assert grams[0] == grams[3] and len(set(grams.tolist())) == 3
     assert Words("a b c").whole_hash()[0] == Words("q a b c").ngram_hashes(3)[-1]
     assert len(Words("").ngram_hashes(1)) == 0 and Words("   ").count == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.text(alphabet=st.sampled_from("ab cÉ\n\t.x"), max_size=40), min_size=1, max_size=8))
+def test_a_batch_hashes_each_text_as_if_alone(texts):
+    batch = WordBatch(texts)
+    for index, text in enumerate(texts):
+        alone, inside = Words(text), batch.words(index)
+        assert inside.count == alone.count == len(text.split())
+        assert np.array_equal(inside.whole_hash(), alone.whole_hash())
+        for n in (1, 2, 5):
+            assert np.array_equal(inside.ngram_hashes(n), alone.ngram_hashes(n))
 
 
 def test_sketch_is_bit_identical_to_datasketch_update_batch():

@@ -142,3 +142,8 @@ def test_openapi_spec_is_published_with_request_schemas(server):
     assert body == {"$ref": "#/components/schemas/ChatCompletionRequest"}
     assert "messages" in spec["components"]["schemas"]["ChatCompletionRequest"]["required"]
     assert {"/api/chat", "/api/generate", "/api/show", "/api/tags", "/v1/completions"} <= set(spec["paths"])
+
+
+def test_out_of_range_token_ids_with_echo_are_400_not_500(server):
+    r = httpx.post(server.url + "/v1/completions", json={"model": "tiny", "prompt": [2 ** 40], "echo": True})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
