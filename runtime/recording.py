@@ -4,6 +4,10 @@ This is the only glue between the agent loop (agent_events.py) and the trajector
 it builds the header from the engine and agent, maps Message / ModelCall / ToolResult events to records, and
 ends the episode on TurnEnd with the reward and verdict a `judge` gives (none: reward 0 from "unjudged").
 If the consumer stops early or an exception escapes, the episode stays a `.part` file (readable, resumable).
+Conventions on top of traces/FORMAT.md: a step's tool results are appended as one template turn, so the last
+result of a step carries the ids of all of them (the others none); a call the model wrote that could not be used
+is a tool_result named "invalid_call" with an empty call_id; logprobs are log-softmax of the logits after logits
+processors (the grammar mask) and before temperature, i.e. of the constrained distribution.
 """
 from __future__ import annotations
 
