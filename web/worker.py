@@ -1,11 +1,11 @@
 """The generation worker: one thread that owns all MLX state and serves every request through a batch.
 
-Requests arrive as `Job`s in an inbox; the thread loads the model (and unloads it when its keep-alive runs
-out), seeds each job's cache from its server-side session or the engine's cross-request prefix cache, and runs
-all admitted jobs together in mlx-lm's `BatchGenerator` (continuous batching: new jobs join between decode
-steps; prefill is chunked so a long prompt does not stall others). Each step posts a `Chunk` per job; a
-cancelled job is removed at the next step. Models whose caches cannot be batched run one job at a time
-through `Engine.stream`. Not here: HTTP, prompts, wire formats.
+Jobs arrive in an inbox; the thread loads the model (unloads it when its keep-alive runs out), seeds each
+job's cache from its server-side session or the engine's prefix cache, and runs all admitted jobs together in
+mlx-lm's `BatchGenerator` (continuous batching; chunked prefill so a long prompt does not stall others). Each
+step makes a `Chunk` per job, handed over in one wake-up per event loop at most every FLUSH_S; a cancelled job
+leaves at the next step. Uncacheable-in-batch models run one job at a time through `Engine.stream`.
+Not here: HTTP, prompts, wire formats.
 """
 from __future__ import annotations
 
