@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=256, help="new tokens per stream (default 256)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--repeats", type=int, default=3, help="TTFT samples per case (median; default 3)")
-    p.add_argument("--rounds", type=int, default=3, help="throughput samples per case (median; default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="throughput samples per case (median; default 5)")
     p.add_argument("--prefix-words", type=int, default=300, help="words in the long TTFT prefix (default 300)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serve.json"))
     args = p.parse_args(argv)

@@ -1,11 +1,8 @@
-"""The server's front door, as one ASGI middleware: Host allow-list, API key, and the body-size limit.
-
-- Host: when bound to loopback, a request whose Host header names another host is refused (403): a web page
-  on a rebinding domain cannot reach the server through the user's browser.
-- API key: when set, every route needs `Authorization: Bearer KEY` (401 otherwise; compared in constant time).
-- Body: more than `max_body` bytes is refused (413) whether announced by Content-Length or only seen while
-  reading a chunked body; the body is read here and replayed to the app.
-Errors come in the shape of the route's API (errors.py). CORS preflights are answered by the CORS middleware
+"""The server's front door, as one ASGI middleware: Host allow-list (403: a page on a DNS-rebinding domain
+cannot reach a loopback server through the browser), API key (`Authorization: Bearer KEY` on every route, 401
+otherwise, constant-time compare), and the body limit (413 whether announced by Content-Length or only seen
+while reading a chunked body; the body is read here and replayed to the app).
+Errors come in the shape of the route's API (errors.py); CORS preflights are answered by the CORS middleware
 outside this one. Not here: anything about generation.
 """
 from __future__ import annotations

@@ -54,6 +54,7 @@ class Job:
     post: Callable[[Event], None] = lambda event: None
     handle: "JobHandle | None" = None  # set by JobHandle: lets the worker deliver a step's events in one wake-up
     cancelled: bool = False
+    delivered: bool = False  # some event already reached the request (the worker may batch later ones)
     submitted: float = field(default_factory=time.perf_counter)
 
 

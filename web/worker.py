@@ -1,11 +1,11 @@
 """The generation worker: one thread that owns all MLX state and serves every request through a batch.
 
-Requests arrive as `Job`s in an inbox; the thread loads the model (and unloads it when its keep-alive runs
-out), seeds each job's cache from its server-side session or the engine's cross-request prefix cache, and runs
-all admitted jobs together in mlx-lm's `BatchGenerator` (continuous batching: new jobs join between decode
-steps; prefill is chunked so a long prompt does not stall others). Each step posts a `Chunk` per job; a
-cancelled job is removed at the next step. Models whose caches cannot be batched run one job at a time
-through `Engine.stream`. Not here: HTTP, prompts, wire formats.
+Jobs arrive in an inbox; the thread loads the model (unloads it when its keep-alive runs out), seeds each
+job's cache from its server-side session or the engine's prefix cache, and runs all admitted jobs together in
+mlx-lm's `BatchGenerator` (continuous batching; chunked prefill so a long prompt does not stall others). Each
+step makes a `Chunk` per job, handed over in one wake-up per event loop at most every FLUSH_S; a cancelled job
+leaves at the next step. Uncacheable-in-batch models run one job at a time through `Engine.stream`.
+Not here: HTTP, prompts, wire formats.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from tinygpt.web.sessions import SessionStore
 from tinygpt.web.textstop import StopScanner
 
 log = logging.getLogger("tinygpt.serve")
+FLUSH_S = 0.02  # longest a generated token waits before it is handed to its request
 
 
 @dataclass
@@ -74,7 +75,8 @@ class Worker:
         self.expires_at: float | None = None  # monotonic time; None: never
         self._inbox: queue.Queue = queue.Queue()
         self._pending: deque[Job] = deque()
-        self._outbox: list[tuple[Job, Any]] = []  # events of this iteration, delivered together
+        self._outbox: list[tuple[Job, Any]] = []  # events not yet delivered (see _maybe_flush)
+        self._flushed = 0.0
         self._active: dict[int, _Active] = {}
         self._sessions = SessionStore(config.max_sessions)
         self._engine: Engine | None = None
@@ -146,7 +148,7 @@ class Worker:
             while not self._stopping:
                 try:
                     self._iterate()
-                    self._flush()
+                    self._maybe_flush()
                 except Exception as exc:  # noqa: BLE001 — a bug must not leave every waiting client hanging
                     log.exception("the generation worker hit an unexpected error")
                     self._fail_all(500, f"internal error in the generation worker ({type(exc).__name__}: {exc})")
@@ -265,10 +267,22 @@ class Worker:
     def _post(self, job: Job, event) -> None:
         self._outbox.append((job, event))
 
+    def _maybe_flush(self) -> None:
+        """Deliver now if anything is urgent (a job's first text, an end, an idle worker), else at most every
+        FLUSH_S: under load, each wake-up of a request's event loop then carries a few tokens, not one."""
+        if not self._outbox:
+            return
+        if (time.perf_counter() - self._flushed >= FLUSH_S or not self._active
+                or any(not isinstance(ev, Chunk) or not job.delivered for job, ev in self._outbox)):
+            self._flush()
+
     def _flush(self) -> None:
         if self._outbox:
             outbox, self._outbox = self._outbox, []
+            for job, _ in outbox:
+                job.delivered = True
             deliver(outbox)
+        self._flushed = time.perf_counter()
 
     # ---- admission ------------------------------------------------------------------------------------
     def _admit(self) -> None:
