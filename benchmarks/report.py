@@ -70,12 +70,13 @@ def grammar(r: dict, title: str) -> list[str]:
 def serve(r: dict, title: str) -> list[str]:
     m = r["model"]
     out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model preset `{m.get('preset')}` (random init). "
-           f"{r['max_tokens_per_stream']} tokens per stream. Script: `benchmarks/bench_serve.py`.", "",
+           f"{r['max_tokens_per_stream']} tokens per stream" + (f", medians of {r['rounds']} alternating rounds"
+           if r.get("rounds") else "") + ". Script: `benchmarks/bench_serve.py`.", "",
            "| server | 1 stream tok/s | 4 streams tok/s | 8 streams tok/s | TTFT miss s | TTFT prefix hit s |",
            "|---|---|---|---|---|---|"]
     for name, v in r["servers"].items():
-        out.append(f"| {name} | {v['aggregate_1']['tok_per_s']} | {v['aggregate_4']['tok_per_s']} | "
-                   f"{v['aggregate_8']['tok_per_s']} | {v['ttft']['miss_s']} | {v['ttft']['hit_s']} |")
+        tps = [v[f"aggregate_{n}"].get("tok_per_s_median", v[f"aggregate_{n}"].get("tok_per_s")) for n in (1, 4, 8)]
+        out.append(f"| {name} | {tps[0]} | {tps[1]} | {tps[2]} | {v['ttft']['miss_s']} | {v['ttft']['hit_s']} |")
     ch = r["checks"]
     out += ["", f"**P5**: tinygpt 8-stream aggregate ÷ 1 stream = **{ch['tinygpt_8_vs_1_stream_scaling']}x** "
             "(target ≥ 4x); tinygpt ÷ mlx_lm.server tok/s at 1/4/8 streams = "
@@ -103,7 +104,8 @@ SECTIONS = [
     ("engine_gpu.json", "Engine on an NVIDIA GPU (issue 2: P1, qwen3-4b bf16)", engine),
     ("grammar.json", "Constrained decoding (issue 3: P2)", grammar),
     ("traces.json", "traces-to-data throughput (issue 4: P9)", generic),
-    ("serve.json", "Server concurrency and prefix cache (issue 5: P5)", serve),
+    ("serve.json", "Server concurrency and prefix cache (issue 5: P5), small preset", serve),
+    ("serve-qwen3-0.6b.json", "Server concurrency and prefix cache (issue 5: P5), qwen3-0.6b shape", serve),
 ]
 
 
