@@ -37,7 +37,8 @@ TASKS = (
               (call("cd", folder="reports"), call("mv", source="q1_report.txt", destination="archive"),
                "Moved q1_report.txt into reports/archive.")),
     WorldTask("write-summary", "Create notes/summary.txt containing the word done.",
-              (call("cd", folder="notes"), call("echo", content="done", file_name="summary.txt"),
+              (call("cd", folder="notes"), call("touch", file_name="summary.txt"),
+               call("echo", content="done", file_name="summary.txt"),
                "Created notes/summary.txt with 'done'.")),
     WorldTask("grep-budget", "Which line of reports/q2_report.txt mentions the budget?",
               (call("cd", folder="reports"), call("grep", file_name="q2_report.txt", pattern="budget"),
@@ -60,7 +61,9 @@ def expected_state(task: WorldTask) -> dict:
     for reply in task.teacher:
         if reply.startswith("<tool_call>"):
             body = json.loads(reply.split("\n", 1)[1].rsplit("\n", 1)[0])
-            getattr(fs, body["name"])(**body["arguments"])
+            result = getattr(fs, body["name"])(**body["arguments"])
+            if isinstance(result, dict) and "error" in result:
+                raise ValueError(f"task {task.id}: teacher call {body} fails: {result['error']}")
     return fs.to_bfcl()
 
 

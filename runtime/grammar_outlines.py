@@ -40,9 +40,9 @@ class Vocab:
 
 
 def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> Vocab:
-    """Map each ordinary token to its bytes, `<tool_call>`/`</tool_call>` to their text and the EOS ids to
-    the sentinel; every other added token is left out, so never allowed. outlines' own EOS slot gets an id
-    past the tokenizer (never sampled: logits beyond the tokenizer are masked)."""
+    """Map each ordinary token to its bytes, the `<tool_call>`/`</tool_call>` tokens to their marker
+    characters and the EOS ids to the sentinel; every other added token is left out, so never allowed.
+    outlines' own EOS slot gets an id past the tokenizer (never sampled: those logits are always masked)."""
     decoder = getattr(hf_tokenizer.backend_tokenizer, "decoder", None)
     if type(decoder).__name__ != "ByteLevel":
         raise GrammarError("the outlines backend supports byte-level BPE tokenizers only; use "
@@ -108,7 +108,7 @@ def body_regex(spec: GrammarSpec, spell: dict[str, str]) -> str:
     calls = call + (f"(?:{_lit(chr(10))}{call})*" if spec.parallel else "")
     if spec.mode == "required":
         return calls
-    lead = no_substring(CALL_OPEN, nonempty=True, banned=marks) + _lit("\n")  # content + "\n", as the template writes it
+    lead = no_substring(CALL_OPEN, nonempty=True, banned=marks) + _lit("\n")  # content + "\n" (template)
     return f"{text}|(?:{lead})?{calls}"
 
 

@@ -1,7 +1,9 @@
 """Sampling parameters and a sampler that also captures each chosen token's logprob (and top-k) lazily.
 
-The capture happens inside mlx-lm's `generate_step` graph (the sampler is called there), and is scheduled with
-`mx.async_eval`, so reading it after the token is yielded costs no extra device sync. Sampling itself is
+The capture happens inside mlx-lm's `generate_step` graph (the sampler is called there): the returned token is
+made to depend on the captured arrays (`mx.depends`), so generate_step's own async evaluation of the token computes
+them too. Reading them after the token is yielded then costs no extra dispatch or sync (a separate async_eval per
+token measured ~18% slower decode on a small model). Sampling itself is
 mlx-lm's `make_sampler`; this module does not implement any sampling algorithm.
 """
 from __future__ import annotations
@@ -57,16 +59,18 @@ class CapturingSampler:
             item = (chosen, idx, mx.take_along_axis(logprobs, idx, axis=-1))
         else:
             item = (chosen,)
-        mx.async_eval(*item)
         self.captured.append(item)
-        return token
+        return mx.depends(token, list(item))
 
     def pop(self, n: int) -> tuple[float, list[tuple[int, float]]]:
-        """Logprob and top-k [(id, logprob)] for the n-th sampled token (0-based)."""
+        """Logprob and top-k [(id, logprob)] for the n-th sampled token (0-based).
+
+        Only `.item()` / `.tolist()` on the already-evaluated arrays: indexing them would enqueue a new op behind
+        the next forward pass and stall the pipeline."""
         item = self.captured[n]
         self.captured[n] = ()  # free the arrays once read
         top: list[tuple[int, float]] = []
         if len(item) == 3:
-            pairs = zip(item[1][0].tolist(), item[2][0].tolist())
+            pairs = zip(item[1].tolist()[0], item[2].tolist()[0])
             top = sorted(pairs, key=lambda p: -p[1])
-        return float(item[0][0].item()), top
+        return float(item[0].item()), top

@@ -1,7 +1,7 @@
 """Save and load a conversation: its transcript (messages + exact ids) as JSON and its KV cache beside it.
 
 `NAME.chat.json` holds messages/ids; `NAME.kv.safetensors` holds the KV (kv_cache.py, checked against the model).
-Both are written to temp files and renamed. Loading checks that the KV's ids equal the transcript's ids.
+Both are written to temp files and renamed. Loading checks that the KV's ids are a prefix of the transcript's ids.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def load_chat(engine, path: str | Path) -> tuple[Transcript, Session]:
     except (ValueError, KeyError, TypeError) as exc:
         raise KVCacheError(f"{chat_path} is not a readable saved chat ({exc})") from exc
     session = engine.load_session(kv_path)
-    if session.ids != ids:
+    if ids[: len(session.ids)] != session.ids:  # the KV may lag the transcript (e.g. unread tool results)
         raise KVCacheError(f"{kv_path} does not hold the ids of {chat_path}; they were saved apart")
     t = Transcript(engine=engine, tools=data.get("tools"), messages=messages, ids=ids)
     t._pending_close = data.get("pending_close", "")

@@ -97,11 +97,11 @@ def _finish(tok: Tokenizer, added: list[tuple[str, bool]]) -> Tokenizer:
 
 def qwen_tokenizer() -> Tokenizer:
     """The real Qwen2/Qwen3 tokenizer (151,643 BPE tokens + Qwen3's added tokens at their ids)."""
-    from gguf import GGUFReader
-
     built = cache_dir() / "vocab" / "qwen3-tokenizer.json"
     if built.exists():
         return Tokenizer.from_file(str(built))
+    from gguf import GGUFReader
+
     path = qwen_gguf_path()
     try:
         fields = GGUFReader(str(path)).fields

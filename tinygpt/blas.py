@@ -71,12 +71,18 @@ def activate() -> BlasStatus:
 
 
 def loaded_openblas() -> str | None:
-    """The OpenBLAS file mapped into this process, read from /proc/self/maps (Linux), else None."""
+    """The OpenBLAS that serves MLX: the one `activate` loaded, else one mapped into this process (Linux).
+
+    numpy's wheel maps its own `scipy_openblas64_` with renamed symbols; MLX cannot bind to it, so it is skipped.
+    """
+    if _status is not None and _status.path:
+        return _status.path
     try:
         with open("/proc/self/maps", encoding="utf-8") as f:
             for line in f:
-                if "openblas" in line.lower():
-                    return line.split()[-1]
+                path = line.split()[-1]
+                if "openblas" in path.lower() and "scipy_openblas" not in path:
+                    return path
     except OSError:
         return None
     return None

@@ -32,8 +32,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from tinygpt.runtime.models import ModelLoadError
     from tinygpt.runtime.presets import InitModelError
     from tinygpt.runtime.vocab import VocabError
+    from tinygpt.tools.catalog import ToolsetSpecError
 
-    return (ConfigError, KVCacheError, ModelLoadError, InitModelError, VocabError, FileNotFoundError,
+    return (ConfigError, KVCacheError, ModelLoadError, InitModelError, VocabError, ToolsetSpecError,
+            FileNotFoundError,
             IsADirectoryError, NotADirectoryError, PermissionError)
 
 

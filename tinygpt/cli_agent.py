@@ -67,60 +67,39 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         p.error(str(exc))
     from tinygpt.runtime.agent import Agent, AgentConfig
-    from tinygpt.runtime.kv_cache import KVCacheError
-    from tinygpt.runtime.saved_chat import load_chat, save_chat
+    from tinygpt.repl import run_repl
     from tinygpt.tools.catalog import load_toolset
 
     cfg = resolve(a)
     toolset = load_toolset(a.tools)
     engine = load_engine(cfg)
-    agent = Agent(engine, toolset, AgentConfig(
-        tool_choice=a.tool_choice, parallel_tool_calls=not a.no_parallel, max_steps=a.max_steps,
-        system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params))
+    try:
+        agent = Agent(engine, toolset, AgentConfig(
+            tool_choice=a.tool_choice, parallel_tool_calls=not a.no_parallel, max_steps=a.max_steps,
+            system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params))
+    except ValueError as exc:  # bad tool choice, grammar the backend cannot build, max_steps < 1
+        p.error(str(exc))
     recorder = make_recorder(a.trajectory_dir, engine, agent, a) if a.trajectory_dir else None
     print(f"tinygpt agent — model {engine.loaded.path}, tools {a.tools} ({len(toolset.names)}). /help for "
           "commands.", file=sys.stderr)
-    while True:
-        try:
-            line = input(">>> ")
-        except EOFError:
-            print()
-            return 0
-        cmd, _, arg = line.strip().partition(" ")
-        if not cmd:
-            continue
-        if cmd in ("/quit", "/exit"):
-            return 0
-        if cmd == "/help":
-            print(EPILOG.split("REPL commands:\n", 1)[1])
-        elif cmd == "/tools":
-            for s in agent.tools:
-                f = s["function"]
-                print(f"  {f['name']}({', '.join(f['parameters'].get('properties', {}))}): "
-                      f"{f.get('description', '').splitlines()[0] if f.get('description') else ''}")
-        elif cmd == "/reset":
-            agent.reset()
-            print("(new conversation)")
-        elif cmd in ("/save", "/load"):
-            if not arg:
-                print(f"usage: {cmd} PATH")
-                continue
-            try:
-                if cmd == "/save":
-                    print(f"saved to {save_chat(engine, agent.transcript, agent.session, arg.strip())}")
-                else:
-                    agent.transcript, agent.session = load_chat(engine, arg.strip())
-                    print(f"loaded {len(agent.transcript.messages)} messages, {len(agent.transcript.ids)} tokens")
-            except (KVCacheError, OSError) as exc:
-                print(f"error: {exc}")
-        elif cmd.startswith("/"):
-            print(f"unknown command {cmd}; /help lists them")
-        else:
-            events = agent.run(line)
-            if recorder is not None:
-                events = recorder(events)
-            for event in events:
-                show(event)
+
+    def tools(_: str) -> None:
+        for schema in agent.tools:
+            f = schema["function"]
+            first = (f.get("description") or "").splitlines()[:1]
+            print(f"  {f['name']}({', '.join(f['parameters'].get('properties', {}))}): {''.join(first)}")
+
+    def reset() -> None:
+        agent.reset()
+        print("(new conversation)")
+
+    def message(line: str) -> None:
+        events = agent.run(line)
+        for event in recorder(events) if recorder is not None else events:
+            show(event)
+
+    return run_repl(engine=engine, conv=agent, help_text=EPILOG.split("REPL commands:\n", 1)[1],
+                    on_message=message, on_reset=reset, extra={"/tools": tools})
 
 
 def make_recorder(directory, engine, agent, args):

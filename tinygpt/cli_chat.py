@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from types import SimpleNamespace
 
 from tinygpt.cli_generate import add_sampling_flags, sampling_from
 from tinygpt.model_arg import add_model_flag, load_engine, resolve
@@ -27,57 +28,27 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         p.error(str(exc))
     engine = load_engine(resolve(a))
-    from tinygpt.runtime.kv_cache import KVCacheError
-    from tinygpt.runtime.saved_chat import load_chat, save_chat
+    from tinygpt.repl import run_repl
     from tinygpt.runtime.transcript import Transcript
 
-    def fresh():
-        return Transcript(engine=engine), engine.new_session()
+    conv = SimpleNamespace(transcript=Transcript(engine=engine), session=engine.new_session())
 
-    transcript, session = fresh()
-    print(f"tinygpt chat — model {engine.loaded.path}. /help for commands.", file=sys.stderr)
-    while True:
-        try:
-            line = input(">>> ")
-        except EOFError:
-            print()
-            return 0
-        if not line.strip():
-            continue
-        cmd, _, arg = line.strip().partition(" ")
-        if cmd in ("/quit", "/exit"):
-            return 0
-        if cmd == "/help":
-            print(HELP)
-            continue
-        if cmd == "/reset":
-            transcript, session = fresh()
-            print("(reset)")
-            continue
-        if cmd in ("/save", "/load"):
-            if not arg:
-                print(f"usage: {cmd} PATH")
-                continue
-            try:
-                if cmd == "/save":
-                    print(f"saved to {save_chat(engine, transcript, session, arg.strip())}")
-                else:
-                    transcript, session = load_chat(engine, arg.strip())
-                    print(f"loaded {len(transcript.messages)} messages, {len(transcript.ids)} tokens")
-            except (KVCacheError, OSError) as exc:
-                print(f"error: {exc}")
-            continue
-        if cmd.startswith("/"):
-            print(f"unknown command {cmd}; /help lists them")
-            continue
-        msgs = ([{"role": "system", "content": a.system}] if a.system and not transcript.messages else [])
-        transcript.add_messages(*msgs, {"role": "user", "content": line})
-        gen = engine.stream(transcript.ids, params, session=session)
+    def reset() -> None:
+        conv.transcript, conv.session = Transcript(engine=engine), engine.new_session()
+        print("(reset)")
+
+    def message(line: str) -> None:
+        msgs = [{"role": "system", "content": a.system}] if a.system and not conv.transcript.messages else []
+        conv.transcript.add_messages(*msgs, {"role": "user", "content": line})
+        gen = engine.stream(conv.transcript.ids, params, session=conv.session)
         for ev in gen:
             sys.stdout.write(ev.text)
             sys.stdout.flush()
         r = gen.result
-        transcript.add_output(r.output_ids, {"role": "assistant", "content": r.text},
-                              stopped_on_eos=r.finish_reason == "stop")
+        conv.transcript.add_output(r.output_ids, {"role": "assistant", "content": r.text},
+                                   stopped_on_eos=r.finish_reason == "stop")
         print(f"\n[{len(r.output_ids)} tok, prefilled {r.prefill_tokens}, cached {r.cached_tokens}, "
               f"{r.decode_tps:.1f} tok/s]", file=sys.stderr)
+
+    print(f"tinygpt chat — model {engine.loaded.path}. /help for commands.", file=sys.stderr)
+    return run_repl(engine=engine, conv=conv, help_text=HELP, on_message=message, on_reset=reset)

@@ -119,7 +119,7 @@ def check_counts(mode, counts, n):
 
 @pytest.mark.parametrize("mode, parallel", CONFIGS)
 def test_constrained_generations_tiny_bpe(mode, parallel, bpe_engine):
-    n = 16
+    n = 10
     counts, problems = run_many(bpe_engine, mode, parallel, n)
     assert problems == []
     check_counts(mode, counts, n)
@@ -134,13 +134,13 @@ def test_constrained_generations_real_vocab(mode, parallel, qwen_engine):
 
 @pytest.mark.parametrize("mode, parallel", [("none", True), ("auto", True), ("required", False)])
 def test_constrained_generations_text_trigger_vocab(mode, parallel, texttag_engine):
-    counts, problems = run_many(texttag_engine, mode, parallel, 8)
+    counts, problems = run_many(texttag_engine, mode, parallel, 6)
     assert problems == []
 
 
 @pytest.mark.parametrize("mode, parallel", [("auto", True), ("required", True), ("named", True)])
 def test_constrained_generations_outlines_backend(mode, parallel, bpe_engine):
-    counts, problems = run_many(bpe_engine, mode, parallel, 8, backend="outlines")
+    counts, problems = run_many(bpe_engine, mode, parallel, 6, backend="outlines")
     assert problems == []
 
 

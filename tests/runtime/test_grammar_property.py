@@ -80,7 +80,7 @@ def test_every_valid_value_is_accepted_as_json_and_as_a_call(sv, backend, bpe_en
     assert accepts(G.compile_tools(tok, tools, tool_choice="required", backend=backend), tok, call_text("f", value))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(schema=object_schemas(), seed=st.integers(0, 2**31 - 1), backend=st.sampled_from(["llguidance", "outlines"]))
 def test_what_the_grammar_lets_a_random_model_write_always_validates(schema, seed, backend, bpe_engine):
     tok = bpe_engine.tokenizer

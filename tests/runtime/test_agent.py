@@ -1,0 +1,120 @@
+"""The agent loop end to end: a scripted policy and a tiny random model, recorded token-exact."""
+import mlx.core as mx
+import pytest
+
+from tinygpt.evals.world_tasks import TASKS, make_judge
+from tinygpt.runtime import agent_events as ev
+from tinygpt.runtime.agent import Agent, AgentConfig
+from tinygpt.runtime.policy import EnginePolicy, ScriptedPolicy
+from tinygpt.runtime.recording import record_episode
+from tinygpt.runtime.sampling import SamplingParams
+from tinygpt.tools.catalog import open_filesystem
+from tinygpt.tools.fs_tools import fs_toolset
+from tinygpt.traces.export import training_row
+from tinygpt.traces.reader import list_traces, read_episode
+
+
+def ids_from_events(events):
+    out = []
+    for e in events:
+        if isinstance(e, ev.ModelCall):
+            out += e.prompt_ids + e.output_ids
+    return out
+
+
+@pytest.mark.parametrize("task", TASKS, ids=lambda t: t.id)
+def test_scripted_policy_solves_each_task_and_the_trace_exports_the_exact_ids(tiny_engine, task, tmp_path):
+    fs = open_filesystem("fs:virtual")
+    agent = Agent(tiny_engine, fs_toolset(fs, timeout_s=None), AgentConfig(),
+                  policy=ScriptedPolicy(tiny_engine, list(task.teacher)))
+    events = list(record_episode(agent.run(task.prompt), tmp_path, engine=tiny_engine, agent=agent,
+                                 task_id=task.id, split="train", judge=make_judge(task, fs)))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "Message" and kinds[-1] == "TurnEnd"
+    assert events[-1].reason == "answer" and events[-1].steps == len(task.teacher)
+    results = [e for e in events if isinstance(e, ev.ToolResult)]
+    assert len(results) == len(task.teacher) - 1 and not any(r.is_error for r in results)
+    assert ids_from_events(events) == agent.transcript.ids
+    (path,) = list_traces(tmp_path)
+    episode = read_episode(path)
+    assert episode.end.verdict.passed
+    row = training_row(episode)
+    assert row.input_ids == agent.transcript.ids
+    sampled = [i for e in events if isinstance(e, ev.ModelCall) for i in e.output_ids]
+    assert [i for i, m in zip(row.input_ids, row.loss_mask) if m] == sampled
+
+
+def test_tiny_model_with_required_calls_runs_tools_on_persistent_kv(tiny_engine):
+    fs = open_filesystem("fs:virtual")
+    cfg = AgentConfig(tool_choice="required", max_steps=3,
+                      sampling=SamplingParams(temperature=1.0, max_tokens=96, seed=11))
+    agent = Agent(tiny_engine, fs_toolset(fs, timeout_s=None), cfg)
+    events = list(agent.run("look around"))
+    calls = [e for e in events if isinstance(e, ev.ModelCall)]
+    assert calls, events
+    for c in calls:
+        assert c.finish_reason in ("tool_calls", "truncated")
+        for tc in c.tool_calls:
+            assert tc["name"] in agent.toolset.names and isinstance(tc["arguments"], dict)
+    ran = [e for e in events if isinstance(e, ev.ToolCall)]
+    assert len([e for e in events if isinstance(e, ev.ToolResult)]) == len(ran)
+    # later steps reuse the KV of everything before them
+    assert all(c.cached_tokens > 0 for c in calls[1:])
+    assert agent.session.ids == agent.transcript.ids[: len(agent.session.ids)]
+    assert ids_from_events(events) == agent.transcript.ids
+    end = events[-1]
+    assert isinstance(end, ev.TurnEnd) and end.reason in ("max_steps", "truncated_call")
+
+
+def test_tool_choice_none_never_calls_and_answers(tiny_engine):
+    agent = Agent(tiny_engine, fs_toolset(open_filesystem("fs:virtual"), timeout_s=None),
+                  AgentConfig(tool_choice="none", sampling=SamplingParams(temperature=1.0, max_tokens=24, seed=2)))
+    events = list(agent.run("hello"))
+    assert not [e for e in events if isinstance(e, ev.ToolCall)]
+    assert events[-1].reason in ("answer", "length") and events[-1].steps == 1
+
+
+def test_unknown_tool_choice_is_a_clear_error(tiny_engine):
+    with pytest.raises(ValueError, match="not one of the tools"):
+        Agent(tiny_engine, fs_toolset(open_filesystem("fs:virtual")), AgentConfig(tool_choice="rm_rf"))
+
+
+class Forced:
+    """A logits processor that makes the real engine sample exactly `ids`, then EOS."""
+
+    def __init__(self, ids, eos):
+        self.ids, self.eos, self.n = list(ids) + [eos], eos, 0
+
+    def __call__(self, tokens, logits):
+        want = self.ids[min(self.n, len(self.ids) - 1)]
+        self.n += 1
+        mask = mx.full(logits.shape, -1e9)
+        mask[..., want] = 0.0
+        return logits + mask
+
+
+class ForcedPolicy(EnginePolicy):
+    def __init__(self, engine, outputs):
+        super().__init__(engine)
+        self.outputs = list(outputs)
+
+    def stream(self, ids, params, session, processor):
+        forced = Forced(self.outputs.pop(0), self.engine.tokenizer.eos_token_id)
+        return self.engine.stream(ids, params, session=session, logits_processors=[forced])
+
+
+def test_zero_drift_when_re_encoding_would_change_the_ids(tiny_engine, tmp_path):
+    tok = tiny_engine.tokenizer
+    canonical = tiny_engine.encode("the file")
+    split = [i for piece in ["t", "h", "e", " ", "f", "i", "l", "e"] for i in tiny_engine.encode(piece)]
+    assert tok.decode(split) == tok.decode(canonical) and split != canonical  # re-encoding would differ
+    fs = open_filesystem("fs:virtual")
+    agent = Agent(tiny_engine, fs_toolset(fs, timeout_s=None), AgentConfig(tool_choice="none"),
+                  policy=ForcedPolicy(tiny_engine, [split]))
+    events = list(record_episode(agent.run("say it"), tmp_path, engine=tiny_engine, agent=agent,
+                                 task_id="drift", split="test"))
+    (call,) = [e for e in events if isinstance(e, ev.ModelCall)]
+    assert call.output_ids == split + [tok.eos_token_id]
+    row = training_row(read_episode(list_traces(tmp_path)[0]))
+    assert row.input_ids == agent.transcript.ids == call.prompt_ids + call.output_ids
+    assert tiny_engine.encode(tok.decode(row.input_ids)) != row.input_ids

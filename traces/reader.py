@@ -1,0 +1,151 @@
+"""Reading `.atraj` files: whole episodes, with a torn final line dropped and reported, never guessed at.
+
+`read_episode` returns an `Episode` (header, events, end, torn byte count); `parse_records` does the same for
+bytes; `list_traces` finds the files of a directory. Only the last line may be torn; damage anywhere else raises
+CorruptTraceError. This module does not write files and does not build training data.
+"""
+import os
+from pathlib import Path
+
+import msgspec
+
+from tinygpt.traces.atraj import FORMAT_VERSION, End, Event, Header, Line
+from tinygpt.traces.errors import CorruptTraceError, TraceError
+from tinygpt.traces.line import decode_payload, split_lines
+
+FINAL_SUFFIX = ".atraj"
+PART_SUFFIX = ".atraj.part"
+
+
+class Episode(msgspec.Struct, frozen=True, kw_only=True):
+    """One episode as read from disk. `end` is None while it is unfinished (a `.part` file or a torn end)."""
+
+    path: str
+    header: Header
+    events: list[Event]
+    end: End | None
+    torn_bytes: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.end is not None
+
+
+def _check_version(payload: bytes, name: str) -> None:
+    """Refuse, with a clear message, a file written by a newer format version."""
+    try:
+        version = msgspec.json.decode(payload).get("version")
+    except (msgspec.DecodeError, AttributeError):
+        return
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise TraceError(
+            f"{name} is .atraj version {version}, newer than this reader (version {FORMAT_VERSION}); "
+            "upgrade tinygpt to read it"
+        )
+
+
+def check_order(records: list, name: str) -> None:
+    """Raise CorruptTraceError unless records are: one header first, events, and at most one end, last."""
+    if not records:
+        raise TraceError(f"{name} holds no complete line (not even a header); it is empty or fully torn")
+    if not isinstance(records[0], Header):
+        raise CorruptTraceError(f"{name}: the first line is a {type(records[0]).__name__}, not a header")
+    for number, record in enumerate(records[1:], 2):
+        if isinstance(record, Header):
+            raise CorruptTraceError(f"{name}: line {number} is a second header")
+        if isinstance(record, End) and number != len(records):
+            raise CorruptTraceError(f"{name}: line {number} is an end record but more records follow it")
+
+
+def parse_records(data: bytes, name: str = "<bytes>") -> tuple[list[Line], int]:
+    """Decode file bytes into records; return (records, torn_bytes). The first record must be a Header."""
+    payloads, torn = split_lines(data, name)
+    if not payloads:
+        return [], torn
+    try:
+        first = decode_payload(payloads[0], name, 1)
+    except CorruptTraceError:
+        _check_version(payloads[0], name)
+        raise
+    records = [first] + [decode_payload(p, name, n) for n, p in enumerate(payloads[1:], 2)]
+    check_order(records, name)
+    return records, torn
+
+
+def episode_from_records(records: list[Line], torn: int, name: str) -> Episode:
+    """Assemble an Episode from parsed records (see `parse_records`)."""
+    check_order(records, name)
+    end = records[-1] if isinstance(records[-1], End) else None
+    events = records[1:-1] if end is not None else records[1:]
+    return Episode(path=name, header=records[0], events=events, end=end, torn_bytes=torn)
+
+
+def read_trace_bytes(path: str | Path) -> bytes:
+    """A trace file's bytes, or a TraceError that says why they cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise TraceError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise TraceError(f"{path} is a directory; pass an .atraj file") from None
+    except OSError as err:
+        raise TraceError(f"cannot read {path}: {err.strerror}") from None
+
+
+def read_trace_files(paths: list[str]) -> list[bytes | TraceError]:
+    """The bytes of many trace files (or the TraceError for each unreadable one), in order.
+
+    All files are opened and announced to the kernel first (posix_fadvise WILLNEED), so cold reads from
+    disk proceed in parallel instead of one latency at a time.
+    """
+    opened: list[int | TraceError] = []
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            opened.append(_unreadable(path))
+            continue
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        opened.append(fd)
+    out: list[bytes | TraceError] = []
+    for path, fd in zip(paths, opened):
+        if isinstance(fd, TraceError):
+            out.append(fd)
+            continue
+        try:
+            with open(fd, "rb") as handle:
+                out.append(handle.read())
+        except OSError:
+            out.append(_unreadable(path))
+    return out
+
+
+def _unreadable(path: str) -> TraceError:
+    try:
+        read_trace_bytes(path)
+    except TraceError as err:
+        return err
+    return TraceError(f"cannot read {path}")
+
+
+def read_episode(path: str | Path) -> Episode:
+    """Read one `.atraj` or `.atraj.part` file. A torn last line is dropped and counted in `torn_bytes`."""
+    path = Path(path)
+    data = read_trace_bytes(path)
+    records, torn = parse_records(data, str(path))
+    return episode_from_records(records, torn, str(path))
+
+
+def list_traces(root: str | Path, include_partial: bool = False) -> list[Path]:
+    """The `.atraj` files under `root` (a file or a directory, searched recursively), sorted by path."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise TraceError(f"{root} is neither a trace file nor a directory of traces")
+    suffixes = (FINAL_SUFFIX, PART_SUFFIX) if include_partial else (FINAL_SUFFIX,)
+    found = []
+    for dirpath, _, names in os.walk(root):
+        found.extend(os.path.join(dirpath, n) for n in names if n.endswith(suffixes))
+    return [Path(p) for p in sorted(found)]  # sorting strings: Path comparisons are slow at 100k files
