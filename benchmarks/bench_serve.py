@@ -167,7 +167,8 @@ def run(args: argparse.Namespace) -> dict:
             res = {}
             for c in args.concurrency:
                 rates = [x["tok_per_s"] for x in samples[k][c]]
-                res[f"aggregate_{c}"] = {"tok_per_s_median": statistics.median(rates), "tok_per_s_samples": rates,
+                med = statistics.median(rates)
+                res[f"aggregate_{c}"] = {"tok_per_s": med, "tok_per_s_median": med, "tok_per_s_samples": rates,
                                          "mean_ttft_s": round(statistics.mean(x["mean_ttft_s"]
                                                                               for x in samples[k][c]), 4)}
             res["ttft"] = ttft(urls[k][0], names[k], args.repeats, args.prefix_words)

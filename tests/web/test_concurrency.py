@@ -75,7 +75,7 @@ def test_client_disconnect_stops_a_non_streamed_request(start_server):
 
 def test_a_slow_reader_does_not_stall_others(start_server):
     srv = start_server(max_tokens=4096)
-    body = {"model": "tiny", "messages": [{"role": "user", "content": "slow"}], "max_tokens": 3000, "stream": True,
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "slow"}], "max_tokens": 1200, "stream": True,
             "temperature": 0,
             "stream_options": {"include_usage": True}}
     with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body, timeout=60) as slow:
@@ -86,7 +86,7 @@ def test_a_slow_reader_does_not_stall_others(start_server):
         assert time.monotonic() - t0 < 10
         assert fast["usage"]["completion_tokens"] == 20
         rest = [json.loads(x[6:]) for x in lines if x.startswith("data: {")]
-    assert rest[-1]["usage"]["completion_tokens"] == 3000  # the unread stream was generated in full meanwhile
+    assert rest[-1]["usage"]["completion_tokens"] == 1200  # the unread stream was generated in full meanwhile
 
 
 def test_same_session_requests_wait_for_each_other(start_server):
