@@ -84,7 +84,7 @@ class Engine:
         self.tokenizer = loaded.tokenizer
         self.prefix_cache = LRUPromptCache(max_size=64, max_bytes=prefix_cache_bytes)
         self.prefill_step_size = prefill_step_size
-        self._key = loaded.fingerprint
+        self.cache_key = loaded.fingerprint  # prefix-cache key: entries are only reused by the same model
 
     # ---- prompts -------------------------------------------------------------------------------------
     def render(self, messages: list[dict], tools: list[dict] | None = None,
@@ -121,7 +121,7 @@ class Engine:
             raise ValueError(f"prompt has token ids outside [0, {vocab})")
         if session is not None:
             return session, session.sync(prompt_ids, self.model), False
-        cache, rest = self.prefix_cache.fetch_nearest_cache(self._key, list(prompt_ids))
+        cache, rest = self.prefix_cache.fetch_nearest_cache(self.cache_key, list(prompt_ids))
         if cache is None:
             return self.new_session(), list(prompt_ids), True
         held = list(prompt_ids[: len(prompt_ids) - len(rest)])
@@ -197,7 +197,7 @@ class Engine:
             steps.close()
             sess.commit(prompt_ids + out)
             if pooled:
-                self.prefix_cache.insert_cache(self._key, list(sess.ids), sess.cache)
+                self.prefix_cache.insert_cache(self.cache_key, list(sess.ids), sess.cache)
             text = detok.text
             for s in params.stop_strings:
                 if s in text:

@@ -35,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinygpt serve", description="Serve a model over OpenAI- and "
                                 "Ollama-compatible HTTP APIs on one socket.", epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, metavar="DIR", help="model directory (mlx-lm / Hugging Face layout)")
+    p.add_argument("--model", "-m", default=None, metavar="DIR",
+                   help="model directory or hub id (default: config `model`, else the embedded default tiny model)")
     p.add_argument("--model-name", metavar="NAME", help="name clients use (default: the directory name)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=11434, help="port (default 11434, Ollama's; 0 picks a free one)")
@@ -84,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     from tinygpt.web.app import create_app
     from tinygpt.web.config import ServeConfig
 
+    from tinygpt.model_arg import model_path, resolve
+
     config = ServeConfig(
-        model=args.model, model_name=args.model_name, host=args.host, port=args.port, api_key=args.api_key or None,
+        model=model_path(resolve(args)), model_name=args.model_name, host=args.host, port=args.port, api_key=args.api_key or None,
         allowed_hosts=tuple(args.allowed_host), cors_origins=tuple(args.cors_origin),
         max_body_bytes=int(args.max_body_mb * (1 << 20)), max_tokens=args.max_tokens, max_batch=args.max_batch,
         prefill_step=args.prefill_step, max_sessions=args.max_sessions, keep_alive_s=args.keep_alive,

@@ -320,7 +320,7 @@ class Worker:
             sess = self._sessions.checkout(job.session, engine.model)
             rest = sess.sync(prompt, engine.model)
             return sess.cache, rest, list(sess.ids)
-        cache, rest = engine.prefix_cache.fetch_nearest_cache(engine.loaded.fingerprint, list(prompt))
+        cache, rest = engine.prefix_cache.fetch_nearest_cache(engine.cache_key, list(prompt))
         if cache is None:
             return None, list(prompt), []
         if not rest:  # exact hit: re-feed the last prompt token to get its logits
@@ -416,7 +416,7 @@ class Worker:
         if job.session:
             self._sessions.checkin(job.session, kv, ids)
         elif kv is not None and ids:
-            self._engine.prefix_cache.insert_cache(self._engine.loaded.fingerprint, list(ids), kv)
+            self._engine.prefix_cache.insert_cache(self._engine.cache_key, list(ids), kv)
 
     def _reap_cancelled(self) -> None:
         gone = [uid for uid, a in self._active.items() if a.job.cancelled]
