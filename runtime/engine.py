@@ -58,11 +58,13 @@ class GenerationResult:
 
 
 class Generation:
-    """An in-flight call: iterate for `TokenEvent`s; `.result` is set once iteration ends."""
+    """An in-flight call: iterate for `TokenEvent`s; `.result` is set once iteration ends.
 
-    def __init__(self, events: Iterator[TokenEvent]):
-        self._events = events
+    `run(gen)` returns the event iterator; it sets `gen.result` when it finishes."""
+
+    def __init__(self, run: Callable[["Generation"], Iterator[TokenEvent]]):
         self.result: GenerationResult | None = None
+        self._events = run(self)
 
     def __iter__(self) -> Iterator[TokenEvent]:
         return self._events
@@ -150,9 +152,7 @@ class Engine:
         params.check()
         prompt_ids = list(prompt_ids)
         sess, rest, pooled = self._prepare(prompt_ids, session)
-        gen = Generation(iter(()))
-        gen._events = self._run(gen, prompt_ids, sess, rest, pooled, params, logits_processors)
-        return gen
+        return Generation(lambda gen: self._run(gen, prompt_ids, sess, rest, pooled, params, logits_processors))
 
     def generate(self, prompt_ids: list[int], params: SamplingParams = SamplingParams(), **kw: Any
                  ) -> GenerationResult:

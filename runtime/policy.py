@@ -40,9 +40,7 @@ class ScriptedPolicy:
         text = self.replies.pop(0)
         eos = self.engine.tokenizer.eos_token_id
         out = self.engine.encode(text) + [eos]
-        gen = Generation(iter(()))
-        gen._events = self._events(gen, ids, out)
-        return gen
+        return Generation(lambda gen: self._events(gen, ids, out))
 
     def _events(self, gen: Generation, ids: list[int], out: list[int]) -> Iterator[TokenEvent]:
         detok = self.engine.tokenizer.detokenizer

@@ -128,43 +128,36 @@ class Logprob(Response, kw_only=True):
     top_logprobs: list[OllamaTopLogprob]
 
 
-class ChatChunk(Response, kw_only=True):
+class _Chunk(Response, kw_only=True):
+    """What /api/chat and /api/generate lines share: the model, the time, and the final line's statistics."""
+
+    model: str
+    created_at: str
+    done: bool
+    done_reason: str | UnsetType = UNSET
+    total_duration: int | UnsetType = UNSET
+    load_duration: int | UnsetType = UNSET
+    prompt_eval_count: int | UnsetType = UNSET
+    prompt_eval_duration: int | UnsetType = UNSET
+    eval_count: int | UnsetType = UNSET
+    eval_duration: int | UnsetType = UNSET
+    logprobs: list[Logprob] | UnsetType = UNSET
+    prompt_token_ids: list[int] | UnsetType = UNSET
+    token_ids: list[int] | UnsetType = UNSET
+    cached_tokens: int | UnsetType = UNSET
+
+
+class ChatChunk(_Chunk, kw_only=True):
     """A line of the /api/chat stream, or the whole answer when not streaming (then `done` is true)."""
 
-    model: str
-    created_at: str
     message: OutMessage
-    done: bool
-    done_reason: str | UnsetType = UNSET
-    total_duration: int | UnsetType = UNSET
-    load_duration: int | UnsetType = UNSET
-    prompt_eval_count: int | UnsetType = UNSET
-    prompt_eval_duration: int | UnsetType = UNSET
-    eval_count: int | UnsetType = UNSET
-    eval_duration: int | UnsetType = UNSET
-    logprobs: list[Logprob] | UnsetType = UNSET
-    prompt_token_ids: list[int] | UnsetType = UNSET
-    token_ids: list[int] | UnsetType = UNSET
-    cached_tokens: int | UnsetType = UNSET
 
 
-class GenerateChunk(Response, kw_only=True):
-    model: str
-    created_at: str
+class GenerateChunk(_Chunk, kw_only=True):
+    """A line of the /api/generate stream, or the whole answer when not streaming."""
+
     response: str
-    done: bool
-    done_reason: str | UnsetType = UNSET
     context: list[int] | UnsetType = UNSET
-    total_duration: int | UnsetType = UNSET
-    load_duration: int | UnsetType = UNSET
-    prompt_eval_count: int | UnsetType = UNSET
-    prompt_eval_duration: int | UnsetType = UNSET
-    eval_count: int | UnsetType = UNSET
-    eval_duration: int | UnsetType = UNSET
-    logprobs: list[Logprob] | UnsetType = UNSET
-    prompt_token_ids: list[int] | UnsetType = UNSET
-    token_ids: list[int] | UnsetType = UNSET
-    cached_tokens: int | UnsetType = UNSET
 
 
 class Details(Response, kw_only=True):
