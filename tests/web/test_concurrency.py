@@ -53,8 +53,10 @@ def test_client_disconnect_stops_a_stream(start_server):
     body = {"model": "tiny", "messages": [{"role": "user", "content": "go"}], "max_tokens": 4000, "stream": True,
             "temperature": 0}
     with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body, timeout=60) as r:
-        lines = r.iter_lines()
-        next(lines), next(lines)
+        # The role chunk is sent before the job is admitted; wait for generated text, so the job is decoding.
+        for line in r.iter_lines():
+            if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                break
         assert srv.worker.active == 1
     assert _wait(lambda: srv.worker.cancelled == 1), "generation went on after the client left"
     assert srv.worker.active == 0
