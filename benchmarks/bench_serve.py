@@ -102,11 +102,11 @@ def aggregate(url: str, model: str, streams: int, max_tokens: int) -> dict:
             "mean_ttft_s": round(statistics.mean(r["ttft_s"] for r in results), 4)}
 
 
-def ttft(url: str, model: str, repeats: int, prefix_words: int) -> dict:
+def ttft(url: str, model: str, repeats: int, prefix_words: int, tag: str = "") -> dict:
     """Median TTFT: a long unseen prompt (miss), then a new question after that same prefix (hit)."""
     miss, hit = [], []
     for k in range(repeats):
-        system = {"role": "system", "content": " ".join(f"fact{k}-{i}" for i in range(prefix_words))}
+        system = {"role": "system", "content": " ".join(f"fact{tag}{k}-{i}" for i in range(prefix_words))}
         miss.append(stream_chat(url, model, [system, {"role": "user", "content": "first?"}], 1)["ttft_s"])
         hit.append(stream_chat(url, model, [system, {"role": "user", "content": "second?"}], 1)["ttft_s"])
     return {"miss_s": round(statistics.median(miss), 4), "hit_s": round(statistics.median(hit), 4),
@@ -156,8 +156,11 @@ def run(args: argparse.Namespace) -> dict:
             urls[kind] = (f"http://127.0.0.1:{port}",)
         names = {k: (httpx.get(urls[k][0] + "/v1/models").json()["data"][0]["id"] if k == "tinygpt"
                      else "default_model") for k in kinds}
-        for k in kinds:
+        for k in kinds:  # warm-up, discarded: first-use costs (e.g. GPU kernels built per shape) of every case
             stream_chat(urls[k][0], names[k], [{"role": "user", "content": "warm up"}], 8)
+            for c in args.concurrency:
+                aggregate(urls[k][0], names[k], c, min(args.tokens, 32))
+            ttft(urls[k][0], names[k], 1, args.prefix_words, tag="warm")
         samples: dict[str, dict[int, list[dict]]] = {k: {c: [] for c in args.concurrency} for k in kinds}
         for _ in range(args.rounds):
             for c in args.concurrency:

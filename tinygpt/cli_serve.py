@@ -49,11 +49,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MiB (default 8)")
     p.add_argument("--max-tokens", type=int, default=4096, help="cap on new tokens per request (default 4096)")
     p.add_argument("--max-batch", type=int, default=8, help="requests decoded together (default 8)")
-    p.add_argument("--prefill-step", type=int, default=512, help="prompt tokens per prefill step (default 512)")
+    p.add_argument("--prefill-step", type=int, default=None,
+                   help="prompt tokens per prefill step; smaller lets other requests in sooner "
+                        "(default: 2048 on a GPU, 512 on the CPU)")
     p.add_argument("--max-sessions", type=int, default=16, help="server-side KV sessions kept (LRU; default 16)")
     p.add_argument("--keep-alive", type=float, default=-1.0, metavar="SECONDS",
                    help="unload the model after this idle time (default -1: never; Ollama's keep_alive overrides)")
     p.add_argument("--no-batch", action="store_true", help="serve one request at a time (no batching)")
+    p.add_argument("--no-solo", action="store_true",
+                   help="decode a lone request in the batch too (default: outside it, which is faster, until a "
+                        "second request arrives)")
     p.add_argument("--grammar-backend", default="llguidance", choices=("llguidance", "outlines"),
                    help="backend for tools / JSON constraints (default llguidance)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
@@ -62,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace) -> str | None:
     for name in ("max_tokens", "max_batch", "prefill_step"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be at least 1"
     if args.max_body_mb <= 0:
         return "--max-body-mb must be positive"
@@ -91,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         model=model_path(resolve(args)), model_name=args.model_name, host=args.host, port=args.port, api_key=args.api_key or None,
         allowed_hosts=tuple(args.allowed_host), cors_origins=tuple(args.cors_origin),
         max_body_bytes=int(args.max_body_mb * (1 << 20)), max_tokens=args.max_tokens, max_batch=args.max_batch,
-        prefill_step=args.prefill_step, max_sessions=args.max_sessions, keep_alive_s=args.keep_alive,
-        batching=not args.no_batch, grammar_backend=args.grammar_backend)
+        prefill_step=args.prefill_step or 0, max_sessions=args.max_sessions, keep_alive_s=args.keep_alive,
+        batching=not args.no_batch, solo=not args.no_solo, grammar_backend=args.grammar_backend)
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:

@@ -27,15 +27,16 @@ class ServeConfig:
     max_body_bytes: int = 8 << 20
     max_tokens: int = 4096                  # cap on new tokens per request
     max_batch: int = 8
-    prefill_step: int = 512
+    prefill_step: int = 0                   # 0: by device (worker.default_prefill_step)
     max_sessions: int = 16
     keep_alive_s: float = -1.0              # unload after this idle time; < 0 never
     batching: bool = True
+    solo: bool = True                       # a lone request decodes outside the batch (faster) until a second
     grammar_backend: str = "llguidance"
 
     def worker_config(self) -> WorkerConfig:
         return WorkerConfig(max_batch=self.max_batch, prefill_batch=self.max_batch, prefill_step=self.prefill_step,
-                            batching=self.batching, max_sessions=self.max_sessions,
+                            batching=self.batching, solo=self.solo, max_sessions=self.max_sessions,
                             keep_alive_s=self.keep_alive_s, model_name=self.model_name)
 
     def host_allow_list(self) -> frozenset[str] | None:

@@ -4,7 +4,9 @@ Jobs arrive in an inbox; the thread loads the model (unloads it when its keep-al
 job's cache from its server-side session or the engine's prefix cache, and runs all admitted jobs together in
 mlx-lm's `BatchGenerator` (continuous batching; chunked prefill so a long prompt does not stall others). Each
 step makes a `Chunk` per job, handed over in one wake-up per event loop at most every FLUSH_S; a cancelled job
-leaves at the next step. Uncacheable-in-batch models run one job at a time through `Engine.stream`.
+leaves at the next step. A job that arrives to an idle worker (and has no grammar) is decoded on its own with
+mlx-lm's `generate_step`, which is faster for one sequence, and joins the batch when a second job arrives
+(solo.py). Uncacheable-in-batch models run one job at a time through `Engine.stream`.
 Not here: HTTP, prompts, wire formats.
 """
 from __future__ import annotations
@@ -31,18 +33,21 @@ from tinygpt.web.jobs import Chunk, Failed, Finished, Job, deliver
 from tinygpt.web.model_card import ModelCard, describe
 from tinygpt.web.sampler import make_job_sampler
 from tinygpt.web.sessions import SessionStore
+from tinygpt.web.solo import SoloRun
 from tinygpt.web.textstop import StopScanner
 
 log = logging.getLogger("tinygpt.serve")
 FLUSH_S = 0.02  # longest a generated token waits before it is handed to its request
+SOLO = -1       # the uid of the job decoded on its own (batch uids are >= 0)
 
 
 @dataclass
 class WorkerConfig:
     max_batch: int = 8              # sequences decoded together
     prefill_batch: int = 8          # prompts prefilled together
-    prefill_step: int = 512         # prompt tokens per prefill step (smaller: others wait less)
+    prefill_step: int = 0           # prompt tokens per prefill step (smaller: others wait less); 0: by device
     batching: bool = True           # False: one job at a time through Engine.stream
+    solo: bool = True               # a lone job decodes outside the batch until a second one arrives
     max_sessions: int = 16
     keep_alive_s: float = -1.0      # after the last job; < 0: keep loaded forever
     max_pending: int = 256          # queued jobs beyond this get 429
@@ -63,6 +68,7 @@ class _Active:
     tops: list[list[tuple[int, float]]] = field(default_factory=list)
     first: float | None = None
     load_s: float = 0.0
+    sampler: Any = None
 
 
 class Worker:
@@ -71,6 +77,7 @@ class Worker:
     def __init__(self, model_path: str, config: WorkerConfig = WorkerConfig()):
         self.model_path = model_path
         self.config = config
+        self.prefill_step = config.prefill_step if config.prefill_step > 0 else default_prefill_step()
         self.card: ModelCard | None = None
         self.expires_at: float | None = None  # monotonic time; None: never
         self._inbox: queue.Queue = queue.Queue()
@@ -81,8 +88,12 @@ class Worker:
         self._sessions = SessionStore(config.max_sessions)
         self._engine: Engine | None = None
         self._bg: BatchGenerator | None = None
+        self._solo: tuple[SoloRun, _Active] | None = None
+        self._solo_ok = False  # the model's caches can be trimmed, so a solo job can be handed to the batch
         self.peak_active = 0  # most sequences decoded together so far (observability, tests, benchmarks)
         self.cancelled = 0    # jobs stopped because their client went away
+        self.solo_jobs = 0    # jobs started outside the batch (solo.py)
+        self.handoffs = 0     # of those, moved into the batch when another job arrived
         self._stopping = False
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
@@ -106,7 +117,7 @@ class Worker:
     @property
     def active(self) -> int:
         """Jobs being decoded now."""
-        return len(self._active)
+        return len(self._active) + (self._solo is not None)
 
     def submit(self, job: Job) -> None:
         if self._stopping or not self._thread.is_alive():
@@ -162,11 +173,13 @@ class Worker:
             mx.clear_streams()  # MLX needs this at the end of a thread that used it, or exit may abort
 
     def _iterate(self) -> None:
-        busy = bool(self._active) or self._runnable()
+        busy = bool(self._active) or self._solo is not None or self._runnable()
         self._take_inbox(block=not busy)
         self._reap_cancelled()
         self._admit()
-        if self._active:
+        if self._solo is not None:
+            self._solo_step()
+        elif self._active:
             self._step()
         else:
             self._maybe_unload()
@@ -198,7 +211,7 @@ class Worker:
                 if op == "load":
                     fut.set_result(self._ensure_loaded())
                     self._touch(keep_alive)
-                elif self._active or self._pending:
+                elif self.active or self._pending:
                     self.expires_at = time.monotonic()  # unload once the running jobs are done
                     fut.set_result(0.0)
                 else:
@@ -225,10 +238,12 @@ class Worker:
         t0 = time.perf_counter()
         loaded = load(self.model_path)
         self._engine = Engine(loaded, prefix_cache_bytes=self.config.prefix_cache_bytes,
-                              prefill_step_size=self.config.prefill_step)
+                              prefill_step_size=self.prefill_step)
         if self.card is None:
             self.card = describe(loaded, self.config.model_name)
-        batchable = all(hasattr(c, "merge") for c in make_prompt_cache(loaded.model))
+        caches = make_prompt_cache(loaded.model)
+        batchable = all(hasattr(c, "merge") for c in caches)
+        self._solo_ok = self.config.solo and can_trim_prompt_cache(caches)
         if self.config.batching and batchable:
             self._new_batch()
         self._touch(None)
@@ -240,9 +255,10 @@ class Worker:
         self._bg = BatchGenerator(
             self._engine.model, completion_batch_size=self.config.max_batch,
             prefill_batch_size=min(self.config.prefill_batch, self.config.max_batch),
-            prefill_step_size=self.config.prefill_step, stream=mx.default_stream(mx.default_device()))
+            prefill_step_size=self.prefill_step, stream=mx.default_stream(mx.default_device()))
 
     def _unload(self) -> None:
+        self._solo = None
         if self._bg is not None:
             self._bg.close()
         self._bg = None
@@ -253,7 +269,9 @@ class Worker:
         mx.clear_cache()
 
     def _fail_active(self, status: int, message: str) -> None:
-        for a in list(self._active.values()):
+        solo = [self._solo[1]] if self._solo is not None else []
+        self._solo = None
+        for a in list(self._active.values()) + solo:
             self._post(a.job, Failed(status, message))
             if a.job.session:
                 self._sessions.drop(a.job.session)
@@ -272,7 +290,7 @@ class Worker:
         FLUSH_S: under load, each wake-up of a request's event loop then carries a few tokens, not one."""
         if not self._outbox:
             return
-        if (time.perf_counter() - self._flushed >= FLUSH_S or not self._active
+        if (time.perf_counter() - self._flushed >= FLUSH_S or not self.active
                 or any(not isinstance(ev, Chunk) or not job.delivered for job, ev in self._outbox)):
             self._flush()
 
@@ -305,10 +323,16 @@ class Worker:
                 self._run_single(job, load_s)
                 self._pending.extendleft(reversed(waiting))
                 return
-            elif len(self._active) >= self.config.max_batch:
-                waiting.append(job)
+            elif (self._solo is None and not self._active and self._solo_ok and job.processors is None
+                  and not self._runnable()):
+                self._start_solo(job, load_s)
             else:
-                self._insert(job, load_s)
+                if self._solo is not None:
+                    self._handoff()
+                if len(self._active) >= self.config.max_batch:
+                    waiting.append(job)
+                else:
+                    self._insert(job, load_s)
             load_s = 0.0
         self._pending = waiting
 
@@ -339,14 +363,56 @@ class Worker:
         cache, rest, held = self._seed_cache(job)
         p = job.params
         stop_ids = set(p.stop_token_ids if p.stop_token_ids is not None else self._engine.tokenizer.eos_token_ids)
+        a = _Active(job=job, detok=self._engine.tokenizer.detokenizer, scanner=StopScanner(p.stop_strings),
+                    stop_ids=stop_ids, cached=len(job.prompt_ids) - len(rest), prefill=len(rest), load_s=load_s,
+                    sampler=make_job_sampler(p))
+        self._bg_insert(a, cache, rest, held, p.max_tokens, processors)
+
+    def _bg_insert(self, a: _Active, cache, rest: list[int], held: list[int], max_tokens: int,
+                   processors: list) -> None:
         (uid,) = self._bg.insert(
-            [rest], max_tokens=[p.max_tokens], caches=[cache], all_tokens=[held],
-            samplers=[make_job_sampler(p)], logits_processors=[processors],
-            stop_sequences=[StopSequences([[t] for t in sorted(stop_ids)])])
-        self._active[uid] = _Active(job=job, detok=self._engine.tokenizer.detokenizer,
-                                    scanner=StopScanner(p.stop_strings), stop_ids=stop_ids,
-                                    cached=len(job.prompt_ids) - len(rest), prefill=len(rest), load_s=load_s)
+            [rest], max_tokens=[max_tokens], caches=[cache], all_tokens=[held], samplers=[a.sampler],
+            logits_processors=[processors], stop_sequences=[StopSequences([[t] for t in sorted(a.stop_ids)])])
+        self._active[uid] = a
         self.peak_active = max(self.peak_active, len(self._active))
+
+    # ---- a lone job, outside the batch (solo.py) --------------------------------------------------------
+    def _start_solo(self, job: Job, load_s: float) -> None:
+        cache, rest, held = self._seed_cache(job)
+        p = job.params
+        stop_ids = set(p.stop_token_ids if p.stop_token_ids is not None else self._engine.tokenizer.eos_token_ids)
+        a = _Active(job=job, detok=self._engine.tokenizer.detokenizer, scanner=StopScanner(p.stop_strings),
+                    stop_ids=stop_ids, cached=len(job.prompt_ids) - len(rest), prefill=len(rest), load_s=load_s,
+                    sampler=make_job_sampler(p))
+        run = SoloRun(self._engine.model, cache, rest, held, p.max_tokens, a.sampler, self.prefill_step)
+        self._solo = (run, a)
+        self.solo_jobs += 1
+
+    def _solo_step(self) -> None:
+        run, a = self._solo
+        try:
+            got = run.advance()
+        except Exception as exc:  # noqa: BLE001 — the model failed: fail this job, keep serving
+            log.exception("a solo step failed")
+            self._fail_active(500, f"generation failed: {type(exc).__name__}: {exc}")
+            return
+        if got is None:
+            return
+        tok, logprobs = got
+        finish = None
+        if tok in a.stop_ids:
+            finish = "stop"
+        elif len(run.out) >= run.max_tokens:
+            finish = "length"
+        self._on_token(SOLO, a, _SoloResponse(tok, finish), _host(logprobs))
+
+    def _handoff(self) -> None:
+        """A second job is runnable: move the solo job into the batch, where it goes on from where it is."""
+        run, a = self._solo
+        self._solo = None
+        cache, rest, held, left = run.handoff()
+        self._bg_insert(a, cache, rest, held, left, [])
+        self.handoffs += 1
 
     # ---- decoding -------------------------------------------------------------------------------------
     def _step(self) -> None:
@@ -365,17 +431,18 @@ class Worker:
                 self._on_token(r.uid, a, r, _host(r.logprobs))
 
     @staticmethod
-    def _top(row: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def _top(host: "_HostRow", k: int) -> list[tuple[int, float]]:
         if k <= 0:
             return []
+        row = host.full()
         idx = np.argpartition(-row, k - 1)[:k]
         return sorted(zip(idx.tolist(), row[idx].tolist()), key=lambda p: -p[1])
 
-    def _on_token(self, uid: int, a: _Active, r, row: np.ndarray) -> None:
+    def _on_token(self, uid: int, a: _Active, r, row: "_HostRow") -> None:
         now = time.perf_counter()
         a.first = a.first or now
         tok = r.token
-        lp = float(row[tok])
+        lp = row[tok]
         a.out.append(tok)
         a.lps.append(lp)
         top = self._top(row, a.job.params.top_logprobs)
@@ -388,10 +455,13 @@ class Worker:
             if finish:
                 a.detok.finalize()
         text = a.scanner.push(a.detok.last_segment)
-        cache = (r.prompt_cache, r.all_tokens) if finish else None
+        cache = (r.prompt_cache, r.all_tokens) if finish and uid != SOLO else None
+        if uid == SOLO and (finish or a.scanner.stopped):
+            cache = self._solo[0].close()
         if a.scanner.stopped and not finish:
             finish = "stop"
-            cache = self._bg.remove([uid], return_prompt_caches=True).get(uid)
+            if uid != SOLO:
+                cache = self._bg.remove([uid], return_prompt_caches=True).get(uid)
         if finish:
             text += a.scanner.flush()
         self._post(a.job, Chunk(text, [tok], [lp], [top]))
@@ -399,7 +469,10 @@ class Worker:
             self._finish(uid, a, finish, cache)
 
     def _finish(self, uid: int, a: _Active, finish: str, cache) -> None:
-        del self._active[uid]
+        if uid == SOLO:
+            self._solo = None
+        else:
+            del self._active[uid]
         self._store_cache(a.job, cache)
         now = time.perf_counter()
         job = a.job
@@ -419,6 +492,12 @@ class Worker:
             self._engine.prefix_cache.insert_cache(self._engine.cache_key, list(ids), kv)
 
     def _reap_cancelled(self) -> None:
+        if self._solo is not None and self._solo[1].job.cancelled:
+            run, a = self._solo
+            self._solo = None
+            self.cancelled += 1
+            self._store_cache(a.job, run.close())
+            self._touch(a.job.keep_alive_s)
         gone = [uid for uid, a in self._active.items() if a.job.cancelled]
         if not gone:
             return
@@ -470,9 +549,55 @@ class Worker:
             pass
 
 
-def _host(logprobs: mx.array) -> np.ndarray:
-    """The batch's (already evaluated) logprob row as numpy, without queueing work behind the next step:
-    an MLX op here would wait for the step the batch is already computing ahead."""
-    if logprobs.dtype != mx.float32:
-        logprobs = logprobs.astype(mx.float32)  # bf16 / f16 logits (GPU models): one small op
-    return np.asarray(logprobs)
+def default_prefill_step() -> int:
+    """Prompt tokens per prefill step. On the CPU a 2048-token step of a 0.6B model takes many seconds, during
+    which every other stream waits, so 512; on a GPU 512-token steps cost a long cold prompt several times the
+    time to first token (H100, 0.6B bf16: ~1.4 s vs ~0.25 s for ~1.1k tokens), so mlx-lm's 2048."""
+    return 2048 if mx.default_device().type == mx.DeviceType.gpu else 512
+
+
+@dataclass
+class _SoloResponse:
+    """What `_on_token` reads of a batch response, for the solo job (its cache comes from SoloRun.close)."""
+
+    token: int
+    finish_reason: str | None
+
+
+def _host(logprobs: mx.array) -> "_HostRow":
+    """The batch's (already evaluated) logprob row, read on the host without queueing any MLX op: an op here
+    (even a dtype cast) would run behind the step the batch is already computing ahead and stall the pipeline.
+    The row is a zero-copy view of the array's memory; only what is asked for is read from it."""
+    return _HostRow(logprobs)
+
+
+class _HostRow:
+    """A zero-copy host view of one logprob row: float32 as is, bfloat16/float16 decoded in numpy on read."""
+
+    __slots__ = ("_raw", "_kind")
+
+    def __init__(self, logprobs: mx.array):
+        if not memoryview(logprobs).c_contiguous:  # BatchGenerator's rows are; anything else: one copy
+            logprobs = mx.contiguous(logprobs.astype(mx.float32))
+            mx.eval(logprobs)
+        kind = logprobs.dtype
+        if kind == mx.float32:
+            self._raw = np.frombuffer(memoryview(logprobs), dtype=np.float32)
+        elif kind == mx.bfloat16:
+            self._raw = np.frombuffer(memoryview(logprobs), dtype=np.uint16)
+        elif kind == mx.float16:
+            self._raw = np.frombuffer(memoryview(logprobs), dtype=np.float16)
+        else:
+            raise TypeError(f"unexpected logprob dtype {kind}")
+        self._kind = kind
+
+    def _decode(self, raw: np.ndarray) -> np.ndarray:
+        if self._kind == mx.bfloat16:
+            return (raw.astype(np.uint32) << 16).view(np.float32)
+        return raw.astype(np.float32, copy=False)
+
+    def __getitem__(self, i: int) -> float:
+        return float(self._decode(self._raw[i : i + 1])[0])
+
+    def full(self) -> np.ndarray:
+        return self._decode(self._raw)

@@ -1,0 +1,83 @@
+"""One job decoded on its own, while nothing else runs, and handed to the batch the moment another job arrives.
+
+Why: mlx-lm's `BatchGenerator` pays for its batch machinery (batched caches, masks, per-step bookkeeping) even
+when it holds one sequence. On an H100 with a 0.6B-shape bf16 model a lone stream decoded ~105-140 tok/s in
+the batch and ~150-215 tok/s through `generate_step` (benchmarks/results/serve-gpu-*.json and docs/server.md).
+Most local traffic is one request at a time, so the worker runs a lone job through `generate_step`, and
+moves it into the batch, cache and all, when a second job becomes runnable.
+
+The hand-off is exact: the prompt is prefilled here in chunks (so a newcomer waits at most one chunk), the
+cache then holds `ids[:offset]`; for the batch it is trimmed to all ids but the last, which the batch re-feeds
+for its logits, exactly as a prefix-cache hit is seeded. The job keeps its sampler object, so a seeded job's
+draws continue from the same key. Jobs with logits processors (grammars) are not run solo: a processor has
+already consumed the token that generate_step feeds ahead, and re-feeding it in the batch would advance it twice.
+Not here: scheduling (worker.py decides when a job runs solo and when it is handed over).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import mlx.core as mx
+from mlx_lm.generate import generate_step
+from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+
+class SoloRun:
+    """Prefill `rest` after a cache holding `held`, then decode; `advance` does one chunk or one token."""
+
+    def __init__(self, model, cache: list[Any] | None, rest: list[int], held: list[int], max_tokens: int,
+                 sampler: Callable[[mx.array], mx.array], prefill_step: int):
+        self.model = model
+        self.cache = cache if cache is not None else make_prompt_cache(model)
+        self.ids = list(held)        # the ids fed so far, prompt then output, in order
+        self.rest = list(rest)       # prompt ids still to prefill (the last one is fed by generate_step)
+        self.max_tokens = max_tokens
+        self.sampler = sampler
+        self.step = max(1, prefill_step)
+        self.out: list[int] = []
+        self._gen = None
+
+    @property
+    def prefilling(self) -> bool:
+        return self._gen is None
+
+    def advance(self) -> tuple[int, mx.array] | None:
+        """Prefill one chunk (returns None) or decode one token (returns it with its logprob row)."""
+        if len(self.rest) > 1:
+            chunk = self.rest[: min(self.step, len(self.rest) - 1)]
+            self.model(mx.array(chunk)[None], cache=self.cache)
+            mx.eval([c.state for c in self.cache])
+            self.ids += chunk
+            del self.rest[: len(chunk)]
+            return None
+        if self._gen is None:
+            self._gen = generate_step(mx.array(self.rest), self.model, max_tokens=self.max_tokens,
+                                      sampler=self.sampler, prompt_cache=self.cache, prefill_step_size=self.step)
+            self.ids += self.rest
+            self.rest = []
+        token, logprobs = next(self._gen)
+        self.out.append(token)
+        self.ids.append(token)  # generate_step feeds it ahead (unless the budget ended); `close` trims to fact
+        return token, logprobs
+
+    def close(self) -> tuple[list[Any], list[int]]:
+        """Stop; the cache and exactly the ids it holds."""
+        if self._gen is not None:
+            self._gen.close()
+            self._gen = None
+        mx.eval([c.state for c in self.cache])
+        held = self.cache[0].offset if self.cache else 0
+        return self.cache, self.ids[:held]
+
+    def handoff(self) -> tuple[list[Any] | None, list[int], list[int], int]:
+        """Stop and give what the batch needs: (cache or None, ids to feed, ids in the cache, tokens left)."""
+        if self._gen is None:  # still prefilling: the batch goes on from here
+            self.close()
+            return (self.cache if self.ids else None), self.rest, self.ids, self.max_tokens
+        cache, held = self.close()
+        keep = len(self.ids) - 1  # all but the last sampled token, which the batch re-feeds for its logits
+        if len(held) > keep:
+            trim_prompt_cache(cache, len(held) - keep)
+        elif len(held) < keep:
+            raise RuntimeError(f"solo cache holds {len(held)} ids, expected at least {keep}")
+        return cache, self.ids[keep:], self.ids[:keep], self.max_tokens - len(self.out)
