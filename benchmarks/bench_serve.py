@@ -130,7 +130,14 @@ def machine() -> dict:
     if Path("/proc/cpuinfo").exists():
         cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                     if ln.startswith("model name")), "")
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu or platform.processor(),
+    gpu = ""
+    if "gpu" in str(mx.default_device()):
+        try:
+            gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=10).stdout.strip().splitlines()[0] + f" ({os.cpu_count()} CPU cores)"
+        except (OSError, IndexError, subprocess.SubprocessError):
+            gpu = "GPU"
+    return {"gpu": gpu, "platform": platform.platform(), "python": platform.python_version(), "cpu": cpu or platform.processor(),
             "cores": os.cpu_count(), "mlx": mx.__version__, "mlx_lm": mlx_lm.__version__,
             "device": str(mx.default_device()), "blas": str(blas.activate())}
 

@@ -72,7 +72,11 @@ def grammar(r: dict, title: str) -> list[str]:
 
 def serve(r: dict, title: str) -> list[str]:
     m = r["model"]
-    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model preset `{m.get('preset')}` (random init). "
+    c = m.get("config", {})
+    shape = (f"preset `{m['preset']}`" if m.get("preset") else
+             f"random-init Qwen3, hidden {c.get('hidden_size')}, {c.get('num_hidden_layers')} layers, vocab "
+             f"{c.get('vocab_size')}, {c.get('torch_dtype')}")
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model {shape} (random init). "
            f"{r['max_tokens_per_stream']} tokens per stream" + (f", medians of {r['rounds']} alternating rounds"
            if r.get("rounds") else "") + ". Script: `benchmarks/bench_serve.py`.", "",
            "| server | 1 stream tok/s | 4 streams tok/s | 8 streams tok/s | TTFT miss s | TTFT prefix hit s |",
@@ -111,6 +115,8 @@ SECTIONS = [
     ("traces.json", "traces-to-data throughput (issue 4: P9)", traces),
     ("serve.json", "Server concurrency and prefix cache (issue 5: P5), small preset", serve),
     ("serve-qwen3-0.6b.json", "Server concurrency and prefix cache (issue 5: P5), qwen3-0.6b shape", serve),
+    ("serve-gpu-qwen3-0.6b.json", "Server on an NVIDIA GPU (issue 5: P5), qwen3-0.6b shape bf16", serve),
+    ("serve-gpu-qwen3-4b.json", "Server on an NVIDIA GPU (issue 5: P5), qwen3-4b shape bf16", serve),
 ]
 
 

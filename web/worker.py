@@ -354,19 +354,24 @@ class Worker:
             rest = prompt[-1:]
         return cache, list(rest), list(prompt[: len(prompt) - len(rest)])
 
-    def _insert(self, job: Job, load_s: float) -> None:
-        try:
-            processors = job.processors() if job.processors else []
-        except ValueError as exc:
-            self._post(job, Failed(400, str(exc)))
-            return
+    def _prepare(self, job: Job, load_s: float) -> tuple[_Active, list | None, list[int], list[int]]:
+        """The job's bookkeeping and its seeded cache: (active, cache, ids to prefill, ids in the cache)."""
         cache, rest, held = self._seed_cache(job)
         p = job.params
         stop_ids = set(p.stop_token_ids if p.stop_token_ids is not None else self._engine.tokenizer.eos_token_ids)
         a = _Active(job=job, detok=self._engine.tokenizer.detokenizer, scanner=StopScanner(p.stop_strings),
                     stop_ids=stop_ids, cached=len(job.prompt_ids) - len(rest), prefill=len(rest), load_s=load_s,
                     sampler=make_job_sampler(p))
-        self._bg_insert(a, cache, rest, held, p.max_tokens, processors)
+        return a, cache, rest, held
+
+    def _insert(self, job: Job, load_s: float) -> None:
+        try:
+            processors = job.processors() if job.processors else []
+        except ValueError as exc:
+            self._post(job, Failed(400, str(exc)))
+            return
+        a, cache, rest, held = self._prepare(job, load_s)
+        self._bg_insert(a, cache, rest, held, job.params.max_tokens, processors)
 
     def _bg_insert(self, a: _Active, cache, rest: list[int], held: list[int], max_tokens: int,
                    processors: list) -> None:
@@ -378,13 +383,8 @@ class Worker:
 
     # ---- a lone job, outside the batch (solo.py) --------------------------------------------------------
     def _start_solo(self, job: Job, load_s: float) -> None:
-        cache, rest, held = self._seed_cache(job)
-        p = job.params
-        stop_ids = set(p.stop_token_ids if p.stop_token_ids is not None else self._engine.tokenizer.eos_token_ids)
-        a = _Active(job=job, detok=self._engine.tokenizer.detokenizer, scanner=StopScanner(p.stop_strings),
-                    stop_ids=stop_ids, cached=len(job.prompt_ids) - len(rest), prefill=len(rest), load_s=load_s,
-                    sampler=make_job_sampler(p))
-        run = SoloRun(self._engine.model, cache, rest, held, p.max_tokens, a.sampler, self.prefill_step)
+        a, cache, rest, held = self._prepare(job, load_s)
+        run = SoloRun(self._engine.model, cache, rest, held, job.params.max_tokens, a.sampler, self.prefill_step)
         self._solo = (run, a)
         self.solo_jobs += 1
 
