@@ -73,9 +73,9 @@ def grammar(r: dict, title: str) -> list[str]:
 def serve(r: dict, title: str) -> list[str]:
     m = r["model"]
     c = m.get("config", {})
-    shape = (f"preset `{m['preset']}`" if m.get("preset") else
-             f"random-init Qwen3, hidden {c.get('hidden_size')}, {c.get('num_hidden_layers')} layers, vocab "
-             f"{c.get('vocab_size')}, {c.get('torch_dtype')}")
+    shape = ((f"preset `{m['preset']}`, " if m.get("preset") else "") +
+             f"hidden {c.get('hidden_size')}, {c.get('num_hidden_layers')} layers, vocab {c.get('vocab_size')}, "
+             f"{c.get('torch_dtype')}")
     out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model {shape} (random init). "
            f"{r['max_tokens_per_stream']} tokens per stream" + (f", medians of {r['rounds']} alternating rounds"
            if r.get("rounds") else "") + ". Script: `benchmarks/bench_serve.py`.", "",
@@ -108,6 +108,14 @@ def traces(r: dict, title: str) -> list[str]:
             "(CPU-bound, needs both cores).", ""]
 
 
+def solo(text: str, title: str) -> list[str]:
+    return [f"## {title}", "", "Script: `benchmarks/bench_solo.py` (`tinygpt serve`, `tinygpt serve --no-solo` and "
+            "`mlx_lm.server` up at once). A lone request decodes outside the batch until a second arrives "
+            "(`web/solo.py`); this is why tinygpt's single stream is faster than the batch path's, and why its "
+            "8-stream ÷ 1-stream ratio on the GPU is lower than the batch path's own.", "", "```", text.strip(),
+            "```", ""]
+
+
 SECTIONS = [
     ("engine.json", "Engine on CPU (issue 2: P1, P3, P4)", engine),
     ("engine_gpu.json", "Engine on an NVIDIA GPU (issue 2: P1, qwen3-4b bf16)", engine),
@@ -117,6 +125,7 @@ SECTIONS = [
     ("serve-qwen3-0.6b.json", "Server concurrency and prefix cache (issue 5: P5), qwen3-0.6b shape", serve),
     ("serve-gpu-qwen3-0.6b.json", "Server on an NVIDIA GPU (issue 5: P5), qwen3-0.6b shape bf16", serve),
     ("serve-gpu-qwen3-4b.json", "Server on an NVIDIA GPU (issue 5: P5), qwen3-4b shape bf16", serve),
+    ("solo-gpu-qwen3-4b.txt", "Solo vs batch-only single streams on an NVIDIA GPU (issue 5), qwen3-4b bf16", solo),
 ]
 
 
@@ -127,7 +136,8 @@ def main() -> None:
     for name, title, render in SECTIONS:
         path = RESULTS / name
         if path.exists():
-            lines += render(json.loads(path.read_text()), title)
+            text = path.read_text()
+            lines += render(json.loads(text) if name.endswith(".json") else text, title)
         else:
             lines += [f"## {title}", "", f"Not measured yet (`{name}` missing).", ""]
     (HERE.parent / "BENCHMARKS.md").write_text("\n".join(lines))
