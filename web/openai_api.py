@@ -100,19 +100,26 @@ def msgspec_to_dict(value: Any) -> Any:
              responses=responses_of("ChatCompletion", stream=SSE, item="ChatCompletionChunk"), response_class=Response)
 async def chat_completions(request: Request) -> Response:
     """Chat completion (OpenAI); `stream: true` answers with server-sent events."""
-    state = state_of(request)
-    req = decode(await request.body(), w.ChatCompletionRequest)
-    check_model(state, req.model)
-    plan = await run_in_threadpool(ChatPlan, state, req)
-    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, processors=plan.processors, session=req.session)
-    handle = start(state, job)
-    meta = _Meta(state.card.name, state.card.fingerprint)
+    state, req, plan, handle, meta, include_usage = await _begin(request, w.ChatCompletionRequest, ChatPlan)
     if req.stream:
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
         gen = _chat_stream(state, handle, request, plan, req, meta, include_usage)
         return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache"})
     out = await collect(state, handle, request)
     return Response(w.encode(_chat_answer(state, plan, req, out, meta)), media_type="application/json")
+
+
+async def _begin(request: Request, wire: type, plan_of: type) -> tuple:
+    """Decode and check a request, plan it off the event loop and start its job:
+    (state, request body, plan, job handle, response meta, include_usage)."""
+    state = state_of(request)
+    req = decode(await request.body(), wire)
+    check_model(state, req.model)
+    plan = await run_in_threadpool(plan_of, state, req)
+    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, processors=plan.processors, session=req.session)
+    handle = start(state, job)
+    meta = _Meta(state.card.name, state.card.fingerprint)
+    include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
+    return state, req, plan, handle, meta, include_usage
 
 
 class _Meta:
@@ -262,16 +269,9 @@ class CompletionPlan:
              responses=responses_of("Completion", stream=SSE), response_class=Response)
 async def completions(request: Request) -> Response:
     """Text completion (OpenAI legacy); `prompt` may be token ids."""
-    state = state_of(request)
-    req = decode(await request.body(), w.CompletionRequest)
-    check_model(state, req.model)
-    plan = await run_in_threadpool(CompletionPlan, state, req)
-    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, processors=plan.processors, session=req.session)
-    handle = start(state, job)
-    meta = _Meta(state.card.name, state.card.fingerprint)
+    state, req, plan, handle, meta, include_usage = await _begin(request, w.CompletionRequest, CompletionPlan)
     meta.id = "cmpl-" + meta.id.split("-", 1)[1]
     if req.stream:
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
         gen = _completion_stream(state, handle, request, plan, req, meta, include_usage)
         return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache"})
     out = await collect(state, handle, request)

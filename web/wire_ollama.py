@@ -55,10 +55,10 @@ class Message(Request, kw_only=True):
     thinking: str | None = None
 
 
-class ChatRequest(Request, kw_only=True):
+class _GenerationRequest(Request, kw_only=True):
+    """What /api/chat and /api/generate share: output format, sampling options, streaming, lifetime, extras."""
+
     model: Annotated[str, Meta(min_length=1)]
-    messages: list[Message] = []
-    tools: list[Tool] | None = None
     format: Format = None
     options: Options | None = None
     stream: bool = True
@@ -70,8 +70,12 @@ class ChatRequest(Request, kw_only=True):
     return_token_ids: bool = False
 
 
-class GenerateRequest(Request, kw_only=True):
-    model: Annotated[str, Meta(min_length=1)]
+class ChatRequest(_GenerationRequest, kw_only=True):
+    messages: list[Message] = []
+    tools: list[Tool] | None = None
+
+
+class GenerateRequest(_GenerationRequest, kw_only=True):
     prompt: str = ""
     suffix: str | None = None
     system: str | None = None
@@ -79,15 +83,6 @@ class GenerateRequest(Request, kw_only=True):
     context: list[Annotated[int, Meta(ge=0)]] | None = None
     raw: bool = False
     images: list[str] | None = None
-    format: Format = None
-    options: Options | None = None
-    stream: bool = True
-    keep_alive: KeepAlive = None
-    think: bool | str | None = None
-    logprobs: bool = False
-    top_logprobs: Annotated[int, Meta(ge=0, le=20)] = 0
-    session: SessionId | None = None
-    return_token_ids: bool = False
 
 
 class ShowRequest(Request, kw_only=True):
