@@ -455,13 +455,15 @@ class Worker:
             if finish:
                 a.detok.finalize()
         text = a.scanner.push(a.detok.last_segment)
-        cache = (r.prompt_cache, r.all_tokens) if finish and uid != SOLO else None
-        if uid == SOLO and (finish or a.scanner.stopped):
-            cache = self._solo[0].close()
+        cache = None
         if a.scanner.stopped and not finish:
             finish = "stop"
             if uid != SOLO:
                 cache = self._bg.remove([uid], return_prompt_caches=True).get(uid)
+        elif finish and uid != SOLO:
+            cache = (r.prompt_cache, r.all_tokens)
+        if finish and uid == SOLO:
+            cache = self._solo[0].close()
         if finish:
             text += a.scanner.flush()
         self._post(a.job, Chunk(text, [tok], [lp], [top]))
