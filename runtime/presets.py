@@ -31,8 +31,26 @@ VOCABS = ("bpe", "qwen")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+MARKER = "tinygpt.json"  # written by init_model; its `created_by` marks a directory tinygpt made
+
+
 class InitModelError(RuntimeError):
     """The model could not be created; the message says why and what to do."""
+
+
+def model_marker(path: str | Path) -> dict | None:
+    """The metadata `init_model` wrote into `path`, or None if tinygpt did not create it as a model."""
+    try:
+        meta = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("created_by") == "tinygpt init-model" else None
+
+
+def is_random_init(path: str | Path) -> bool:
+    """True if `path` is a model tinygpt created with random weights and nothing has trained it since."""
+    meta = model_marker(path)
+    return meta is not None and not meta.get("trained_by")
 
 
 @dataclass(frozen=True)
@@ -95,7 +113,7 @@ def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = F
         vocab.save_tokenizer(tok, tmp, model_max_length=spec.max_position_embeddings)
         meta = dict(created_by="tinygpt init-model", preset=spec.preset, vocab=spec.vocab, dtype=spec.dtype,
                     seed=spec.seed, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        (tmp / "tinygpt.json").write_text(json.dumps(meta, indent=2))
+        (tmp / MARKER).write_text(json.dumps(meta, indent=2))
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
