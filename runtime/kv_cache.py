@@ -4,12 +4,15 @@ A `Session` pairs an mlx-lm prompt cache with the exact token ids in it. `sync` 
 prefix of what it holds and a new prompt, so a call prefills only the new suffix. Files are mlx-lm's
 `save_prompt_cache` safetensors plus metadata (format version, model fingerprint, tokenizer hash, ids) that
 must match before reuse; writes go to a temp file and are renamed, so a failure never overwrites a good file.
+`save_session` replaces only a tinygpt KV file (read from its header); any other file, or a symlink, is refused.
 The cross-request prefix cache is mlx-lm's own `LRUPromptCache` (used by engine.py), not re-implemented here.
 """
 from __future__ import annotations
 
 import json
 import os
+import struct
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,13 +72,35 @@ class Session:
         self.cache, self.ids = make_prompt_cache(model), []
 
 
+def saved_format(path: Path) -> str | None:
+    """The `format` in a safetensors file's metadata header, or None if it is not such a file."""
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size)) if size < (64 << 20) else {}
+    except (OSError, ValueError, struct.error):
+        return None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta.get("0.format") if isinstance(meta, dict) else None  # mlx-lm flattens [metadata, ...]
+
+
 def save_session(session: Session, path: str | Path, *, fingerprint: str, tokenizer_hash: str) -> Path:
-    """Write the session's KV + metadata to `path` (.safetensors), atomically."""
+    """Write the session's KV + metadata to `path` (.safetensors), atomically; never replaces a user's file."""
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_name(path.name + ".safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.safetensors")
+    if path.is_symlink():
+        raise KVCacheError(f"{path} is a symbolic link; tinygpt does not write through links. Choose another name")
+    if path.exists() and saved_format(path) != FORMAT:
+        raise KVCacheError(f"{path} exists and is not a tinygpt KV cache; tinygpt will not overwrite it. "
+                           "Choose another name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.safetensors", dir=path.parent)
+    except OSError as exc:
+        raise KVCacheError(f"cannot write a KV cache at {path}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    tmp = Path(name)
     meta = {"format": FORMAT, "fingerprint": fingerprint, "tokenizer_hash": tokenizer_hash,
             "ids": json.dumps(session.ids)}
     try:

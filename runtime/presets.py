@@ -4,6 +4,8 @@ A preset is a shape for mlx-lm's own `qwen3` model; weights are random (seeded),
 small BPE trained here or the real Qwen vocabulary (see vocab.py). The model directory is a normal mlx-lm /
 Hugging Face layout (config.json, model.safetensors, tokenizer files), so everything that loads a model
 loads these too. Written to a temp dir and renamed: a failure never leaves a half model or overwrites one.
+Safety rule: `init_model` writes only a new or empty directory, and with `force` replaces only a directory that
+carries its own MARKER; never a symlink, `""`, `.`, `~`, the current directory or one of its ancestors.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 PRESETS: dict[str, dict] = {
     # For tests: ~0.1M parameters plus the embedding.
@@ -80,8 +83,52 @@ def _config(spec: InitSpec, tok) -> dict:
     )
 
 
-def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = False) -> Path:
-    """Create a random-init Qwen3 model directory at `out_dir`; refuses to overwrite unless `force`."""
+def check_target(out_dir: str | Path, force: bool = False) -> Path:
+    """The path `init_model` may write, or InitModelError saying why not (see the module's safety rule)."""
+    if not str(out_dir).strip():
+        raise InitModelError("the model directory is empty (''); name a new directory, e.g. models/tiny")
+    out = Path(out_dir).expanduser()
+    where = out.parent.resolve() / out.name if out.name not in ("", ".", "..") else out.resolve()
+    cwd = Path.cwd().resolve()
+    if where in {cwd, *cwd.parents, Path.home().resolve()}:
+        raise InitModelError(f"refusing to create a model in {str(out_dir)!r}: it is the current directory, one of "
+                             "its parents or your home directory; name a new subdirectory such as models/tiny")
+    if out.is_symlink():
+        raise InitModelError(f"{out} is a symbolic link; tinygpt does not replace links or write through them. "
+                             "Name a new directory instead")
+    if not out.exists():
+        above = out.parent
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        if not above.is_dir():
+            raise InitModelError(f"cannot create {out}: {above} is a file, not a directory; name another place")
+        return out
+    if not out.is_dir():
+        raise InitModelError(f"{out} exists and is not a directory; name a new directory")
+    if not any(out.iterdir()):
+        return out
+    if model_marker(out) is None:
+        raise InitModelError(f"{out} exists and is not empty, and `tinygpt init-model` did not create it (no "
+                             f"{MARKER}): tinygpt never replaces it, even with --force. Name a new directory")
+    if not force:
+        raise InitModelError(f"{out} already holds a tinygpt model; pass --force to replace it")
+    return out
+
+
+def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = False,
+               progress: Callable[[str], None] | None = None) -> Path:
+    """Create a random-init Qwen3 model directory at `out_dir`; refuses to overwrite unless `force`.
+
+    `progress`, if given, is called with a short description as each step starts (STEPS in all)."""
+    step = progress or (lambda _msg: None)
+    if spec.preset not in PRESETS:
+        raise InitModelError(f"unknown preset {spec.preset!r}; choose one of {', '.join(PRESETS)}")
+    if spec.vocab not in VOCABS:
+        raise InitModelError(f"unknown vocab {spec.vocab!r}; choose 'bpe' (small, trained here) or 'qwen' (real)")
+    if spec.dtype not in DTYPES:
+        raise InitModelError(f"unknown dtype {spec.dtype!r}; choose one of {', '.join(DTYPES)}")
+    out = check_target(out_dir, force)
+    step("loading MLX")
     import mlx.core as mx
     from mlx.utils import tree_map
     from mlx_lm.models import qwen3
@@ -89,24 +136,22 @@ def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = F
 
     from tinygpt.runtime import vocab
 
-    if spec.preset not in PRESETS:
-        raise InitModelError(f"unknown preset {spec.preset!r}; choose one of {', '.join(PRESETS)}")
-    if spec.vocab not in VOCABS:
-        raise InitModelError(f"unknown vocab {spec.vocab!r}; choose 'bpe' (small, trained here) or 'qwen' (real)")
-    if spec.dtype not in DTYPES:
-        raise InitModelError(f"unknown dtype {spec.dtype!r}; choose one of {', '.join(DTYPES)}")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise InitModelError(f"{out} exists and is not empty; pass --force to replace it")
+    step(f"building the {spec.vocab} tokenizer")
     tok = vocab.qwen_tokenizer() if spec.vocab == "qwen" else vocab.small_bpe_tokenizer()
     config = _config(spec, tok)
+    step(f"initialising {spec.preset} weights (seed {spec.seed}, {spec.dtype})")
     mx.random.seed(spec.seed)
     model = qwen3.Model(qwen3.ModelArgs.from_dict(config))
     dtype = getattr(mx, spec.dtype)
     model.update(tree_map(lambda w: w.astype(dtype), model.parameters()))
     mx.eval(model.parameters())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    step(f"writing {out}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise InitModelError(f"cannot create {out}: {exc.strerror or exc} ({exc.filename or out.parent}); "
+                             "choose a writable directory") from exc
     try:
         save_model(tmp, model)
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
@@ -114,10 +159,31 @@ def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = F
         meta = dict(created_by="tinygpt init-model", preset=spec.preset, vocab=spec.vocab, dtype=spec.dtype,
                     seed=spec.seed, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         (tmp / MARKER).write_text(json.dumps(meta, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        _swap_in(tmp, check_target(out_dir, force))  # re-checked: the target may have changed meanwhile
+    except OSError as exc:
+        raise InitModelError(f"cannot write the model to {out}: {exc.strerror or exc}"
+                             f"{f' ({exc.filename})' if exc.filename else ''}; free space or choose another "
+                             "directory") from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+STEPS = 4  # the number of `progress` calls init_model makes
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Move `new` to `out`; a replaced (tinygpt-made) `out` is moved aside first and deleted only afterwards."""
+    if not out.exists() or not any(out.iterdir()):
+        os.replace(new, out)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    os.replace(out, trash / "model")
+    try:
+        os.replace(new, out)
+    except OSError:
+        os.replace(trash / "model", out)
+        raise
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)

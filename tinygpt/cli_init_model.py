@@ -1,10 +1,15 @@
-"""`tinygpt init-model DIR`: create a random-init Qwen3-architecture model offline."""
+"""`tinygpt init-model DIR`: create a random-init Qwen3-architecture model offline.
+
+Writes only a new or empty directory; `--force` replaces only a model directory init-model made itself
+(presets.check_target has the rule). Progress goes to stderr; the result line (or --json) to stdout.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 
-from tinygpt.runtime.presets import DTYPES, PRESETS, VOCABS, InitSpec, init_model
+from tinygpt.model_arg import creation_progress
+from tinygpt.runtime.presets import DTYPES, PRESETS, STEPS, VOCABS, InitSpec, init_model
 
 EPILOG = """examples:
   tinygpt init-model models/tiny                          tiny model, small BPE trained here (tests)
@@ -28,10 +33,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="weight dtype (default float32: MLX's CPU backend has no fast bf16 path)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the weights (default 0)")
-    p.add_argument("--force", action="store_true", help="replace an existing model directory")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing model directory that init-model created (never anything else)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     a = p.parse_args(argv)
-    path = init_model(a.out_dir, InitSpec(preset=a.preset, vocab=a.vocab, dtype=a.dtype, seed=a.seed), force=a.force)
+    spec = InitSpec(preset=a.preset, vocab=a.vocab, dtype=a.dtype, seed=a.seed)
+    with creation_progress("init-model", STEPS) as step:
+        path = init_model(a.out_dir, spec, force=a.force, progress=step)
     config = json.loads((path / "config.json").read_text())
     if a.json:
         print(json.dumps({"path": str(path), "preset": a.preset, "vocab": a.vocab, "config": config}))

@@ -2,12 +2,48 @@
 embedded default (a random-init tiny Qwen3 created on first use in the user cache).
 
 This is the only place CLI commands get models from, so they all agree on the default and the messages.
+It also shows model-creation progress (`creation_progress`), shared with `tinygpt init-model`.
+Imports stay light: MLX and friends load only when a model is created or loaded.
 """
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 from tinygpt.config import Config, default_model_dir
+
+
+@contextmanager
+def creation_progress(title: str, total: int):
+    """Yield a `step(description)` callable: a rich bar on a terminal's stderr, plain numbered lines otherwise."""
+    if not sys.stderr.isatty():
+        count = 0
+
+        def line(msg: str) -> None:
+            nonlocal count
+            count += 1
+            sys.stderr.write(f"{title}: [{count}/{total}] {msg}\n")
+            sys.stderr.flush()
+
+        yield line
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True)) as bar:
+        job = bar.add_task(title, total=total)
+        started = 0
+
+        def step(msg: str) -> None:
+            nonlocal started
+            if started:
+                bar.advance(job)
+            started += 1
+            bar.update(job, description=f"{title}: {msg}")
+
+        yield step
+        bar.update(job, completed=total, description=f"{title}: done")
 
 
 def model_path(cfg: Config) -> str:
@@ -16,10 +52,17 @@ def model_path(cfg: Config) -> str:
         return cfg.model
     path = default_model_dir(cfg.default_preset)
     if not (path / "config.json").exists():
-        from tinygpt.runtime.presets import InitSpec, init_model
+        from tinygpt.runtime.presets import STEPS, InitModelError, InitSpec, init_model, model_marker
 
-        sys.stderr.write(f"creating the embedded default model ({cfg.default_preset}) in {path} ...\n")
-        init_model(path, InitSpec(preset=cfg.default_preset), force=True)
+        # force only ever replaces a directory init-model itself made (a damaged earlier default)
+        force = path.exists() and model_marker(path) is not None
+        sys.stderr.write(f"creating the embedded default model ({cfg.default_preset}) in {path}\n")
+        try:
+            with creation_progress("embedded model", STEPS) as step:
+                init_model(path, InitSpec(preset=cfg.default_preset), force=force, progress=step)
+        except InitModelError as exc:
+            raise InitModelError(f"{exc}. (This is the embedded default model's place: set $TINYGPT_CACHE to a "
+                                 "writable directory, or pass --model DIR.)") from exc
     return str(path)
 
 
@@ -41,5 +84,3 @@ def resolve(args) -> Config:
     from tinygpt.config import load_config
 
     return load_config({"model": getattr(args, "model", None)})
-
-

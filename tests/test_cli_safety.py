@@ -1,0 +1,140 @@
+"""Data safety: tinygpt never deletes or overwrites a user's file it did not create (init-model, the embedded
+default model, saved KV files), and refuses `""`, `.`, `~`, the current directory and its ancestors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinygpt.runtime.presets import MARKER, InitModelError, InitSpec, check_target, init_model
+
+TINYGPT = [sys.executable, "-m", "tinygpt.cli"]
+
+
+def run(*args, cwd=None, env=None):
+    return subprocess.run(TINYGPT + list(args), capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env={**os.environ, **(env or {})})
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    """A working directory holding a user's file, with HOME inside it; cwd is a subdirectory."""
+    home = tmp_path / "home"
+    work = home / "work"
+    work.mkdir(parents=True)
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.mark.parametrize("target", ["", ".", "..", "~", "~/", "./", "WORK", "HOME"])
+@pytest.mark.parametrize("force", [False, True])
+def test_init_model_refuses_cwd_home_and_ancestors(user_dir, target, force):
+    target = {"WORK": str(user_dir), "HOME": str(user_dir.parent)}.get(target, target)
+    with pytest.raises(InitModelError, match="empty|current directory"):
+        check_target(target, force=force)
+
+
+def test_init_model_empty_path_with_force_keeps_the_users_file(user_dir):
+    r = run("init-model", "", "--force", cwd=user_dir, env={"HOME": str(user_dir.parent)})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("tinygpt init-model: error: the model directory is empty")
+    assert (user_dir / "notes.txt").read_text() == "mine" and os.listdir(user_dir) == ["notes.txt"]
+
+
+def test_force_never_replaces_a_directory_tinygpt_did_not_make(tmp_path):
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "a.txt").write_text("a")
+    (victim / "sub" / "b.txt").write_text("b")
+    before = snapshot(victim)
+    r = run("init-model", str(victim), "--force")
+    assert r.returncode == 2 and "not empty" in r.stderr and "never replaces" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert snapshot(victim) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["victim"]  # no temp dir left either
+
+
+def test_force_replaces_only_its_own_model_and_leaves_no_temp_dirs(tmp_path):
+    out = init_model(tmp_path / "m", InitSpec(seed=0))
+    first = (out / "model.safetensors").read_bytes()
+    with pytest.raises(InitModelError, match="already holds a tinygpt model; pass --force"):
+        init_model(out, InitSpec(seed=1))
+    steps = []
+    init_model(out, InitSpec(seed=1), force=True, progress=steps.append)
+    assert (out / "model.safetensors").read_bytes() != first
+    assert json.loads((out / MARKER).read_text())["seed"] == 1
+    assert len(steps) == 4 and steps[-1] == f"writing {out}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("points_to", ["user", "model"])
+def test_force_never_follows_a_symlink(tmp_path, tiny_model_dir, points_to):
+    real = tiny_model_dir if points_to == "model" else tmp_path / "user"
+    if points_to == "user":
+        real.mkdir()
+        (real / "keep.txt").write_text("mine")
+    before = snapshot(real)
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    with pytest.raises(InitModelError, match="symbolic link"):
+        init_model(link, force=True)
+    assert link.is_symlink() and snapshot(real) == before
+
+
+def test_a_file_in_the_way_is_a_clear_error(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("mine")
+    with pytest.raises(InitModelError, match="exists and is not a directory"):
+        check_target(f, force=True)
+    with pytest.raises(InitModelError, match="is a file, not a directory"):
+        check_target(f / "sub" / "model", force=True)
+    assert f.read_text() == "mine"
+
+
+def test_embedded_default_never_replaces_a_users_directory(tmp_path):
+    """The default model's place holds a user's files: commands stop with a clear error, files intact."""
+    place = tmp_path / "cache" / "models" / "default-tiny"
+    place.mkdir(parents=True)
+    (place / "mine.txt").write_text("mine")
+    r = run("generate", "hi", env={"TINYGPT_CACHE": str(tmp_path / "cache"), "TINYGPT_CONFIG": ""})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "never replaces it" in r.stderr and "TINYGPT_CACHE" in r.stderr
+    assert os.listdir(place) == ["mine.txt"]
+
+
+def test_embedded_default_in_an_unwritable_cache_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = run("generate", "hi", env={"TINYGPT_CACHE": str(blocker / "cache"), "TINYGPT_CONFIG": ""})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("tinygpt generate: error: cannot create") and str(blocker) in last
+    assert "TINYGPT_CACHE" in last and blocker.read_text() == "x"
+
+
+def test_kv_save_never_overwrites_a_users_file(tiny_engine, tmp_path):
+    from tinygpt.runtime.kv_cache import KVCacheError
+
+    session = tiny_engine.new_session()
+    tiny_engine.prefill(tiny_engine.encode("hello"), session)
+    user = tmp_path / "notes.safetensors"
+    user.write_bytes(b"user data")
+    with pytest.raises(KVCacheError, match="not a tinygpt KV cache; tinygpt will not overwrite it"):
+        tiny_engine.save_session(session, tmp_path / "notes")
+    assert user.read_bytes() == b"user data"
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(user)
+    with pytest.raises(KVCacheError, match="symbolic link"):
+        tiny_engine.save_session(session, link)
+    path = tiny_engine.save_session(session, tmp_path / "kv")
+    path = tiny_engine.save_session(session, tmp_path / "kv")  # its own file may be replaced
+    assert tiny_engine.load_session(path).ids == session.ids
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kv.safetensors", "link.safetensors", "notes.safetensors"]
