@@ -1,15 +1,16 @@
 """Tokenizers for the models tinygpt creates: a small byte-level BPE trained locally, or the real
 151,936-slot Qwen2/Qwen3 vocabulary read from `ggml-vocab-qwen2.gguf`.
 
-The GGUF ships (MIT) inside the `llama-cpp-python==0.3.36` sdist; on first use it is fetched with
-`pip download` into the user cache (never the repo). Qwen3's added tokens are placed at their Qwen3 ids.
+The GGUF ships (MIT) inside the `llama-cpp-python==0.3.36` sdist; on first use that sdist (77 MB) is fetched
+from the package index with a byte progress bar (index_fetch.py, hash-checked, temp name then rename) into the
+user cache (never the repo), and only the GGUF and its test vectors are kept. Files in the cache that tinygpt
+did not write are never replaced or removed. Qwen3's added tokens are placed at their Qwen3 ids.
 Both tokenizers share Qwen2's pre-tokenizer and carry tinygpt's Qwen3-compatible chat template.
 This module builds tokenizers; it does not load models.
 """
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -19,7 +20,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 
 from tinygpt.runtime.chat_template import CHAT_TEMPLATE
 
-SDIST = "llama-cpp-python==0.3.36"
+SDIST_PROJECT, SDIST_FILE = "llama-cpp-python", "llama_cpp_python-0.3.36.tar.gz"
 GGUF_MEMBER = "vendor/llama.cpp/models/ggml-vocab-qwen2.gguf"
 QWEN_VOCAB_SIZE = 151936  # embedding rows; the tokenizer itself has 151,669 entries, as Qwen3's does
 QWEN2_SPLIT = (
@@ -61,22 +62,48 @@ def qwen_gguf_path(fetch: bool = True) -> Path:
     target = cache_dir() / "vocab" / "ggml-vocab-qwen2.gguf"
     if target.exists() or not fetch:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SDIST, "-d", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        sdists = list(Path(tmp).glob("*.tar.gz"))
-        if proc.returncode != 0 or not sdists:
-            raise VocabError(f"could not download {SDIST} to read the Qwen vocabulary (needs PyPI access once):\n"
-                             f"{proc.stderr.strip()[-800:]}\nOr set TINYGPT_QWEN_GGUF=/path/to/ggml-vocab-qwen2.gguf")
-        with tarfile.open(sdists[0]) as tar:
-            for suffix in ("", ".inp", ".out"):  # .inp/.out: llama.cpp's tokenizer test vectors
-                member = next(m for m in tar.getmembers() if m.name.endswith(GGUF_MEMBER + suffix))
-                data = tar.extractfile(member).read()
-                part = Path(tmp) / (target.name + suffix)
-                part.write_bytes(data)
-                os.replace(part, target.with_name(target.name + suffix))
+    _writable_dir(target.parent)
+    from tinygpt.runtime import index_fetch
+
+    try:
+        item = index_fetch.find_file(SDIST_PROJECT, SDIST_FILE)
+        with tempfile.TemporaryDirectory(prefix=".fetch-", dir=target.parent) as tmp:
+            print(f"one-time download of the Qwen vocabulary into {target.parent}", file=sys.stderr, flush=True)
+            sdist = index_fetch.download(item, Path(tmp))
+            _extract(sdist, target, Path(tmp))
+    except index_fetch.FetchError as exc:
+        raise VocabError(f"{exc}. The Qwen vocabulary needs PyPI access once; or set "
+                         f"TINYGPT_QWEN_GGUF=/path/to/ggml-vocab-qwen2.gguf") from exc
+    except (OSError, tarfile.TarError) as exc:
+        raise VocabError(f"could not unpack {SDIST_FILE} into {target.parent} ({exc}); "
+                         f"set TINYGPT_CACHE to a writable directory with ~100 MB free") from exc
     return target
+
+
+def _writable_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe-")
+        probe.close()
+    except OSError as exc:
+        raise VocabError(f"cannot write tinygpt's cache at {path} ({exc.strerror or exc}); "
+                         f"set TINYGPT_CACHE to a writable directory") from exc
+
+
+def _extract(sdist: Path, target: Path, tmp: Path) -> None:
+    """Copy the GGUF and llama.cpp's test vectors (.inp/.out) out of the sdist; the GGUF goes last, as the
+    marker that the set is complete. Files already there are left alone (an earlier run wrote them)."""
+    with tarfile.open(sdist) as tar:
+        for suffix in (".inp", ".out", ""):
+            dest = target.with_name(target.name + suffix)
+            if dest.exists():
+                continue
+            member = next((m for m in tar.getmembers() if m.name.endswith(GGUF_MEMBER + suffix)), None)
+            if member is None:
+                raise VocabError(f"{sdist.name} has no {GGUF_MEMBER + suffix}; set TINYGPT_QWEN_GGUF instead")
+            part = tmp / dest.name
+            part.write_bytes(tar.extractfile(member).read())
+            os.replace(part, dest)
 
 
 def _pre_tokenizer():
@@ -116,9 +143,14 @@ def qwen_tokenizer() -> Tokenizer:
     bpe = models.BPE(vocab=regular, merges=[tuple(m.split(" ", 1)) for m in merges], byte_fallback=False)
     tok = _finish(Tokenizer(bpe), QWEN3_ADDED)
     assert tok.token_to_id("<tool_call>") == 151657 and tok.token_to_id("</think>") == 151668
-    part = built.with_suffix(".part")
-    tok.save(str(part))
-    os.replace(part, built)
+    _writable_dir(built.parent)
+    fd, part = tempfile.mkstemp(prefix=built.name + ".", suffix=".part", dir=built.parent)
+    os.close(fd)
+    try:
+        tok.save(part)
+        os.replace(part, built)
+    finally:
+        Path(part).unlink(missing_ok=True)
     return tok
 
 
