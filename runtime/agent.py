@@ -5,6 +5,8 @@ ids on the session's persistent KV; calls are parsed from the sampled ids; each 
 (a tool's failure is a result the model sees); results are appended as messages (tokenized once) and the next
 step begins, up to `max_steps`. Everything that happens is yielded as an event (agent_events.py) so the REPL,
 the server and the trajectory recorder all consume the same stream. It does not print or record by itself.
+If the consumer stops mid-turn (Ctrl-C), the session is settled (engine.py) but the turn stays in the transcript;
+a caller that wants it gone rolls the transcript back to a `mark()` and rewinds the session (tinygpt/repl.py).
 """
 from __future__ import annotations
 
@@ -89,8 +91,11 @@ class Agent:
         t0 = time.perf_counter()
         gen = self.policy.stream(self.transcript.ids, self.config.sampling, self.session,
                                  self.grammar.processor())
-        for tok in gen:
-            yield ev.Token(tok.token_id, tok.text, tok.logprob)
+        try:
+            for tok in gen:
+                yield ev.Token(tok.token_id, tok.text, tok.logprob)
+        finally:  # stopped early (Ctrl-C, consumer closed): settle the KV session now
+            gen.close()
         r = gen.result
         parsed = parse_tool_calls(r.output_ids, self.engine.tokenizer, self.tools, finish_reason=r.finish_reason)
         self._invalid = parsed.error if parsed.error and not parsed.truncated else None

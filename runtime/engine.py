@@ -6,6 +6,8 @@ is prefilled (divergence trims to the common prefix). Without one, the nearest e
 `LRUPromptCache` (bounded by bytes) seeds the cache. Decoding is mlx-lm's `generate_step` with its samplers and
 logits processors (grammar constraints plug in there). Every call reports the exact prompt ids consumed, how
 many came from cache, the sampled ids with logprobs, the finish reason and timings.
+An interrupted call (Ctrl-C, an exception, the consumer closing it) leaves its session consistent: every layer
+of the cache is trimmed to the tokens all layers hold and the session's ids say exactly which (`settle`).
 Not here: chat/agent logic (agent.py), grammars (grammar.py), batching across requests (web/).
 """
 from __future__ import annotations
@@ -69,6 +71,12 @@ class Generation:
     def __iter__(self) -> Iterator[TokenEvent]:
         return self._events
 
+    def close(self) -> None:
+        """Stop early (e.g. on Ctrl-C): the session is settled at once, not whenever the generator is collected."""
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+
     def finish(self) -> GenerationResult:
         """Consume remaining events and return the result."""
         for _ in self._events:
@@ -114,6 +122,30 @@ class Engine:
     def load_session(self, path) -> Session:
         return load_session(path, fingerprint=self.loaded.fingerprint, tokenizer_hash=self.loaded.tokenizer_hash)
 
+    def settle(self, session: Session, ids: list[int]) -> None:
+        """Make `session` hold exactly the longest prefix of `ids` that every cache layer holds.
+
+        After an interruption the layers may disagree (one layer fed a token the next had not) or hold more than
+        was recorded; trimming all of them to the shortest keeps cache and ids in step. Un-trimmable caches reset."""
+        held = min((c.offset for c in session.cache), default=0)
+        target = min(held, len(ids))
+        if any(c.offset != target for c in session.cache):
+            if target == 0 or not all(c.is_trimmable() for c in session.cache):
+                session.reset(self.model)
+                return
+            for c in session.cache:
+                c.trim(c.offset - target)
+        session.ids = list(ids[:target])
+
+    def rewind(self, session: Session, ids: list[int]) -> None:
+        """Trim `session` back to its common prefix with `ids` (e.g. after a cancelled turn was dropped)."""
+        common = 0
+        for a, b in zip(session.ids, ids):
+            if a != b:
+                break
+            common += 1
+        self.settle(session, session.ids[:common])
+
     def _prepare(self, prompt_ids: list[int], session: Session | None) -> tuple[Session, list[int], bool]:
         """The session to run in and the suffix to prefill. Without a session, seed from the prefix cache."""
         if not prompt_ids:
@@ -135,12 +167,16 @@ class Engine:
         """Consume `prompt_ids` (only the uncached suffix) and return the logits for the next token."""
         sess, rest, _ = self._prepare(prompt_ids, session)
         step = self.prefill_step_size
-        for i in range(0, len(rest) - 1, step):
-            chunk = rest[i: min(i + step, len(rest) - 1)]
-            self.model(mx.array(chunk)[None], cache=sess.cache)
-            mx.eval([c.state for c in sess.cache])
-        logits = self.model(mx.array(rest[-1:])[None], cache=sess.cache)[0, -1]
-        mx.eval(logits)
+        try:
+            for i in range(0, len(rest) - 1, step):
+                chunk = rest[i: min(i + step, len(rest) - 1)]
+                self.model(mx.array(chunk)[None], cache=sess.cache)
+                mx.eval([c.state for c in sess.cache])
+            logits = self.model(mx.array(rest[-1:])[None], cache=sess.cache)[0, -1]
+            mx.eval(logits)
+        except BaseException:
+            self.settle(sess, list(prompt_ids))
+            raise
         sess.commit(list(prompt_ids))
         return logits
 
@@ -195,8 +231,8 @@ class Engine:
                     break
         finally:
             steps.close()
-            sess.commit(prompt_ids + out)
-            if pooled:
+            self.settle(sess, prompt_ids + out)  # normally a no-op; after an interruption it realigns the layers
+            if pooled and sess.ids:
                 self.prefix_cache.insert_cache(self.cache_key, list(sess.ids), sess.cache)
             text = detok.text
             for s in params.stop_strings:

@@ -1,51 +1,127 @@
 """Save and load a conversation: its transcript (messages + exact ids) as JSON and its KV cache beside it.
 
 `NAME.chat.json` holds messages/ids; `NAME.kv.safetensors` holds the KV (kv_cache.py, checked against the model).
-Both are written to temp files and renamed. Loading checks that the KV's ids are a prefix of the transcript's ids.
+Saving never overwrites a file it did not write: an existing NAME.chat.json / NAME.kv.safetensors must itself
+be a tinygpt saved chat / KV file, else the save is refused. Both files are written to temp files first and
+renamed only once both are complete, so a failed save leaves no half file and the old pair untouched.
+Loading checks the model, the tool list and that the KV's ids are a prefix of the transcript's ids.
+Not here: the REPL commands (tinygpt/repl.py), the KV format itself (kv_cache.py).
 """
 from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
-from tinygpt.runtime.kv_cache import KVCacheError, Session
+from tinygpt.runtime.kv_cache import FORMAT as KV_FORMAT, KVCacheError, Session
 from tinygpt.runtime.transcript import Transcript
 
+FORMAT = "tinygpt-chat/1"
 
-def _paths(path: str | Path) -> tuple[Path, Path]:
-    p = Path(path)
+
+class SavedChatError(KVCacheError):
+    """A saved chat cannot be written (it would overwrite someone else's file) or read (corrupt, foreign)."""
+
+
+def chat_paths(path: str | Path) -> tuple[Path, Path]:
+    """The (transcript, KV) file pair for a user's PATH (with or without the .chat.json suffix)."""
+    p = Path(path).expanduser()
     stem = p.name.removesuffix(".chat.json")
+    if not stem:
+        raise SavedChatError(f"{path!r} names no file; give a path such as chats/mine")
     return p.with_name(stem + ".chat.json"), p.with_name(stem + ".kv.safetensors")
 
 
-def save_chat(engine, transcript: Transcript, session: Session, path: str | Path) -> Path:
-    """Write transcript + KV. Returns the transcript path."""
-    chat_path, kv_path = _paths(path)
-    engine.save_session(session, kv_path)
-    data = {"format": "tinygpt-chat/1", "model_fingerprint": engine.loaded.fingerprint,
+def _is_our_chat(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def _is_our_kv(path: Path) -> bool:
+    """True if `path` is a safetensors file whose metadata says tinygpt wrote it (reads the header only)."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 100 << 20:
+                return False
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, struct.error):
+        return False
+    return isinstance(header, dict) and (header.get("__metadata__") or {}).get("format") == KV_FORMAT
+
+
+def _check_replaceable(chat_path: Path, kv_path: Path) -> bool:
+    """Raise unless each existing target is a saved chat file; True if a saved chat will be replaced."""
+    replaced = False
+    for target, ours in ((chat_path, _is_our_chat), (kv_path, _is_our_kv)):
+        if target.is_dir():
+            raise SavedChatError(f"{target} is a directory; give a file name, e.g. {target}/chat")
+        if target.exists() or target.is_symlink():
+            if not ours(target):
+                raise SavedChatError(f"{target} exists and is not a tinygpt saved chat; refusing to overwrite "
+                                     "it (pick another name)")
+            replaced = True
+    return replaced
+
+
+def save_chat(engine, transcript: Transcript, session: Session, path: str | Path) -> tuple[Path, bool]:
+    """Write transcript + KV. Returns the transcript path and whether an earlier saved chat was replaced."""
+    chat_path, kv_path = chat_paths(path)
+    replaced = _check_replaceable(chat_path, kv_path)
+    chat_path.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}.tmp"
+    kv_tmp = kv_path.with_name(f".{kv_path.name}.{tag}.safetensors")
+    chat_tmp = chat_path.with_name(f".{chat_path.name}.{tag}")
+    data = {"format": FORMAT, "model_fingerprint": engine.loaded.fingerprint,
             "tools": transcript.tools, "messages": transcript.messages, "ids": transcript.ids,
             "pending_close": transcript._pending_close}
-    tmp = chat_path.with_name(f".{chat_path.name}.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, chat_path)
-    return chat_path
+    try:
+        engine.save_session(session, kv_tmp)
+        with open(chat_tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, ensure_ascii=False))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(kv_tmp, kv_path)
+        os.replace(chat_tmp, chat_path)
+    finally:
+        for tmp in (kv_tmp, chat_tmp):
+            if tmp.exists():
+                tmp.unlink()
+    return chat_path, replaced
 
 
-def load_chat(engine, path: str | Path) -> tuple[Transcript, Session]:
-    """Read a saved chat; raises KVCacheError if the files are missing, corrupt or from another model."""
-    chat_path, kv_path = _paths(path)
+def load_chat(engine, path: str | Path, tools: list[dict] | None = None) -> tuple[Transcript, Session]:
+    """Read a saved chat made by this model with these `tools`; raises SavedChatError/KVCacheError if the files
+    are missing, corrupt, from another model or tool list, or were saved apart."""
+    chat_path, kv_path = chat_paths(path)
+    if chat_path.is_dir():
+        raise SavedChatError(f"{chat_path} is a directory, not a saved chat")
     if not chat_path.exists():
-        raise KVCacheError(f"no saved chat at {chat_path}")
+        raise SavedChatError(f"no saved chat at {chat_path}")
     try:
         data = json.loads(chat_path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"format is not {FORMAT}")
         ids = [int(i) for i in data["ids"]]
         messages = list(data["messages"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise KVCacheError(f"{chat_path} is not a readable saved chat ({exc})") from exc
+        pending = data.get("pending_close", "")
+        if not all(isinstance(m, dict) for m in messages) or not isinstance(pending, str):
+            raise ValueError("messages or pending_close have the wrong type")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise SavedChatError(f"{chat_path} is not a readable saved chat ({exc})") from exc
+    if data.get("model_fingerprint") != engine.loaded.fingerprint:
+        raise SavedChatError(f"{chat_path} was saved with another model; load it with that model")
+    if any(i < 0 or i >= engine.loaded.vocab_size for i in ids):
+        raise SavedChatError(f"{chat_path} holds token ids outside this model's vocabulary")
+    if (data.get("tools") or None) != (tools or None):
+        raise SavedChatError(f"{chat_path} was saved with another tool list; load it where the same tools are on")
     session = engine.load_session(kv_path)
     if ids[: len(session.ids)] != session.ids:  # the KV may lag the transcript (e.g. unread tool results)
-        raise KVCacheError(f"{kv_path} does not hold the ids of {chat_path}; they were saved apart")
+        raise SavedChatError(f"{kv_path} does not hold the ids of {chat_path}; they were saved apart")
     t = Transcript(engine=engine, tools=data.get("tools"), messages=messages, ids=ids)
-    t._pending_close = data.get("pending_close", "")
+    t._pending_close = pending
     return t, session

@@ -1,12 +1,21 @@
-"""`tinygpt agent`: an interactive agent REPL whose tool calls are grammar-constrained and run in a sandbox."""
+"""`tinygpt agent`: an interactive agent REPL whose tool calls are grammar-constrained and run in a sandbox.
+
+The REPL itself (editing, history, multi-line input, Ctrl-C, /save /load) is tinygpt/repl.py; this module
+builds the agent and prints its events: the model's text streams until a tool call opens, and each call is
+then shown once, formatted (not also as the raw call text). Heavy imports happen inside `main` only.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 from tinygpt.cli_generate import add_sampling_flags, sampling_from
 from tinygpt.model_arg import add_model_flag, load_engine, resolve
+from tinygpt.repl import KEYS
 
 EPILOG = """examples:
   tinygpt agent                                   default model, the embedded virtual file system
@@ -17,13 +26,16 @@ REPL commands:
   /tools        list the tools and their parameters
   /save PATH    save the conversation + KV cache (PATH.chat.json + PATH.kv.safetensors)
   /load PATH    load one (refused if made by another model)
+  /save PATH    replaces only a chat saved there before, never another file
   /reset        start a new conversation (the tool world keeps its state)
-  /quit         leave (also Ctrl-D)
+  /help         this help
+  /bye          leave (also /quit, Ctrl-D)
+  (Ctrl-C drops the unfinished turn from the conversation; tools it already ran keep their effects)
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tinygpt agent", description=__doc__, epilog=EPILOG,
+    p = argparse.ArgumentParser(prog="tinygpt agent", description=__doc__.splitlines()[0], epilog=EPILOG + KEYS,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_flag(p)
     add_sampling_flags(p)
@@ -40,23 +52,69 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def show(event, out=sys.stdout) -> None:
-    """Print one agent event for a person."""
-    from tinygpt.runtime import agent_events as ev
+class EventPrinter:
+    """Prints agent events for a person; the raw text of a tool call is held back and the call shown formatted."""
 
-    if isinstance(event, ev.Token):
-        out.write(event.text)
-    elif isinstance(event, ev.ToolCall):
-        out.write(f"\n  → {event.name}({json.dumps(event.arguments, ensure_ascii=False)})\n")
-    elif isinstance(event, ev.ToolResult):
-        mark = "✗" if event.is_error else "←"
-        body = event.content if len(event.content) < 400 else event.content[:400] + " …"
-        out.write(f"  {mark} {body}\n")
-    elif isinstance(event, ev.Error):
-        out.write(f"\n  ! {event.message}\n")
-    elif isinstance(event, ev.TurnEnd):
-        out.write(f"\n[{event.reason}, {event.steps} step{'s' if event.steps != 1 else ''}]\n")
-    out.flush()
+    def __init__(self, out=sys.stdout):
+        from tinygpt.runtime.tool_calls import CALL_OPEN
+
+        self.out, self.call_open = out, CALL_OPEN
+        self.reset()
+
+    def _stream(self, text: str) -> None:
+        if self._in_call:
+            return
+        self._text += text
+        at = self._text.find(self.call_open, self._shown)
+        if at >= 0:
+            self._in_call = True
+            self.out.write(self._text[self._shown:at])
+            return
+        hold = next((k for k in range(len(self.call_open) - 1, 0, -1)  # a call may be opening
+                     if self._text.endswith(self.call_open[:k])), 0)
+        self.out.write(self._text[self._shown:len(self._text) - hold])
+        self._shown = len(self._text) - hold
+
+    def reset(self) -> None:
+        """Forget the current step's text (a step ended or was interrupted)."""
+        self._text, self._shown, self._in_call = "", 0, False
+
+    def show(self, event) -> None:
+        """Print one agent event."""
+        from tinygpt.runtime import agent_events as ev
+
+        out = self.out
+        if isinstance(event, ev.Token):
+            self._stream(event.text)
+        elif isinstance(event, ev.ModelCall):  # the step is over: show held-back text that was not a call
+            if not self._in_call:
+                out.write(self._text[self._shown:])
+            self.reset()
+        elif isinstance(event, ev.ToolCall):
+            out.write(f"\n  \u2192 {event.name}({json.dumps(event.arguments, ensure_ascii=False)})\n")
+        elif isinstance(event, ev.ToolResult):
+            mark = "\u2717" if event.is_error else "\u2190"
+            body = event.content if len(event.content) < 400 else event.content[:400] + " \u2026"
+            out.write(f"  {mark} {body}\n")
+        elif isinstance(event, ev.Error):
+            out.write(f"\n  ! {event.message}\n")
+        elif isinstance(event, ev.TurnEnd):
+            out.write(f"\n[{event.reason}, {event.steps} step{'s' if event.steps != 1 else ''}]\n")
+        out.flush()
+
+
+def writable_dir_error(path: str) -> str | None:
+    """None if `path` is (or can be made) a directory we can write to, else what is wrong, in one line."""
+    d = Path(path).expanduser()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=d, prefix=".tinygpt-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return (f"--trajectory-dir {path}: cannot write there ({exc.strerror or exc}); give a directory you can "
+                "write to")
+    return None
 
 
 def main(argv: list[str]) -> int:
@@ -67,10 +125,14 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         p.error(str(exc))
     from tinygpt.runtime.agent import Agent, AgentConfig
-    from tinygpt.repl import run_repl
+    from tinygpt.repl import random_init_note, run_repl
     from tinygpt.tools.catalog import load_toolset
 
     cfg = resolve(a)
+    problem = writable_dir_error(a.trajectory_dir) if a.trajectory_dir else None
+    if problem:
+        sys.stderr.write(f"tinygpt agent: error: {problem}\n")
+        return 2
     toolset = load_toolset(a.tools)
     engine = load_engine(cfg)
     try:
@@ -82,6 +144,8 @@ def main(argv: list[str]) -> int:
     recorder = make_recorder(a.trajectory_dir, engine, agent, a) if a.trajectory_dir else None
     print(f"tinygpt agent — model {engine.loaded.path}, tools {a.tools} ({len(toolset.names)}). /help for "
           "commands.", file=sys.stderr)
+    random_init_note(engine)
+    printer = EventPrinter()
 
     def tools(_: str) -> None:
         for schema in agent.tools:
@@ -95,11 +159,17 @@ def main(argv: list[str]) -> int:
 
     def message(line: str) -> None:
         events = agent.run(line)
-        for event in recorder(events) if recorder is not None else events:
-            show(event)
+        stream = recorder(events) if recorder is not None else events
+        try:
+            for event in stream:
+                printer.show(event)
+        finally:  # on Ctrl-C: end the generation (settling the KV) and leave the episode a .part file, now
+            stream.close()
+            events.close()
+            printer.reset()
 
-    return run_repl(engine=engine, conv=agent, help_text=EPILOG.split("REPL commands:\n", 1)[1],
-                    on_message=message, on_reset=reset, extra={"/tools": tools})
+    return run_repl(engine=engine, conv=agent, help_text=EPILOG.split("REPL commands:\n", 1)[1] + KEYS,
+                    on_message=message, on_reset=reset, extra={"/tools": tools}, history="agent")
 
 
 def make_recorder(directory, engine, agent, args):

@@ -1,51 +1,155 @@
 """The REPL shell shared by `tinygpt chat` and `tinygpt agent`: the prompt loop and the common slash commands.
 
-`conv` is anything with `transcript` and `session` attributes (an Agent, or chat's holder); /save and /load
-write and read both (runtime/saved_chat.py). Each command adds its own commands through `extra`. It does not
-generate: `on_message` does.
+Line editing and history come from the stdlib `readline` (history in <cache>/history-<name>; an unreadable or
+unwritable history file is ignored). A line starting with \"\"\" opens a multi-line message that a line ending
+with \"\"\" closes (as in Ollama). Ctrl-C during an answer drops the unfinished exchange, the user's message
+included (Ollama does the same), and rewinds the KV session to the transcript; Ctrl-C at the prompt only
+clears the line (it never exits: a reflexive second Ctrl-C must not cost the conversation); Ctrl-D, /bye or
+/quit leave. `conv` is anything with `transcript` and `session` attributes (an Agent, or chat's holder); /save
+and /load write and read both (runtime/saved_chat.py), and their failures are reported without leaving.
+Each command adds its own commands through `extra`. It does not generate: `on_message` does.
 """
 from __future__ import annotations
 
 from typing import Callable
 
+KEYS = '''keys:
+  Up/Down      recall earlier lines (history is kept between sessions)
+  """          a line starting with """ begins a multi-line message; a line ending with """ ends it
+  Ctrl-C       stop the answer in progress: the unfinished exchange (your message too) is dropped and the
+               conversation continues from before it. At the prompt Ctrl-C clears the line; it never exits
+  Ctrl-D       leave (also /bye or /quit)'''
+
+QUIT = ("/quit", "/exit", "/bye")
+
+
+def _history(name: str):
+    """Turn on readline editing with a persistent history; returns a function that saves it (never raises)."""
+    try:
+        import readline
+    except ImportError:  # no readline on this platform: plain input()
+        return lambda: None
+    from tinygpt.runtime.vocab import cache_dir
+
+    path = cache_dir() / f"history-{name}"
+    readline.set_history_length(1000)
+    try:
+        readline.read_history_file(path)
+    except OSError:
+        pass
+
+    def save() -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(path)
+        except OSError:
+            pass
+
+    return save
+
+
+def read_message() -> str:
+    """One message from the prompt: a line, or a \"\"\"-delimited block of lines. Raises EOFError/KeyboardInterrupt."""
+    line = input(">>> ")
+    if not line.lstrip().startswith('"""'):
+        return line
+    first = line.lstrip()[3:]
+    if first.rstrip().endswith('"""'):
+        return first.rstrip()[:-3]
+    lines = [first] if first else []
+    while True:
+        more = input("... ")
+        if more.rstrip().endswith('"""'):
+            lines.append(more.rstrip()[:-3])
+            return "\n".join(lines)
+        lines.append(more)
+
 
 def run_repl(*, engine, conv, help_text: str, on_message: Callable[[str], None], on_reset: Callable[[], None],
-             extra: dict[str, Callable[[str], None]] | None = None) -> int:
-    """Read lines until /quit or end of input; returns the exit code."""
-    from tinygpt.runtime.kv_cache import KVCacheError
-    from tinygpt.runtime.saved_chat import load_chat, save_chat
+             extra: dict[str, Callable[[str], None]] | None = None, history: str = "chat") -> int:
+    """Read messages until /quit, /bye or end of input; returns the exit code."""
+    save_history = _history(history)
+    try:
+        return _loop(engine, conv, help_text, on_message, on_reset, extra or {})
+    finally:
+        save_history()
 
-    extra = extra or {}
+
+def _loop(engine, conv, help_text, on_message, on_reset, extra) -> int:
     while True:
         try:
-            line = input(">>> ")
+            text = read_message()
         except EOFError:
             print()
             return 0
-        cmd, _, arg = line.strip().partition(" ")
-        arg = arg.strip()
-        if not cmd:
+        except KeyboardInterrupt:
+            print("\n(use Ctrl-D or /bye to exit)")
             continue
-        if cmd in ("/quit", "/exit"):
+        cmd, _, arg = text.strip().partition(" ")
+        if cmd in QUIT and "\n" not in text:
             return 0
-        if cmd == "/help":
-            print(help_text)
-        elif cmd == "/reset":
-            on_reset()
-        elif cmd in ("/save", "/load") and not arg:
-            print(f"usage: {cmd} PATH")
-        elif cmd in ("/save", "/load"):
-            try:
-                if cmd == "/save":
-                    print(f"saved to {save_chat(engine, conv.transcript, conv.session, arg)}")
-                else:
-                    conv.transcript, conv.session = load_chat(engine, arg)
-                    print(f"loaded {len(conv.transcript.messages)} messages, {len(conv.transcript.ids)} tokens")
-            except (KVCacheError, OSError) as exc:
-                print(f"error: {exc}")
-        elif cmd in extra:
-            extra[cmd](arg)
-        elif cmd.startswith("/"):
-            print(f"unknown command {cmd}; /help lists them")
+        try:
+            dispatch(engine, conv, help_text, on_message, on_reset, extra, text, cmd, arg.strip())
+        except KeyboardInterrupt:  # during a command (an answer handles its own)
+            print("\n(interrupted)")
+
+
+def dispatch(engine, conv, help_text, on_message, on_reset, extra, text: str, cmd: str, arg: str) -> None:
+    """Run one slash command, or send `text` as a message."""
+    if not cmd:
+        return
+    if "\n" in text or not cmd.startswith("/"):  # a multi-line message is never a command
+        answer(engine, conv, on_message, text)
+    elif cmd == "/help":
+        print(help_text)
+    elif cmd == "/reset":
+        on_reset()
+    elif cmd in ("/save", "/load") and not arg:
+        print(f"usage: {cmd} PATH")
+    elif cmd in ("/save", "/load"):
+        save_or_load(engine, conv, cmd, arg)
+    elif cmd in extra:
+        extra[cmd](arg)
+    else:
+        print(f"unknown command {cmd}; /help lists them")
+
+
+def answer(engine, conv, on_message: Callable[[str], None], text: str) -> None:
+    """Run one exchange; on Ctrl-C drop it and rewind the session so transcript and KV agree again."""
+    mark = conv.transcript.mark()
+    try:
+        on_message(text)
+    except KeyboardInterrupt:
+        conv.transcript.rollback(mark)
+        engine.rewind(conv.session, conv.transcript.ids)
+        print(f"\n(interrupted: that exchange was dropped; the conversation has {len(conv.transcript.messages)} "
+              "messages)")
+
+
+def save_or_load(engine, conv, cmd: str, arg: str) -> None:
+    """/save or /load; any failure is printed and the conversation goes on."""
+    from tinygpt.runtime.kv_cache import KVCacheError
+    from tinygpt.runtime.saved_chat import load_chat, save_chat
+
+    try:
+        if cmd == "/save":
+            path, replaced = save_chat(engine, conv.transcript, conv.session, arg)
+            print(f"saved to {path}" + (" (replaced the saved chat that was there)" if replaced else ""))
         else:
-            on_message(line)
+            conv.transcript, conv.session = load_chat(engine, arg, tools=getattr(conv, "tools", None))
+            print(f"loaded {len(conv.transcript.messages)} messages, {len(conv.transcript.ids)} tokens")
+    except (KVCacheError, OSError) as exc:
+        print(f"error: {cmd} {arg}: {exc}")
+    except Exception as exc:  # noqa: BLE001 — e.g. MLX's own errors on a full disk: the conversation outlives them
+        print(f"error: {cmd} {arg} failed ({type(exc).__name__}: {exc}); the conversation is unchanged")
+
+
+def random_init_note(engine) -> None:
+    """Warn, in the banner, when the model is one tinygpt initialised randomly and nothing has trained."""
+    import sys
+
+    from tinygpt.runtime.presets import is_random_init
+
+    if is_random_init(engine.loaded.path):
+        print(f"note: model {engine.loaded.path} is random-init (untrained): its output is noise; train it or use "
+              "a real model (--model)", file=sys.stderr)
