@@ -7,6 +7,7 @@ Not here: wire formats or the shape of answers (openai_api.py, ollama_api.py).
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
@@ -16,22 +17,26 @@ from tinygpt.runtime.engine import GenerationResult
 from tinygpt.runtime.sampling import SamplingParams
 from tinygpt.web.config import ServerState
 from tinygpt.web.errors import ApiError
-from tinygpt.web.jobs import Chunk, Failed, Finished, Job, JobHandle, coalesce
+from tinygpt.web.jobs import Chunk, Failed, Finished, Job, JobHandle, Scored, coalesce
 
 DISCONNECT_POLL_S = 0.5
+_TOKEN_ID = re.compile(r"[0-9]+")
 
 
 def sampling(state: ServerState, prompt_len: int, *, max_tokens: int | None, temperature: float,
              top_p: float = 1.0, top_k: int = 0, min_p: float = 0.0, seed: int | None = None,
              stop: str | list[str] | None = None, top_logprobs: int = 0) -> SamplingParams:
-    """SamplingParams for a request: new tokens capped by the server limit and the context left."""
+    """SamplingParams for a request: new tokens capped by the server limit and the context left.
+    top_p 0 keeps the nucleus of the most likely token alone (top_k 1), as OpenAI and llama.cpp read it."""
     card = state.card
+    if top_p <= 0:
+        top_p, top_k = 1.0, 1
     room = card.context_length - prompt_len
     limit = min(state.config.max_tokens, room)
     n = limit if max_tokens is None or max_tokens <= 0 else min(max_tokens, limit)
     stops = tuple(s for s in ((stop,) if isinstance(stop, str) else (stop or ())) if s)  # "" stops nothing
     params = SamplingParams(
-        temperature=float(temperature), top_p=float(top_p) if top_p > 0 else 1.0,
+        temperature=float(temperature), top_p=float(top_p),
         top_k=int(top_k) if 0 < top_k < card.vocab_size else 0, min_p=float(min_p), max_tokens=max(1, n),
         seed=seed, stop_strings=stops, top_logprobs=int(top_logprobs))
     try:
@@ -64,7 +69,7 @@ def logit_bias_ids(state: ServerState, bias: dict[str, float] | None) -> dict[in
         return None
     out = {}
     for key, value in bias.items():
-        if not key.lstrip("-").isdigit() or not 0 <= int(key) < state.card.vocab_size:
+        if not _TOKEN_ID.fullmatch(key) or not 0 <= int(key) < state.card.vocab_size:  # ASCII digits only
             raise ApiError(400, f"logit_bias key {key!r} is not a token id of this model "
                                 f"(0..{state.card.vocab_size - 1})", param="logit_bias")
         out[int(key)] = float(value)
@@ -76,6 +81,7 @@ class Outcome:
     """Everything a finished job sent: its chunks and result."""
 
     chunks: list[Chunk] = field(default_factory=list)
+    scored: Scored | None = None
     result: GenerationResult | None = None
     load_s: float = 0.0
 
@@ -115,6 +121,8 @@ async def collect(state: ServerState, handle: JobHandle, request: Request) -> Ou
         for ev in batch:
             if isinstance(ev, Chunk):
                 out.chunks.append(ev)
+            elif isinstance(ev, Scored):
+                out.scored = ev
             elif isinstance(ev, Finished):
                 out.result, out.load_s = ev.result, ev.load_s
             elif isinstance(ev, Failed):

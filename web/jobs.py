@@ -2,7 +2,8 @@
 
 The HTTP side builds a `Job` (exact prompt ids, sampling, a factory for logits processors that the worker calls
 in its own thread, an optional session id) and awaits events on a `JobHandle`: `Chunk`s of released text with
-their token ids and logprobs, then one `Finished` (the engine's `GenerationResult`) or one `Failed`. The worker
+their token ids and logprobs (after a `Scored`, the prompt's own logprobs, if the job asked), then one
+`Finished` (the engine's `GenerationResult`) or one `Failed`. The worker
 posts events thread-safely into the request's event loop and never blocks on a client; a slow reader only
 makes its own queue longer. Not here: scheduling (worker.py) or wire formats (wire_*.py).
 """
@@ -28,6 +29,14 @@ class Chunk:
 
 
 @dataclass
+class Scored:
+    """The prompt's logprobs (web/scoring.py), sent before any Chunk of a job that set `prompt_logprobs`."""
+
+    logprobs: list[float | None]
+    top_logprobs: list[list[tuple[int, float]] | None]
+
+
+@dataclass
 class Finished:
     result: GenerationResult
     load_s: float = 0.0
@@ -39,7 +48,7 @@ class Failed:
     message: str
 
 
-Event = Chunk | Finished | Failed
+Event = Chunk | Scored | Finished | Failed
 
 
 @dataclass
@@ -50,6 +59,8 @@ class Job:
     params: SamplingParams
     processors: Callable[[], list[Any]] | None = None
     session: str | None = None
+    prompt_logprobs: int | None = None  # score the prompt first, with this many alternatives per token
+    score_only: bool = False  # generate nothing: finish (length) right after scoring
     keep_alive_s: float | None = None  # None: the server's default
     post: Callable[[Event], None] = lambda event: None
     handle: "JobHandle | None" = None  # set by JobHandle: lets the worker deliver a step's events in one wake-up
@@ -77,7 +88,7 @@ class JobHandle:
         events = [await self.queue.get()]
         while not self.queue.empty():
             events.append(self.queue.get_nowait())
-        if any(not isinstance(e, Chunk) for e in events):
+        if any(isinstance(e, (Finished, Failed)) for e in events):
             self.done = True
         return events
 

@@ -3,7 +3,9 @@
 Bodies are decoded with msgspec (wire_openai.py) from the raw request, so a bad field is a 400 in OpenAI's
 error shape. Tools and `response_format` are enforced by the grammar; streamed answers are SSE chunks with
 content deltas and tool-call deltas (id, type and name first, then argument fragments), then an optional
-usage chunk and `[DONE]`. Extensions: `session` (server-side KV across calls) and `return_token_ids`
+usage chunk and `[DONE]`. Prompt logprobs (`echo` + `logprobs` on completions) come from the worker
+(`Scored`, web/scoring.py). The deprecated `functions`/`function_call` are served as tools, answered in
+their own form. Extensions: `session` (server-side KV across calls) and `return_token_ids`
 (`prompt_token_ids` on the response, `token_ids` on the choice; in a stream, on the finishing chunk).
 Not here: the worker, the Ollama surface, auth/limits (guard.py).
 """
@@ -27,7 +29,7 @@ from tinygpt.web import wire_openai as w
 from tinygpt.web.config import ServerState
 from tinygpt.web.errors import ApiError, decode, error_body
 from tinygpt.web.generation import Outcome, collect, events, logit_bias_ids, penalties, sampling, start
-from tinygpt.web.jobs import Chunk, Failed, Finished, Job
+from tinygpt.web.jobs import Chunk, Failed, Finished, Job, Scored
 from tinygpt.web.openapi import body_of, responses_of
 from tinygpt.web.toolstream import CallArgs, CallStart, Content, ToolStream
 
@@ -46,49 +48,75 @@ def check_model(state: ServerState, model: str) -> None:
 
 
 class ChatPlan:
-    """A chat request made concrete: prompt ids, sampling, grammar, and how to read the output."""
+    """A chat request made concrete: prompt ids, sampling, grammar, and how to read the output.
+
+    The deprecated `functions` / `function_call` map onto tools / tool_choice (one call at most, as that form
+    allows), and `legacy` makes the answer carry `function_call` instead of `tool_calls`."""
 
     def __init__(self, state: ServerState, req: w.ChatCompletionRequest):
-        if req.n != 1:
+        if (req.n or 1) != 1:
             raise ApiError(400, "n > 1 is not supported; send n requests (they are batched)", param="n")
-        self.tools = [msgspec_to_dict(t) for t in req.tools] if req.tools else []
-        choice = req.tool_choice if req.tool_choice is not None else ("auto" if self.tools else "none")
-        self.choice = choice if isinstance(choice, str) else msgspec_to_dict(choice)
+        self.legacy = req.functions is not None or req.function_call is not None
+        self.tools, self.choice, parallel = self._tools(req)
         if not self.tools and self.choice != "none":
-            raise ApiError(400, "tool_choice needs tools; pass tools or leave tool_choice out", param="tool_choice")
+            param = "function_call" if self.legacy else "tool_choice"
+            raise ApiError(400, f"{param} needs {'functions' if self.legacy else 'tools'}; pass them or leave "
+                                f"{param} out", param=param)
         self.calls_enabled = bool(self.tools) and self.choice != "none"
         messages = prompts.openai_messages(req.messages)
         self.prompt_ids = prompts.check_ids(state.card, prompts.encode(
             state.card, prompts.render(state.card, messages, self.tools)), "messages")
-        self.grammar = self._grammar(state, req)
+        self.grammar = self._grammar(state, req, parallel)
         top = (req.top_logprobs or 0) if req.logprobs else 0
         self.params = sampling(
             state, len(self.prompt_ids), max_tokens=req.max_completion_tokens or req.max_tokens,
-            temperature=1.0 if req.temperature is None else req.temperature, top_p=req.top_p or 1.0,
-            top_k=req.top_k or 0, min_p=req.min_p or 0.0, seed=req.seed, stop=req.stop, top_logprobs=top)
+            temperature=1.0 if req.temperature is None else req.temperature,
+            top_p=1.0 if req.top_p is None else req.top_p, top_k=req.top_k or 0, min_p=req.min_p or 0.0,
+            seed=req.seed, stop=req.stop, top_logprobs=top)
         extra = penalties(presence=req.presence_penalty, frequency=req.frequency_penalty,
                           logit_bias=logit_bias_ids(state, req.logit_bias))
         self.processors = constraints.processor_factory(self.grammar, extra)
 
-    def _grammar(self, state: ServerState, req: w.ChatCompletionRequest):
+    def _tools(self, req: w.ChatCompletionRequest) -> tuple[list[dict], str | dict, bool]:
+        """(tools, tool_choice, parallel) from the request's tools or its legacy functions."""
+        if not self.legacy:
+            tools = [msgspec_to_dict(t) for t in req.tools] if req.tools else []
+            choice = req.tool_choice if req.tool_choice is not None else ("auto" if tools else "none")
+            parallel = True if req.parallel_tool_calls is None else req.parallel_tool_calls
+            return tools, choice if isinstance(choice, str) else msgspec_to_dict(choice), parallel
+        if req.tools or req.tool_choice is not None:
+            raise ApiError(400, "functions/function_call and tools/tool_choice cannot be mixed; use tools (the "
+                                "current form)", param="functions")
+        tools = [{"type": "function", "function": msgspec_to_dict(f)} for f in req.functions or []]
+        fc = req.function_call if req.function_call is not None else ("auto" if tools else "none")
+        choice = fc if isinstance(fc, str) else {"type": "function", "function": {"name": fc.name}}
+        return tools, choice, False
+
+    def _grammar(self, state: ServerState, req: w.ChatCompletionRequest, parallel: bool):
+        """The tools grammar, the JSON grammar, or (response_format with callable tools under "auto") their
+        union: the answer is then either calls or one JSON value that follows the format."""
         fmt = req.response_format
         backend = state.config.grammar_backend
-        wants_json = fmt is not None and fmt.type != "text"
-        if wants_json and self.calls_enabled:
-            raise ApiError(400, "response_format json with callable tools is not supported; set tool_choice "
-                                "'none' or drop response_format", param="response_format")
-        if wants_json:
+        param = "functions" if self.legacy else "tools"
+        json_g = None
+        if fmt is not None and fmt.type != "text":
             schema = None
             if fmt.type == "json_schema":
                 if fmt.json_schema is None or fmt.json_schema.schema is None:
                     raise ApiError(400, "response_format json_schema needs json_schema.schema",
                                    param="response_format.json_schema")
                 schema = fmt.json_schema.schema
-            return constraints.json_grammar(state.card.tokenizer, schema, backend)
-        if self.tools:
-            return constraints.tools_grammar(state.card.tokenizer, self.tools, self.choice,
-                                             req.parallel_tool_calls, backend)
-        return None
+            json_g = constraints.json_grammar(state.card.tokenizer, schema, backend)
+        if not self.tools:
+            return json_g
+        if json_g is None:
+            return constraints.tools_grammar(state.card.tokenizer, self.tools, self.choice, parallel, backend,
+                                             param=param)
+        if not self.calls_enabled:
+            return json_g
+        choice = "required" if self.choice == "auto" else self.choice
+        calls = constraints.tools_grammar(state.card.tokenizer, self.tools, choice, parallel, backend, param=param)
+        return calls if self.choice != "auto" else constraints.Union((calls, json_g))
 
 
 def msgspec_to_dict(value: Any) -> Any:
@@ -115,7 +143,8 @@ async def _begin(request: Request, wire: type, plan_of: type) -> tuple:
     req = decode(await request.body(), wire)
     check_model(state, req.model)
     plan = await run_in_threadpool(plan_of, state, req)
-    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, processors=plan.processors, session=req.session)
+    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, processors=plan.processors, session=req.session,
+              prompt_logprobs=getattr(plan, "prompt_logprobs", None), score_only=getattr(plan, "score_only", False))
     handle = start(state, job)
     meta = _Meta(state.card.name, state.card.fingerprint)
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
@@ -150,20 +179,24 @@ def token_logprobs(tokenizer, ids: list[int], lps: list[float], tops: list[list[
 def _chat_answer(state: ServerState, plan: ChatPlan, req: w.ChatCompletionRequest, out: Outcome,
                  meta: _Meta) -> w.ChatCompletion:
     r = out.result
-    content, calls, finish = r.text, None, r.finish_reason
+    content, finish = r.text, r.finish_reason
+    message = w.AssistantMessage(content=content)
     if plan.calls_enabled:
         parsed = parse_tool_calls(r.output_ids, state.card.tokenizer, plan.tools, finish_reason=r.finish_reason)
         if parsed.calls:
-            calls = [w.OutToolCall(id=c.id, function=w.OutFunctionCall(name=c.name, arguments=json.dumps(
-                c.arguments))) for c in parsed.calls]
-            content = parsed.content or None
-            finish = "tool_calls" if r.finish_reason == "stop" else finish
+            calls = [w.OutFunctionCall(name=c.name, arguments=json.dumps(c.arguments)) for c in parsed.calls]
+            if plan.legacy:
+                message = w.AssistantMessage(content=parsed.content or None, function_call=calls[0])
+            else:
+                message = w.AssistantMessage(content=parsed.content or None, tool_calls=[
+                    w.OutToolCall(id=c.id, function=f) for c, f in zip(parsed.calls, calls)])
+            if r.finish_reason == "stop":
+                finish = "function_call" if plan.legacy else "tool_calls"
     logprobs = None
     if req.logprobs:
         logprobs = w.ChoiceLogprobs(content=token_logprobs(state.card.tokenizer, r.output_ids, r.logprobs,
                                                            r.top_logprobs))
-    choice = w.ChatChoice(index=0, message=w.AssistantMessage(content=content, tool_calls=calls),
-                          finish_reason=finish, logprobs=logprobs,
+    choice = w.ChatChoice(index=0, message=message, finish_reason=finish, logprobs=logprobs,
                           token_ids=list(r.output_ids) if req.return_token_ids else UNSET)
     return w.ChatCompletion(id=meta.id, created=meta.created, model=meta.model, system_fingerprint=meta.fingerprint,
                             choices=[choice], usage=usage_of(r),
@@ -181,8 +214,9 @@ def _chunk(meta: _Meta, delta: w.Delta, **kw) -> w.ChatCompletionChunk:
                                  system_fingerprint=meta.fingerprint, choices=choices, **extra)
 
 
-def _deltas(pieces: list) -> list[w.Delta]:
-    """Chat deltas for stream pieces: runs of content merged; each call start, then its argument text."""
+def _deltas(pieces: list, legacy: bool = False) -> list[w.Delta]:
+    """Chat deltas for stream pieces: runs of content merged; each call start, then its argument text
+    (as `function_call` deltas for legacy `functions` callers)."""
     out: list[w.Delta] = []
     for p in pieces:
         if isinstance(p, Content):
@@ -190,6 +224,10 @@ def _deltas(pieces: list) -> list[w.Delta]:
                 out[-1] = w.Delta(content=out[-1].content + p.text)
             else:
                 out.append(w.Delta(content=p.text))
+        elif legacy and isinstance(p, (CallStart, CallArgs)):
+            fn = w.DeltaFunction(name=p.name, arguments="") if isinstance(p, CallStart) else \
+                w.DeltaFunction(arguments=p.text)
+            out.append(w.Delta(function_call=fn))
         elif isinstance(p, CallStart):
             out.append(w.Delta(tool_calls=[w.DeltaToolCall(index=p.index, id=p.id, type="function",
                                                             function=w.DeltaFunction(name=p.name, arguments=""))]))
@@ -211,24 +249,25 @@ async def _chat_stream(state: ServerState, handle, request: Request, plan: ChatP
                 if req.logprobs and ev.token_ids:
                     lp = w.ChoiceLogprobs(content=token_logprobs(state.card.tokenizer, ev.token_ids, ev.logprobs,
                                                                  ev.top_logprobs))
-                for i, d in enumerate(_deltas(pieces) or ([w.Delta()] if lp else [])):
+                for i, d in enumerate(_deltas(pieces, plan.legacy) or ([w.Delta()] if lp else [])):
                     yield sse(_chunk(meta, d, logprobs=lp if i == 0 else None))
             elif isinstance(ev, Failed):
                 yield b"data: " + error_body("/v1", ApiError(ev.status, ev.message)) + b"\n\n"
                 return
             elif isinstance(ev, Finished):
-                for chunk in _stream_end(splitter, ev.result, req, meta, include_usage):
+                for chunk in _stream_end(splitter, ev.result, plan, req, meta, include_usage):
                     yield chunk
     yield b"data: [DONE]\n\n"
 
 
-def _stream_end(splitter, r, req: w.ChatCompletionRequest, meta: _Meta, include_usage: bool) -> list[bytes]:
+def _stream_end(splitter, r, plan: ChatPlan, req: w.ChatCompletionRequest, meta: _Meta,
+                include_usage: bool) -> list[bytes]:
     out = []
     if splitter is not None:
-        out += [sse(_chunk(meta, d)) for d in _deltas(splitter.finish())]
+        out += [sse(_chunk(meta, d)) for d in _deltas(splitter.finish(), plan.legacy)]
     finish = r.finish_reason
     if splitter is not None and splitter.calls and finish == "stop":
-        finish = "tool_calls"
+        finish = "function_call" if plan.legacy else "tool_calls"
     ids = dict(token_ids=list(r.output_ids), prompt_token_ids=list(r.prompt_ids)) if req.return_token_ids else {}
     out.append(sse(_chunk(meta, w.Delta(), finish_reason=finish, **ids)))
     if include_usage:
@@ -238,29 +277,35 @@ def _stream_end(splitter, r, req: w.ChatCompletionRequest, meta: _Meta, include_
 
 # ---- completions and models ---------------------------------------------------------------------------------
 class CompletionPlan:
+    """A completion request made concrete. `echo` with `logprobs` scores the prompt too (one forward pass in
+    the worker; the first prompt token's logprob is null); `max_tokens` 0 generates nothing."""
+
     def __init__(self, state: ServerState, req: w.CompletionRequest):
-        if req.n != 1:
-            raise ApiError(400, "n > 1 is not supported; send n requests (they are batched)", param="n")
+        if (req.n or 1) != 1 or (req.best_of or 1) > 1:
+            raise ApiError(400, "n > 1 and best_of > 1 are not supported; send n requests (they are batched)",
+                           param="n" if (req.n or 1) != 1 else "best_of")
         if req.suffix:
             raise ApiError(400, "suffix (fill-in-the-middle) is not supported", param="suffix")
-        if req.echo and req.logprobs:
-            raise ApiError(400, "echo with logprobs is not supported (prompt logprobs are not computed)",
-                           param="echo")
-        p = req.prompt
-        if isinstance(p, str) or (len(p) == 1 and isinstance(p[0], str)):
-            self.prompt_text = p if isinstance(p, str) else p[0]
-            ids = prompts.encode(state.card, self.prompt_text)
-        elif all(isinstance(x, int) for x in p):
+        p = "<|endoftext|>" if req.prompt is None else req.prompt  # OpenAI's default: a document's start
+        if isinstance(p, list) and len(p) == 1 and isinstance(p[0], (str, list)):
+            p = p[0]  # one prompt in a list (lm-evaluation-harness sends [[ids]])
+        if isinstance(p, str):
+            self.prompt_text = p
+            ids = prompts.encode(state.card, p)
+        elif p and all(isinstance(x, int) for x in p):
             ids = prompts.check_ids(state.card, list(p))  # before decoding: ids may be out of range
             self.prompt_text = state.card.tokenizer.decode(ids) if req.echo else ""
         else:
-            raise ApiError(400, "prompt must be a string, a list of one string, or a list of token ids",
-                           param="prompt")
+            raise ApiError(400, "prompt must be a string or a list of token ids (or one of those in a list); "
+                                "send several prompts as several requests", param="prompt")
         self.prompt_ids = prompts.check_ids(state.card, ids)
+        self.score_only = req.max_tokens == 0
+        self.prompt_logprobs = req.logprobs if req.echo and req.logprobs is not None else None
         self.params = sampling(
-            state, len(ids), max_tokens=req.max_tokens, temperature=1.0 if req.temperature is None else
-            req.temperature, top_p=req.top_p or 1.0, top_k=req.top_k or 0, min_p=req.min_p or 0.0, seed=req.seed,
-            stop=req.stop, top_logprobs=req.logprobs or 0)
+            state, len(ids), max_tokens=1 if self.score_only else (16 if req.max_tokens is None else req.max_tokens),
+            temperature=1.0 if req.temperature is None else req.temperature,
+            top_p=1.0 if req.top_p is None else req.top_p, top_k=req.top_k or 0, min_p=req.min_p or 0.0,
+            seed=req.seed, stop=req.stop, top_logprobs=req.logprobs or 0)
         self.processors = penalties(presence=req.presence_penalty, frequency=req.frequency_penalty,
                                     logit_bias=logit_bias_ids(state, req.logit_bias))
 
@@ -268,7 +313,7 @@ class CompletionPlan:
 @router.post("/v1/completions", openapi_extra=body_of("CompletionRequest"),
              responses=responses_of("Completion", stream=SSE), response_class=Response)
 async def completions(request: Request) -> Response:
-    """Text completion (OpenAI legacy); `prompt` may be token ids."""
+    """Text completion (OpenAI legacy); `prompt` may be token ids; `echo` + `logprobs` gives prompt logprobs."""
     state, req, plan, handle, meta, include_usage = await _begin(request, w.CompletionRequest, CompletionPlan)
     meta.id = "cmpl-" + meta.id.split("-", 1)[1]
     if req.stream:
@@ -276,10 +321,14 @@ async def completions(request: Request) -> Response:
         return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache"})
     out = await collect(state, handle, request)
     r = out.result
-    text = (plan.prompt_text if req.echo else "") + r.text
-    choice = w.CompletionChoice(index=0, text=text, finish_reason=r.finish_reason,
-                                logprobs=_legacy_logprobs(state, r.output_ids, r.logprobs, r.top_logprobs)
-                                if req.logprobs is not None else None,
+    echo = plan.prompt_text if req.echo else ""
+    logprobs = None
+    if req.logprobs is not None:
+        logprobs = _legacy_logprobs(state, r.output_ids, r.logprobs, r.top_logprobs, len(echo))
+        if req.echo and out.scored is not None:
+            head = _legacy_logprobs(state, r.prompt_ids, out.scored.logprobs, out.scored.top_logprobs)
+            logprobs = _joined(head, logprobs)
+    choice = w.CompletionChoice(index=0, text=echo + r.text, finish_reason=r.finish_reason, logprobs=logprobs,
                                 token_ids=list(r.output_ids) if req.return_token_ids else UNSET)
     body = w.Completion(id=meta.id, created=meta.created, model=meta.model, system_fingerprint=meta.fingerprint,
                         choices=[choice], usage=usage_of(r),
@@ -295,7 +344,13 @@ def _legacy_logprobs(state: ServerState, ids, lps, tops, offset: int = 0) -> w.L
         offsets.append(pos)
         pos += len(t)
     return w.LegacyLogprobs(tokens=tokens, token_logprobs=list(lps), text_offset=offsets,
-                            top_logprobs=[{dec([t]): v for t, v in top} for top in tops])
+                            top_logprobs=[None if top is None else {dec([t]): v for t, v in top} for top in tops])
+
+
+def _joined(a: w.LegacyLogprobs, b: w.LegacyLogprobs) -> w.LegacyLogprobs:
+    return w.LegacyLogprobs(tokens=a.tokens + b.tokens, token_logprobs=a.token_logprobs + b.token_logprobs,
+                            top_logprobs=(a.top_logprobs or []) + (b.top_logprobs or []),
+                            text_offset=a.text_offset + b.text_offset)
 
 
 def _ctext(meta: _Meta, text: str, **kw) -> w.Completion:
@@ -309,13 +364,20 @@ def _ctext(meta: _Meta, text: str, **kw) -> w.Completion:
 
 async def _completion_stream(state: ServerState, handle, request: Request, plan: CompletionPlan,
                              req: w.CompletionRequest, meta: _Meta, include_usage: bool) -> AsyncIterator[bytes]:
-    if req.echo and plan.prompt_text:
+    pos = 0  # text_offset of the next token
+    if req.echo and plan.prompt_text and plan.prompt_logprobs is None:
         yield sse(_ctext(meta, plan.prompt_text))
+        pos = len(plan.prompt_text)
     async for batch in events(state, handle, request):
         for ev in batch:
-            if isinstance(ev, Chunk) and (ev.text or req.logprobs is not None):
-                lp = _legacy_logprobs(state, ev.token_ids, ev.logprobs, ev.top_logprobs) \
+            if isinstance(ev, Scored):
+                lp = _legacy_logprobs(state, plan.prompt_ids, ev.logprobs, ev.top_logprobs)
+                yield sse(_ctext(meta, plan.prompt_text, logprobs=lp))
+                pos = len(plan.prompt_text)
+            elif isinstance(ev, Chunk) and (ev.text or req.logprobs is not None):
+                lp = _legacy_logprobs(state, ev.token_ids, ev.logprobs, ev.top_logprobs, pos) \
                     if req.logprobs is not None else None
+                pos += len(ev.text)
                 yield sse(_ctext(meta, ev.text, logprobs=lp))
             elif isinstance(ev, Failed):
                 yield b"data: " + error_body("/v1", ApiError(ev.status, ev.message)) + b"\n\n"

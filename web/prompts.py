@@ -1,8 +1,10 @@
 """Turn chat messages (OpenAI or Ollama shape) into the model's exact prompt token ids.
 
 Messages become plain dicts for the chat template: OpenAI's `developer` role is a system message, text content
-parts are joined, assistant tool calls keep their arguments text verbatim (so a re-rendered turn matches
-what the model wrote), Ollama's object arguments are passed as objects. Images are refused with a clear
+parts are joined (an assistant's refusal parts and `refusal` field count as its text), assistant tool calls
+keep their arguments text verbatim (so a re-rendered turn matches what the model wrote), the legacy forms
+(an assistant `function_call`, a `function` role result) become a tool call and a tool message, Ollama's
+object arguments are passed as objects. Images are refused with a clear
 error. Rendering and encoding use the model's own tokenizer and template, as `Engine.encode_chat` does.
 Not here: sampling or grammars.
 """
@@ -18,22 +20,35 @@ from tinygpt.web.errors import ApiError
 from tinygpt.web.model_card import ModelCard
 
 
-def _text(content: str | list[wa.ContentPart] | None, where: str) -> str:
+def _text(m: wa.ChatMessage, where: str) -> str:
+    content = m.content
     if content is None or isinstance(content, str):
-        return content or ""
-    return "".join(part.text for part in content)  # only text parts decode (wire_openai.ContentPart)
+        text = content or ""
+    else:
+        text = ""
+        for j, part in enumerate(content):
+            if part.type == "refusal" and m.role != "assistant":
+                raise ApiError(400, f"{where}.content[{j}] is a refusal part; only assistant messages have them",
+                               param=f"{where}.content")
+            piece = part.refusal if part.type == "refusal" else part.text
+            if piece is None:
+                raise ApiError(400, f"{where}.content[{j}] ({part.type} part) has no {part.type!r} text",
+                               param=f"{where}.content")
+            text += piece
+    return text or (m.refusal or "" if m.role == "assistant" else "")
 
 
 def openai_messages(messages: list[wa.ChatMessage]) -> list[dict]:
     out = []
     for i, m in enumerate(messages):
-        d: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
-                             "content": _text(m.content, f"messages[{i}]")}
-        if m.tool_calls:
+        role = {"developer": "system", "function": "tool"}.get(m.role, m.role)
+        d: dict[str, Any] = {"role": role, "content": _text(m, f"messages[{i}]")}
+        calls = list(m.tool_calls or []) + ([wa.ToolCall(function=m.function_call)] if m.function_call else [])
+        if calls:
             d["tool_calls"] = [{"id": c.id, "type": "function",
                                 "function": {"name": c.function.name, "arguments": c.function.arguments}}
-                               for c in m.tool_calls]
-        if m.role == "tool":
+                               for c in calls]
+        if role == "tool":
             d["tool_call_id"] = m.tool_call_id or ""
         if m.name:
             d["name"] = m.name

@@ -13,7 +13,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 Temperature = Annotated[float, Meta(ge=0, le=2)]
-TopP = Annotated[float, Meta(gt=0, le=1)]
+TopP = Annotated[float, Meta(ge=0, le=1)]  # 0: only the most likely token (web/generation.py)
 MaxTokens = Annotated[int, Meta(ge=1)]
 TopLogprobs = Annotated[int, Meta(ge=0, le=20)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
@@ -50,15 +50,20 @@ class ToolCall(Request, kw_only=True):
 
 
 class ContentPart(Request, kw_only=True):
-    type: Literal["text"]
-    text: str
+    """A text part, or an assistant's `refusal` part (its text is in `refusal`). Images and audio: 400."""
+
+    type: Literal["text", "refusal"]
+    text: str | None = None
+    refusal: str | None = None
 
 
 class ChatMessage(Request, kw_only=True):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]  # function: legacy tool result
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None  # legacy form of one assistant tool call
     tool_call_id: str | None = None
 
 
@@ -84,7 +89,7 @@ class ResponseFormat(Request, kw_only=True):
 
 
 class StreamOptions(Request, kw_only=True):
-    include_usage: bool = False
+    include_usage: bool | None = None
 
 
 class ChatCompletionRequest(Request, kw_only=True):
@@ -92,7 +97,9 @@ class ChatCompletionRequest(Request, kw_only=True):
     messages: Annotated[list[ChatMessage], Meta(min_length=1)]
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
-    parallel_tool_calls: bool = True
+    parallel_tool_calls: bool | None = None
+    functions: Annotated[list[FunctionDef], Meta(min_length=1)] | None = None  # deprecated form of tools
+    function_call: Literal["none", "auto"] | NamedFunction | None = None     # deprecated form of tool_choice
     response_format: ResponseFormat | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
@@ -102,10 +109,10 @@ class ChatCompletionRequest(Request, kw_only=True):
     max_completion_tokens: MaxTokens | None = None
     stop: Stop = None
     seed: Seed | None = None
-    logprobs: bool = False
+    logprobs: bool | None = None
     top_logprobs: TopLogprobs | None = None
-    n: Annotated[int, Meta(ge=1, le=1)] = 1  # one choice per request: send more requests (they batch)
-    stream: bool = False
+    n: Annotated[int, Meta(ge=1)] | None = None  # more than one choice: 400 in openai_api.py
+    stream: bool | None = None
     stream_options: StreamOptions | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
@@ -118,8 +125,10 @@ class ChatCompletionRequest(Request, kw_only=True):
 class CompletionRequest(Request, kw_only=True):
     model: str
     # text, or token ids (a one-element list of text is accepted too); checked in openai_api.py
-    prompt: str | Annotated[list[str | Annotated[int, Meta(ge=0)]], Meta(min_length=1)]
-    max_tokens: MaxTokens = 16
+    # text, token ids, or a one-element list of either; null means the document start (openai_api.py)
+    prompt: str | Annotated[list[str | Annotated[int, Meta(ge=0)] | list[Annotated[int, Meta(ge=0)]]],
+                            Meta(min_length=1)] | None
+    max_tokens: Annotated[int, Meta(ge=0)] | None = None  # None: 16; 0: nothing generated (echo scores a prompt)
     temperature: Temperature | None = None
     top_p: TopP | None = None
     top_k: Annotated[int, Meta(ge=0)] | None = None
@@ -127,9 +136,10 @@ class CompletionRequest(Request, kw_only=True):
     stop: Stop = None
     seed: Seed | None = None
     logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None
-    echo: bool = False
-    n: Annotated[int, Meta(ge=1, le=1)] = 1  # one choice per request: send more requests (they batch)
-    stream: bool = False
+    echo: bool | None = None
+    n: Annotated[int, Meta(ge=1)] | None = None  # more than one choice: 400 in openai_api.py
+    best_of: Annotated[int, Meta(ge=0)] | None = None  # more than n: 400 in openai_api.py
+    stream: bool | None = None
     stream_options: StreamOptions | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
@@ -160,6 +170,7 @@ class TokenLogprob(Response, kw_only=True):
 
 class ChoiceLogprobs(Response, kw_only=True):
     content: list[TokenLogprob] | None
+    refusal: list[TokenLogprob] | None = None
 
 
 class OutFunctionCall(Response, kw_only=True):
@@ -174,10 +185,14 @@ class OutToolCall(Response, kw_only=True):
 
 
 class AssistantMessage(Response, kw_only=True):
+    """OpenAI's schema: content and refusal always present (may be null); tool_calls absent or a list;
+    function_call only for callers that used the legacy `functions` form."""
+
     role: Literal["assistant"] = "assistant"
     content: str | None
-    tool_calls: list[OutToolCall] | None = None
     refusal: str | None = None
+    tool_calls: list[OutToolCall] | UnsetType = UNSET
+    function_call: OutFunctionCall | UnsetType = UNSET
 
 
 class PromptTokensDetails(Response, kw_only=True):
@@ -191,10 +206,13 @@ class Usage(Response, kw_only=True):
     prompt_tokens_details: PromptTokensDetails
 
 
+FinishReason = Literal["stop", "length", "tool_calls", "function_call"]
+
+
 class ChatChoice(Response, kw_only=True):
     index: int
     message: AssistantMessage
-    finish_reason: Literal["stop", "length", "tool_calls"]
+    finish_reason: FinishReason
     logprobs: ChoiceLogprobs | None = None
     token_ids: list[int] | UnsetType = UNSET
 
@@ -226,12 +244,13 @@ class Delta(Response, kw_only=True):
     role: Literal["assistant"] | UnsetType = UNSET
     content: str | UnsetType = UNSET
     tool_calls: list[DeltaToolCall] | UnsetType = UNSET
+    function_call: DeltaFunction | UnsetType = UNSET  # legacy `functions` callers
 
 
 class ChunkChoice(Response, kw_only=True):
     index: int
     delta: Delta
-    finish_reason: Literal["stop", "length", "tool_calls"] | None = None
+    finish_reason: FinishReason | None = None
     logprobs: ChoiceLogprobs | None = None
     token_ids: list[int] | UnsetType = UNSET
 
@@ -248,9 +267,11 @@ class ChatCompletionChunk(Response, kw_only=True):
 
 
 class LegacyLogprobs(Response, kw_only=True):
+    """With `echo`, the prompt's tokens come first; its first token has no logprob (null), as OpenAI gives."""
+
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[dict[str, float]] | None
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None] | None
     text_offset: list[int]
 
 

@@ -6,7 +6,8 @@ mlx-lm's `BatchGenerator` (continuous batching; chunked prefill so a long prompt
 step makes a `Chunk` per job, handed over in one wake-up per event loop at most every FLUSH_S; a cancelled job
 leaves at the next step. A job that arrives to an idle worker (and has no grammar) is decoded on its own with
 mlx-lm's `generate_step`, which is faster for one sequence, and joins the batch when a second job arrives
-(solo.py). Uncacheable-in-batch models run one job at a time through `Engine.stream`.
+(solo.py). A job that asks for its prompt's logprobs gets them from one forward pass at admission (scoring.py).
+Uncacheable-in-batch models run one job at a time through `Engine.stream`.
 Not here: HTTP, prompts, wire formats.
 """
 from __future__ import annotations
@@ -29,9 +30,10 @@ from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_p
 from tinygpt.runtime.engine import Engine, GenerationResult
 from tinygpt.runtime.models import load
 from tinygpt.web.errors import ApiError
-from tinygpt.web.jobs import Chunk, Failed, Finished, Job, deliver
+from tinygpt.web.jobs import Chunk, Failed, Finished, Job, Scored, deliver
 from tinygpt.web.model_card import ModelCard, describe
 from tinygpt.web.sampler import make_job_sampler
+from tinygpt.web.scoring import prompt_logprobs
 from tinygpt.web.sessions import SessionStore
 from tinygpt.web.solo import SoloRun
 from tinygpt.web.textstop import StopScanner
@@ -319,6 +321,8 @@ class Worker:
                 continue
             if job.session and self._sessions.is_busy(job.session):
                 waiting.append(job)
+            elif (job.prompt_logprobs is not None or job.score_only) and self._score(job, load_s):
+                pass  # scored and done (generates nothing)
             elif self._bg is None:
                 self._run_single(job, load_s)
                 self._pending.extendleft(reversed(waiting))
@@ -335,6 +339,27 @@ class Worker:
                     self._insert(job, load_s)
             load_s = 0.0
         self._pending = waiting
+
+    def _score(self, job: Job, load_s: float) -> bool:
+        """Send the job its prompt's logprobs (scoring.py); True if that was all it asked for (it is finished)."""
+        k, job.prompt_logprobs = job.prompt_logprobs, None  # a job that waits for a batch slot is scored once
+        if k is not None:
+            try:
+                lps, tops = prompt_logprobs(self._engine.model, job.prompt_ids, k)
+            except Exception as exc:  # noqa: BLE001 — the model failed: fail this job, keep serving
+                log.exception("scoring a prompt failed")
+                self._post(job, Failed(500, f"scoring the prompt failed: {type(exc).__name__}: {exc}"))
+                return True
+            self._post(job, Scored(lps, tops))
+        if not job.score_only:
+            return False
+        now = time.perf_counter()
+        self._post(job, Finished(GenerationResult(
+            prompt_ids=list(job.prompt_ids), cached_tokens=0, output_ids=[], logprobs=[], top_logprobs=[], text="",
+            finish_reason="length", ttft_s=now - job.submitted, decode_s=0.0, prefill_tokens=len(job.prompt_ids)),
+            load_s))
+        self._touch(job.keep_alive_s)
+        return True
 
     def _seed_cache(self, job: Job) -> tuple[list | None, list[int], list[int]]:
         """(cache, ids still to prefill, ids already in the cache) for a job, from its session or the pool."""
