@@ -3,7 +3,9 @@ tool list normalised from OpenAI shape, and the parser that splits a model's out
 
 The parser works on the decoded text of the sampled ids. A call cut off by the token budget is reported as
 `truncated` and never returned; a call that does not parse, names an unknown tool, or whose arguments fail
-their schema is left out and described in `error` (a model fault is data, not an exception).
+their schema is left out and described in `error` (a model fault is data, not an exception). A call ends
+at the first `</tool_call>` outside a JSON string (`call_end`), so string arguments may hold the markers: the
+parser reads back every call the grammar allows.
 Not here: constraining generation (grammar.py) or running tools.
 """
 from __future__ import annotations
@@ -116,13 +118,16 @@ def parse_tool_calls(output: Sequence[int] | str, tokenizer: Any, tools: Sequenc
             errors.append(f"unexpected text after a tool call: {text[pos:pos + 80]!r}; nothing may follow "
                           f"the calls")
             break
-        end = text.find(CALL_CLOSE, pos)
+        body_start = pos + len(CALL_OPEN)
+        end = call_end(text, body_start)
+        if end < 0 and stopped:  # a model fault, not a cut: end a malformed call at the first marker
+            end = text.find(CALL_CLOSE, body_start)
         if end < 0:
             if stopped:
                 errors.append(f"a tool call was opened but never closed with {CALL_CLOSE}")
             truncated = not stopped
             break
-        call, err = _parse_body(text[pos + len(CALL_OPEN):end], specs)
+        call, err = _parse_body(text[body_start:end], specs)
         if err:
             errors.append(err)
         else:
@@ -133,11 +138,36 @@ def parse_tool_calls(output: Sequence[int] | str, tokenizer: Any, tools: Sequenc
     return ParsedOutput(content=content, calls=calls, truncated=truncated, error=errors[0] if errors else None)
 
 
+def call_end(text: str, start: int) -> int:
+    """Index of the `</tool_call>` that closes the call whose body starts at `text[start]`, or -1.
+
+    The marker counts only outside JSON strings, so a string argument may contain `</tool_call>` (the
+    grammar allows it): the grammar and this parser agree on every call. Text that ends inside a string
+    has no end yet (-1), like text without the marker."""
+    in_string = escaped = False
+    for i in range(start, len(text)):
+        c = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c == "<" and text.startswith(CALL_CLOSE, i):
+            return i
+    return -1
+
+
 def _parse_body(body: str, specs: dict[str, ToolSpec]) -> tuple[ToolCall | None, str | None]:
     try:
         obj = json.loads(body)
     except json.JSONDecodeError as exc:
         return None, f"tool call is not valid JSON ({exc.msg} at char {exc.pos}): {body.strip()[:120]!r}"
+    except RecursionError:
+        return None, f"tool call is nested too deeply to parse: {body.strip()[:120]!r}"
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         return None, f'tool call must be {{"name": ..., "arguments": {{...}}}}, got {body.strip()[:120]!r}'
     extra = set(obj) - {"name", "arguments"}
@@ -147,7 +177,7 @@ def _parse_body(body: str, specs: dict[str, ToolSpec]) -> tuple[ToolCall | None,
     if isinstance(args, str):
         try:
             args = json.loads(args)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return None, f"arguments of {name} are a string that is not JSON: {args[:120]!r}"
     if not isinstance(args, dict):
         return None, f"arguments of {name} must be a JSON object, got {type(args).__name__}"
