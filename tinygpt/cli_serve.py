@@ -7,6 +7,7 @@ Not here: the app (tinygpt/web/app.py).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import socket
 import sys
@@ -25,7 +26,8 @@ examples:
   OPENAI_BASE_URL=http://127.0.0.1:11434/v1 OPENAI_API_KEY=x python my_agent.py
   OLLAMA_HOST=127.0.0.1:11434 ollama run tiny   (or any Ollama client)
 
-The OpenAPI spec is at /openapi.json and browsable docs at /docs. Extensions on both APIs:
+The OpenAPI spec is at /openapi.json (no /docs page: it would need a CDN). GET /health for probes.
+Extensions on both APIs:
 "session": "<id>" keeps the KV cache server-side across calls; "return_token_ids": true returns the exact
 prompt and output token ids.
 """
@@ -47,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="extra browser origin allowed by CORS (repeatable; '*' for any); localhost pages always are")
     p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MiB (default 8)")
+    p.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="a request body not all received within this time gets 408 (default 30)")
     p.add_argument("--max-tokens", type=int, default=4096, help="cap on new tokens per request (default 4096)")
     p.add_argument("--max-batch", type=int, default=8, help="requests decoded together (default 8)")
     p.add_argument("--prefill-step", type=int, default=None,
@@ -71,6 +75,8 @@ def _check(args: argparse.Namespace) -> str | None:
             return f"--{name.replace('_', '-')} must be at least 1"
     if args.max_body_mb <= 0:
         return "--max-body-mb must be positive"
+    if not args.body_timeout > 0:
+        return "--body-timeout must be positive"
     if args.max_sessions < 0:
         return "--max-sessions must be 0 or more"
     if not 0 <= args.port < 65536:
@@ -93,14 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     from tinygpt.model_arg import model_path, resolve
 
     config = ServeConfig(
-        model=model_path(resolve(args)), model_name=args.model_name, host=args.host, port=args.port, api_key=args.api_key or None,
+        model=model_path(resolve(args)), model_name=args.model_name, host=args.host, port=args.port,
+        api_key=args.api_key or None,
         allowed_hosts=tuple(args.allowed_host), cors_origins=tuple(args.cors_origin),
-        max_body_bytes=int(args.max_body_mb * (1 << 20)), max_tokens=args.max_tokens, max_batch=args.max_batch,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)), body_timeout_s=args.body_timeout,
+         max_tokens=args.max_tokens, max_batch=args.max_batch,
         prefill_step=args.prefill_step or 0, max_sessions=args.max_sessions, keep_alive_s=args.keep_alive,
         batching=not args.no_batch, solo=not args.no_solo, grammar_backend=args.grammar_backend)
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
+            print(f"tinygpt serve: cannot listen on {args.host}: no network interface of this machine has that "
+                  "address; use --host 127.0.0.1 (this machine only) or 0.0.0.0 (all interfaces)", file=sys.stderr)
+            return 2
         print(f"tinygpt serve: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
               "pick another --port or stop what uses it", file=sys.stderr)
         return 1
@@ -113,13 +125,41 @@ def main(argv: list[str] | None = None) -> int:
     # The generation thread wants the GIL back as soon as an MLX eval ends; the default 5 ms switch interval
     # lets the HTTP thread hold it that long on every decode step.
     sys.setswitchinterval(0.0005)
-    host, port = sock.getsockname()[:2]
-    card = app.state.tg.card
-    print(f"tinygpt serve: {card.name} ({card.parameter_size} parameters, context {card.context_length}) on "
-          f"http://{_url_host(host)}:{port}  [OpenAI /v1, Ollama /api, spec /openapi.json]"
-          f"{'  API key required' if config.api_key else ''}", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5)).run(sockets=[sock])
+    server = _server(uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5),
+                     banner=banner(app.state.tg.card, sock, config))
+    server.run(sockets=[sock])
     return 0
+
+
+def banner(card, sock: socket.socket, config) -> str:
+    """The line that says where the server listens (printed once it accepts connections)."""
+    host, port = sock.getsockname()[:2]
+    line = (f"tinygpt serve: {card.name} ({card.parameter_size} parameters, context {card.context_length}) on "
+            f"http://{_url_host(host)}:{port}  [OpenAI /v1, Ollama /api, spec /openapi.json]"
+            f"{'  API key required' if config.api_key else ''}")
+    if card.random_init:
+        line += ("\ntinygpt serve: note: this model has random weights (made by `tinygpt init-model`, never "
+                 "trained); its answers are noise")
+    return line
+
+
+def _server(config, banner: str):
+    """uvicorn's server, printing our banner once the socket accepts connections (not before)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, printing our banner once the socket accepts connections."""
+
+        def __init__(self, config, banner: str):
+            super().__init__(config)
+            self.banner = banner
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                print(self.banner, flush=True)
+
+    return Server(config, banner)
 
 
 def bind(host: str, port: int) -> socket.socket:

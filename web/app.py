@@ -2,16 +2,20 @@
 
 `create_app(config)` starts the worker (which loads the model; a bad model raises `ModelLoadError` here, before
 any socket is bound), mounts both routers, maps every error to the right wire shape, publishes the OpenAPI
-spec at /openapi.json (docs at /docs), and wraps the app in the Guard (Host allow-list, API key, body limit)
+spec at /openapi.json (no /docs page: FastAPI's loads Swagger UI from a CDN, blank offline, and no local copy
+is installed), answers GET /health, and wraps the app in the Guard (Host allow-list, API key, cross-site
+requests, body limit, timeout and nesting depth)
 and a CORS policy that admits only localhost pages unless told otherwise. Anything a client sends gets a 4xx
 at worst; a 500 means a bug here. Not here: binding sockets (tinygpt/cli_serve.py).
 """
 from __future__ import annotations
 
 import logging
+import re
 import time
 from contextlib import asynccontextmanager
 
+import msgspec
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,7 +37,13 @@ VERSION = "0.1.0"
 def create_app(config: ServeConfig) -> FastAPI:
     """The app, with its worker started and the model loaded."""
     worker = Worker(config.model, config.worker_config())
-    card = worker.start()
+    try:
+        card = worker.start()
+    except BaseException:
+        # The worker thread reports a failed load before it has released MLX's streams; exiting while it
+        # still runs aborts the process ("terminate called without an active exception"). Wait for it.
+        worker.stop()
+        raise
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -42,19 +52,39 @@ def create_app(config: ServeConfig) -> FastAPI:
         finally:
             worker.stop()
 
-    app = FastAPI(title="tinygpt serve", version=VERSION, lifespan=lifespan, docs_url="/docs",
+    app = FastAPI(title="tinygpt serve", version=VERSION, lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url="/openapi.json",
                   description="OpenAI- and Ollama-compatible API for one local MLX model.")
     app.state.tg = ServerState(config=config, worker=worker, card=card, started=time.time())
+    app.add_api_route("/health", _health, methods=["GET"], summary="liveness probe", response_class=Response)
     app.include_router(openai_api.router)
     app.include_router(ollama_api.router)
     _errors(app)
     openapi.install(app, sorted({card.name, card.ollama_name}))
     app.add_middleware(Guard, allowed_hosts=config.host_allow_list(), api_key=config.api_key,
-                       max_body=config.max_body_bytes)
+                       max_body=config.max_body_bytes, origin_allowed=origin_policy(config),
+                       max_depth=config.max_json_depth, body_timeout_s=config.body_timeout_s)
     app.add_middleware(CORSMiddleware, allow_origin_regex=LOCAL_ORIGINS, allow_origins=list(config.cors_origins),
                        allow_methods=["GET", "POST", "OPTIONS", "HEAD", "DELETE"], allow_headers=["*"])
     return app
+
+
+def origin_policy(config: ServeConfig):
+    """Whether a browser page's Origin may use the API: localhost pages and --cors-origin ones ('*': any)."""
+    local = re.compile(LOCAL_ORIGINS)
+    extra = frozenset(config.cors_origins)
+
+    def allowed(origin: str) -> bool:
+        return "*" in extra or origin in extra or local.match(origin) is not None
+
+    return allowed
+
+
+async def _health(request: Request) -> Response:
+    """200 while the server runs: the served model and whether it is loaded now (it loads on demand)."""
+    s: ServerState = request.app.state.tg
+    body = {"status": "ok", "model": s.card.name, "loaded": s.worker.loaded}
+    return Response(msgspec.json.encode(body), media_type="application/json")
 
 
 def _errors(app: FastAPI) -> None:

@@ -1,39 +1,81 @@
-"""The server's front door, as one ASGI middleware: Host allow-list (403: a page on a DNS-rebinding domain
-cannot reach a loopback server through the browser), API key (`Authorization: Bearer KEY` on every route, 401
-otherwise, constant-time compare), and the body limit (413 whether announced by Content-Length or only seen
-while reading a chunked body; the body is read here and replayed to the app).
+"""The server's front door, as one ASGI middleware, checked in this order:
+- Host allow-list (403: a page on a DNS-rebinding domain cannot reach a loopback server through the browser);
+- API key (`Authorization: Bearer KEY` on every route, 401 otherwise, constant-time compare);
+- cross-site requests: a state-changing request (POST, PUT, PATCH, DELETE) whose `Origin` is not allowed, or
+  that a browser marks `Sec-Fetch-Site: cross-site` without an Origin, gets 403; a body sent as `text/plain` or
+  `multipart/form-data` (what a page can send without a CORS preflight) gets 415. No Origin and JSON, a missing
+  content type or curl's default form type (real clients: SDKs, curl, Ollama's clients) pass;
+- the body: 413 over the limit (announced by Content-Length or seen while reading a chunked body), 408 if
+  it has not all arrived within `body_timeout_s`, 400 if its JSON nests deeper than `max_depth` (checked
+  before anything decodes it, so no route can hit Python's recursion limit). It is read here and replayed.
+A refused request's unread body is drained (at most LINGER_BYTES for LINGER_S) before the connection closes,
+so a client that sends everything before reading (urllib) reads the answer instead of a reset.
 Errors come in the shape of the route's API (errors.py); CORS preflights are answered by the CORS middleware
 outside this one. Not here: anything about generation.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
+import re
+import time
+from array import array
+from itertools import accumulate
+from typing import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tinygpt.web.errors import ApiError, error_response
 
+LINGER_BYTES = 64 << 20   # most of a refused body read (and dropped) before closing
+LINGER_S = 5.0            # longest spent doing so
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BROWSER_ONLY_TYPES = frozenset({"text/plain", "multipart/form-data"})
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_SIGNS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as signed bytes: +1 opens, -1 closes
+
+
+def json_too_deep(body: bytes, limit: int) -> bool:
+    """Whether the JSON text `body` nests arrays/objects more than `limit` levels (brackets in strings don't
+    count). Linear and in C for the most part; malformed JSON may over-count, which only turns a 400 into
+    another 400."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    signs = array("b", _STRINGS.sub(b"", body).translate(_SIGNS, _NOT_BRACKETS))
+    return any(depth > limit for depth in accumulate(signs))
+
 
 class Guard:
     def __init__(self, app: ASGIApp, *, allowed_hosts: frozenset[str] | None, api_key: str | None,
-                 max_body: int):
+                 max_body: int, origin_allowed: Callable[[str], bool] = lambda _o: False, max_depth: int = 64,
+                 body_timeout_s: float = 30.0):
         self.app = app
         self.allowed_hosts = allowed_hosts
         self.api_key = api_key.encode() if api_key else None
         self.max_body = max_body
+        self.origin_allowed = origin_allowed
+        self.max_depth = max_depth
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
-        err = self._check_host(headers) or self._check_key(headers) or self._check_length(headers)
+        err = (self._check_host(headers) or self._check_key(headers) or self._check_site(scope, headers)
+               or self._check_length(headers))
         if err is not None:
-            await self._refuse(scope, receive, send, err)
+            # Drain the unread body, unless the client waits for "100 Continue" (then it never sends it).
+            expects = headers.get("expect", b"").lower() == b"100-continue"
+            await self._refuse(scope, receive, send, err, linger=not expects)
             return
         body, err = await self._read_body(receive)
+        if err is None and body and json_too_deep(body, self.max_depth):
+            err = ApiError(400, f"the JSON body nests more than {self.max_depth} levels deep; flatten it "
+                                "(this limit covers tool and response schemas too)", code="invalid_json")
         if err is not None:
-            await self._refuse(scope, receive, send, err)
+            await self._refuse(scope, receive, send, err, linger=err.status == 413)
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -59,6 +101,23 @@ class Guard:
                             code="invalid_api_key")
         return None
 
+    def _check_site(self, scope: Scope, headers: dict[str, bytes]) -> ApiError | None:
+        """Refuse what a page on another site can make a browser send without asking (a "simple" request)."""
+        if scope.get("method", "GET") in SAFE_METHODS:
+            return None
+        origin = headers.get("origin", b"").decode("latin-1").strip()
+        if origin and not (self.origin_allowed(origin) or _same_origin(origin, headers)):
+            return ApiError(403, f"requests from pages on {origin} are refused; to allow that page, start the "
+                                 f"server with --cors-origin {origin}", code="origin_not_allowed")
+        if not origin and headers.get("sec-fetch-site", b"").lower() == b"cross-site":
+            return ApiError(403, "cross-site requests from a browser are refused; call the API from your own "
+                                 "code, or allow the page with --cors-origin", code="origin_not_allowed")
+        media = headers.get("content-type", b"").split(b";", 1)[0].strip().lower().decode("latin-1")
+        if media in BROWSER_ONLY_TYPES:
+            return ApiError(415, f"the body is sent as {media}; send JSON with 'Content-Type: application/json'",
+                            code="unsupported_media_type")
+        return None
+
     def _check_length(self, headers: dict[str, bytes]) -> ApiError | None:
         raw = headers.get("content-length")
         if raw is None:
@@ -76,8 +135,14 @@ class Guard:
 
     async def _read_body(self, receive: Receive) -> tuple[bytes, ApiError | None]:
         chunks, size = [], 0
+        deadline = time.monotonic() + self.body_timeout_s
         while True:
-            msg = await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                return b"", ApiError(408, f"the request body did not arrive within {self.body_timeout_s:g} s; "
+                                          "send it whole (and a Content-Length that matches it)",
+                                     code="request_timeout")
             if msg["type"] == "http.disconnect":
                 return b"", None
             chunk = msg.get("body", b"")
@@ -88,11 +153,40 @@ class Guard:
             if not msg.get("more_body", False):
                 return b"".join(chunks), None
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, err: ApiError) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, err: ApiError, *, linger: bool) -> None:
+        """Answer `err`; with `linger`, read and drop what is left of the body before the connection closes."""
         headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
-        if err.status == 413:
+        if err.status in (408, 413) or linger:
             headers["Connection"] = "close"
-        await error_response(scope.get("path", ""), err, headers)(scope, receive, send)
+        response = error_response(scope.get("path", ""), err, headers)
+        if not linger:
+            await response(scope, receive, send)
+            return
+        # The whole answer goes out first (clients that read early have it), then the body is drained, then
+        # the empty last part completes the response and the server closes the connection.
+        await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body, "more_body": True})
+        await _drain(receive)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the request body, at most LINGER_BYTES for at most LINGER_S."""
+    deadline, size = time.monotonic() + LINGER_S, 0
+    while size <= LINGER_BYTES:
+        try:
+            msg = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            return
+        if msg["type"] != "http.request" or not msg.get("more_body", False):
+            return
+        size += len(msg.get("body", b""))
+
+
+def _same_origin(origin: str, headers: dict[str, bytes]) -> bool:
+    """A page served by this server itself (its origin is the Host the request was sent to)."""
+    host = headers.get("host", b"").decode("latin-1").strip().lower()
+    return bool(host) and origin.lower() in (f"http://{host}", f"https://{host}")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tinygpt.runtime.models import LoadedModel
+from tinygpt.runtime.presets import is_random_init
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ModelCard:
     chat_template: str
     eos_token_ids: tuple[int, ...]
     created: int               # unix seconds (model directory mtime)
+    random_init: bool = False  # made by `tinygpt init-model` and never trained: its output is noise
 
     @property
     def ollama_name(self) -> str:
@@ -70,5 +72,5 @@ def describe(loaded: LoadedModel, name: str | None = None) -> ModelCard:
         family=str(config.get("model_type", "unknown")), quantization=quantization,
         chat_template=str(getattr(loaded.tokenizer, "chat_template", None) or ""),
         eos_token_ids=tuple(sorted(loaded.tokenizer.eos_token_ids)),
-        created=int(loaded.path.stat().st_mtime),
+        created=int(loaded.path.stat().st_mtime), random_init=is_random_init(loaded.path),
     )

@@ -38,6 +38,7 @@ NDJSON = "application/x-ndjson"
 OLLAMA_VERSION = "0.12.0"  # the Ollama API version this surface follows
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 MAX_KEEP_ALIVE_S = 100 * 365 * 86400.0
+RANDOM_NOTE = "# random weights (tinygpt init-model), never trained: its answers are noise\n"
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -131,7 +132,9 @@ async def ps(request: Request) -> Response:
 async def show(request: Request) -> Response:
     s = state_of(request)
     req = decode(await request.body(), w.ShowRequest)
-    check_model(s, req.model)
+    if req.model is None and req.name is None:
+        raise ApiError(400, "name the model: send {\"model\": \"<name>\"}", param="model")
+    check_model(s, req.model or req.name)
     c = s.card
     fam = c.family
     info = {"general.architecture": fam, "general.parameter_count": c.parameter_count,
@@ -140,11 +143,11 @@ async def show(request: Request) -> Response:
             f"{fam}.block_count": c.config.get("num_hidden_layers"),
             f"{fam}.attention.head_count": c.config.get("num_attention_heads"),
             f"{fam}.attention.head_count_kv": c.config.get("num_key_value_heads"),
-            "tokenizer.vocab_size": c.vocab_size}
+            "tokenizer.vocab_size": c.vocab_size, "tinygpt.random_init": c.random_init}
     stops = "".join(f'stop "{c.tokenizer.decode([i])}"\n' for i in c.eos_token_ids)
     caps = ["completion"] + (["tools"] if "tools" in c.chat_template else [])
     return _json(w.ShowResponse(
-        modelfile=f"# served by tinygpt serve\nFROM {c.path}\n", parameters=stops + "temperature 0.8\ntop_k 40\n"
+        modelfile=f"# served by tinygpt serve\n{RANDOM_NOTE if c.random_init else ''}FROM {c.path}\n", parameters=stops + "temperature 0.8\ntop_k 40\n"
         "top_p 0.9", template=c.chat_template, details=_details(s), model_info=info, capabilities=caps,
         modified_at=c.modified_iso))
 

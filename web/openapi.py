@@ -57,6 +57,8 @@ def install(app: FastAPI, model_names: list[str]) -> None:
     for name in ("ChatCompletionRequest", "CompletionRequest", "ChatRequest", "GenerateRequest", "ShowRequest"):
         components[name]["properties"]["model"] = {"type": "string", "enum": model_names,
                                                    "description": "the served model (others: 404)"}
+    components["ShowRequest"]["properties"]["name"] = {"type": "string", "enum": model_names,
+                                                       "description": "older clients' spelling of `model`"}
     original = app.openapi
 
     def openapi() -> dict:

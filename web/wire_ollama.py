@@ -14,6 +14,7 @@ from tinygpt.web.wire_openai import SessionId, Tool
 
 KeepAlive = str | float | None
 Format = str | dict[str, Any] | None
+MAX_STOPS = 16
 
 
 class Request(Struct, frozen=True, kw_only=True):
@@ -26,7 +27,7 @@ class Options(Request, kw_only=True):
     top_k: Annotated[int, Meta(ge=0)] | None = None
     min_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     num_predict: int | None = None
-    stop: list[str] | None = None
+    stop: Annotated[list[str], Meta(max_length=MAX_STOPS)] | None = None  # as many as OpenAI's `stop`
     seed: int | None = None
     repeat_penalty: Annotated[float, Meta(gt=0, le=100)] | None = None
     repeat_last_n: Annotated[int, Meta(ge=-1)] | None = None
@@ -86,7 +87,10 @@ class GenerateRequest(_GenerationRequest, kw_only=True):
 
 
 class ShowRequest(Request, kw_only=True):
-    model: Annotated[str, Meta(min_length=1)]
+    """`model` names the model; older clients (Continue.dev) send `name`, which Ollama also accepts."""
+
+    model: Annotated[str, Meta(min_length=1)] | None = None
+    name: Annotated[str, Meta(min_length=1)] | None = None
     verbose: bool = False
 
 
