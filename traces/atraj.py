@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
-FORMAT_VERSION = 1
-"""Current `.atraj` version. Readers accept any version <= this one; see FORMAT.md, "Compatibility"."""
+FORMAT_VERSION = 2
+"""Current `.atraj` version (2: lines carry `seq`). Readers accept any version <= this one; see FORMAT.md."""
 
 Role = Literal["system", "user", "assistant", "tool"]
 TokenId = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]

@@ -1,7 +1,9 @@
 """Line framing of `.atraj` files: `<crc32 as 8 lowercase hex> <json>\\n`, CRC-32 over the exact JSON bytes.
 
-`encode_line` frames a record; `split_lines` cuts a file's bytes into checked payloads and says whether the tail
-was torn. Works on bytes only, so a tail cut inside a multi-byte UTF-8 character is just a torn line.
+From version 2 every JSON object begins with `"seq":N`, the line's 0-based index, so a duplicated, dropped or
+reordered line (each CRC still good) is damage; version 1 lines have no `seq`. `encode_line` frames a record;
+`split_lines` cuts a file's bytes into checked payloads (with `seq` taken out) and says whether the tail was
+torn. Works on bytes only, so a tail cut inside a multi-byte UTF-8 character is just a torn line.
 This module does not open files and does not decode JSON into Structs.
 """
 import zlib
@@ -14,11 +16,15 @@ from tinygpt.traces.errors import CorruptTraceError
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Line)
 _PREFIX = 9  # 8 hex digits and one space
+_SEQ = b'{"seq":'
+_SEQ_END = _PREFIX + len(_SEQ)
 
 
-def encode_line(record: Line) -> bytes:
-    """Return the framed line (with trailing newline) for one record."""
+def encode_line(record: Line, seq: int | None) -> bytes:
+    """Return the framed line (with trailing newline) for one record; `seq` None writes a version-1 line."""
     payload = _ENCODER.encode(record)
+    if seq is not None:
+        payload = b'{"seq":%d,%s' % (seq, payload[1:])
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 
@@ -33,33 +39,61 @@ def payload_ok(line: bytes) -> bool:
     return zlib.crc32(memoryview(line)[_PREFIX:]) == crc
 
 
-def split_lines(data: bytes, name: str = "<bytes>") -> tuple[list[bytes], int]:
-    """Split file bytes into JSON payloads with good CRCs; return (payloads, torn_bytes).
+def _check_crcs(lines: list[bytes], name: str) -> None:
+    crc32 = zlib.crc32
+    try:  # fast path; payload_ok below finds and names the bad line
+        if all(line[8] == 0x20 and crc32(memoryview(line)[_PREFIX:]) == int(line[:8], 16) for line in lines):
+            return
+    except (ValueError, IndexError):
+        pass
+    offset = 0
+    for number, line in enumerate(lines, 1):
+        if not payload_ok(line):
+            raise CorruptTraceError(
+                f"{name}: line {number} (byte {offset}) fails its CRC check; the file was damaged after it "
+                "was written. Restore it from a copy or delete it."
+            )
+        offset += len(line) + 1
 
-    The last line is dropped (its length counted in torn_bytes) when it lacks a newline or fails its CRC.
-    Any earlier bad line raises CorruptTraceError, because append-only writes cannot damage it.
+
+def _unsequence(lines: list[bytes], name: str) -> list[bytes]:
+    """The JSON payloads of version-2 lines without their `seq`; CorruptTraceError unless seq counts 0, 1, ..."""
+    payloads = []
+    for index, line in enumerate(lines):
+        comma = line.find(b",", _SEQ_END)
+        if line[_PREFIX:_SEQ_END] != _SEQ or line[_SEQ_END:comma] != b"%d" % index or comma < 0:
+            offset = sum(len(earlier) + 1 for earlier in lines[:index])
+            seq = line[_SEQ_END:comma].decode(errors="replace") if line[_PREFIX:_SEQ_END] == _SEQ else "none"
+            raise CorruptTraceError(
+                f"{name}: line {index + 1} (byte {offset}) has sequence number {seq}, expected {index}: a line was "
+                "duplicated, reordered or removed after it was written. Restore the file from a copy or delete it."
+            )
+        payloads.append(b"{" + line[comma + 1:])
+    return payloads
+
+
+def split_lines(data: bytes, name: str = "<bytes>", finished: bool = False) -> tuple[list[bytes], int, bool]:
+    """Split file bytes into JSON payloads with good CRCs; return (payloads, torn_bytes, sequenced).
+
+    The last line is dropped (its length counted in torn_bytes) when it lacks a newline or fails its CRC; in a
+    `finished` file (an `.atraj`, renamed only after its end line was synced) that is damage instead. Any
+    earlier bad line, and a line out of sequence, raises CorruptTraceError: append-only writes cannot cause it.
+    `sequenced` says whether the lines carry `seq` (version 2 on) or not (version 1), judged by the first line.
     """
     lines = data.split(b"\n")
     tail = lines.pop()  # bytes after the last newline: b"" for a clean file
     torn = len(tail)
     if not tail and lines and not payload_ok(lines[-1]):
         torn = len(lines.pop()) + 1
-    payloads = [line[_PREFIX:] for line in lines]
-    crc32 = zlib.crc32
-    try:  # fast path; payload_ok below finds and names the bad line
-        good = all(line[8] == 0x20 and crc32(p) == int(line[:8], 16) for line, p in zip(lines, payloads))
-    except (ValueError, IndexError):
-        good = False
-    if not good:
-        offset = 0
-        for number, line in enumerate(lines, 1):
-            if not payload_ok(line):
-                raise CorruptTraceError(
-                    f"{name}: line {number} (byte {offset}) fails its CRC check; the file was damaged after it "
-                    "was written. Restore it from a copy or delete it."
-                )
-            offset += len(line) + 1
-    return payloads, torn
+    if torn and finished:
+        raise CorruptTraceError(
+            f"{name}: the last line ({torn} bytes) is damaged, but the episode was finished (an .atraj is "
+            "renamed only after its end line is on disk). Restore it from a copy or delete it."
+        )
+    _check_crcs(lines, name)
+    if not lines or lines[0][_PREFIX:_SEQ_END] != _SEQ:
+        return [line[_PREFIX:] for line in lines], torn, False
+    return _unsequence(lines, name), torn, True
 
 
 def decode_payload(payload: bytes, name: str = "<bytes>", number: int = 0) -> Line:
@@ -70,4 +104,3 @@ def decode_payload(payload: bytes, name: str = "<bytes>", number: int = 0) -> Li
         raise CorruptTraceError(f"{name}: line {number} is not a valid .atraj record: {err}") from err
     except msgspec.DecodeError as err:
         raise CorruptTraceError(f"{name}: line {number} is not valid JSON: {err}") from err
-

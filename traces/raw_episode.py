@@ -13,7 +13,9 @@ import msgspec
 from tinygpt.traces.atraj import End, Header, Role, ToolCall
 from tinygpt.traces.errors import CorruptTraceError
 from tinygpt.traces.line import split_lines
-from tinygpt.traces.reader import check_order, parse_records, read_trace_bytes
+from tinygpt.traces.reader import (
+    check_finished, check_framing, check_order, check_version, is_finished_name, parse_records, read_trace_bytes,
+)
 
 _TRUE = b"1,"
 _FALSE = b"0,"
@@ -103,13 +105,19 @@ def read_raw_episode(path: str | Path) -> RawEpisode:
 
 def parse_raw_episode(data: bytes, name: str) -> RawEpisode:
     """`read_raw_episode` for bytes already read (see reader.read_trace_files)."""
-    payloads, torn = split_lines(data, name)
+    try:
+        payloads, torn, sequenced = split_lines(data, name, is_finished_name(name))
+    except CorruptTraceError:
+        check_version(data, name)
+        raise
     try:
         records = [_DECODER.decode(p) for p in payloads]
     except (msgspec.ValidationError, msgspec.DecodeError) as err:
         parse_records(data, name)  # raises the precise error: version, line number, field
         raise CorruptTraceError(f"{name}: {err}") from err
     check_order(records, name)
+    check_framing(records[0], sequenced, name)
+    check_finished(records, name)
     end = records[-1] if isinstance(records[-1], End) else None
     events = records[1:-1] if end is not None else records[1:]
     return RawEpisode(path=name, header=records[0], events=events, end=end, torn_bytes=torn)

@@ -1,10 +1,12 @@
 """Reading `.atraj` files: whole episodes, with a torn final line dropped and reported, never guessed at.
 
 `read_episode` returns an `Episode` (header, events, end, torn byte count); `parse_records` does the same for
-bytes; `list_traces` finds the files of a directory. Only the last line may be torn; damage anywhere else raises
-CorruptTraceError. This module does not write files and does not build training data.
+bytes; `list_traces` finds the files of a directory. Only the last line of an unfinished (`.part`) file may be
+torn; damage anywhere else, a line out of sequence, or a finished `.atraj` without its end line raises
+CorruptTraceError. Versions 1 and 2 are read. This module does not write files and does not build training data.
 """
 import os
+import re
 from pathlib import Path
 
 import msgspec
@@ -31,16 +33,49 @@ class Episode(msgspec.Struct, frozen=True, kw_only=True):
         return self.end is not None
 
 
-def _check_version(payload: bytes, name: str) -> None:
-    """Refuse, with a clear message, a file written by a newer format version."""
-    try:
-        version = msgspec.json.decode(payload).get("version")
-    except (msgspec.DecodeError, AttributeError):
-        return
-    if isinstance(version, int) and version > FORMAT_VERSION:
+_VERSION = re.compile(rb'"version":(\d{1,9})[,}]')
+
+
+def check_version(data: bytes, name: str) -> None:
+    """Refuse, with a clear message, a file whose header says it was written by a newer format version.
+
+    Called when a file fails to parse: every version's first line holds `"version":N`, whatever its framing.
+    """
+    end = data.find(b"\n")
+    found = _VERSION.search(data, 0, len(data) if end < 0 else end)
+    if found:
+        _refuse_newer(int(found[1]), name)
+
+
+def _refuse_newer(version: int, name: str) -> None:
+    if version > FORMAT_VERSION:
         raise TraceError(
             f"{name} is .atraj version {version}, newer than this reader (version {FORMAT_VERSION}); "
             "upgrade tinygpt to read it"
+        )
+
+
+def is_finished_name(name: str) -> bool:
+    """True for a finished episode's file name (`.atraj`, renamed after its end line was synced)."""
+    return name.endswith(FINAL_SUFFIX)
+
+
+def check_framing(header: Header, sequenced: bool, name: str) -> None:
+    """Raise CorruptTraceError when the lines' framing does not match the header's version (seq from 2 on)."""
+    _refuse_newer(header.version, name)
+    if sequenced != (header.version >= 2):
+        raise CorruptTraceError(
+            f"{name}: the header says version {header.version} but the lines "
+            + ("carry" if sequenced else "lack") + " sequence numbers; the file was altered after it was written"
+        )
+
+
+def check_finished(records: list, name: str) -> None:
+    """Raise CorruptTraceError when a finished `.atraj` does not end with its end record."""
+    if is_finished_name(name) and records and not isinstance(records[-1], End):
+        raise CorruptTraceError(
+            f"{name}: a finished episode (.atraj) must end with an end record but its last line is a "
+            f"{type(records[-1]).__name__}; the file was cut after it was written. Restore it from a copy or delete it."
         )
 
 
@@ -58,17 +93,22 @@ def check_order(records: list, name: str) -> None:
 
 
 def parse_records(data: bytes, name: str = "<bytes>") -> tuple[list[Line], int]:
-    """Decode file bytes into records; return (records, torn_bytes). The first record must be a Header."""
-    payloads, torn = split_lines(data, name)
-    if not payloads:
-        return [], torn
+    """Decode file bytes into records; return (records, torn_bytes). The first record must be a Header.
+
+    A `name` ending in `.atraj` is a finished episode: a torn or missing end line is damage there.
+    """
     try:
+        payloads, torn, sequenced = split_lines(data, name, is_finished_name(name))
+        if not payloads:
+            return [], torn
         first = decode_payload(payloads[0], name, 1)
     except CorruptTraceError:
-        _check_version(payloads[0], name)
+        check_version(data, name)
         raise
     records = [first] + [decode_payload(p, name, n) for n, p in enumerate(payloads[1:], 2)]
     check_order(records, name)
+    check_framing(first, sequenced, name)
+    check_finished(records, name)
     return records, torn
 
 

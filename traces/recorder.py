@@ -1,19 +1,22 @@
 """The Recorder the agent loop drives: one episode in, one crash-safe `.atraj` file out.
 
 `Recorder(dir, header)` writes `<dir>/<episode_id>.atraj.part`; `message`, `model_call` and `tool_result`
-append one line each; `end` appends the end line and renames the file to `<episode_id>.atraj`. Each call checks
+append one line each; `end` appends the end line and renames the file to `<episode_id>.atraj`. A header that
+cannot be written leaves no file (and no open descriptor); `resume` continues a `.part` after a crash, or only
+finishes the rename when the crash came after the end line. Each call checks
 what the loop hands it (ids inside the next prompt, one logprob per token) so a wiring bug fails loudly here,
 not silently in training. It does not tokenize, decode or parse tool calls: the loop gives it ids and text.
 """
+import errno
 import re
 from array import array
 from pathlib import Path
 from typing import Any
 
 from tinygpt.traces.atraj import (
-    End, Event, Header, Message, ModelCall, Reward, Role, ToolCall, ToolResult, Verdict, check_model_call,
+    FORMAT_VERSION, End, Event, Header, Message, ModelCall, Reward, Role, ToolCall, ToolResult, Verdict, check_model_call,
 )
-from tinygpt.traces.errors import TraceError
+from tinygpt.traces.errors import TraceError, TraceWriteError
 from tinygpt.traces.reader import FINAL_SUFFIX, PART_SUFFIX
 from tinygpt.traces.writer import AppendWriter, FsyncPolicy
 
@@ -48,6 +51,9 @@ class Recorder:
 
     def __init__(self, directory: str | Path, header: Header, *, fsync: FsyncPolicy = "event"):
         _check_episode_id(header.episode_id)
+        if header.version != FORMAT_VERSION:
+            raise TraceError(f"new episodes are written as .atraj version {FORMAT_VERSION}; leave Header.version "
+                             f"at its default (got {header.version})")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.header = header
@@ -57,11 +63,27 @@ class Recorder:
         self._writer = AppendWriter.create(directory / f"{header.episode_id}{PART_SUFFIX}", fsync)
         self._pending: list[tuple[str, list[int]]] = []
         self.torn_bytes = 0
-        self._writer.append(header)
+        try:
+            self._writer.append(header)
+        except TraceWriteError as err:
+            self._writer.discard()
+            cause = err.__cause__
+            reason = f"{cause.strerror} ({errno.errorcode.get(cause.errno, '?')})" if cause else str(err)
+            raise TraceWriteError(
+                err.errno, f"could not write the header of episode {header.episode_id!r} in {directory}: {reason}; "
+                "nothing was kept. Free disk space (or raise the file size limit) and record the episode again.",
+            ) from cause
+        except BaseException:
+            self._writer.discard()
+            raise
 
     @classmethod
     def resume(cls, part_path: str | Path, *, fsync: FsyncPolicy = "event") -> "Recorder":
-        """Continue an unfinished `<id>.atraj.part` after a crash; a torn last line is cut off first."""
+        """Continue an unfinished `<id>.atraj.part` after a crash; a torn last line is cut off first.
+
+        When the part already ends with its end record (the process died between the end line and the rename),
+        the rename is finished instead: the returned recorder is ended (`finished`) and `path` is the `.atraj`.
+        """
         part_path = Path(part_path)
         if not part_path.name.endswith(PART_SUFFIX):
             raise TraceError(f"{part_path} is not an unfinished episode (expected a name ending in {PART_SUFFIX})")
@@ -69,18 +91,26 @@ class Recorder:
         if not records:
             writer.close()
             raise TraceError(f"{part_path} has no intact header; delete it and record the episode again")
-        if isinstance(records[-1], End):
-            writer.close()
-            raise TraceError(f"{part_path} already ends with an end record; it only needs renaming to .atraj")
         self = cls.__new__(cls)
         self.header = records[0]
         self.final_path = part_path.with_name(part_path.name[: -len(PART_SUFFIX)] + FINAL_SUFFIX)
         self._writer = writer
         self.torn_bytes = torn
         self._pending = []
+        if isinstance(records[-1], End):
+            try:
+                writer.finalize(self.final_path)
+            finally:
+                writer.close()
+            return self
         for record in records[1:]:
             self._track(record)
         return self
+
+    @property
+    def finished(self) -> bool:
+        """True once the episode is renamed to its final `.atraj` name (after `end`, or by `resume`)."""
+        return self.path == self.final_path
 
     @property
     def path(self) -> Path:

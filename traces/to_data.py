@@ -190,16 +190,19 @@ def _results(paths: list[str], config: ExportConfig, evals: EvalSet | None, spoo
 
 
 def _collect_paths(sources: list[str | Path]) -> tuple[list[str], int]:
-    """Finished trace files under `sources` (deduplicated, sorted) and the number of unfinished ones."""
+    """Trace files under `sources` to read (deduplicated, sorted), and the number of `.part` files skipped.
+
+    `.part` files are read too: one that ends with its end record was finished by a process killed before the
+    rename. A `.part` next to an `.atraj` of the same id is skipped (the `.atraj` is the episode).
+    """
     paths: dict[str, str] = {}
-    partial = 0
     for source in sources:
         for path in list_traces(source, include_partial=True):
-            if path.name.endswith(PART_SUFFIX):
-                partial += 1
-            else:
-                paths[os.path.abspath(path)] = str(path)
-    return [paths[key] for key in sorted(paths)], partial
+            paths[os.path.abspath(path)] = str(path)
+    skipped = [key for key in paths if key.endswith(PART_SUFFIX) and key[: -len(".part")] in paths]
+    for key in skipped:
+        del paths[key]
+    return [paths[key] for key in sorted(paths)], len(skipped)
 
 
 def _tally(report: ExportReport, result: tuple, exact: set[bytes], near: NearDeduper | None, index: int) -> list:

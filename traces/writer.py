@@ -3,7 +3,9 @@
 Each record is one framed line written with O_APPEND (looping over short writes). A failed append truncates the
 file back to its last whole line, so the file never keeps a half line it knows about; a crash can leave one,
 which readers drop and `reopen` cuts off before appending. `finalize` fsyncs, renames `<id>.atraj.part` to
-`<id>.atraj` and fsyncs the directory. This module does not know what the records mean (see `recorder.py`).
+`<id>.atraj` and fsyncs the directory. Lines carry their 0-based `seq` (a version-1 file being resumed gets
+version-1 lines). `discard` removes a file this writer created before any record reached it, so a failed header
+write leaves nothing behind. This module does not know what the records mean (see `recorder.py`).
 """
 import errno
 import os
@@ -31,25 +33,37 @@ def fsync_directory(directory: Path) -> None:
 class AppendWriter:
     """Appends framed records to one file; fsyncs per record ("event"), at finalize ("episode") or never."""
 
-    def __init__(self, path: Path, fd: int, size: int, records: int, fsync: FsyncPolicy):
-        if fsync not in FSYNC_POLICIES:
-            raise TraceError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
+    def __init__(self, path: Path, fd: int, size: int, records: int, fsync: FsyncPolicy, sequenced: bool = True):
         self.path = path
         self.records = records
+        self.sequenced = sequenced
         self._fd: int | None = fd
         self._size = size
         self._fsync = fsync
 
     @classmethod
     def create(cls, path: Path, fsync: FsyncPolicy = "event") -> "AppendWriter":
-        """Create `path` (it must not exist) and return a writer appending to it."""
+        """Create `path` and return a writer appending to it.
+
+        `path` must not exist, except as an empty file (what a failed header write left before this was
+        fixed): that holds nothing and is taken over.
+        """
+        if fsync not in FSYNC_POLICIES:
+            raise TraceError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            raise TraceError(f"{path} already exists; resume it with Recorder.resume or pick a new episode id")
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            if os.fstat(fd).st_size:
+                os.close(fd)
+                raise TraceError(f"{path} already exists; resume it with Recorder.resume or pick a new episode id")
         writer = cls(path, fd, 0, 0, fsync)
-        if fsync != "none":
-            fsync_directory(path.parent)
+        try:
+            if fsync != "none":
+                fsync_directory(path.parent)
+        except BaseException:
+            writer.discard()
+            raise
         return writer
 
     @classmethod
@@ -59,20 +73,27 @@ class AppendWriter:
         A torn last line is truncated away first, so the next record starts on a fresh line and never merges
         with it. A file damaged before its last line is refused (CorruptTraceError): appending would hide it.
         """
+        if fsync not in FSYNC_POLICIES:
+            raise TraceError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
         data = path.read_bytes()
         records, torn = parse_records(data, str(path))
         size = len(data) - torn
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        if torn:
-            os.ftruncate(fd, size)
-            os.fsync(fd)
-        return cls(path, fd, size, len(records), fsync), records, torn
+        try:
+            if torn:
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        sequenced = not records or records[0].version >= 2
+        return cls(path, fd, size, len(records), fsync, sequenced), records, torn
 
     def append(self, record: Line) -> None:
         """Append one record as a line; raise TraceWriteError (file left at its last whole line) on failure."""
         if self._fd is None:
             raise TraceError(f"{self.path} is closed; no more records can be appended")
-        line = encode_line(record)
+        line = encode_line(record, self.records if self.sequenced else None)
         view = memoryview(line)
         try:
             while view:
@@ -118,8 +139,15 @@ class AppendWriter:
     def close(self) -> None:
         """Close the file without finalizing it (it stays `.part`, readable, resumable)."""
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def discard(self) -> None:
+        """Close and remove the file; only for one that holds no record yet (a failed header write)."""
+        if self.records:
+            raise TraceError(f"{self.path} holds {self.records} records; it is kept, not discarded")
+        self.close()
+        self.path.unlink(missing_ok=True)
 
     @property
     def closed(self) -> bool:

@@ -13,18 +13,20 @@ from tinygpt.traces.reader import parse_records, read_episode
 
 
 def _file(header, n_messages=3, text="héllo wörld ✓"):
-    lines = [encode_line(header)]
-    lines += [encode_line(Message(role="user", content=f"{text} {i}", token_ids=[i, i + 1])) for i in range(n_messages)]
+    lines = [encode_line(header, 0)]
+    lines += [encode_line(Message(role="user", content=f"{text} {i}", token_ids=[i, i + 1]), i + 1)
+              for i in range(n_messages)]
     return lines
 
 
 def test_line_is_crc_space_json_newline(header_factory):
     header = header_factory()
-    line = encode_line(header)
+    line = encode_line(header, 0)
     crc, payload = line[:8], line[9:-1]
     assert line.endswith(b"\n") and line[8:9] == b" " and b"\n" not in payload
     assert int(crc, 16) == zlib.crc32(payload)
-    assert decode_payload(payload) == header
+    assert payload.startswith(b'{"seq":0,"kind":"header","version":2,')
+    assert decode_payload(b"{" + payload[payload.index(b",") + 1:]) == header
 
 
 def test_records_roundtrip_exactly(header_factory):
@@ -32,7 +34,7 @@ def test_records_roundtrip_exactly(header_factory):
                ModelCall(prompt_token_ids=[1], output_token_ids=[2, 3], logprobs=[-0.5, -1.0], text="ab",
                          finish_reason="stop", latency_s=0.5),
                End(reward=Reward(value=0.5, source="checker", reason="half"))]
-    data = b"".join(encode_line(r) for r in records)
+    data = b"".join(encode_line(r, seq) for seq, r in enumerate(records))
     parsed, torn = parse_records(data)
     assert parsed == records and torn == 0
 
@@ -54,21 +56,21 @@ def test_newer_version_is_refused_with_upgrade_hint(header_factory):
 
 
 def test_clean_file_has_no_torn_bytes(header_factory):
-    payloads, torn = split_lines(b"".join(_file(header_factory())))
-    assert len(payloads) == 4 and torn == 0
+    payloads, torn, sequenced = split_lines(b"".join(_file(header_factory())))
+    assert len(payloads) == 4 and torn == 0 and sequenced
 
 
 def test_tail_without_newline_is_dropped_and_counted(header_factory):
     lines = _file(header_factory())
     data = b"".join(lines)[:-5]
-    payloads, torn = split_lines(data)
+    payloads, torn, _ = split_lines(data)
     assert len(payloads) == 3 and torn == len(lines[-1]) - 5
 
 
 def test_final_line_with_bad_crc_is_torn_not_corrupt(header_factory):
     lines = _file(header_factory())
     bad = lines[-1][:20] + b"X" + lines[-1][21:]
-    payloads, torn = split_lines(b"".join(lines[:-1]) + bad)
+    payloads, torn, _ = split_lines(b"".join(lines[:-1]) + bad)
     assert len(payloads) == 3 and torn == len(bad)
 
 
@@ -81,7 +83,7 @@ def test_damage_before_the_last_line_is_an_error(header_factory):
 
 def test_zero_filled_tail_after_crash_is_torn(header_factory):
     data = b"".join(_file(header_factory())) + b"\0" * 4096
-    payloads, torn = split_lines(data)
+    payloads, torn, _ = split_lines(data)
     assert len(payloads) == 4 and torn == 4096
 
 
@@ -89,7 +91,7 @@ def test_cut_inside_a_multibyte_character_drops_only_that_line(tmp_path, header_
     lines = _file(header_factory(), text="✓✓✓")
     data = b"".join(lines)
     cut = data.rindex("✓".encode()) + 1  # inside the 3-byte character of the last line
-    path = tmp_path / "cut.atraj"
+    path = tmp_path / "cut.atraj.part"  # unfinished: only a .part may have a torn tail
     path.write_bytes(data[:cut])
     episode = read_episode(path)
     assert [e.content for e in episode.events] == ["✓✓✓ 0", "✓✓✓ 1"]
@@ -102,10 +104,10 @@ def test_any_prefix_reads_as_the_whole_lines_inside_it(texts, data):
     from tinygpt.traces.atraj import Header, Sampling
     header = Header(episode_id="p", task_id="t", split="train", created_at=0.0, model="m", model_fingerprint="f",
                     tokenizer_hash="h", chat_template_hash="c", sampling=Sampling(temperature=0.0))
-    lines = [encode_line(header)] + [encode_line(Message(role="user", content=t)) for t in texts]
+    lines = [encode_line(header, 0)] + [encode_line(Message(role="user", content=t), n) for n, t in enumerate(texts, 1)]
     blob = b"".join(lines)
     cut = data.draw(st.integers(min_value=0, max_value=len(blob)))
-    payloads, torn = split_lines(blob[:cut])
+    payloads, torn, _ = split_lines(blob[:cut])
     whole, offset = 0, 0
     for line in lines:
         if offset + len(line) > cut:

@@ -41,11 +41,19 @@ def mixed(tmp_path, episode_factory, header_factory):
         rec.end(Reward(value=1.0, source="t"), Verdict(passed=True, checker="t"))
     Recorder(src, header_factory("i-unfinished"), fsync="none").close()
     torn, _ = episode_factory(src, "j-torn-end", user="an episode whose end line was torn off")
-    torn.write_bytes(torn.read_bytes()[:-20])
+    torn.with_name("j-torn-end.atraj.part").write_bytes(torn.read_bytes()[:-20])  # killed mid end line
+    torn.unlink()
     corrupt, _ = episode_factory(src, "k-corrupt", user="an episode damaged in the middle")
     data = bytearray(corrupt.read_bytes())
     data[300] ^= 0xFF
     corrupt.write_bytes(bytes(data))
+    damaged_end, _ = episode_factory(src, "l-damaged-end", user="a finished episode whose end line was damaged")
+    data = bytearray(damaged_end.read_bytes())
+    data[-10] ^= 0xFF
+    damaged_end.write_bytes(bytes(data))
+    recorded["m-not-renamed"] = episode_factory(src, "m-not-renamed", user="killed after its end line was written "
+                                                "but before the rename to .atraj, so it is complete")
+    recorded["m-not-renamed"][0].rename(src / "m-not-renamed.atraj.part")
     evals = tmp_path / "evals.jsonl"
     evals.write_text(json.dumps({"id": "e-1", "prompt": "The quick brown fox jumps over the lazy dog near the "
                                                         "river bank today"}) + "\n")
@@ -57,24 +65,28 @@ def test_every_episode_is_counted_once_and_the_right_ones_written(tmp_path, mixe
     out = tmp_path / "out"
     report = traces_to_data([src], out, ExportConfig(require_pass=True, min_reward=0.5, split=("train",),
                                                      model=("tiny",), decontaminate=(str(evals),)))
-    assert (report.files, report.read, report.corrupt, report.incomplete, report.torn) == (11, 9, 1, 2, 1)
+    assert (report.files, report.read, report.corrupt, report.incomplete, report.torn) == (13, 11, 2, 2, 1)
     assert report.filtered == {"not_passed": 1, "split": 1, "model": 1, "reward": 1}
     assert (report.contaminated, report.exact_dup, report.near_dup) == (1, 1, 0)
-    assert (report.written, report.rows, report.chat_only) == (2, 1, 1)
+    assert (report.written, report.rows, report.chat_only) == (3, 2, 1)
     assert "k-corrupt.atraj: line" in report.errors[0]
-    assert [c["episode_id"] for c in _chat(out)] == ["a-good", "h-cloud"]
-    (row,) = _rows(out)
+    assert "l-damaged-end.atraj: the last line" in report.errors[1] and "finished" in report.errors[1]
+    assert [c["episode_id"] for c in _chat(out)] == ["a-good", "h-cloud", "m-not-renamed"]
+    row, late = _rows(out)
     _, calls = recorded["a-good"]
     assert row.episode_id == "a-good" and row.input_ids == [i for p, o in calls for i in p + o]
-    assert report.tokens == len(row.input_ids) and report.trained_tokens == sum(row.loss_mask)
-    assert json.loads((out / "report.json").read_text())["written"] == 2
+    _, calls = recorded["m-not-renamed"]
+    assert late.episode_id == "m-not-renamed" and late.input_ids == [i for p, o in calls for i in p + o]
+    assert report.tokens == len(row.input_ids) + len(late.input_ids)
+    assert report.trained_tokens == sum(row.loss_mask) + sum(late.loss_mask)
+    assert json.loads((out / "report.json").read_text())["written"] == 3
     assert sorted(p.name for p in out.iterdir()) == ["chat.jsonl", "report.json", "rows.jsonl"]
 
 
 def test_without_filters_everything_finished_and_readable_is_kept(tmp_path, mixed):
     src, _, _ = mixed
     report = traces_to_data([src], tmp_path / "out", ExportConfig(exact_dedupe=False, near_dedupe=False))
-    assert report.written == 8  # 11 files - 1 unfinished - 1 torn end - 1 corrupt
+    assert report.written == 9  # 13 files - 1 unfinished - 1 torn end - 2 corrupt
     assert report.filtered == {} and report.exact_dup == report.near_dup == 0
 
 
