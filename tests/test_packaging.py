@@ -1,0 +1,112 @@
+"""A non-editable install works: build the wheel, install it into a bare directory, run the CLI from there.
+
+The run uses `python -I -S` with sys.path = [install dir, the venv's site-packages], so the editable install
+of this checkout (a .pth finder in site-packages, which -S skips) cannot shadow the wheel. The cwd is outside
+the repo and TINYGPT_CACHE / HOME point into a temp dir.
+"""
+import io
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+RUNNER = """
+import importlib.metadata as md, sys
+target, site = sys.argv[1], sys.argv[2]
+sys.path[:0] = [target, site]
+(dist,) = md.distributions(name="tinygpt", path=[target])
+(entry,) = [e for e in dist.entry_points if e.group == "console_scripts" and e.name == "tinygpt"]
+main = entry.load()
+import tinygpt
+assert tinygpt.__file__.startswith(target), tinygpt.__file__
+sys.argv = ["tinygpt"] + sys.argv[3:]
+sys.exit(main())
+"""
+
+
+def _source_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        pytest.skip("needs a git checkout to know which files are the source")
+    return [f for f in out.stdout.splitlines() if (REPO / f).is_file() and not f.startswith(".venv/")]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """(wheel path, install dir, pip's build output): built from a copy of the tree, never in the tree."""
+    root = tmp_path_factory.mktemp("pkg")
+    src = root / "src"
+    for name in _source_files():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, src / name)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "-w", str(root / "dist"), str(src)], capture_output=True, text=True, cwd=root)
+    assert build.returncode == 0, build.stdout + build.stderr
+    (whl,) = (root / "dist").glob("tinygpt-*.whl")
+    target = root / "site"
+    inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target",
+                           str(target), str(whl)], capture_output=True, text=True, cwd=root)
+    assert inst.returncode == 0, inst.stdout + inst.stderr
+    return whl, target, build.stdout + build.stderr
+
+
+def run_installed(target: Path, tmp: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TINYGPT_", "PYTHON"))}
+    env.update(TINYGPT_CACHE=str(tmp / "cache"), HOME=str(tmp / "home"))
+    cmd = [sys.executable, "-I", "-S", "-c", RUNNER, str(target), sysconfig.get_path("purelib"), *args]
+    return subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_wheel_carries_every_data_file_of_the_packages(wheel):
+    whl, _, build_log = wheel
+    names = set(zipfile.ZipFile(whl).namelist())
+    dirs = {src: pkg for pkg, src in PYPROJECT["tool"]["setuptools"]["package-dir"].items()}
+    wanted = []
+    for f in _source_files():
+        top, _, rest = f.partition("/")
+        if top in dirs and not f.endswith(".py") and "__pycache__" not in f and rest:
+            wanted.append(dirs[top].replace(".", "/") + "/" + rest)
+    assert "tinygpt/runtime/assets/bpe_corpus.txt" in wanted
+    assert [w for w in wanted if w not in names] == []
+    assert "tinygpt-0.1.0.dist-info/licenses/LICENSE" in names
+    assert "warning" not in build_log.lower(), build_log
+
+
+def test_license_is_an_spdx_expression_with_its_file(wheel):
+    whl, _, _ = wheel
+    project = PYPROJECT["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    assert "Apache License" in (REPO / "LICENSE").read_text(encoding="utf-8")[:200]
+    meta = zipfile.ZipFile(whl).read("tinygpt-0.1.0.dist-info/METADATA").decode()
+    assert "License-Expression: Apache-2.0" in meta.splitlines()
+
+
+def test_installed_wheel_runs_help_and_creates_the_default_bpe_model(wheel, tmp_path):
+    _, target, _ = wheel
+    helped = run_installed(target, tmp_path, "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "init-model" in helped.stdout and "quickstart" in helped.stdout
+    made = run_installed(target, tmp_path, "init-model", str(tmp_path / "m"), "--vocab", "bpe")
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "m" / "tokenizer.json").is_file() and (tmp_path / "m" / "config.json").is_file()
+    assert "created tiny model (bpe vocab" in made.stdout
+
+
+@pytest.mark.slow
+def test_installed_wheel_runs_the_main_command(wheel, tmp_path):
+    _, target, _ = wheel
+    done = run_installed(target, tmp_path, "quickstart", "--out", str(tmp_path / "qs"), "--max-tokens", "8",
+                         timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "teacher pass rate 100%" in done.stdout + done.stderr
+    assert list((tmp_path / "qs" / "traces").glob("*.atraj"))
+    assert (tmp_path / "cache" / "models").is_dir()  # the default model was created from the wheel
