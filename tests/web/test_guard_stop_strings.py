@@ -1,0 +1,88 @@
+"""Stop strings: the Aho-Corasick scanner (web/textstop.py) gives exactly what the naive scan gave on any
+input, and Ollama's `options.stop` is bounded like OpenAI's `stop`."""
+import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinygpt.web.textstop import StopScanner
+from tinygpt.web.wire_ollama import MAX_STOPS
+
+
+class NaiveScanner:
+    """The scan textstop.py used before: every stop string searched on every push (cost grows with the list)."""
+
+    def __init__(self, stops):
+        self.stops = [s for s in stops if s]
+        self.text, self.released, self.stopped = "", 0, False
+
+    def push(self, piece):
+        if self.stopped:
+            return ""
+        start = max(0, len(self.text) - max((len(s) for s in self.stops), default=0))
+        self.text += piece
+        if not self.stops:
+            return self._release(len(self.text))
+        hits = [(i + len(s), i) for s in self.stops if (i := self.text.find(s, start)) >= 0]
+        if hits:
+            self.stopped = True
+            self.text = self.text[: min(hits)[1]]
+            return self._release(len(self.text))
+        return self._release(len(self.text) - self._held())
+
+    def flush(self):
+        return self._release(len(self.text))
+
+    def _held(self):
+        best = 0
+        for s in self.stops:
+            for k in range(min(len(s) - 1, len(self.text)), best, -1):
+                if self.text.endswith(s[:k]):
+                    best = k
+                    break
+        return best
+
+    def _release(self, upto):
+        upto = max(upto, self.released)
+        out = self.text[self.released: upto]
+        self.released = upto
+        return out
+
+
+ALPHABET = st.sampled_from("abcé\n")  # few letters: stops and their prefixes overlap often
+STOPS = st.lists(st.text(ALPHABET, max_size=5), max_size=8)
+PIECES = st.lists(st.text(ALPHABET, max_size=6), max_size=12)
+
+
+def _run(scanner, pieces):
+    outs = [scanner.push(p) for p in pieces]
+    return outs, scanner.flush(), scanner.stopped, scanner.text
+
+
+@settings(max_examples=400, derandomize=True, database=None, deadline=None)
+@given(stops=STOPS, pieces=PIECES)
+def test_scanner_equals_the_naive_scan(stops, pieces):
+    assert _run(StopScanner(stops), pieces) == _run(NaiveScanner(stops), pieces)
+
+
+def test_earliest_end_wins_then_the_longest():
+    s = StopScanner(["bcd", "abcdef", "cd"])
+    assert s.push("xxabcdefg") == "xxa" and s.stopped  # "cd" and "bcd" end first; "bcd" is longer
+    s = StopScanner(["<|im_end|>"])
+    assert s.push("hello <|im") == "hello " and s.push("_e") == "" and s.push("nd|> more") == ""
+    assert s.stopped and s.text == "hello "
+
+
+def test_many_stops_hold_back_only_a_real_prefix():
+    stops = [f"STOP{i}" for i in range(30_000)]
+    s = StopScanner(stops)
+    assert s.push("text STO") == "text " and s.push("P") == "" and s.push("x") == "STOPx"
+    assert s.push(" STOP29999 tail") == " " and s.stopped and s.text == "text STOPx "
+
+
+def test_ollama_stop_list_is_bounded(server):
+    body = {"model": "tiny", "prompt": "hi", "stream": False, "options": {"stop": ["x"] * (MAX_STOPS + 1)}}
+    r = httpx.post(server.url + "/api/generate", json=body, timeout=30)
+    assert r.status_code == 400 and "stop" in r.json()["error"]
+    body["options"] = {"stop": [f"s{i}" for i in range(MAX_STOPS)], "num_predict": 2}
+    r = httpx.post(server.url + "/api/generate", json=body, timeout=30)
+    assert r.status_code == 200 and r.json()["eval_count"] <= 2
