@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from tinygpt.traces.atraj import Reward
-from tinygpt.traces.errors import TraceWriteError
+from tinygpt.traces.errors import TraceError, TraceWriteError
 from tinygpt.traces.reader import read_episode
 from tinygpt.traces.recorder import Recorder
 
@@ -133,3 +133,90 @@ def test_tail_cut_inside_utf8_then_restart_appends_on_a_fresh_line(tmp_path, hea
     finished = _resume_and_finish(part, extra=1)
     assert [e.content for e in finished.events] == ["naïve", "日本語のテキスト", "after restart 0"]
     assert finished.torn_bytes == 0 and finished.complete
+
+
+HEADER_TOO_BIG = textwrap.dedent("""
+    import os, resource, sys
+    from tinygpt.traces.atraj import Header, Sampling
+    from tinygpt.traces.errors import TraceWriteError
+    from tinygpt.traces.recorder import Recorder
+
+    header = Header(episode_id="nospace", task_id="t", split="train", created_at=0.0, model="m",
+                    model_fingerprint="f", tokenizer_hash="h", chat_template_hash="c",
+                    sampling=Sampling(temperature=1.0))
+    before = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # the header line is longer: a real short write, EFBIG
+    try:
+        Recorder(sys.argv[1], header, fsync=sys.argv[2])
+    except TraceWriteError as err:
+        print("ERROR", err)
+    print("FDS", before, len(os.listdir("/proc/self/fd")))
+""")
+
+
+@pytest.mark.parametrize("fsync", ["event", "none"])
+def test_failed_header_write_closes_the_file_and_leaves_nothing(tmp_path, header_factory, fsync):
+    script = tmp_path / "header.py"
+    script.write_text(HEADER_TOO_BIG)
+    traces = tmp_path / "traces"
+    proc = subprocess.run([sys.executable, str(script), str(traces), fsync], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    error, fds = proc.stdout.splitlines()
+    assert error.startswith("ERROR") and "could not write the header of episode 'nospace'" in error
+    assert "File too large (EFBIG); nothing was kept" in error and "record the episode again" in error
+    _, before, after = fds.split()
+    assert before == after  # the descriptor was closed: nothing keeps the file system busy
+    assert list(traces.iterdir()) == []  # no 0-byte .part blocking a new recording under that id
+    rec = Recorder(traces, header_factory("nospace"), fsync="none")  # the same id records fine afterwards
+    rec.message("user", "hi", [1])
+    assert read_episode(rec.end(Reward(value=1.0, source="test"))).complete
+
+
+def test_an_empty_part_left_by_an_old_failed_header_write_is_taken_over(tmp_path, header_factory):
+    (tmp_path / "old.atraj.part").write_bytes(b"")
+    rec = Recorder(tmp_path, header_factory("old"), fsync="none")
+    rec.message("user", "hi", [1])
+    assert read_episode(rec.end(Reward(value=1.0, source="test"))).events[0].content == "hi"
+    (tmp_path / "busy.atraj.part").write_bytes(b"x")  # anything in it is not ours to overwrite
+    with pytest.raises(TraceError, match="already exists; resume it"):
+        Recorder(tmp_path, header_factory("busy"), fsync="none")
+    assert (tmp_path / "busy.atraj.part").read_bytes() == b"x"
+
+
+KILLED_BEFORE_RENAME = textwrap.dedent("""
+    import os, signal, sys
+    from tinygpt.traces.atraj import Header, Reward, Sampling
+    from tinygpt.traces.recorder import Recorder
+
+    header = Header(episode_id="late", task_id="t", split="train", created_at=0.0, model="m",
+                    model_fingerprint="f", tokenizer_hash="h", chat_template_hash="c",
+                    sampling=Sampling(temperature=1.0))
+    rec = Recorder(sys.argv[1], header, fsync="event")
+    rec.message("user", "hello", [1, 2])
+    rec.model_call(prompt_token_ids=[1, 2, 3], output_token_ids=[4, 5], text="hi", finish_reason="stop",
+                   latency_s=0.1)
+    os.rename = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # die after the end line, before the rename
+    rec.end(Reward(value=1.0, source="test"))
+""")
+
+
+def test_killed_between_end_line_and_rename_is_complete_and_resume_renames(tmp_path):
+    from tinygpt.traces.to_data import traces_to_data
+    script = tmp_path / "late.py"
+    script.write_text(KILLED_BEFORE_RENAME)
+    traces = tmp_path / "traces"
+    proc = subprocess.run([sys.executable, str(script), str(traces)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    part = traces / "late.atraj.part"
+    assert read_episode(part).complete and not (traces / "late.atraj").exists()
+    report = traces_to_data([traces], tmp_path / "out")  # complete, so read: not "incomplete"
+    assert (report.written, report.incomplete, report.rows) == (1, 0, 1)
+    rec = Recorder.resume(part)
+    assert rec.finished and rec.path == traces / "late.atraj" and not part.exists()
+    episode = read_episode(rec.path)
+    assert episode.complete and [e.content for e in episode.events[:1]] == ["hello"]
+    with pytest.raises(TraceError, match="closed or ended"):
+        rec.message("user", "late")
+    report = traces_to_data([traces], tmp_path / "out2")
+    assert (report.written, report.incomplete) == (1, 0)

@@ -1,4 +1,5 @@
 """The .atraj records and line framing: strict Structs, CRC lines, torn tails dropped, damage refused."""
+import json
 import zlib
 
 import msgspec
@@ -126,3 +127,94 @@ def test_model_call_consistency_rules():
     with pytest.raises(ValueError, match="must not carry token ids"):
         check_model_call(ModelCall(prompt_token_ids=[1], output_token_ids=None, text="", finish_reason="stop",
                                    latency_s=0, token_exact=False))
+
+
+def _v1_line(record) -> bytes:
+    """A version-1 line, as tinygpt wrote them before lines carried `seq`."""
+    payload = msgspec.json.encode(record)
+    return b"%08x %s\n" % (zlib.crc32(payload), payload)
+
+
+@pytest.mark.parametrize("change, line, seq, expected", [
+    ("duplicate", 4, 2, 3),  # line 3 written twice: both copies pass their CRC
+    ("swap", 2, 2, 1),  # lines 2 and 3 exchanged
+    ("remove", 3, 3, 2),  # line 3 dropped
+    ("duplicate last", 5, 3, 4),  # the last line repeated: a good CRC, so not a torn tail
+])
+def test_duplicated_reordered_or_removed_lines_are_corrupt(header_factory, change, line, seq, expected):
+    lines = _file(header_factory())
+    if change == "duplicate":
+        lines.insert(3, lines[2])
+    elif change == "swap":
+        lines[1], lines[2] = lines[2], lines[1]
+    elif change == "remove":
+        del lines[2]
+    else:
+        lines.append(lines[-1])
+    with pytest.raises(CorruptTraceError, match=rf"x.atraj.part: line {line} \(byte \d+\) has sequence number {seq}, "
+                                                rf"expected {expected}: a line was duplicated, reordered or removed"):
+        parse_records(b"".join(lines), "x.atraj.part")
+
+
+def test_damaged_end_line_of_a_finished_episode_is_corrupt_not_torn(tmp_path, episode_factory):
+    from tinygpt.traces.raw_episode import read_raw_episode
+    path, _ = episode_factory(tmp_path, "fin")
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF  # inside the end line
+    path.write_bytes(bytes(data))
+    for read in (read_episode, read_raw_episode):
+        with pytest.raises(CorruptTraceError, match=r"fin.atraj: the last line \(\d+ bytes\) is damaged, but the "
+                                                    "episode was finished"):
+            read(path)
+    part = path.rename(tmp_path / "fin.atraj.part")  # the same bytes unfinished: a torn tail, dropped
+    episode = read_episode(part)
+    assert not episode.complete and episode.torn_bytes > 0 and len(episode.events) == 7
+
+
+def test_finished_episode_cut_at_a_line_boundary_is_corrupt(tmp_path, episode_factory):
+    path, _ = episode_factory(tmp_path, "cut")
+    data = path.read_bytes()
+    path.write_bytes(data[: data.rindex(b"\n", 0, len(data) - 1) + 1])  # the whole end line gone
+    with pytest.raises(CorruptTraceError, match="must end with an end record but its last line is a ModelCall"):
+        read_episode(path)
+
+
+def test_version_1_files_are_still_read_resumed_and_exported(tmp_path, header_factory):
+    from tinygpt.traces.recorder import Recorder
+    from tinygpt.traces.to_data import traces_to_data
+    header = msgspec.structs.replace(header_factory("old"), version=1)
+    call = ModelCall(prompt_token_ids=[1, 2], output_token_ids=[3], text="x", finish_reason="stop", latency_s=0.1)
+    records = [header, Message(role="user", content="hi", token_ids=[1]), call]
+    part = tmp_path / "src" / "old.atraj.part"
+    part.parent.mkdir()
+    part.write_bytes(b"".join(_v1_line(r) for r in records))
+    assert read_episode(part).events == records[1:]
+    rec = Recorder.resume(part)  # a version-1 file goes on in version 1
+    rec.message("user", "more", [4])
+    final = rec.end(Reward(value=1.0, source="t"))
+    assert b'"seq"' not in final.read_bytes()
+    episode = read_episode(final)
+    assert episode.header.version == 1 and len(episode.events) == 3 and episode.complete
+    report = traces_to_data([tmp_path / "src"], tmp_path / "out")
+    assert report.written == 1 and report.corrupt == 0
+    row = json.loads((tmp_path / "out" / "rows.jsonl").read_text())
+    assert row["input_ids"] == [1, 2, 3] and row["loss_mask"] == [0, 0, 1]
+
+
+def test_framing_must_match_the_header_version(header_factory):
+    v2_header_v1_lines = b"".join(_v1_line(r) for r in [header_factory(), Message(role="user", content="x")])
+    with pytest.raises(CorruptTraceError, match="says version 2 but the lines lack sequence numbers"):
+        parse_records(v2_header_v1_lines, "a.atraj.part")
+    v1_header_v2_lines = b"".join(encode_line(r, n) for n, r in enumerate(
+        [msgspec.structs.replace(header_factory(), version=1), Message(role="user", content="x")]))
+    with pytest.raises(CorruptTraceError, match="says version 1 but the lines carry sequence numbers"):
+        parse_records(v1_header_v2_lines, "a.atraj.part")
+
+
+def test_a_newer_version_is_refused_even_when_its_records_decode(tmp_path, header_factory):
+    from tinygpt.traces.raw_episode import read_raw_episode
+    path = tmp_path / "new.atraj.part"
+    path.write_bytes(encode_line(msgspec.structs.replace(header_factory(), version=FORMAT_VERSION + 1), 0))
+    for read in (read_episode, read_raw_episode):
+        with pytest.raises(TraceError, match=f"version {FORMAT_VERSION + 1}, newer than this reader"):
+            read(path)

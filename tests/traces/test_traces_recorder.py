@@ -40,6 +40,10 @@ def test_every_fsync_policy_writes_the_same_file(tmp_path, episode_factory, fsyn
 def test_bad_fsync_policy_is_refused(tmp_path, header_factory):
     with pytest.raises(TraceError, match="fsync must be one of event, episode, none"):
         Recorder(tmp_path, header_factory(), fsync="sometimes")
+    assert list(tmp_path.iterdir()) == []  # refused before any file was created
+    with pytest.raises(TraceError, match="leave Header.version at its default"):
+        Recorder(tmp_path, header_factory(version=1))
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden", "x" * 129, "sp ace"])
