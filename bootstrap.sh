@@ -4,13 +4,18 @@
 #   ./bootstrap.sh test [...]  the test suite (extra args go to pytest)
 #   ./bootstrap.sh setup       set up only
 # Linux: installs OpenBLAS with apt when it can (root, or passwordless sudo); MLX then uses it automatically.
+# Quiet: one line per step; pip's output goes to .venv/bootstrap-pip.log and is shown only if a step fails.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 VENV=.venv
 BFCL_PIN="bfcl-eval==2026.3.23"
 
-say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
+if [ -t 2 ]; then say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
+else say() { printf '[bootstrap] %s\n' "$*" >&2; }; fi
+
+cmd=${1:-demo}; shift || true
+case "$cmd" in demo|test|setup) ;; *) say "unknown command '$cmd' (use: demo | test | setup)"; exit 2 ;; esac
 
 apt_install() {
   local sudo=""
@@ -40,21 +45,34 @@ if [ ! -x "$VENV/bin/python" ]; then
   fi
 fi
 
+# pip's own output (and any index warnings) goes to a log; it is shown only when a step fails.
+LOG="$VENV/bootstrap-pip.log"
+pip_step() {
+  local what=$1; shift
+  say "$what"
+  if ! "$VENV/bin/python" -m pip "$@" >>"$LOG" 2>&1; then
+    say "failed: pip $*"
+    tail -n 30 "$LOG" >&2
+    say "the full pip output is in $LOG"
+    exit 1
+  fi
+}
+
 stamp="$VENV/.tinygpt-stamp"
 want="$(cat pyproject.toml bootstrap.sh | cksum)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  say "installing tinygpt and its dependencies into $VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  : >"$LOG"
+  say "installing into $VENV (a few minutes on a fresh machine; pip's output: $LOG)"
+  pip_step "  1/3 pip, setuptools, wheel" install --upgrade pip setuptools wheel
+  pip_step "  2/3 tinygpt and its dependencies (editable, with [dev])" install -e ".[dev]"
   # BFCL's data and checker, for the differential sandbox tests and evals; its own deps are not needed.
-  "$VENV/bin/python" -m pip install -q --no-deps "$BFCL_PIN"
+  pip_step "  3/3 $BFCL_PIN (data and checker, --no-deps)" install --no-deps "$BFCL_PIN"
   echo "$want" > "$stamp"
+  say "installed"
 fi
 
-cmd=${1:-demo}; shift || true
 case "$cmd" in
   demo)  exec "$VENV/bin/tinygpt" quickstart "$@" ;;
   test)  exec "$VENV/bin/python" -m pytest "$@" ;;
   setup) say "ready: $VENV/bin/tinygpt --help" ;;
-  *) say "unknown command '$cmd' (use: demo | test | setup)"; exit 2 ;;
 esac

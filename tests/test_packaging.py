@@ -110,3 +110,50 @@ def test_installed_wheel_runs_the_main_command(wheel, tmp_path):
     assert "teacher pass rate 100%" in done.stdout + done.stderr
     assert list((tmp_path / "qs" / "traces").glob("*.atraj"))
     assert (tmp_path / "cache" / "models").is_dir()  # the default model was created from the wheel
+
+
+def _bootstrap_dir(tmp: Path) -> Path:
+    """A tree with only bootstrap.sh and pyproject.toml: enough for its set-up logic, not an install."""
+    for name in ("bootstrap.sh", "pyproject.toml"):
+        shutil.copy2(REPO / name, tmp / name)
+    return tmp
+
+
+def _bootstrap(tree: Path, *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PYTHON"] = sys.executable
+    done = subprocess.run(["bash", str(tree / "bootstrap.sh"), *args], cwd=tree, env=env, capture_output=True,
+                          text=True, timeout=120)
+    return done, (done.stdout + done.stderr).splitlines()
+
+
+def test_bootstrap_on_a_set_up_tree_prints_one_line(tmp_path):
+    tree = _bootstrap_dir(tmp_path)
+    (tree / ".venv" / "bin").mkdir(parents=True)
+    (tree / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    stamp = subprocess.run("cat pyproject.toml bootstrap.sh | cksum", shell=True, cwd=tree, capture_output=True,
+                           text=True, check=True).stdout
+    (tree / ".venv" / ".tinygpt-stamp").write_text(stamp)
+    done, lines = _bootstrap(tree, "setup")
+    assert done.returncode == 0, lines
+    assert [ln for ln in lines if "OpenBLAS" not in ln] == ["[bootstrap] ready: .venv/bin/tinygpt --help"]
+
+
+def test_bootstrap_hides_pip_output_but_shows_its_tail_when_pip_fails(tmp_path):
+    tree = _bootstrap_dir(tmp_path)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tree / ".venv")], check=True)
+    done, lines = _bootstrap(tree, "setup")
+    assert done.returncode == 1
+    log = tree / ".venv" / "bootstrap-pip.log"
+    assert "No module named pip" in log.read_text()
+    assert "[bootstrap] failed: pip install --upgrade pip setuptools wheel" in lines
+    assert any("No module named pip" in ln for ln in lines)  # the log's tail, shown because it failed
+    assert lines[-1] == f"[bootstrap] the full pip output is in {Path('.venv') / 'bootstrap-pip.log'}"
+    assert not (tree / ".venv" / ".tinygpt-stamp").exists() and len(lines) <= 40
+
+
+def test_bootstrap_rejects_an_unknown_command_before_setting_anything_up(tmp_path):
+    tree = _bootstrap_dir(tmp_path)
+    done, lines = _bootstrap(tree, "tset")
+    assert done.returncode == 2 and lines == ["[bootstrap] unknown command 'tset' (use: demo | test | setup)"]
+    assert not (tree / ".venv").exists()
