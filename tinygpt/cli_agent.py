@@ -28,6 +28,7 @@ REPL commands:
   /load PATH    load one (refused if made by another model)
   /save PATH    replaces only a chat saved there before, never another file
   /reset        start a new conversation (the tool world keeps its state)
+  /set NAME VALUE  change a setting: max-steps, or a sampling one (temperature, top-p, top-k, max-tokens, seed)
   /help         this help
   /bye          leave (also /quit, Ctrl-D)
   (Ctrl-C drops the unfinished turn from the conversation; tools it already ran keep their effects)
@@ -125,7 +126,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         p.error(str(exc))
     from tinygpt.runtime.agent import Agent, AgentConfig
-    from tinygpt.repl import random_init_note, run_repl
+    from tinygpt.repl import random_init_note, run_repl, set_command
     from tinygpt.tools.catalog import load_toolset
 
     cfg = resolve(a)
@@ -153,6 +154,18 @@ def main(argv: list[str]) -> int:
             first = (f.get("description") or "").splitlines()[:1]
             print(f"  {f['name']}({', '.join(f['parameters'].get('properties', {}))}): {''.join(first)}")
 
+    set_sampling = set_command(lambda: agent.config.sampling, lambda v: setattr(agent.config, "sampling", v))
+
+    def set_(arg: str) -> None:
+        name, _, value = arg.partition(" ")
+        if name not in ("max-steps", "max_steps"):
+            return set_sampling(arg)
+        if not value.strip().isdigit() or int(value) < 1:
+            print(f"error: /set max-steps needs a whole number >= 1, got {value.strip()!r}")
+            return
+        agent.config.max_steps = int(value)
+        print(f"max-steps = {agent.config.max_steps}")
+
     def reset() -> None:
         agent.reset()
         print("(new conversation)")
@@ -169,7 +182,8 @@ def main(argv: list[str]) -> int:
             printer.reset()
 
     return run_repl(engine=engine, conv=agent, help_text=EPILOG.split("REPL commands:\n", 1)[1] + KEYS,
-                    on_message=message, on_reset=reset, extra={"/tools": tools}, history="agent")
+                    on_message=message, on_reset=reset, history="agent",
+                    extra={"/tools": tools, "/set": set_})
 
 
 def make_recorder(directory, engine, agent, args):

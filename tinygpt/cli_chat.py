@@ -18,6 +18,7 @@ HELP = """commands:
                a chat saved there before, never another file
   /load PATH   load a saved conversation (refused if made by another model)
   /reset       start over
+  /set NAME VALUE  change a sampling setting: temperature, top-p, top-k, max-tokens, seed
   /help        this help
   /bye         leave (also /quit, Ctrl-D)
 """
@@ -35,10 +36,10 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         p.error(str(exc))
     engine = load_engine(resolve(a))
-    from tinygpt.repl import random_init_note, run_repl
+    from tinygpt.repl import random_init_note, run_repl, set_command
     from tinygpt.runtime.transcript import Transcript
 
-    conv = SimpleNamespace(transcript=Transcript(engine=engine), session=engine.new_session())
+    conv = SimpleNamespace(transcript=Transcript(engine=engine), session=engine.new_session(), params=params)
 
     def reset() -> None:
         conv.transcript, conv.session = Transcript(engine=engine), engine.new_session()
@@ -47,7 +48,7 @@ def main(argv: list[str]) -> int:
     def message(line: str) -> None:
         msgs = [{"role": "system", "content": a.system}] if a.system and not conv.transcript.messages else []
         conv.transcript.add_messages(*msgs, {"role": "user", "content": line})
-        gen = engine.stream(conv.transcript.ids, params, session=conv.session)
+        gen = engine.stream(conv.transcript.ids, conv.params, session=conv.session)
         try:
             for ev in gen:
                 sys.stdout.write(ev.text)
@@ -63,4 +64,5 @@ def main(argv: list[str]) -> int:
     print(f"tinygpt chat — model {engine.loaded.path}. /help for commands.", file=sys.stderr)
     random_init_note(engine)
     return run_repl(engine=engine, conv=conv, help_text=HELP + KEYS, on_message=message, on_reset=reset,
+                    extra={"/set": set_command(lambda: conv.params, lambda v: setattr(conv, "params", v))},
                     history="chat")

@@ -11,6 +11,7 @@ Each command adds its own commands through `extra`. It does not generate: `on_me
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 KEYS = '''keys:
@@ -21,6 +22,7 @@ KEYS = '''keys:
   Ctrl-D       leave (also /bye or /quit)'''
 
 QUIT = ("/quit", "/exit", "/bye")
+SETTABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "seed": int}
 
 
 def _history(name: str):
@@ -60,7 +62,8 @@ def read_message() -> str:
     while True:
         more = input("... ")
         if more.rstrip().endswith('"""'):
-            lines.append(more.rstrip()[:-3])
+            if more.rstrip()[:-3]:
+                lines.append(more.rstrip()[:-3])
             return "\n".join(lines)
         lines.append(more)
 
@@ -142,6 +145,26 @@ def save_or_load(engine, conv, cmd: str, arg: str) -> None:
         print(f"error: {cmd} {arg}: {exc}")
     except Exception as exc:  # noqa: BLE001 — e.g. MLX's own errors on a full disk: the conversation outlives them
         print(f"error: {cmd} {arg} failed ({type(exc).__name__}: {exc}); the conversation is unchanged")
+
+
+def set_command(get: Callable, put: Callable) -> Callable[[str], None]:
+    """`/set NAME VALUE` (like Ollama's /set parameter): replace one field of the SamplingParams `get()` returns."""
+    def run(arg: str) -> None:
+        name, _, value = arg.partition(" ")
+        field = name.replace("-", "_")
+        if field not in SETTABLE or not value.strip():
+            print("usage: /set NAME VALUE, NAME one of " + ", ".join(f.replace("_", "-") for f in SETTABLE))
+            return
+        try:
+            params = replace(get(), **{field: SETTABLE[field](value.strip())})
+            params.check()
+        except ValueError as exc:
+            print(f"error: /set {name}: {exc}")
+            return
+        put(params)
+        print(f"{name} = {getattr(params, field)}")
+
+    return run
 
 
 def random_init_note(engine) -> None:

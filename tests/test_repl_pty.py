@@ -1,0 +1,178 @@
+"""`tinygpt chat` and `tinygpt agent` driven through a real pseudo-terminal that is their controlling terminal,
+so arrow keys go through readline and Ctrl-C (\\x03) arrives as SIGINT, as for a person at a keyboard.
+
+No sleeps: every step waits for the output it expects, with a bounded deadline. The answer that Ctrl-C
+cancels has a budget of 100,000 tokens, so it is still running when the signal arrives.
+"""
+import json
+import os
+import pty
+import re
+import select
+import sys
+import time
+
+import pytest
+
+UP = b"\x1b[A"
+CTRL_C = b"\x03"
+CTRL_D = b"\x04"
+
+
+class Term:
+    """A child process on a pty; `expect` consumes output up to a needle and keeps what follows."""
+
+    def __init__(self, args, env):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: a session leader whose controlling terminal is the pty
+            os.execve(sys.executable, [sys.executable, "-m", "tinygpt.cli", *args], env)
+        self.buf = b""
+        self.seen = b""
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def expect(self, needle: str, timeout: float = 60.0) -> str:
+        """Output up to and including `needle`; raises if it does not come within `timeout` seconds."""
+        want = needle.encode()
+        end = time.monotonic() + timeout
+        while want not in self.buf:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {needle!r}; got:\n{self.buf.decode(errors='replace')}")
+            ready, _, _ = select.select([self.fd], [], [], min(left, 1.0))
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:  # the child exited and the pty closed
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"exited before {needle!r}; got:\n{self.buf.decode(errors='replace')}")
+                self.buf += chunk
+                self.seen += chunk
+        cut = self.buf.index(want) + len(want)
+        out, self.buf = self.buf[:cut], self.buf[cut:]
+        return out.decode(errors="replace")
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """The exit code, draining output so the child never blocks on a full pty."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            if select.select([self.fd], [], [], 0.2)[0]:
+                try:
+                    self.seen += os.read(self.fd, 4096)
+                except OSError:
+                    pass
+        raise AssertionError("the REPL did not exit")
+
+    def close(self) -> None:
+        try:
+            if os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+                os.kill(self.pid, 9)
+                os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        os.close(self.fd)
+
+
+@pytest.fixture
+def repl_env(tmp_path):
+    env = dict(os.environ, TERM="xterm", INPUTRC="/dev/null", TINYGPT_CACHE=str(tmp_path / "cache"),
+               OPENBLAS_NUM_THREADS="1")
+    env.pop("TINYGPT_CONFIG", None)
+    return env
+
+
+def stats(text: str) -> tuple[int, int, int]:
+    """(tokens, prefilled, cached) from chat's per-answer line."""
+    m = re.search(r"\[(\d+) tok, prefilled (\d+), cached (\d+),", text)
+    assert m, text
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+def test_chat_in_a_pty_history_multiline_ctrl_c_and_ctrl_d(tiny_model_dir, tmp_path, repl_env):
+    t = Term(["chat", "--model", str(tiny_model_dir), "--max-tokens", "6"], repl_env)
+    try:
+        assert "random-init (untrained)" in t.expect(">>> ")
+        t.send(b"/help\n")
+        assert "Ctrl-C" in t.expect("Ctrl-D       leave")
+        t.expect(">>> ")
+        t.send(UP + b"\n")  # readline recalls /help
+        assert "/help" in t.expect("Ctrl-D       leave")
+        t.expect(">>> ")
+
+        t.send(b'"""\nline one\nline two\n"""\n')  # one message of two lines
+        first = t.expect(">>> ")
+        assert "... " in first
+        n1, prefilled1, cached1 = stats(first)
+        assert (n1, cached1) == (6, 0)
+
+        t.send(b"/set max-tokens 100000\n")
+        t.expect("max-tokens = 100000")
+        t.expect(">>> ")
+        t.send(b"tell me everything\n")
+        t.expect("tell me everything\r\n")
+        t.expect("\r\n\r\n", timeout=60)  # the answer is streaming (greedy: newlines)
+        t.send(CTRL_C)
+        assert "the conversation has 2 messages" in t.expect(">>> ")
+
+        t.send(b"/set max-tokens 6\n")
+        t.expect(">>> ")
+        t.send(b"and now?\n")
+        n3, prefilled3, cached3 = stats(t.expect(">>> "))
+        assert cached3 == prefilled1 + n1  # the KV was rewound to the transcript: turn 1 reused, nothing more
+
+        t.send(f"/save {tmp_path}/c\n".encode())
+        t.expect("saved to")
+        t.expect(">>> ")
+        t.send(b"\x03")  # at the prompt: a hint, not an exit
+        t.expect("Ctrl-D or /bye")
+        t.expect(">>> ")
+        t.send(CTRL_D)
+        assert t.wait() == 0
+    finally:
+        t.close()
+    saved = json.loads((tmp_path / "c.chat.json").read_text())
+    assert [m["content"] for m in saved["messages"] if m["role"] == "user"] == ["line one\nline two", "and now?"]
+    history = (tmp_path / "cache" / "history-chat").read_text()
+    assert "/help" in history and "tell me everything" in history
+
+
+def test_agent_in_a_pty_history_ctrl_c_and_each_call_shown_once(tiny_model_dir, tmp_path, repl_env):
+    t = Term(["agent", "--model", str(tiny_model_dir), "--tool-choice", "ls", "--max-steps", "1",
+              "--max-tokens", "96"], repl_env)
+    try:
+        assert "random-init (untrained)" in t.expect(">>> ")
+        t.send(b"what is here?\n")
+        out = t.expect(">>> ", timeout=120)
+        assert "\u2192 ls({})" in out and "current_directory_content" in out and "[max_steps, 1 step]" in out
+        assert "<tool_call>" not in out and '"name"' not in out  # the call is shown once, formatted
+        t.send(b"/tools\n")
+        t.expect("mkdir(dir_name)")
+        t.expect(">>> ")
+        t.send(UP + b"\n")
+        t.expect("mkdir(dir_name)")
+        t.expect(">>> ")
+
+        t.send(b"/set nonsense 5\n")
+        assert "usage: /set" in t.expect(">>> ")
+        t.send(b"/set max-steps 100000\n")
+        t.expect("max-steps = 100000")
+        t.expect(">>> ")
+        t.send(b"keep going\n")
+        t.expect("keep going\r\n")
+        t.expect("\u2192 ls", timeout=60)
+        t.expect("\u2192 ls", timeout=60)  # steps go on: the turn is running
+        t.send(CTRL_C)
+        assert "the conversation has 3 messages" in t.expect(">>> ")
+        t.send(f"/save {tmp_path}/a\n".encode())
+        t.expect(">>> ")
+        t.send(f"/load {tmp_path}/a\n".encode())  # transcript and KV agree after the interruption
+        assert "loaded 3 messages" in t.expect(">>> ")
+        t.send(CTRL_D)
+        assert t.wait() == 0
+    finally:
+        t.close()
