@@ -147,7 +147,8 @@ def compile_tools(tokenizer: Any, tools: Sequence[dict], *, tool_choice: str | d
     call of N. Calls follow the chat template exactly: `<tool_call>\\n{"name": ..., "arguments": ...}
     \\n</tool_call>`, several joined by "\\n". Raises GrammarError on bad tools or tool_choice."""
     try:
-        specs = tuple(ToolSpec(name=s.name, parameters=strict(s.parameters)) for s in tool_specs(tools))
+        specs = tuple(ToolSpec(name=s.name, parameters=_grammar_form(s.parameters, f"tool {s.name} parameters"))
+                      for s in tool_specs(tools))
     except SchemaError as exc:
         raise GrammarError(str(exc)) from exc
     mode, name = _choice(tool_choice, specs)
@@ -167,9 +168,30 @@ def compile_json(tokenizer: Any, schema: dict | None = None, *, backend: str = D
     schema = {"type": "object"} if schema is None else schema
     try:
         check_schema(schema, "response_format schema")
+        form = _grammar_form(schema, "response_format schema")
     except SchemaError as exc:
         raise GrammarError(str(exc)) from exc
-    return _compile_cached(tokenizer, GrammarSpec(mode="json", schema=strict(schema)), "json", backend)
+    return _compile_cached(tokenizer, GrammarSpec(mode="json", schema=form), "json", backend)
+
+
+def _grammar_form(schema: dict, where: str) -> dict:
+    """`strict(schema)`, refusing a oneOf that is left (its branches may overlap: no backend can enforce
+    "exactly one", and treating it as anyOf would let through values that fail validation)."""
+    form = strict(schema)
+    stack = [(form, where)]
+    while stack:
+        node, at = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if "oneOf" in node:
+            raise SchemaError(f"{at}: oneOf branches that may overlap cannot be enforced (a value must match "
+                              "exactly one); use anyOf, or give each branch its own type or a const "
+                              "discriminator property")
+        for key in ("properties", "$defs", "definitions"):
+            stack += [(v, f"{at}.{key}.{k}") for k, v in node.get(key, {}).items()]
+        stack += [(node[k], f"{at}.{k}") for k in ("items", "additionalProperties") if k in node]
+        stack += [(v, f"{at}.{k}[{i}]") for k in ("anyOf", "allOf") for i, v in enumerate(node.get(k, []))]
+    return form
 
 
 def _choice(tool_choice: str | dict, specs: tuple[ToolSpec, ...]) -> tuple[str, str | None]:

@@ -9,6 +9,7 @@ raise GrammarError; byte-level BPE only. Not here: caching, logits.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,12 @@ from outlines_core import Guide, Index, Vocabulary
 from outlines_core.json_schema import build_regex_from_schema
 
 from tinygpt.runtime.grammar import GrammarError, GrammarSpec
+from tinygpt.runtime.grammar_regex import PatternError, json_text_pattern
+from tinygpt.runtime.grammar_schema import ANNOTATIONS, resolve
 from tinygpt.runtime.tool_calls import CALL_CLOSE, CALL_OPEN, ToolSpec
 
 SLOT = "\u27e8WS\u27e9"  # placeholder whitespace pattern, replaced after outlines builds the regex
+PLACEHOLDER = "tinygptpattern"  # + n: stands for the n-th string pattern while outlines builds the regex
 # Private characters no token can spell (tokens holding their lead byte 0xF4 are left out): EOS ids are the
 # only spelling of SENTINEL, and the <tool_call>/</tool_call> tokens, where they exist, of their MARKS.
 SENTINEL = "\U0010ffff"
@@ -134,10 +138,11 @@ def no_substring(word: str, nonempty: bool = False, banned: str = "") -> str:
 
 def _json_regex(schema: dict) -> str:
     """outlines' regex for `schema` in json.dumps layout: ", " and ": " separators, no other whitespace."""
-    plain = _outlines_schema(schema, "schema")
+    patterns: list[str] = []  # outlines sees placeholders; the regexes over JSON text go in afterwards
+    plain = _outlines_schema(schema, "schema", schema, (), patterns)
     text = json.dumps(plain)
-    if SLOT in text:
-        raise GrammarError(f"the schema contains the reserved text {SLOT!r}")
+    if SLOT in text or PLACEHOLDER in text.replace(f'"{PLACEHOLDER}', ""):
+        raise GrammarError(f"the schema contains the reserved text {SLOT!r} or {PLACEHOLDER!r}")
     try:
         pattern = build_regex_from_schema(text, SLOT)
     except (ValueError, TypeError) as exc:
@@ -147,39 +152,80 @@ def _json_regex(schema: dict) -> str:
     for old, new in ((f"{SLOT}:{SLOT}", ": "), (f"{SLOT},", ", "), (f",{SLOT}", ", "), (SLOT, ""),
                      (STRING_ESCAPES, DUMPS_ESCAPES), (STRING_CLASS_END, NO_MARKS_CLASS_END)):
         pattern = pattern.replace(old, new)
+    for i, text_regex in reversed(list(enumerate(patterns))):  # reversed: "...1" is a prefix of "...10"
+        pattern = pattern.replace(f'"{PLACEHOLDER}{i}"', f'"(?:{text_regex})"')
     return pattern
 
 
-def _outlines_schema(schema: Any, where: str) -> Any:
-    """Rewrite integer ranges as enums (outlines ignores minimum/maximum); refuse other ignored bounds."""
+def _outlines_schema(schema: Any, where: str, root: Any, refs: tuple[str, ...], patterns: list[str]) -> Any:
+    """The schema outlines gets: refs inlined, integer ranges as enums (outlines ignores minimum/maximum),
+    patterns as placeholders; every keyword outlines would ignore or get wrong is refused."""
     if not isinstance(schema, dict):
         return schema
-    used = [k for k in IGNORED_BY_OUTLINES if k in schema]
-    types = schema.get("type")
-    bounded = "minimum" in schema or "maximum" in schema
-    if bounded and types != "integer":
-        used.append("minimum/maximum on non-integers")
-    if used:
-        raise GrammarError(f"{where}: the outlines backend cannot enforce {', '.join(used)}; use "
-                           "backend='llguidance'")
-    out = dict(schema)
-    if bounded:
-        lo, hi = schema.get("minimum"), schema.get("maximum")
-        if lo is None or hi is None or hi - lo > MAX_ENUM_RANGE:
-            raise GrammarError(f"{where}: the outlines backend enforces integer bounds only as an enum of at "
-                               f"most {MAX_ENUM_RANGE} values; use backend='llguidance'")
-        out = {k: v for k, v in schema.items() if k not in ("type", "minimum", "maximum")}
-        out["enum"] = list(range(int(lo), int(hi) + 1))
-    for key in ("properties",):
-        if key in out:
-            out[key] = {k: _outlines_schema(v, f"{where}.{k}") for k, v in out[key].items()}
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        if ref in refs:
+            raise GrammarError(f"{where}: $ref {ref!r} is recursive; the outlines backend cannot enforce a "
+                               "recursive schema; use backend='llguidance'")
+        if set(schema) - {"$ref", "$defs", "definitions"} - ANNOTATIONS:
+            raise GrammarError(f"{where}: the outlines backend cannot enforce keywords next to $ref; use "
+                               "backend='llguidance'")
+        return _outlines_schema(resolve(root, ref, where), f"{where}.$ref", root, refs + (ref,), patterns)
+    _refuse_inexact(schema, where)
+    out = {k: v for k, v in schema.items() if k not in ("$defs", "definitions")}
+    if "minimum" in schema or "maximum" in schema:
+        out = {k: v for k, v in out.items() if k not in ("type", "minimum", "maximum")}
+        out["enum"] = _integer_range(schema, where)
+    if "pattern" in schema:
+        try:
+            patterns.append(json_text_pattern(schema["pattern"]))
+        except PatternError as exc:
+            raise GrammarError(f"{where}: {exc}") from exc
+        out["pattern"] = f"{PLACEHOLDER}{len(patterns) - 1}"
+
+    def sub(s: Any, w: str) -> Any:
+        return _outlines_schema(s, w, root, refs, patterns)
+
+    if "properties" in out:
+        out["properties"] = {k: sub(v, f"{where}.{k}") for k, v in out["properties"].items()}
     for key in ("items", "additionalProperties"):
         if isinstance(out.get(key), dict):
-            out[key] = _outlines_schema(out[key], f"{where}.{key}")
-    for key in ("anyOf", "oneOf", "allOf"):
+            out[key] = sub(out[key], f"{where}.{key}")
+    for key in ("anyOf", "allOf"):
         if key in out:
-            out[key] = [_outlines_schema(s, f"{where}.{key}") for s in out[key]]
+            out[key] = [sub(s, f"{where}.{key}[{i}]") for i, s in enumerate(out[key])]
     return out
+
+
+def _refuse_inexact(schema: dict, where: str) -> None:
+    """Raise GrammarError for what outlines-core 0.2 would compile and then not enforce."""
+    used = [k for k in IGNORED_BY_OUTLINES if k in schema]
+    bounded = "minimum" in schema or "maximum" in schema
+    if bounded and schema.get("type") != "integer":
+        used.append("minimum/maximum on non-integers")
+    if "pattern" in schema and ({"minLength", "maxLength", "format"} & set(schema)):
+        used.append("pattern together with minLength/maxLength/format (it applies only the pattern)")
+    if "oneOf" in schema:
+        used.append("oneOf with branches that may overlap (it treats oneOf as anyOf)")
+    missing = [r for r in schema.get("required", []) if r not in schema.get("properties", {})]
+    if missing:
+        used.append(f"required names {', '.join(map(repr, missing))}, which 'properties' lacks")
+    if "allOf" in schema and len(schema["allOf"]) > 1:
+        used.append("allOf of more than one schema")
+    if used:
+        raise GrammarError(f"{where}: the outlines backend cannot enforce {'; '.join(used)}; use "
+                           "backend='llguidance'")
+
+
+def _integer_range(schema: dict, where: str) -> list[int]:
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    if lo is None or hi is None or hi - lo > MAX_ENUM_RANGE:
+        raise GrammarError(f"{where}: the outlines backend enforces integer bounds only as an enum of at "
+                           f"most {MAX_ENUM_RANGE} values; use backend='llguidance'")
+    values = list(range(math.ceil(lo), math.floor(hi) + 1))
+    if not values:
+        raise GrammarError(f"{where}: no integer lies between minimum {lo} and maximum {hi}; fix the bounds")
+    return values
 
 
 class Matcher:

@@ -59,7 +59,9 @@ def test_combinators():
 
 
 @pytest.mark.parametrize("schema, message", [
-    ({"$ref": "#/x"}, "schema uses unsupported keyword(s) $ref"),
+    ({"$ref": "#/x"}, "schema: $ref '#/x' names nothing in this schema; define it under $defs"),
+    ({"$ref": "other.json#/a"}, "schema: $ref 'other.json#/a' is not a local reference"),
+    ({"if": {}}, "schema uses unsupported keyword(s) if"),
     ({"type": "dict"}, "schema: unknown type 'dict'"),
     ({"properties": []}, "schema: 'properties' must be an object"),
     ({"properties": {"a": {"type": "str"}}}, "schema.properties.a: unknown type 'str'"),
