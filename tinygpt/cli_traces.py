@@ -1,32 +1,26 @@
 """`tinygpt traces ls|show|stats` and `tinygpt traces-to-data`: the command-line face of `tinygpt.traces`.
 
 `traces_main(argv)` and `traces_to_data_main(argv)` parse arguments, call the library and render with rich
-(or print JSON with `--json`). Bad input exits 2 with a one-line message, never a traceback. The work itself
-(reading, dedupe, export) lives in `tinygpt.traces`; this module only parses, calls and renders.
+(or print JSON with `--json`). Bad input exits 2 with a one-line message, Ctrl-C exits 130 ("interrupted"),
+never a traceback. Output that is not a terminal gets no colour codes and is never wrapped (full ids and paths,
+one row per line). rich and the export machinery are imported only when a command runs, so `--help` is fast.
+The work itself (reading, dedupe, export) lives in `tinygpt.traces`; this module only parses, calls and renders.
 """
 import argparse
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
-import msgspec
-from rich.console import Console
-from rich.markup import escape
-from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-
-from tinygpt.traces.atraj import Message, ToolResult
 from tinygpt.traces.errors import TraceError
-from tinygpt.traces.reader import FINAL_SUFFIX, PART_SUFFIX, Episode, list_traces, read_episode
-from tinygpt.traces.summary import collect_stats
-from tinygpt.traces.to_data import ExportConfig, traces_to_data
+from tinygpt.traces.export_config import ExportConfig
 
 _TRACES_EPILOG = """examples:
-  tinygpt traces ls runs/traces                 finished episodes, newest format first
+  tinygpt traces ls runs/traces                 finished episodes, one per line, with their time
   tinygpt traces ls runs/traces --all --json    include unfinished (.part) ones, as JSON
   tinygpt traces show runs/traces/ep42.atraj    one episode, readable, with its tool calls
-  tinygpt traces show ep42 --dir runs/traces --ids
+  tinygpt traces show 3c7f --dir runs/traces    an episode id, or any unambiguous start of one
   tinygpt traces stats runs/traces              counts, pass rate, tokens
 """
 _TO_DATA_EPILOG = """examples:
@@ -46,23 +40,43 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so mains can return 2 with a clean message."""
 
     def error(self, message):
-        raise TraceError(f"{self.prog}: {message} (see --help)")
+        raise TraceError(f"{message} (see {self.prog} --help)")
 
 
-def _console(json_mode: bool) -> Console:
-    return Console(stderr=json_mode, highlight=False)
+_NOT_A_TTY_WIDTH = 1_000_000  # "never wrap": rich needs a width; tables and panels take their natural one
 
 
-def _progress(json_mode: bool) -> Progress:
+def _console(stderr: bool = False):
+    """A rich Console: the terminal's width and colours on a tty; otherwise no colour and no wrapping."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(file=stream, highlight=False)
+    return Console(file=stream, highlight=False, color_system=None, width=_NOT_A_TTY_WIDTH, soft_wrap=True)
+
+
+def _progress(json_mode: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), transient=True, disable=json_mode or not sys.stderr.isatty())
 
 
 def _print_json(value) -> None:
+    import msgspec
+
     sys.stdout.write(json.dumps(msgspec.to_builtins(value), indent=2, ensure_ascii=False) + "\n")
 
 
+def _when(created_at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created_at))
+
+
 def _paths(sources: list[str], include_partial: bool) -> list[Path]:
+    from tinygpt.traces.reader import list_traces
+
     found: dict[str, Path] = {}
     for source in sources:
         for path in list_traces(source, include_partial):
@@ -71,21 +85,27 @@ def _paths(sources: list[str], include_partial: bool) -> list[Path]:
 
 
 def _cmd_ls(args) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tinygpt.traces.summary import collect_stats
+
     stats, summaries = collect_stats(_paths(args.paths, args.all))
     if args.limit:
         summaries = summaries[: args.limit]
     if args.json:
         _print_json({"episodes": summaries, "unreadable": stats.errors})
         return 0
-    table = Table("episode", "task", "split", "model", "calls", "tools", "tokens in/out", "reward", "passed",
-                  "status", box=None, header_style="bold")
+    table = Table("episode", "time", "task", "split", "model", "calls", "tools", "tokens in/out", "reward",
+                  "passed", "status", box=None, header_style="bold")
     for s in summaries:
         status = s.status + (" [yellow](torn)[/]" if s.torn_bytes else "")
         passed = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[s.passed]
         reward = "-" if s.reward is None else f"{s.reward:g}"
-        table.add_row(escape(s.episode_id), escape(s.task_id), escape(s.split), escape(s.model), str(s.calls),
-                      str(s.tool_calls), f"{s.prompt_tokens}/{s.output_tokens}", reward, passed, status)
-    console = _console(False)
+        table.add_row(escape(s.episode_id), _when(s.created_at), escape(s.task_id), escape(s.split),
+                      escape(s.model), str(s.calls), str(s.tool_calls), f"{s.prompt_tokens}/{s.output_tokens}",
+                      reward, passed, status)
+    console = _console()
     console.print(table)
     console.print(f"{len(summaries)} episode(s); {stats.unreadable} unreadable")
     for error in stats.errors:
@@ -93,17 +113,46 @@ def _cmd_ls(args) -> int:
     return 0
 
 
+def _episode_id(path: Path) -> str:
+    from tinygpt.traces.reader import FINAL_SUFFIX, PART_SUFFIX
+
+    name = path.name
+    return name[: -len(PART_SUFFIX)] if name.endswith(PART_SUFFIX) else name[: -len(FINAL_SUFFIX)]
+
+
 def _find_episode(name: str, directory: str | None) -> Path:
+    """A file path, or the one episode under `directory` whose id is `name` or starts with it."""
+    from tinygpt.traces.reader import FINAL_SUFFIX, PART_SUFFIX, list_traces
+
     path = Path(name)
     if path.is_file():
         return path
-    if directory is None:
-        raise TraceError(f"{name} is not a file; pass a path to an .atraj file, or an episode id with --dir DIR")
-    for suffix in (FINAL_SUFFIX, PART_SUFFIX):
-        candidate = Path(directory) / f"{name}{suffix}"
-        if candidate.is_file():
-            return candidate
-    raise TraceError(f"no episode {name!r} in {directory} (looked for {name}{FINAL_SUFFIX} and {name}{PART_SUFFIX})")
+    if os.sep in name or name.endswith((FINAL_SUFFIX, PART_SUFFIX)):
+        raise TraceError(f"{name} does not exist; pass an .atraj file, or an episode id (or its start) with --dir")
+    root = Path(directory or ".")
+    if not root.is_dir():
+        raise TraceError(f"--dir {root} is not a directory; pass the directory the episodes were recorded in")
+    if directory:
+        files = list_traces(root, include_partial=True)
+    else:  # the current directory only: never walk a whole home directory for an id
+        files = sorted(p for p in root.iterdir() if p.name.endswith((FINAL_SUFFIX, PART_SUFFIX)) and p.is_file())
+    by_id: dict[str, list[Path]] = {}
+    for found in files:
+        by_id.setdefault(_episode_id(found), []).append(found)
+    matches = [name] if name in by_id else sorted(i for i in by_id if i.startswith(name))
+    if not matches:
+        raise TraceError(f"no episode id starts with {name!r} under {root}; `tinygpt traces ls {root} --all` "
+                         "lists them (or pass --dir)")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
+        raise TraceError(f"{name!r} is the start of {len(matches)} episode ids under {root}: {shown}; "
+                         "give more of the id")
+    files = by_id[matches[0]]
+    finished = [f for f in files if f.name.endswith(FINAL_SUFFIX)] or files
+    if len(finished) > 1:
+        raise TraceError(f"episode {matches[0]!r} is recorded more than once under {root}: "
+                         f"{', '.join(map(str, finished))}; pass the file you mean")
+    return finished[0]
 
 
 def _count(ids: list[int] | None) -> str:
@@ -112,23 +161,33 @@ def _count(ids: list[int] | None) -> str:
 
 def _id_lines(show: bool, **named: list[int] | None) -> str:
     """The id lists themselves (for --ids), one dim line each."""
+    from rich.markup import escape
+
     if not show:
         return ""
-    return "".join(f"\n[dim]{name} ids: {ids}[/]" for name, ids in named.items() if ids is not None)
+    return "".join(f"\n[dim]{name} ids: {escape(str(ids))}[/]" for name, ids in named.items() if ids is not None)
 
 
-def _render_event(event, show_ids: bool) -> Panel:
+def _render_event(event, show_ids: bool, expand: bool):
+    """One event as a rich Panel (as wide as the terminal when `expand`, else as wide as its text)."""
+    from functools import partial
+
+    from rich.markup import escape
+    from rich.panel import Panel
+
+    from tinygpt.traces.atraj import Message, ToolResult
+
+    Panel = partial(Panel, expand=expand, title_align="left", subtitle_align="right")  # noqa: N806
     if isinstance(event, Message):
         style = {"system": "magenta", "user": "cyan"}.get(event.role, "white")
         return Panel(escape(event.content) + _id_lines(show_ids, message=event.token_ids),
-                     title=f"[{style}]{event.role}[/]", subtitle=_count(event.token_ids),
-                     title_align="left", subtitle_align="right")
+                     title=f"[{style}]{event.role}[/]", subtitle=_count(event.token_ids))
     if isinstance(event, ToolResult):
         title = f"[yellow]tool {escape(event.name)}[/] ← {escape(event.call_id)}"
         if event.is_error:
             title += " [red](error)[/]"
         return Panel(escape(event.content) + _id_lines(show_ids, result=event.token_ids), title=title,
-                     subtitle=_count(event.token_ids), title_align="left", subtitle_align="right")
+                     subtitle=_count(event.token_ids))
     body = escape(event.content if event.content is not None else event.text)
     for call in event.tool_calls:
         args = json.dumps(call.arguments, ensure_ascii=False)
@@ -141,10 +200,15 @@ def _render_event(event, show_ids: bool) -> Panel:
     if not event.token_exact:
         facts.append("[red]not token-exact[/]")
     title = "[green]assistant[/]" + (f" ({escape(event.model)})" if event.model else "")
-    return Panel(body, title=title, subtitle=" · ".join(facts), title_align="left", subtitle_align="right")
+    return Panel(body, title=title, subtitle=" · ".join(facts))
 
 
-def _render_header(episode: Episode) -> Panel:
+def _render_header(episode, expand: bool):
+    import msgspec
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
     h = episode.header
     rows = [("episode", h.episode_id), ("task", f"{h.task_id} ({h.split})"),
             ("model", f"{h.model}  fingerprint {h.model_fingerprint}  adapter {h.adapter_version or '-'}"),
@@ -152,21 +216,26 @@ def _render_header(episode: Episode) -> Panel:
             ("tools", f"{', '.join(t.name for t in h.tools) or '-'}  hash {h.tools_hash or '-'}"),
             ("sampling", json.dumps(msgspec.to_builtins(h.sampling))),
             ("route", json.dumps(msgspec.to_builtins(h.route)) if h.route else "-"), ("file", episode.path)]
+    rows.insert(2, ("time", _when(h.created_at)))
     table = Table.grid(padding=(0, 2))
     for key, value in rows:
         table.add_row(f"[bold]{key}[/]", escape(str(value)))
-    return Panel(table, title=f"[bold].atraj v{h.version}[/]", title_align="left")
+    return Panel(table, title=f"[bold].atraj v{h.version}[/]", title_align="left", expand=expand)
 
 
 def _cmd_show(args) -> int:
+    from rich.markup import escape
+
+    from tinygpt.traces.reader import read_episode
+
     episode = read_episode(_find_episode(args.episode, args.dir))
     if args.json:
         _print_json(episode)
         return 0
-    console = _console(False)
-    console.print(_render_header(episode))
+    console = _console()
+    console.print(_render_header(episode, console.is_terminal))
     for event in episode.events:
-        console.print(_render_event(event, args.ids))
+        console.print(_render_event(event, args.ids, console.is_terminal))
     if episode.end is None:
         console.print("[yellow]unfinished: no end record[/]")
     else:
@@ -183,6 +252,11 @@ def _cmd_show(args) -> int:
 
 
 def _cmd_stats(args) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tinygpt.traces.summary import collect_stats
+
     paths = _paths(args.paths, args.all)
     with _progress(args.json) as progress:
         task = progress.add_task("reading traces", total=len(paths))
@@ -204,7 +278,7 @@ def _cmd_stats(args) -> int:
         ("by split", ", ".join(f"{k}: {v}" for k, v in stats.by_split.items()) or "-"),
     ]:
         table.add_row(f"[bold]{key}[/]", escape(str(value)))
-    console = _console(False)
+    console = _console()
     console.print(table)
     for error in stats.errors:
         console.print(f"[red]unreadable:[/] {escape(error)}")
@@ -226,8 +300,9 @@ def _traces_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--limit", type=int, default=0, help="show at most this many episodes")
     show = sub.add_parser("show", help="one episode, readable", description="Show one episode with its tool calls.",
                           epilog=_TRACES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    show.add_argument("episode", help="an .atraj(.part) file, or an episode id with --dir")
-    show.add_argument("--dir", help="directory to look the episode id up in")
+    show.add_argument("episode", help="an .atraj(.part) file, or an episode id or any unambiguous start of one")
+    show.add_argument("--dir", help="directory to look the id up in, recursively (default: the current directory, "
+                                    "not recursively)")
     show.add_argument("--ids", action="store_true", help="print the token ids too")
     show.add_argument("--json", action="store_true", help="the whole episode as JSON")
     return parser
@@ -240,9 +315,10 @@ def _run(parser: argparse.ArgumentParser, argv: list[str], commands) -> int:
     except SystemExit as done:  # --help
         return int(done.code or 0)
     except (TraceError, OSError) as err:
-        Console(stderr=True, highlight=False).print(f"[red]error:[/] {escape(str(err))}")
+        sys.stderr.write(f"{parser.prog}: error: {err}\n")  # plain: one line, never wrapped or coloured
         return 2
     except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
         return 130
 
 
@@ -297,12 +373,17 @@ def _config_from(args) -> ExportConfig:
 
 
 def _cmd_to_data(args) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tinygpt.traces.to_data import traces_to_data
+
     config = _config_from(args)
     config.check()
-    err = Console(stderr=True, highlight=False)
-    if not args.json:
-        resolved = ", ".join(f"{k}={v}" for k, v in vars(config).items())
-        err.print(f"[dim]traces-to-data: {escape(resolved)}[/]")
+    changed = config.changed()
+    if changed and not args.json:  # only what differs from the defaults; report.json holds the whole config
+        shown = (f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in changed.items())
+        sys.stderr.write("traces-to-data: " + ", ".join(shown) + "\n")
     with _progress(args.json) as progress:
         task = progress.add_task("episodes", total=None)
         report = traces_to_data(args.paths, args.out, config,
@@ -321,7 +402,7 @@ def _cmd_to_data(args) -> int:
         ("tokens", f"{report.tokens} ({report.trained_tokens} with loss)"), ("seconds", report.seconds),
     ]:
         table.add_row(f"[bold]{key}[/]", escape(str(value)))
-    console = _console(False)
+    console = _console()
     console.print(table)
     for error in report.errors:
         console.print(f"[red]corrupt:[/] {escape(error)}")

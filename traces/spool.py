@@ -2,12 +2,16 @@
 only (shard, offset, length); the main process, as it decides what it keeps, copies those ranges in order
 into the outputs with in-kernel copies (`os.copy_file_range`, else pread/write).
 
-This keeps ~10 KB per episode off the worker -> main pipe and out of Python. Outputs are written to temp
-names, fsynced and renamed by `Assembly.commit`. This module does not decide what is kept.
+This keeps ~10 KB per episode off the worker -> main pipe and out of Python. Spools and outputs live in one
+fresh work directory inside the output directory; `Assembly.commit` fsyncs the outputs and renames them into
+place. This module does not decide what is kept.
 """
+import contextlib
 import errno
 import os
 import shutil
+import signal
+import tempfile
 from pathlib import Path
 
 Ref = tuple[str, int, int]  # (shard name, offset, length)
@@ -64,14 +68,33 @@ def _copy(src: int, dst: int, offset: int, length: int) -> None:
                 raise
     while length:
         chunk = os.pread(src, min(length, 1 << 20), offset)
-        os.write(dst, chunk)
+        if not chunk:
+            raise OSError(errno.EIO, f"spool file ended early ({length} bytes missing)")
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view):]
         offset, length = offset + len(chunk), length - len(chunk)
 
 
+@contextlib.contextmanager
+def _sigint_held():
+    """Hold Ctrl-C (SIGINT) off for the block; one that arrives meanwhile is delivered right after it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 class Assembly:
-    """Copies kept lines from the spools into `out_dir/.<stream>.jsonl.tmp` as they are decided, in order;
-    `commit` fsyncs and renames them to `<stream>.jsonl`. Writeback is started every 64 MiB so the final
-    fsync does not wait for the whole output."""
+    """Copies kept lines from the spools into outputs inside a fresh work directory `out_dir/.traces-to-data-*`
+    as they are decided, in order; `commit` fsyncs them and renames them (and any extra files, the report
+    last) into `out_dir`, with Ctrl-C held off so that the outputs there are always one whole run's. Writeback
+    is started every 64 MiB so the final fsync does not wait for the whole output. Nothing outside the work
+    directory is written before `commit`, and `discard` removes the work directory only."""
 
     _FLUSH_BYTES = 8 << 20
     _WRITEBACK_BYTES = 64 << 20
@@ -79,18 +102,23 @@ class Assembly:
     def __init__(self, out_dir: Path, streams: tuple[str, ...]):
         self.out_dir = out_dir
         self.streams = streams
-        self.spool_dir = out_dir / ".spool"
-        shutil.rmtree(self.spool_dir, ignore_errors=True)
-        self.spool_dir.mkdir(parents=True)
+        self._dst: list[int] = []
+        self._shards: list[dict[str, int]] = [{} for _ in streams]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.spool_dir = Path(tempfile.mkdtemp(prefix=".traces-to-data-", dir=out_dir))
+        try:
+            for stream in streams:
+                self._dst.append(os.open(self._tmp(stream), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except BaseException:
+            self.discard()
+            raise
         self._ranges: list[list[list]] = [[] for _ in streams]
         self._pending = 0
-        self._dst = [os.open(self._tmp(s), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) for s in streams]
         self._written = [0] * len(streams)
         self._kicked = [0] * len(streams)
-        self._shards: list[dict[str, int]] = [{} for _ in streams]
 
     def _tmp(self, stream: str) -> Path:
-        return self.out_dir / f".{stream}.jsonl.tmp"
+        return self.spool_dir / f"{stream}.jsonl"
 
     def keep(self, refs: list[Ref]) -> None:
         """Add one kept episode's lines (one ref per stream), merging with the previous range when adjacent."""
@@ -122,19 +150,36 @@ class Assembly:
                 self._kicked[index] = self._written[index]
         self._pending = 0
 
-    def commit(self) -> None:
-        """Copy what is pending, fsync, and rename every stream to its final name."""
+    def commit(self, extra: dict[str, bytes]) -> None:
+        """Copy what is pending, fsync, and rename every stream to `<stream>.jsonl`, then each `extra` file
+        (name -> bytes), in `out_dir`; the renames run with Ctrl-C held off."""
         self.flush()
-        for index, stream in enumerate(self.streams):
-            os.fsync(self._dst[index])
-            os.replace(self._tmp(stream), self.out_dir / f"{stream}.jsonl")
+        for fd in self._dst:
+            os.fsync(fd)
+        names = [f"{stream}.jsonl" for stream in self.streams]
+        for name, data in extra.items():
+            fd = os.open(self.spool_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            names.append(name)
+        with _sigint_held():
+            for name in names:
+                os.replace(self.spool_dir / name, self.out_dir / name)
+        directory = os.open(self.out_dir, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         self.discard()
 
     def discard(self) -> None:
-        """Close everything, remove the spool and any temp outputs (after commit, or when the run fails)."""
+        """Close everything and remove the work directory (after commit, or when the run fails)."""
         for fd in self._dst + [fd for shards in self._shards for fd in shards.values()]:
             os.close(fd)
         self._dst, self._shards = [], [{} for _ in self.streams]
         shutil.rmtree(self.spool_dir, ignore_errors=True)
-        for stream in self.streams:
-            self._tmp(stream).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ class EpisodeSummary(msgspec.Struct, frozen=True, kw_only=True):
     task_id: str
     split: str
     model: str
+    created_at: float
     complete: bool
     status: str
     calls: int
@@ -46,7 +47,8 @@ def summarize(episode) -> EpisodeSummary:
     end = episode.end
     return EpisodeSummary(
         path=episode.path, episode_id=episode.header.episode_id, task_id=episode.header.task_id,
-        split=episode.header.split, model=episode.header.model, complete=end is not None,
+        split=episode.header.split, model=episode.header.model, created_at=episode.header.created_at,
+        complete=end is not None,
         status=end.status if end is not None else "unfinished", calls=len(calls),
         tool_calls=sum(len(c.tool_calls) for c in calls),
         prompt_tokens=sum(_count(c.prompt_token_ids) for c in calls),

@@ -3,13 +3,16 @@
 `traces_to_data(sources, out_dir, config)` reads finished `.atraj` episodes (in sorted path order, so the first
 of duplicates is kept and results are reproducible), drops what the config filters out, and writes
 `rows.jsonl` (pre-tokenized `input_ids` + `loss_mask`), `chat.jsonl` (OpenAI-style messages + tools) and
-`report.json`, each through a temp file and a rename. Per-episode work runs in worker processes; the dedupe
-index lives in this one. It does not train and does not tokenize.
+`report.json`, renamed into place together at the end (see spool.Assembly), so an interrupted or failed run
+leaves no half output; files in the output directory that no run wrote are never overwritten. Per-episode work
+runs in worker processes (which leave Ctrl-C to this one); the dedupe index lives in this one. It does not
+train and does not tokenize.
 """
 import gc
 import hashlib
 import multiprocessing
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +22,7 @@ import msgspec
 
 from tinygpt.traces.decontaminate import EvalSet, load_eval_set
 from tinygpt.traces.errors import TraceError
+from tinygpt.traces.export_config import ExportConfig
 from tinygpt.traces.export import calls_with_errors, chat_record, dedupe_text, is_token_exact
 from tinygpt.traces.near_dedupe import NearDeduper, Sketcher, band_bytes
 from tinygpt.traces.raw_episode import RawEpisode, parse_raw_episode, row_json
@@ -29,37 +33,6 @@ from tinygpt.traces.spool import Assembly, Spool
 _ENCODER = msgspec.json.Encoder()
 _POOL_MIN_FILES = 2000  # below this, starting worker processes costs more than it saves
 _BATCH = 64  # files per worker task: amortizes numpy's per-call cost and the pipe round trips
-
-
-@dataclass
-class ExportConfig:
-    """What traces-to-data keeps and how it dedupes. CLI flags are the kebab-case of these fields."""
-
-    require_pass: bool = False
-    min_reward: float | None = None
-    split: tuple[str, ...] = ()  # keep only these splits (empty: all)
-    model: tuple[str, ...] = ()  # keep only these model names or fingerprints (empty: all)
-    exact_dedupe: bool = True
-    near_dedupe: bool = True
-    num_perm: int = 128
-    ngram: int = 5
-    threshold: float = 0.8
-    seed: int = 1
-    decontaminate: tuple[str, ...] = ()  # JSONL files of eval tasks (see decontaminate.py)
-    decontam_ngram: int = 13
-    mask_error_turns: bool = False
-    workers: int = 0  # 0: one per CPU core, in-process for small inputs
-
-    def check(self) -> None:
-        """Raise TraceError for values that make no sense, naming the flag."""
-        if not 16 <= self.num_perm <= 1024:
-            raise TraceError(f"--num-perm must be between 16 and 1024, got {self.num_perm}")
-        if self.ngram < 1 or self.decontam_ngram < 1:
-            raise TraceError("--ngram and --decontam-ngram must be >= 1")
-        if not 0.0 < self.threshold <= 1.0:
-            raise TraceError(f"--threshold must be in (0, 1], got {self.threshold}")
-        if self.workers < 0:
-            raise TraceError(f"--workers must be >= 0, got {self.workers}")
 
 
 class ExportReport(msgspec.Struct, kw_only=True):
@@ -110,6 +83,7 @@ def _init_worker(config: ExportConfig, evals: EvalSet | None, spool_dir: Path) -
 
 
 def _init_pool_worker(config: ExportConfig, evals: EvalSet | None, spool_dir: Path) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool, quietly
     gc.enable()  # forked while the parent had paused it; a worker's heap stays small
     _init_worker(config, evals, spool_dir)
 
@@ -243,10 +217,34 @@ def _tally(report: ExportReport, result: tuple, exact: set[bytes], near: NearDed
     return refs
 
 
-def _write_report(out_dir: Path, report: ExportReport) -> None:
-    tmp = out_dir / ".report.json.tmp"
-    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
-    os.replace(tmp, out_dir / "report.json")
+OUTPUTS = ("rows.jsonl", "chat.jsonl", "report.json")
+
+
+def _check_out(out_dir: Path) -> None:
+    """Refuse an output directory holding outputs that no traces-to-data run wrote (they are not ours)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TraceError(f"--out {out_dir} is a file; pass a directory (it is created if missing)")
+    present = [name for name in OUTPUTS if (out_dir / name).exists()]
+    if not present:
+        return
+    try:
+        report = msgspec.json.decode((out_dir / "report.json").read_bytes())
+    except (OSError, msgspec.DecodeError):
+        report = None
+    if not (isinstance(report, dict) and {"files", "written", "rows", "config"} <= report.keys()):
+        raise TraceError(
+            f"--out {out_dir} already holds {', '.join(present)} that traces-to-data did not write (no report.json "
+            "of a run beside them); pass a new or empty directory, nothing was changed"
+        )
+
+
+def _cannot_write(out_dir: Path, err: OSError) -> TraceError:
+    if isinstance(err, NotADirectoryError):
+        why = "a part of that path is a file"
+    else:
+        why = err.strerror or str(err)
+    return TraceError(f"cannot write training data to --out {out_dir}: {why}; nothing was written there. "
+                      "Pass a writable directory with room for the output")
 
 
 def traces_to_data(
@@ -267,10 +265,11 @@ def traces_to_data(
     near = NearDeduper(config.threshold, config.num_perm) if config.near_dedupe else None
     exact: set[bytes] = set()
     out_dir = Path(out_dir)
+    _check_out(out_dir)
     try:
         assembly = Assembly(out_dir, _STREAMS)
     except OSError as err:
-        raise TraceError(f"cannot write to output directory {out_dir}: {err.strerror}") from None
+        raise _cannot_write(out_dir, err) from None
     # The dedupe index holds millions of small containers; cyclic GC passes over them would dominate. Nothing
     # here makes reference cycles, so collection is paused for the run.
     gc_was_enabled = gc.isenabled()
@@ -282,13 +281,15 @@ def traces_to_data(
                 assembly.keep(kept)
             if progress is not None and (index % 256 == 255 or index + 1 == len(paths)):
                 progress(index + 1, len(paths))
-        assembly.commit()
+        report.seconds = round(time.perf_counter() - started, 3)
+        assembly.commit({"report.json": msgspec.json.format(msgspec.json.encode(report)) + b"\n"})
+    except OSError as err:
+        assembly.discard()
+        raise _cannot_write(out_dir, err) from None
     except BaseException:
         assembly.discard()
         raise
     finally:
         if gc_was_enabled:
             gc.enable()
-    report.seconds = round(time.perf_counter() - started, 3)
-    _write_report(out_dir, report)
     return report

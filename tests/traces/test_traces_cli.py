@@ -68,8 +68,9 @@ def test_traces_to_data_table_report(traces_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["show", "nope"], "nope is not a file"),
-    (["show", "nope", "--dir", "."], "no episode 'nope'"),
+    (["show", "nope"], "no episode id starts with 'nope' under ."),
+    (["show", "no/such.atraj"], "no/such.atraj does not exist"),
+    (["show", "nope", "--dir", "/does/not/exist"], "--dir /does/not/exist is not a directory"),
     (["ls", "/does/not/exist"], "neither a trace file nor a directory"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),
