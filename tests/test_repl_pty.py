@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from tinygpt.traces.reader import list_traces, read_episode
+
 UP = b"\x1b[A"
 CTRL_C = b"\x03"
 CTRL_D = b"\x04"
@@ -141,21 +143,28 @@ def test_chat_in_a_pty_history_multiline_ctrl_c_and_ctrl_d(tiny_model_dir, tmp_p
     assert "/help" in history and "tell me everything" in history
 
 
-def test_agent_in_a_pty_history_ctrl_c_and_each_call_shown_once(tiny_model_dir, tmp_path, repl_env):
-    t = Term(["agent", "--model", str(tiny_model_dir), "--tool-choice", "ls", "--max-steps", "1",
-              "--max-tokens", "96"], repl_env)
+def test_agent_in_a_pty_tools_history_save_load_ctrl_c_and_traces(tiny_model_dir, tmp_path, repl_env):
+    t = Term(["agent", "--model", str(tiny_model_dir), "--tool-choice", "ls", "--max-steps", "2",
+              "--max-tokens", "96", "--temperature", "1.0", "--seed", "5",
+              "--trajectory-dir", str(tmp_path / "traces")], repl_env)
     try:
         assert "random-init (untrained)" in t.expect(">>> ")
-        t.send(b"what is here?\n")
-        out = t.expect(">>> ", timeout=120)
-        assert "\u2192 ls({})" in out and "current_directory_content" in out and "[max_steps, 1 step]" in out
-        assert "<tool_call>" not in out and '"name"' not in out  # the call is shown once, formatted
         t.send(b"/tools\n")
         t.expect("mkdir(dir_name)")
         t.expect(">>> ")
-        t.send(UP + b"\n")
+        t.send(UP + b"\n")  # readline recalls /tools
         t.expect("mkdir(dir_name)")
         t.expect(">>> ")
+        t.send(b"what is here?\n")
+        out = t.expect(">>> ", timeout=120)
+        assert "\u2192 ls({})" in out and "current_directory_content" in out and "[max_steps, 2 steps]" in out
+        assert "<tool_call>" not in out and '"name"' not in out  # each call is shown once, formatted
+        t.send(f"/save {tmp_path}/s\n".encode())
+        assert "saved to" in t.expect(">>> ")
+        t.send(b"/reset\n")
+        assert "new conversation" in t.expect(">>> ")
+        t.send(f"/load {tmp_path}/s\n".encode())
+        assert "loaded 5 messages" in t.expect(">>> ")
 
         t.send(b"/set nonsense 5\n")
         assert "usage: /set" in t.expect(">>> ")
@@ -167,12 +176,16 @@ def test_agent_in_a_pty_history_ctrl_c_and_each_call_shown_once(tiny_model_dir, 
         t.expect("\u2192 ls", timeout=60)
         t.expect("\u2192 ls", timeout=60)  # steps go on: the turn is running
         t.send(CTRL_C)
-        assert "the conversation has 3 messages" in t.expect(">>> ")
-        t.send(f"/save {tmp_path}/a\n".encode())
+        assert "the conversation has 5 messages" in t.expect(">>> ")
+        t.send(f"/save {tmp_path}/s2\n".encode())
         t.expect(">>> ")
-        t.send(f"/load {tmp_path}/a\n".encode())  # transcript and KV agree after the interruption
-        assert "loaded 3 messages" in t.expect(">>> ")
+        t.send(f"/load {tmp_path}/s2\n".encode())  # transcript and KV agree after the interruption
+        assert "loaded 5 messages" in t.expect(">>> ")
         t.send(CTRL_D)
         assert t.wait() == 0
     finally:
         t.close()
+    (episode_path,) = list_traces(tmp_path / "traces")  # the interrupted turn stays a .part file
+    episode = read_episode(episode_path)
+    assert episode.header.task_id == "repl" and episode.end is not None
+    assert len(list_traces(tmp_path / "traces", include_partial=True)) == 2
