@@ -55,23 +55,44 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+_MODEL_HINT = ("Create one with `tinygpt init-model {dir}` (random weights, offline) or pass a hub id like "
+               "mlx-community/Qwen3-0.6B-4bit")
+
+
+def _looks_local(text: str) -> bool:
+    """`models/q06` when `models/` exists here, or anything written like a path, is meant as a local path."""
+    p = Path(text).expanduser()
+    return (text.startswith((".", "/", "~")) or text.endswith("/") or "\\" in text or text.count("/") != 1
+            or Path(text.split("/", 1)[0]).is_dir() or p.suffix in (".safetensors", ".json", ".gguf"))
+
+
 def _resolve(path_or_id: str) -> Path:
+    """The local directory of `path_or_id`, fetching a hub id; ModelLoadError says what is wrong and what to do."""
     p = Path(path_or_id).expanduser()
-    if p.exists():
+    if not path_or_id.strip():
+        raise ModelLoadError("--model is empty; name a model directory or a hub id like org/name")
+    if p.is_file():
+        raise ModelLoadError(f"{p} is a file; --model takes a model directory (config.json, *.safetensors, "
+                             "tokenizer files). " + _MODEL_HINT.format(dir="DIR"))
+    if p.is_dir():
         if not (p / "config.json").exists():
-            raise ModelLoadError(f"{p} has no config.json: not an mlx-lm / Hugging Face model directory. "
-                                 "Create one with `tinygpt init-model DIR` or pass a hub id like "
-                                 "mlx-community/Qwen3-0.6B-4bit")
+            what = "an empty directory" if not any(p.iterdir()) else "not an mlx-lm / Hugging Face model directory"
+            raise ModelLoadError(f"{p} has no config.json: {what}. " + _MODEL_HINT.format(dir="DIR"))
         return p
-    if path_or_id.count("/") != 1 or path_or_id.startswith((".", "/", "~")):
-        raise ModelLoadError(f"no model directory at {path_or_id!r} (and it is not a hub id like org/name)")
+    if _looks_local(path_or_id):
+        raise ModelLoadError(f"no model directory at {str(p)!r}: the local path does not exist. "
+                             + _MODEL_HINT.format(dir=path_or_id))
+    from huggingface_hub.constants import HF_HUB_OFFLINE
     from mlx_lm.utils import _download
 
     try:
         return Path(_download(path_or_id))
     except Exception as exc:  # noqa: BLE001 — hub client raises many types; all mean "could not fetch"
-        raise ModelLoadError(f"could not fetch {path_or_id!r} from the Hugging Face hub ({type(exc).__name__}: "
-                             f"{exc}). Offline? Point --model at a local directory instead.") from exc
+        why = "HF_HUB_OFFLINE is set and it is not in the local hub cache" if HF_HUB_OFFLINE else (
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        raise ModelLoadError(f"no local directory {path_or_id!r}, and it could not be fetched from the Hugging Face "
+                             f"hub ({why}). Offline? Point --model at a local directory, or create one with "
+                             f"`tinygpt init-model {path_or_id}`") from exc
 
 
 def load(path_or_id: str, adapter_path: str | None = None) -> LoadedModel:

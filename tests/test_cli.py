@@ -36,7 +36,7 @@ def test_generate_json_reports_exact_ids(tiny_model_dir):
 
 @pytest.mark.parametrize("args, message", [
     (("generate", "--model", "/definitely/missing", "hi"), "no model directory"),
-    (("generate", "--max-tokens", "0", "--model", "/x", "hi"), "max_tokens must be >= 1"),
+    (("generate", "--max-tokens", "0", "--model", "/x", "hi"), "argument --max-tokens: must be an integer >= 1"),
     (("init-model", "/tmp", "--preset", "huge"), "invalid choice"),
     (("nonsense",), "unknown command"),
 ])

@@ -1,10 +1,13 @@
 """`tinygpt <command>`: the one entry point. Maps command names to modules with `main(argv) -> int`.
 
 Commands import lazily so `tinygpt --help` is instant. User errors (bad paths, bad input, mismatched caches)
-raised by any package print one clear line and exit 2; only bugs give a traceback. Exit codes are decided here.
+raised by any package print one clear line and exit 2; so do OS errors about places (read-only, full disk,
+no permission, not a directory), naming the path. Ctrl-C prints "interrupted" and exits 130, also when the
+interrupt surfaced as another error during clean-up. Only bugs give a traceback. Exit codes are decided here.
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -25,18 +28,60 @@ HELP = "usage: tinygpt <command> [options]\n\ncommands:\n" + "\n".join(
 ) + "\n\nRun `tinygpt <command> --help` for each command's options and examples.\n"
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean 'the user asked for something wrong', printed without a traceback."""
-    from tinygpt.config import ConfigError
-    from tinygpt.runtime.kv_cache import KVCacheError
-    from tinygpt.runtime.models import ModelLoadError
-    from tinygpt.runtime.presets import InitModelError
-    from tinygpt.runtime.vocab import VocabError
-    from tinygpt.tools.catalog import ToolsetSpecError
+_USER_ERRORS = (
+    ("tinygpt.config", "ConfigError"), ("tinygpt.runtime.kv_cache", "KVCacheError"),
+    ("tinygpt.runtime.models", "ModelLoadError"), ("tinygpt.runtime.presets", "InitModelError"),
+    ("tinygpt.runtime.vocab", "VocabError"), ("tinygpt.tools.catalog", "ToolsetSpecError"),
+    ("tinygpt.cli_quickstart", "RunDirError"),
+)
+# errno values that describe the user's files or disk, not a bug in tinygpt
+_PLACE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EISDIR,
+                 errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTEMPTY}
 
-    return (ConfigError, KVCacheError, ModelLoadError, InitModelError, VocabError, ToolsetSpecError,
-            FileNotFoundError,
-            IsADirectoryError, NotADirectoryError, PermissionError)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean 'the user asked for something wrong', printed without a traceback.
+
+    Only from modules already imported: a class whose module never loaded cannot have been raised, and
+    importing them here would load MLX on every `--help` (argparse exits through this handler)."""
+    return tuple(getattr(sys.modules[m], n) for m, n in _USER_ERRORS if m in sys.modules)
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError about a place: what failed and where."""
+    where = f": {exc.filename}" if exc.filename is not None else ""
+    also = f" -> {exc.filename2}" if getattr(exc, "filename2", None) is not None else ""
+    return f"{exc.strerror or exc}{where}{also}"
+
+
+def interrupted(exc: BaseException | None) -> bool:
+    """True if Ctrl-C is this exception or what it was raised while handling (clean-up after an interrupt)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__ or exc.__cause__
+    return False
+
+
+def _run(name: str, entry, rest: list[str]) -> int:
+    try:
+        return int(entry(rest) or 0)
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
+    except Exception as exc:
+        if interrupted(exc):
+            sys.stderr.write("\ninterrupted\n")
+            return 130
+        if isinstance(exc, user_errors()):
+            sys.stderr.write(f"tinygpt {name}: error: {exc}\n")
+            return 2
+        if isinstance(exc, OSError) and exc.errno in _PLACE_ERRNOS:
+            sys.stderr.write(f"tinygpt {name}: error: {os_error_line(exc)}\n")
+            return 2
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,19 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     module_name, _, func = target.partition(":")
     try:
         module = importlib.import_module(module_name)
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
     except ModuleNotFoundError as exc:
         if exc.name == module_name:
             sys.stderr.write(f"tinygpt: the {name!r} command is not available in this build\n")
             return 2
         raise
-    try:
-        return int(getattr(module, func or "main")(rest) or 0)
-    except user_errors() as exc:
-        sys.stderr.write(f"tinygpt {name}: error: {exc}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted\n")
-        return 130
+    return _run(name, getattr(module, func or "main"), rest)
 
 
 if __name__ == "__main__":

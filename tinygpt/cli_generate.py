@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from tinygpt.flags import SEED_MAX, float_in, int_in
 from tinygpt.model_arg import add_model_flag, load_engine, resolve
 
 EPILOG = """examples:
@@ -15,11 +16,12 @@ EPILOG = """examples:
 
 
 def add_sampling_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-tokens", type=int, default=128, help="maximum tokens to generate (default 128)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1.0 = off)")
-    p.add_argument("--top-k", type=int, default=0, help="top-k sampling (default 0 = off)")
-    p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    p.add_argument("--max-tokens", type=int_in(1), default=128, help="maximum tokens to generate (default 128)")
+    p.add_argument("--temperature", type=float_in(0.0), default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float_in(0.0, 1.0, lo_open=True), default=1.0,
+                   help="nucleus sampling mass in (0, 1] (default 1.0 = off)")
+    p.add_argument("--top-k", type=int_in(0), default=0, help="top-k sampling (default 0 = off)")
+    p.add_argument("--seed", type=int_in(0, SEED_MAX), default=None, help="random seed for sampling")
 
 
 def sampling_from(a):

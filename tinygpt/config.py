@@ -2,6 +2,8 @@
 
 The file is $TINYGPT_CONFIG or ~/.config/tinygpt/config.toml; keys are the field names. A flag is the
 kebab-case of its field. This module resolves values; it does not parse command lines.
+A $TINYGPT_CONFIG that names a missing or unreadable file is an error (the user asked for it); the default
+path is optional. Imports stay light (standard library only) so `--help` is fast.
 """
 from __future__ import annotations
 
@@ -9,8 +11,6 @@ import os
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-
-from tinygpt.runtime.vocab import cache_dir
 
 
 @dataclass
@@ -31,19 +31,31 @@ class ConfigError(ValueError):
     """The config file is unreadable or has unknown/ill-typed keys."""
 
 
+_TYPE_NAMES = {int: "an integer", str: "a string", float: "a number", bool: "true or false"}
+
+
 def config_path() -> Path:
     return Path(os.environ.get("TINYGPT_CONFIG") or Path.home() / ".config" / "tinygpt" / "config.toml")
 
 
+def _read(path: Path, required: bool) -> dict:
+    if not required and not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"$TINYGPT_CONFIG names {path}, which does not exist; create it or unset "
+                          "TINYGPT_CONFIG") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+
+
 def load_config(overrides: dict | None = None) -> Config:
     """Defaults < config file < `overrides` (non-None values, e.g. from flags)."""
-    values: dict = {}
     path = config_path()
-    if path.exists():
-        try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    values = _read(path, required=bool(os.environ.get("TINYGPT_CONFIG")))
     known = {f.name: f.type for f in fields(Config)}
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -51,10 +63,16 @@ def load_config(overrides: dict | None = None) -> Config:
     values.update({k: v for k, v in (overrides or {}).items() if v is not None and k in known})
     cfg = Config(**values)
     for f in fields(Config):
-        if not isinstance(getattr(cfg, f.name), type(getattr(Config(), f.name))):
-            raise ConfigError(f"config key {f.name!r} must be a {type(getattr(Config(), f.name)).__name__}")
+        want, value = type(getattr(Config(), f.name)), getattr(cfg, f.name)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: key {f.name!r} must be {_TYPE_NAMES.get(want, want.__name__)}, "
+                              f"got {value!r}")
+    if cfg.prefix_cache_mb < 0:
+        raise ConfigError(f"{path}: key 'prefix_cache_mb' must be >= 0, got {cfg.prefix_cache_mb}")
     return cfg
 
 
 def default_model_dir(preset: str = "tiny") -> Path:
+    from tinygpt.runtime.vocab import cache_dir  # the one definition of the user cache; imported on use
+
     return cache_dir() / "models" / f"default-{preset}"

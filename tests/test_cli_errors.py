@@ -1,0 +1,193 @@
+"""User mistakes and hostile places give one clear line and exit 2 (never a traceback); Ctrl-C gives
+"interrupted" and exit 130 with the run marked incomplete. Real subprocesses where the process matters."""
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinygpt import cli
+
+TINYGPT = [sys.executable, "-m", "tinygpt.cli"]
+
+
+def run(*args, env=None, cwd=None, prefix=()):
+    return subprocess.run(list(prefix) + TINYGPT + list(args), capture_output=True, text=True, timeout=120,
+                          cwd=cwd, env={**os.environ, **(env or {})})
+
+
+def one_error_line(r, command: str) -> str:
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"tinygpt {command}: error: "), r.stderr
+    return last
+
+
+FLAG_CASES = [
+    ("--max-tokens", "0", "must be an integer >= 1, got 0"),
+    ("--top-k", "-3", "must be an integer >= 0, got -3"),
+    ("--top-p", "0", "must be a number in (0.0, 1.0], got 0"),
+    ("--top-p", "1.5", "must be a number in (0.0, 1.0], got 1.5"),
+    ("--temperature", "-1", "must be a number >= 0.0, got -1"),
+    ("--temperature", "nan", "must be a number >= 0.0, got nan"),
+    ("--seed", "-1", "must be an integer in [0, 18446744073709551615], got -1"),
+    ("--max-tokens", "ten", "expected an integer, got 'ten'"),
+]
+
+
+@pytest.mark.parametrize("command, flag, value, says", [
+    (command, *case) for command in ("generate", "chat", "agent", "quickstart") for case in FLAG_CASES
+    if command != "quickstart" or case[0] in ("--max-tokens", "--seed")  # quickstart has only these two
+])
+def test_numeric_flags_are_range_checked(command, flag, value, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main([command, flag, value] + (["hi"] if command == "generate" else []))
+    assert stop.value.code == 2
+    assert f"argument {flag}: {says}" in capsys.readouterr().err
+
+
+def test_missing_config_named_by_env_is_an_error(tmp_path):
+    missing = tmp_path / "nope.toml"
+    last = one_error_line(run("generate", "--model", str(tmp_path), "hi", env={"TINYGPT_CONFIG": str(missing)}),
+                          "generate")
+    assert f"$TINYGPT_CONFIG names {missing}, which does not exist" in last
+
+
+@pytest.mark.parametrize("text, says", [
+    ("prefix_cache_mb = 'big'", "key 'prefix_cache_mb' must be an integer, got 'big'"),
+    ("prefix_cache_mb = true", "must be an integer, got True"),
+    ("prefix_cache_mb = -5", "must be >= 0, got -5"),
+    ("model = 3", "key 'model' must be a string, got 3"),
+    ("modle = 'x'", "unknown keys ['modle']"),
+])
+def test_config_errors_read_well(tmp_path, monkeypatch, text, says):
+    from tinygpt.config import ConfigError, load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    monkeypatch.setenv("TINYGPT_CONFIG", str(path))
+    with pytest.raises(ConfigError) as err:
+        load_config()
+    assert says in str(err.value) and "a int" not in str(err.value)
+
+
+@pytest.mark.parametrize("given, says", [
+    ("models/q06", "no model directory at 'models/q06': the local path does not exist. "
+                   "Create one with `tinygpt init-model models/q06`"),
+    ("./nothing/here", "the local path does not exist"),
+    ("FILE", "is a file; --model takes a model directory"),
+    ("EMPTY", "has no config.json: an empty directory"),
+    ("org/name", "could not be fetched from the Hugging Face hub (HF_HUB_OFFLINE is set"),
+])
+def test_model_argument_errors_say_what_and_how(tmp_path, given, says):
+    (tmp_path / "models").mkdir()  # `models/q06` next to an existing `models/` is a local path, not a hub id
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "EMPTY").mkdir()
+    last = one_error_line(run("generate", "--model", given, "hi", cwd=tmp_path,
+                              env={"HF_HUB_OFFLINE": "1", "TINYGPT_CONFIG": ""}), "generate")
+    assert says in last
+
+
+def test_os_errors_about_places_are_one_line(capsys):
+    def full_disk(_argv):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/out/rows.jsonl")
+
+    def bug(_argv):
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    assert cli._run("demo", full_disk, []) == 2
+    assert capsys.readouterr().err == "tinygpt demo: error: No space left on device: /data/out/rows.jsonl\n"
+    with pytest.raises(OSError):
+        cli._run("demo", bug, [])  # not about a place: a bug keeps its traceback
+
+
+def test_an_error_raised_while_handling_ctrl_c_still_reads_interrupted(capsys):
+    def cleanup_fails(_argv):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("cache holds 3 tokens but 4 were recorded")
+
+    assert cli._run("demo", cleanup_fails, []) == 130
+    assert capsys.readouterr().err == "\ninterrupted\n"
+
+
+def test_quickstart_out_under_a_file_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("mine")
+    last = one_error_line(run("quickstart", "--out", str(blocker / "run"), "--model", "/nonexistent"), "quickstart")
+    assert "cannot create the run directory" in last and str(blocker) in last and "--out" in last
+    assert blocker.read_text() == "mine"
+
+
+def test_quickstart_never_writes_into_a_users_directory(tmp_path):
+    (tmp_path / "mine.txt").write_text("mine")
+    last = one_error_line(run("quickstart", "--out", str(tmp_path)), "quickstart")
+    assert "is not an empty directory" in last
+    assert os.listdir(tmp_path) == ["mine.txt"]
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) for a read-only mount")
+def test_read_only_mount_is_one_line(tmp_path, tiny_model_dir):
+    """A real EROFS (root ignores chmod): init-model and quickstart into a read-only tmpfs."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mount = ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o ro tmpfs {ro} && exec \"$@\"", "sh"]
+    probe = subprocess.run(mount + ["true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount here: {probe.stderr!r}")
+    last = one_error_line(run("init-model", str(ro / "m"), prefix=mount), "init-model")
+    assert "Read-only file system" in last and str(ro) in last
+    last = one_error_line(run("quickstart", "--out", str(ro / "run"), "--model", str(tiny_model_dir),
+                              prefix=mount), "quickstart")
+    assert "Read-only file system" in last and str(ro / "run") in last
+
+
+def test_ctrl_c_during_quickstart_says_interrupted_and_marks_the_run(tmp_path, tiny_model_dir):
+    """SIGINT once the first episode is reported (waits for output, not for time)."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(TINYGPT + ["quickstart", "--out", str(out), "--model", str(tiny_model_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.lstrip().startswith("teacher "):
+            proc.send_signal(signal.SIGINT)
+            break
+    _, rest = proc.communicate(timeout=120)
+    err = "".join(seen) + rest
+    assert proc.returncode == 130, err
+    assert err.rstrip().endswith("interrupted") and "Traceback" not in err
+    assert "cli_quickstart.py" not in err  # log lines carry no source-file column
+    settings = next(line for line in seen if line.startswith("quickstart -> "))
+    assert "world fs:virtual" in settings and "seed 0" in settings  # one line, not wrapped at 80 columns
+    status = json.loads((out / "quickstart.json").read_text())
+    assert status["status"] == "interrupted"
+    assert not (out / "data" / "rows.jsonl").exists()
+
+
+def test_random_init_models_are_explained(tiny_model_dir, tmp_path):
+    from tinygpt.cli_quickstart import untrained_note
+
+    note = untrained_note(Path(tiny_model_dir))
+    assert "random weights" in note and "0% model pass rate is expected" in note and "--model" in note
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_model_dir, trained)
+    meta = json.loads((trained / "tinygpt.json").read_text())
+    (trained / "tinygpt.json").write_text(json.dumps({**meta, "trained_by": "tinygpt train"}))
+    assert untrained_note(trained) is None
+
+
+@pytest.mark.slow
+def test_quickstart_summary_says_the_model_is_untrained(tmp_path, tiny_model_dir):
+    r = run("quickstart", "--out", str(tmp_path / "run"), "--model", str(tiny_model_dir), "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["random_init"] is True and summary["model_pass_rate"] == 0.0
+    assert json.loads((tmp_path / "run" / "quickstart.json").read_text())["status"] == "complete"
