@@ -3,8 +3,8 @@
 - API key (`Authorization: Bearer KEY` on every route, 401 otherwise, constant-time compare);
 - cross-site requests: a state-changing request (POST, PUT, PATCH, DELETE) whose `Origin` is not allowed, or
   that a browser marks `Sec-Fetch-Site: cross-site` without an Origin, gets 403; a body sent as `text/plain` or
-  `multipart/form-data` (what a page can send without a CORS preflight) gets 415. No Origin and JSON, a missing
-  content type or curl's default form type (real clients: SDKs, curl, Ollama's clients) pass;
+  `multipart/form-data` (what a page can send without a CORS preflight) gets 415 unless its Origin is allowed.
+  No Origin and JSON, a missing content type or curl's default form type (SDKs, curl, Ollama's clients) pass;
 - the body: 413 over the limit (announced by Content-Length or seen while reading a chunked body), 408 if
   it has not all arrived within `body_timeout_s`, 400 if its JSON nests deeper than `max_depth` (checked
   before anything decodes it, so no route can hit Python's recursion limit). It is read here and replayed.
@@ -106,7 +106,9 @@ class Guard:
         if scope.get("method", "GET") in SAFE_METHODS:
             return None
         origin = headers.get("origin", b"").decode("latin-1").strip()
-        if origin and not (self.origin_allowed(origin) or _same_origin(origin, headers)):
+        if origin and (self.origin_allowed(origin) or _same_origin(origin, headers)):
+            return None  # a page the user allowed may send what it likes
+        if origin:
             return ApiError(403, f"requests from pages on {origin} are refused; to allow that page, start the "
                                  f"server with --cors-origin {origin}", code="origin_not_allowed")
         if not origin and headers.get("sec-fetch-site", b"").lower() == b"cross-site":
