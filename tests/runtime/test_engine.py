@@ -158,3 +158,96 @@ def test_init_model_refuses_to_overwrite(tmp_path):
     with pytest.raises(InitModelError, match="not empty"):
         init_model(d)
     assert os.listdir(d) == ["keep.txt"]
+
+
+# ---- interruptions (Ctrl-C lands anywhere; the session must stay consistent) ----------------------------------
+
+NO_STOP = SamplingParams(max_tokens=24, stop_token_ids=())  # never stops early: a fixed number of steps
+
+
+def interrupt_in_layer(session, layer, at):
+    """Raise KeyboardInterrupt from layer `layer`'s cache update on its `at`-th call, as a Ctrl-C landing
+    mid-forward (the layers before it have taken the token, the rest have not)."""
+    cache = session.cache[layer]
+    original, calls = cache.update_and_fetch, []
+
+    def update(keys, values):
+        calls.append(1)
+        if len(calls) == at:
+            del cache.update_and_fetch  # back to the class method
+            raise KeyboardInterrupt
+        return original(keys, values)
+
+    cache.update_and_fetch = update
+
+
+def assert_consistent(session):
+    assert [c.offset for c in session.cache] == [len(session.ids)] * len(session.cache)
+
+
+def test_ctrl_c_during_prefill_raises_keyboardinterrupt_and_keeps_the_session(tiny_engine):
+    s = tiny_engine.new_session()
+    p1 = tiny_engine.encode_chat([{"role": "user", "content": "hello"}])
+    tiny_engine.generate(p1, SamplingParams(max_tokens=4), session=s)
+    before = list(s.ids)
+    p2 = before + tiny_engine.encode("\n<|im_start|>user\nmore<|im_end|>\n<|im_start|>assistant\n")
+    interrupt_in_layer(s, 0, 1)  # the first forward of the new suffix: no layer has taken it
+    with pytest.raises(KeyboardInterrupt):  # not "cache holds N tokens but M were recorded"
+        tiny_engine.generate(p2, NO_STOP, session=s)
+    assert s.ids == before
+    assert_consistent(s)
+    again = tiny_engine.generate(p2, NO_STOP, session=s)
+    fresh = tiny_engine.generate(p2, NO_STOP, session=tiny_engine.new_session())
+    assert again.cached_tokens == len(before) and again.output_ids == fresh.output_ids
+
+
+def test_ctrl_c_between_layers_while_decoding_realigns_every_layer(tiny_engine):
+    s = tiny_engine.new_session()
+    prompt = tiny_engine.encode_chat([{"role": "user", "content": "go on"}])
+    interrupt_in_layer(s, 1, 8)  # a decode step: layer 0 has taken the token, layer 1 and later have not
+    gen = tiny_engine.stream(prompt, NO_STOP, session=s)
+    with pytest.raises(KeyboardInterrupt):
+        for _ in gen:
+            pass
+    out = gen.result.output_ids
+    assert 0 < len(out) < NO_STOP.max_tokens
+    assert s.ids == prompt + out
+    assert_consistent(s)
+    nxt = s.ids + tiny_engine.encode("\n<|im_start|>user\nok<|im_end|>\n")
+    np.testing.assert_allclose(np.array(tiny_engine.prefill(nxt, s)), np.array(scratch_logits(tiny_engine, nxt)),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_closing_a_generation_early_settles_the_session_at_once(tiny_engine):
+    s = tiny_engine.new_session()
+    prompt = tiny_engine.encode_chat([{"role": "user", "content": "stop me"}])
+    gen = tiny_engine.stream(prompt, NO_STOP, session=s)
+    for i, _ in enumerate(gen):
+        if i == 2:
+            break
+    gen.close()
+    assert gen.result.output_ids and s.ids == prompt + gen.result.output_ids
+    assert_consistent(s)
+
+
+def test_rolled_back_turn_and_rewound_session_continue_like_a_fresh_one(tiny_engine):
+    t = Transcript(engine=tiny_engine)
+    s = tiny_engine.new_session()
+    t.add_messages({"role": "user", "content": "first"})
+    r = tiny_engine.generate(t.ids, SamplingParams(max_tokens=5), session=s)
+    t.add_output(r.output_ids, {"role": "assistant", "content": r.text}, stopped_on_eos=r.finish_reason == "stop")
+    kept_ids, kept_msgs = list(t.ids), [dict(m) for m in t.messages]
+    mark = t.mark()
+    t.add_messages({"role": "user", "content": "cancel this one"})
+    gen = tiny_engine.stream(t.ids, NO_STOP, session=s)
+    next(iter(gen))
+    gen.close()
+    t.rollback(mark)
+    tiny_engine.rewind(s, t.ids)
+    assert t.ids == kept_ids and t.messages == kept_msgs and s.ids == kept_ids
+    assert_consistent(s)
+    t.add_messages({"role": "user", "content": "second"})
+    assert t.ids == tiny_engine.encode(tiny_engine.render(t.messages))  # the pending closer survived the rollback
+    again = tiny_engine.generate(t.ids, NO_STOP, session=s)
+    fresh = tiny_engine.generate(t.ids, NO_STOP, session=tiny_engine.new_session())
+    assert again.cached_tokens == len(kept_ids) and again.output_ids == fresh.output_ids
