@@ -170,8 +170,8 @@ def test_cli_prints_an_unwritable_cache_as_one_line_and_exits_2(tmp_path):
     blocker.write_text("x")
     env = {**os.environ, "TINYGPT_CACHE": str(blocker / "cache")}
     env.pop("TINYGPT_QWEN_GGUF", None)
-    proc = subprocess.run([sys.executable, "-m", "tinygpt.cli", "init-model", str(tmp_path / "m"), "--vocab", "qwen"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    cmd = [sys.executable, "-m", "tinygpt.cli", "init-model", str(tmp_path / "m"), "--vocab", "qwen"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if "error" in ln]
     assert len(errors) == 1 and "TINYGPT_CACHE" in errors[0] and "Traceback" not in proc.stderr
