@@ -5,7 +5,8 @@ Qwen's template). `ToolStream.feed` returns `Content` text outside calls, a `Cal
 soon as a call's name is complete, then `CallArgs` fragments of ARGS as they arrive; the fragments of one call
 concatenate to exactly the ARGS text. Text that could still become `<tool_call>` is held back, and so is
 whitespace until it is known not to precede a call. A call whose
-head never parses is given back as content. Not here: validating ARGS (the grammar guarantees it; the final
+head never parses is given back as content. A call ends at the first `</tool_call>` outside a JSON string, as
+runtime/tool_calls.py's parser reads it (`call_end`), so string arguments may hold the markers. Not here: validating ARGS (the grammar guarantees it; the final
 parse in runtime/tool_calls.py decides for non-streamed answers).
 """
 from __future__ import annotations
@@ -15,7 +16,9 @@ import re
 import secrets
 from dataclasses import dataclass
 
-OPEN, CLOSE = "<tool_call>", "</tool_call>"
+from tinygpt.runtime.tool_calls import CALL_CLOSE, CALL_OPEN, call_end
+
+OPEN, CLOSE = CALL_OPEN, CALL_CLOSE
 _HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*(?=\S)')
 
 
@@ -51,6 +54,7 @@ class ToolStream:
         self.head_done = False
         self.calls = 0           # calls started
         self.call_text = ""      # raw text of the current call, for giving back a malformed one
+        self.scan = _StringScan()  # where the current call's argument text is inside a JSON string
 
     def feed(self, text: str) -> list[Piece]:
         self.buf += text
@@ -82,7 +86,7 @@ class ToolStream:
         if i >= 0:
             out.append(Content(self.buf[:i].rstrip()))
             self.buf = self.buf[i + len(OPEN):]
-            self.in_call, self.head_done, self.call_text = True, False, ""
+            self.in_call, self.head_done, self.call_text, self.scan = True, False, "", _StringScan()
             return
         keep = _partial_suffix(self.buf, OPEN)
         body = self.buf[: len(self.buf) - keep]
@@ -99,13 +103,13 @@ class ToolStream:
                 self.call_text += self.buf[: m.end()]
                 self.buf = self.buf[m.end():]
                 self.head_done = True
-            elif CLOSE in self.buf:  # a call without a parsable head: give it back as text
-                i = self.buf.index(CLOSE) + len(CLOSE)
+            elif (i := call_end(self.buf, 0)) >= 0:  # a call without a parsable head: give it back as text
+                i += len(CLOSE)
                 out.append(Content(OPEN + self.call_text + self.buf[:i]))
                 self.buf = self.buf[i:]
                 self.in_call = False
             return
-        i = self.buf.find(CLOSE)
+        i = self.scan.close_at(self.buf)
         if i >= 0:
             body = self.buf[:i].rstrip()
             out.append(CallArgs(self.calls - 1, body[:-1] if body.endswith("}") else body))
@@ -115,8 +119,44 @@ class ToolStream:
         cut = self.buf.rfind("}")  # the call's own closing brace may be the last one: hold from there
         if cut < 0:
             cut = len(self.buf) - _partial_suffix(self.buf, CLOSE)
+        cut = min(cut, self.scan.pos)
         out.append(CallArgs(self.calls - 1, self.buf[:cut]))
         self.buf = self.buf[cut:]
+        self.scan.pos -= cut
+
+
+class _StringScan:
+    """`call_end` done incrementally over a call's growing argument text: the scan resumes where it stopped
+    (`pos`, with its in-string state), so a long argument streamed token by token is scanned once."""
+
+    def __init__(self) -> None:
+        self.pos = 0
+        self.in_string = False
+        self.escaped = False
+
+    def close_at(self, text: str) -> int:
+        """Index of the first `</tool_call>` outside a string, or -1 (stopping before a possible partial one)."""
+        i = self.pos
+        while i < len(text):
+            c = text[i]
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif c == "\\":
+                    self.escaped = True
+                elif c == '"':
+                    self.in_string = False
+            elif c == '"':
+                self.in_string = True
+            elif c == "<":
+                if text.startswith(CLOSE, i):
+                    self.pos = i
+                    return i
+                if CLOSE.startswith(text[i:]):  # may be the marker's start: wait for more text
+                    break
+            i += 1
+        self.pos = i
+        return -1
 
 
 def _partial_suffix(text: str, marker: str) -> int:

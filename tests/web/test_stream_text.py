@@ -73,3 +73,23 @@ def test_tool_stream_gives_back_a_call_without_a_head_as_text():
     ts = ToolStream()
     pieces = ts.feed("<tool_call>\nnot json\n</tool_call> ok") + ts.finish()
     assert _collect(pieces) == ("<tool_call>\nnot json\n</tool_call> ok", [], {})
+
+
+MARKED = ('<tool_call>\n{"name": "write", "arguments": {"text": "a </tool_call> b <tool_call> \\"}\\" </tool_call"}}\n'
+          '</tool_call>\n<tool_call>\n{"name": "write", "arguments": {"text": "</tool_call>"}}\n</tool_call>')
+WRITE = [{"type": "function", "function": {"name": "write", "parameters": {
+    "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, len(MARKED)), max_size=30))
+def test_tool_stream_agrees_with_the_parser_when_strings_hold_the_markers(points):
+    from tinygpt.runtime.tool_calls import parse_tool_calls
+
+    parsed = parse_tool_calls(MARKED, None, WRITE, finish_reason="stop")
+    assert [c.arguments["text"] for c in parsed.calls] == ['a </tool_call> b <tool_call> "}" </tool_call', "</tool_call>"]
+    ts = ToolStream()
+    content, names, args = _collect([p for part in cuts(MARKED, points) for p in ts.feed(part)] + ts.finish())
+    assert content == parsed.content == ""
+    assert names == [(i, c.name) for i, c in enumerate(parsed.calls)]
+    assert [json.loads(args[i]) for i in range(len(parsed.calls))] == [c.arguments for c in parsed.calls]
