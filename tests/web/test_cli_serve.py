@@ -1,4 +1,5 @@
-"""`tinygpt serve` as a user runs it: --help, bad flags and models, a busy port, and a real subprocess server."""
+"""`tinygpt serve` as a user runs it: --help, bad flags and models, a busy port, an address not on this machine,
+and a real subprocess server (its banner appears once it accepts connections)."""
 import os
 import signal
 import socket
@@ -7,6 +8,7 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from tinygpt.cli_serve import main, parser
 
@@ -43,21 +45,64 @@ def test_serve_subprocess_answers_and_stops(tiny_model):
     proc = subprocess.Popen([sys.executable, "-m", "tinygpt.cli_serve", "--model", str(tiny_model), "--port",
                              str(port), "--log-level", "warning"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    lines = []
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k"})
+        for line in proc.stdout:  # the banner comes only once the socket accepts: no retry needed after it
+            lines.append(line)
+            if f"http://127.0.0.1:{port}" in line:
                 break
-            except httpx.ConnectError:
-                assert proc.poll() is None and time.monotonic() < deadline, "server did not come up"
-                time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}"
+        r = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k"})
         assert r.json()["data"][0]["id"] == tiny_model.name
         assert httpx.get(url + "/v1/models").status_code == 401
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(30)
+    out = "".join(lines) + proc.stdout.read()  # not communicate(): it would skip what the loop buffered
     assert proc.returncode in (0, -signal.SIGTERM), out  # uvicorn re-raises the signal after a clean shutdown
     assert "Traceback" not in out and "terminate called" not in out
     assert "API key required" in out
+    assert "random weights" in out  # the fixture model comes from init-model, untrained
+
+
+def test_an_address_not_on_this_machine_exits_2(capsys, tiny_model):
+    assert main(["--model", str(tiny_model), "--host", "8.8.8.8", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no network interface of this machine has that address" in err and "--port" not in err
+
+
+def _bad_models(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file").write_text("not a model")
+    (tmp_path / "no_weights").mkdir()
+    (tmp_path / "no_weights" / "config.json").write_text('{"model_type": "qwen3"}')
+    return [tmp_path / "empty", tmp_path / "a_file", tmp_path / "no_weights"]
+
+
+def _serve_exit(model) -> tuple[int, str]:
+    proc = subprocess.run([sys.executable, "-m", "tinygpt.cli_serve", "--model", str(model), "--port", "0"],
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_bad_model_exits_2_cleanly(tmp_path):
+    # The worker thread used to still hold MLX streams at exit: SIGABRT (134) in most runs.
+    for model in _bad_models(tmp_path):
+        rc, out = _serve_exit(model)
+        assert rc == 2, out
+        assert out.startswith("tinygpt serve: ") and "Traceback" not in out and "terminate called" not in out
+
+
+@pytest.mark.slow
+def test_bad_model_exits_2_cleanly_ten_times_each(tmp_path):
+    for model in _bad_models(tmp_path):
+        for _ in range(10):
+            rc, out = _serve_exit(model)
+            assert rc == 2 and "terminate called" not in out, out
+
+
+def test_importing_the_command_loads_no_server_or_mlx():
+    code = ("import sys, tinygpt.cli_serve as c; c.parser().format_help(); "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'mlx', 'starlette') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
