@@ -182,7 +182,7 @@ def _swap_in(new: Path, out: Path) -> None:
     os.replace(out, trash / "model")
     try:
         os.replace(new, out)
-    except OSError:
+    except BaseException:  # Ctrl-C included: put the old model back before anything is deleted
         os.replace(trash / "model", out)
         raise
     finally:

@@ -191,3 +191,11 @@ def test_quickstart_summary_says_the_model_is_untrained(tmp_path, tiny_model_dir
     summary = json.loads(r.stdout)
     assert summary["random_init"] is True and summary["model_pass_rate"] == 0.0
     assert json.loads((tmp_path / "run" / "quickstart.json").read_text())["status"] == "complete"
+
+
+def test_doctor_piped_prints_plain_unwrapped_lines():
+    r = run("doctor")
+    assert r.returncode == 0, r.stderr
+    lines = dict(line.split(": ", 1) for line in r.stdout.strip().splitlines())
+    assert lines["blas"].endswith("libopenblas.so.0") and float(lines["matmul_1024_gflops"]) > 0
+    assert "┃" not in r.stdout and "│" not in r.stdout

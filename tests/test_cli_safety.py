@@ -138,3 +138,67 @@ def test_kv_save_never_overwrites_a_users_file(tiny_engine, tmp_path):
     path = tiny_engine.save_session(session, tmp_path / "kv")  # its own file may be replaced
     assert tiny_engine.load_session(path).ids == session.ids
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kv.safetensors", "link.safetensors", "notes.safetensors"]
+
+
+def test_interrupted_replacement_puts_the_old_model_back(tmp_path, monkeypatch):
+    """Ctrl-C between moving the old model aside and moving the new one in: the old model is restored."""
+    from tinygpt.runtime import presets
+
+    out = init_model(tmp_path / "m", InitSpec(seed=0))
+    before = snapshot(out)
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append((Path(src), Path(dst)))
+        if len(calls) == 2:  # 1: old model aside, 2: new model in
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(presets.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        init_model(out, InitSpec(seed=1), force=True)
+    monkeypatch.undo()
+    assert len(calls) == 3 and snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_quickstart_default_run_dir_never_reuses_an_existing_one(tmp_path, monkeypatch):
+    import time
+
+    from tinygpt.cli_quickstart import make_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda *_: "20260101-000000")
+    taken = tmp_path / "runs" / "quickstart-20260101-000000"
+    taken.mkdir(parents=True)
+    (taken / "mine.txt").write_text("mine")
+    out = make_run_dir(None)
+    assert out == Path("runs/quickstart-20260101-000000-2")
+    assert json.loads((out / "quickstart.json").read_text())["status"] == "running"
+    assert os.listdir(taken) == ["mine.txt"]
+
+
+def test_model_creation_progress_on_a_terminal_and_when_piped(tmp_path):
+    import pty
+
+    r = run("init-model", str(tmp_path / "piped"))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == ["init-model: [1/4] loading MLX", "init-model: [2/4] building the bpe tokenizer",
+                                     "init-model: [3/4] initialising tiny weights (seed 0, float32)",
+                                     f"init-model: [4/4] writing {tmp_path / 'piped'}"]
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(TINYGPT + ["init-model", str(tmp_path / "tty")], stdout=subprocess.DEVNULL,
+                            stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:  # read while it runs (a full pty would block it); EIO once the child closes its end
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    assert b"init-model: done" in seen and b"[1/4]" not in seen  # a rich bar, not the plain lines

@@ -1,9 +1,13 @@
-"""`tinygpt doctor`: what MLX runs on here, which BLAS it uses, and how fast a matmul really is."""
+"""`tinygpt doctor`: what MLX runs on here, which BLAS it uses, and how fast a matmul really is.
+
+Reports only; it changes nothing. A table on a terminal, plain `key: value` lines when piped, JSON with --json.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import sys
 import time
 
 from tinygpt import blas
@@ -58,6 +62,11 @@ def main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
+    slow = "bundled" in info["blas"] and info["device"].startswith("Device(cpu")
+    advice = "MLX is using its slow bundled BLAS. Install OpenBLAS: apt-get install libopenblas0-pthread"
+    if not sys.stdout.isatty():  # piped: plain `key: value` lines, never wrapped mid-path
+        print("\n".join(f"{k}: {v}" for k, v in info.items()) + (f"\n{advice}" if slow else ""))
+        return 0
     from rich.console import Console
     from rich.table import Table
 
@@ -65,7 +74,6 @@ def main(argv: list[str]) -> int:
     for k, v in info.items():
         table.add_row(k, str(v))
     Console().print(table)
-    if "bundled" in info["blas"] and info["device"].startswith("Device(cpu"):
-        Console().print("[yellow]MLX is using its slow bundled BLAS. Install OpenBLAS: "
-                        "apt-get install libopenblas0-pthread[/yellow]")
+    if slow:
+        Console().print(f"[yellow]{advice}[/yellow]")
     return 0

@@ -67,9 +67,18 @@ class RunDirError(RuntimeError):
     """The run directory cannot be used; the message says why and what to do."""
 
 
+def _fresh_default() -> Path:
+    base = Path(f"runs/quickstart-{time.strftime('%Y%m%d-%H%M%S')}")
+    out, n = base, 1
+    while out.exists() or out.is_symlink():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
 def make_run_dir(given: str | None) -> Path:
     """The run directory, created new (or an empty one reused); a user's non-empty directory is refused."""
-    out = Path(given or f"runs/quickstart-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(given) if given else _fresh_default()
     if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise RunDirError(f"--out {out} exists and is not an empty directory; quickstart writes only into a new "
                              "one. Choose another --out")
