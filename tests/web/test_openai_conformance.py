@@ -240,3 +240,38 @@ def test_scoring_in_chunks_equals_one_pass(model):
     assert chunked[0][1:] == pytest.approx(one[0][1:], abs=1e-4)
     assert chunked[0][1:] == pytest.approx(_reference_logprobs(model, ids), abs=1e-4)
     assert [[i for i, _ in t] for t in chunked[1][1:]] == [[i for i, _ in t] for t in one[1][1:]]
+
+
+# ---- nested pydantic models: $defs / $ref in tools and response_format ------------------------------------------
+def _trip_model():
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: Literal["Paris", "Oslo"]
+
+    class Trip(BaseModel):
+        origin: City
+        to: City
+
+    return City, Trip
+
+
+def test_parse_with_a_nested_pydantic_model_returns_that_model(client):
+    city, trip = _trip_model()
+    assert "$defs" in json.dumps(trip.model_json_schema())
+    r = client.chat.completions.parse(model="tiny", messages=USER, response_format=trip, max_tokens=60,
+                                      temperature=0)
+    got = r.choices[0].message.parsed
+    assert isinstance(got, trip) and isinstance(got.origin, city) and got.to.name in ("Paris", "Oslo")
+
+
+def test_pydantic_function_tool_with_a_nested_model_is_called_with_valid_arguments(client):
+    city, trip = _trip_model()
+    tool = openai.pydantic_function_tool(trip, name="book")
+    assert "$ref" in json.dumps(tool["function"]["parameters"])
+    r = client.chat.completions.parse(model="tiny", messages=USER, tools=[tool], tool_choice="required",
+                                      parallel_tool_calls=False, max_tokens=60, temperature=0)
+    (call,) = r.choices[0].message.tool_calls
+    assert call.function.name == "book" and isinstance(call.function.parsed_arguments, trip)
