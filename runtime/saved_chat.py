@@ -51,7 +51,9 @@ def _is_our_kv(path: Path) -> bool:
             header = json.loads(f.read(n))
     except (OSError, ValueError, struct.error):
         return False
-    return isinstance(header, dict) and (header.get("__metadata__") or {}).get("format") == KV_FORMAT
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    # mlx-lm's save_prompt_cache flattens [cache_info, user_metadata, classes]: ours sits under "0."
+    return isinstance(meta, dict) and KV_FORMAT in (meta.get("0.format"), meta.get("format"))
 
 
 def _check_replaceable(chat_path: Path, kv_path: Path) -> bool:
@@ -59,7 +61,7 @@ def _check_replaceable(chat_path: Path, kv_path: Path) -> bool:
     replaced = False
     for target, ours in ((chat_path, _is_our_chat), (kv_path, _is_our_kv)):
         if target.is_dir():
-            raise SavedChatError(f"{target} is a directory; give a file name, e.g. {target}/chat")
+            raise SavedChatError(f"{target} is a directory; pick another name")
         if target.exists() or target.is_symlink():
             if not ours(target):
                 raise SavedChatError(f"{target} exists and is not a tinygpt saved chat; refusing to overwrite "
@@ -72,6 +74,9 @@ def save_chat(engine, transcript: Transcript, session: Session, path: str | Path
     """Write transcript + KV. Returns the transcript path and whether an earlier saved chat was replaced."""
     chat_path, kv_path = chat_paths(path)
     replaced = _check_replaceable(chat_path, kv_path)
+    above = next((p for p in chat_path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise SavedChatError(f"{above} is a file, so nothing can be saved under it; pick another path")
     chat_path.parent.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}.tmp"
     kv_tmp = kv_path.with_name(f".{kv_path.name}.{tag}.safetensors")

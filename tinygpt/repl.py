@@ -141,8 +141,10 @@ def save_or_load(engine, conv, cmd: str, arg: str) -> None:
         else:
             conv.transcript, conv.session = load_chat(engine, arg, tools=getattr(conv, "tools", None))
             print(f"loaded {len(conv.transcript.messages)} messages, {len(conv.transcript.ids)} tokens")
-    except (KVCacheError, OSError) as exc:
-        print(f"error: {cmd} {arg}: {exc}")
+    except KVCacheError as exc:  # SavedChatError included: the message names the file
+        print(f"error: {exc}")
+    except OSError as exc:
+        print(f"error: {cmd} {arg}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
     except Exception as exc:  # noqa: BLE001 — e.g. MLX's own errors on a full disk: the conversation outlives them
         print(f"error: {cmd} {arg} failed ({type(exc).__name__}: {exc}); the conversation is unchanged")
 
