@@ -4,10 +4,10 @@ The model writes calls as `<tool_call>\n{"name": "NAME", "arguments": ARGS}\n</t
 Qwen's template). `ToolStream.feed` returns `Content` text outside calls, a `CallStart` (index, id, name) as
 soon as a call's name is complete, then `CallArgs` fragments of ARGS as they arrive; the fragments of one call
 concatenate to exactly the ARGS text. Text that could still become `<tool_call>` is held back, and so is
-whitespace until it is known not to precede a call. A call whose
-head never parses is given back as content. A call ends at the first `</tool_call>` outside a JSON string, as
-runtime/tool_calls.py's parser reads it (`call_end`), so string arguments may hold the markers. Not here: validating ARGS (the grammar guarantees it; the final
-parse in runtime/tool_calls.py decides for non-streamed answers).
+whitespace until it is known not to precede a call. A call whose head never parses is given back as content.
+A call ends at the first `</tool_call>` outside a JSON string, as runtime/tool_calls.py's parser reads it
+(`call_end`), so string arguments may hold the markers. Not here: validating ARGS (the grammar guarantees
+it; the final parse in runtime/tool_calls.py decides for non-streamed answers).
 """
 from __future__ import annotations
 

@@ -87,7 +87,8 @@ def test_tool_stream_agrees_with_the_parser_when_strings_hold_the_markers(points
     from tinygpt.runtime.tool_calls import parse_tool_calls
 
     parsed = parse_tool_calls(MARKED, None, WRITE, finish_reason="stop")
-    assert [c.arguments["text"] for c in parsed.calls] == ['a </tool_call> b <tool_call> "}" </tool_call', "</tool_call>"]
+    texts = ['a </tool_call> b <tool_call> "}" </tool_call', "</tool_call>"]
+    assert [c.arguments["text"] for c in parsed.calls] == texts
     ts = ToolStream()
     content, names, args = _collect([p for part in cuts(MARKED, points) for p in ts.feed(part)] + ts.finish())
     assert content == parsed.content == ""
