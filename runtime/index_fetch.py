@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import http.client
 import json
 import os
 import re
@@ -52,9 +53,12 @@ def find_file(project: str, filename: str, index: str | None = None) -> IndexFil
             kind = resp.headers.get("Content-Type", "")
             body = resp.read().decode("utf-8", "replace")
             base = resp.geturl()
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, UnicodeDecodeError) as exc:
         raise FetchError(f"could not read the package index page {page} ({_reason(exc)})") from exc
-    files = _json_files(body) if "json" in kind else _html_files(body)
+    try:
+        files = _json_files(body) if "json" in kind else _html_files(body)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FetchError(f"{page} is not a readable package index page ({exc})") from exc
     for name, url, sha, size in files:
         if name == filename:
             if not sha:
@@ -102,7 +106,7 @@ def _stream(item: IndexFile, fh, out: TextIO) -> str:
     req = urllib.request.Request(item.url, headers={"User-Agent": "tinygpt"})
     try:
         resp = urllib.request.urlopen(req, timeout=60)
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise FetchError(f"could not download {item.url} ({_reason(exc)})") from exc
     with resp:
         total = item.size or int(resp.headers.get("Content-Length") or 0) or None
@@ -113,7 +117,7 @@ def _stream(item: IndexFile, fh, out: TextIO) -> str:
             while True:
                 try:
                     chunk = resp.read(CHUNK)
-                except OSError as exc:
+                except (OSError, http.client.HTTPException) as exc:
                     raise FetchError(f"download of {item.url} broke off after {done} bytes ({exc})") from exc
                 if not chunk:
                     break

@@ -4,8 +4,8 @@ The run uses `python -I -S` with sys.path = [install dir, the venv's site-packag
 of this checkout (a .pth finder in site-packages, which -S skips) cannot shadow the wheel. The cwd is outside
 the repo and TINYGPT_CACHE / HOME point into a temp dir.
 """
-import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -157,3 +157,17 @@ def test_bootstrap_rejects_an_unknown_command_before_setting_anything_up(tmp_pat
     done, lines = _bootstrap(tree, "tset")
     assert done.returncode == 2 and lines == ["[bootstrap] unknown command 'tset' (use: demo | test | setup)"]
     assert not (tree / ".venv").exists()
+
+
+def test_every_file_the_code_opens_next_to_itself_is_in_the_wheel(wheel):
+    whl, _, _ = wheel
+    names = zipfile.ZipFile(whl).namelist()
+    dirs = PYPROJECT["tool"]["setuptools"]["package-dir"].values()
+    opened = []
+    for src in dirs:
+        for py in (REPO / src).rglob("*.py"):
+            for line in py.read_text(encoding="utf-8").splitlines():
+                if "__file__" in line or "resources.files(" in line:
+                    opened += [(py.name, lit) for lit in re.findall(r"[\"']([\w.-]+\.[a-z]{2,5})[\"']", line)]
+    assert ("vocab.py", "bpe_corpus.txt") in opened
+    assert [(py, lit) for py, lit in opened if not any(n.endswith("/" + lit) for n in names)] == []
