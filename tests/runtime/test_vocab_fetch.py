@@ -175,3 +175,12 @@ def test_cli_prints_an_unwritable_cache_as_one_line_and_exits_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if "error" in ln]
     assert len(errors) == 1 and "TINYGPT_CACHE" in errors[0] and "Traceback" not in proc.stderr
+
+
+def test_an_index_without_the_project_is_a_one_line_vocab_error(cache, index, monkeypatch):
+    monkeypatch.setenv("PIP_INDEX_URL", index.url.replace("/simple", "/elsewhere"))
+    with pytest.raises(vocab.VocabError) as err:
+        vocab.qwen_gguf_path()
+    msg = str(err.value)
+    assert msg.startswith("could not read the package index page http://127.0.0.1:") and "Not Found" in msg
+    assert "\n" not in msg and not (cache / "vocab" / "ggml-vocab-qwen2.gguf").exists()
