@@ -1,0 +1,54 @@
+"""The chat/agent commands around the REPL: start-up checks, the random-init note, and how agent events print."""
+import io
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from tinygpt import cli
+from tinygpt.cli_agent import EventPrinter
+from tinygpt.repl import random_init_note
+from tinygpt.runtime import agent_events as ev
+
+
+@pytest.mark.parametrize("where", ["a_file", "a_file/below"])
+def test_agent_unwritable_trajectory_dir_is_one_line_and_exit_2_before_the_repl(tiny_model_dir, tmp_path, capsys,
+                                                                                where):
+    (tmp_path / "a_file").write_text("mine")
+    code = cli.main(["agent", "--model", str(tiny_model_dir), "--trajectory-dir", str(tmp_path / where)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("tinygpt agent: error: --trajectory-dir") and err.count("\n") == 1, err
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
+@pytest.mark.parametrize("marker, noted", [({"created_by": "tinygpt init-model"}, True),
+                                           ({"created_by": "tinygpt init-model", "trained_by": "sft"}, False),
+                                           (None, False)])
+def test_random_init_note_only_for_untrained_models_tinygpt_made(tmp_path, capsys, marker, noted):
+    if marker is not None:
+        (tmp_path / "tinygpt.json").write_text(json.dumps(marker))
+    random_init_note(SimpleNamespace(loaded=SimpleNamespace(path=str(tmp_path))))
+    err = capsys.readouterr().err
+    assert ("random-init (untrained): its output is noise" in err) is noted
+
+
+def model_call(step):
+    return ev.ModelCall(step=step, prompt_ids=[], output_ids=[], logprobs=[], text="", content="", tool_calls=[],
+                        finish_reason="stop", cached_tokens=0, latency_s=0.0)
+
+
+def test_agent_prints_each_tool_call_once_and_text_that_only_looked_like_one():
+    out = io.StringIO()
+    p = EventPrinter(out)
+    for text in ["Let me look", ".\n<tool", "_call>", '\n{"name": "ls", "arguments": {}}\n', "</tool_call>"]:
+        p.show(ev.Token(0, text, 0.0))
+    p.show(model_call(1))
+    p.show(ev.ToolCall(1, "call_1", "ls", {}))
+    p.show(ev.ToolResult(1, "call_1", "ls", '{"current_directory_content": []}', False, 0.0))
+    for text in ["It has <to", "ols> and <", "tool"]:  # never a call: the held-back text comes out at the end
+        p.show(ev.Token(0, text, 0.0))
+    p.show(model_call(2))
+    p.show(ev.TurnEnd("answer", 2))
+    assert out.getvalue() == ('Let me look.\n\n  \u2192 ls({})\n  \u2190 {"current_directory_content": []}\n'
+                              "It has <tools> and <tool\n[answer, 2 steps]\n")
