@@ -17,7 +17,6 @@ _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Line)
 _PREFIX = 9  # 8 hex digits and one space
 _SEQ = b'{"seq":'
-_SEQ_END = _PREFIX + len(_SEQ)
 
 
 def encode_line(record: Line, seq: int | None) -> bytes:
@@ -39,10 +38,10 @@ def payload_ok(line: bytes) -> bool:
     return zlib.crc32(memoryview(line)[_PREFIX:]) == crc
 
 
-def _check_crcs(lines: list[bytes], name: str) -> None:
+def _check_crcs(lines: list[bytes], payloads: list[bytes], name: str) -> None:
     crc32 = zlib.crc32
     try:  # fast path; payload_ok below finds and names the bad line
-        if all(line[8] == 0x20 and crc32(memoryview(line)[_PREFIX:]) == int(line[:8], 16) for line in lines):
+        if all(line[8] == 0x20 and crc32(p) == int(line[:8], 16) for line, p in zip(lines, payloads)):
             return
     except (ValueError, IndexError):
         pass
@@ -56,20 +55,24 @@ def _check_crcs(lines: list[bytes], name: str) -> None:
         offset += len(line) + 1
 
 
-def _unsequence(lines: list[bytes], name: str) -> list[bytes]:
-    """The JSON payloads of version-2 lines without their `seq`; CorruptTraceError unless seq counts 0, 1, ..."""
-    payloads = []
-    for index, line in enumerate(lines):
-        comma = line.find(b",", _SEQ_END)
-        if line[_PREFIX:_SEQ_END] != _SEQ or line[_SEQ_END:comma] != b"%d" % index or comma < 0:
-            offset = sum(len(earlier) + 1 for earlier in lines[:index])
-            seq = line[_SEQ_END:comma].decode(errors="replace") if line[_PREFIX:_SEQ_END] == _SEQ else "none"
+_SEQ_PREFIXES = [b'{"seq":%d,' % index for index in range(1024)]  # what line `index` starts with, precomputed
+
+
+def _unsequence(payloads: list[bytes], name: str) -> list[bytes]:
+    """Version-2 payloads without their `seq`; CorruptTraceError unless the seqs count 0, 1, 2, ..."""
+    out = []
+    for index, payload in enumerate(payloads):
+        prefix = _SEQ_PREFIXES[index] if index < 1024 else b'{"seq":%d,' % index
+        if not payload.startswith(prefix):
+            offset = sum(len(earlier) + _PREFIX + 1 for earlier in payloads[:index])
+            comma = payload.find(b",")
+            seq = payload[len(_SEQ):comma].decode(errors="replace") if payload.startswith(_SEQ) else "none"
             raise CorruptTraceError(
                 f"{name}: line {index + 1} (byte {offset}) has sequence number {seq}, expected {index}: a line was "
                 "duplicated, reordered or removed after it was written. Restore the file from a copy or delete it."
             )
-        payloads.append(b"{" + line[comma + 1:])
-    return payloads
+        out.append(b"{" + payload[len(prefix):])
+    return out
 
 
 def split_lines(data: bytes, name: str = "<bytes>", finished: bool = False) -> tuple[list[bytes], int, bool]:
@@ -90,10 +93,11 @@ def split_lines(data: bytes, name: str = "<bytes>", finished: bool = False) -> t
             f"{name}: the last line ({torn} bytes) is damaged, but the episode was finished (an .atraj is "
             "renamed only after its end line is on disk). Restore it from a copy or delete it."
         )
-    _check_crcs(lines, name)
-    if not lines or lines[0][_PREFIX:_SEQ_END] != _SEQ:
-        return [line[_PREFIX:] for line in lines], torn, False
-    return _unsequence(lines, name), torn, True
+    payloads = [line[_PREFIX:] for line in lines]
+    _check_crcs(lines, payloads, name)
+    if not payloads or not payloads[0].startswith(_SEQ):
+        return payloads, torn, False
+    return _unsequence(payloads, name), torn, True
 
 
 def decode_payload(payload: bytes, name: str = "<bytes>", number: int = 0) -> Line:
