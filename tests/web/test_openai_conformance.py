@@ -275,3 +275,30 @@ def test_pydantic_function_tool_with_a_nested_model_is_called_with_valid_argumen
                                       parallel_tool_calls=False, max_tokens=60, temperature=0)
     (call,) = r.choices[0].message.tool_calls
     assert call.function.name == "book" and isinstance(call.function.parsed_arguments, trip)
+
+
+def test_union_of_grammars_allows_either_until_a_token_picks_one(tiny_model):
+    import numpy as np
+
+    from tinygpt.runtime.grammar import compile_json, compile_tools, hf_tokenizer
+    from tinygpt.web.constraints import Union
+
+    tok = load(str(tiny_model)).tokenizer
+    calls = compile_tools(tok, [{"type": "function", "function": WEATHER_FN}], tool_choice="required",
+                          parallel_tool_calls=False)
+    js = compile_json(tok, ANSWER)
+    logits = mx.zeros((1, len(hf_tokenizer(tok))))
+
+    def allowed(out) -> set[int]:
+        return set(np.nonzero(np.array(out[0]) > -np.inf)[0].tolist())
+
+    only_calls, only_json = allowed(calls.processor()(None, logits)), allowed(js.processor()(None, logits))
+    assert only_calls - only_json and only_json - only_calls
+    for pick, grammar in ((min(only_json - only_calls), js), (min(only_calls - only_json), calls)):
+        union = Union((calls, js)).processor()
+        assert allowed(union(None, logits)) == only_calls | only_json
+        alone = grammar.processor()
+        alone(None, logits)
+        after = union(mx.array([pick]), logits)
+        assert [p.grammar for p in union.live] == [grammar]
+        assert allowed(after) == allowed(alone(mx.array([pick]), logits))
