@@ -160,7 +160,7 @@ def test_assistant_refusal_parts_are_its_text(http):
 def test_response_format_with_tools_gives_a_call_or_json_that_follows_the_format(http):
     fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER}}
     tools = [{"type": "function", "function": WEATHER_FN}]
-    for seed in range(3):
+    for seed in range(8):  # on the tiny test model, both kinds of answer occur here
         body = chat(http, tools=tools, response_format=fmt, max_tokens=40, temperature=1.0, seed=seed)
         choice = body["choices"][0]
         assert choice["finish_reason"] in ("stop", "tool_calls"), choice
