@@ -171,3 +171,34 @@ def test_every_file_the_code_opens_next_to_itself_is_in_the_wheel(wheel):
                     opened += [(py.name, lit) for lit in re.findall(r"[\"']([\w.-]+\.[a-z]{2,5})[\"']", line)]
     assert ("vocab.py", "bpe_corpus.txt") in opened
     assert [(py, lit) for py, lit in opened if not any(n.endswith("/" + lit) for n in names)] == []
+
+
+@pytest.mark.slow
+def test_bootstrap_install_prints_one_line_per_step(tmp_path):
+    """The install path, offline: a fresh venv (no pip of its own) sees this venv's packages first, so every
+    pip step is satisfied locally; what is checked is what bootstrap prints, not what pip downloads."""
+    tree = tmp_path / "tree"
+    for name in _source_files():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, tree / name)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tree / ".venv")], check=True)
+    site = Path(subprocess.run([str(tree / ".venv" / "bin" / "python"), "-c",
+                                "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "00-deps.pth").write_text(f"import sys; sys.path.insert(0, {sysconfig.get_path('purelib')!r})\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", PYTHON=sys.executable)
+    done = subprocess.run(["bash", "bootstrap.sh", "setup"], cwd=tree, env=env, capture_output=True, text=True,
+                          timeout=300)
+    lines = [ln for ln in (done.stdout + done.stderr).splitlines() if "OpenBLAS" not in ln]
+    assert done.returncode == 0, lines
+    assert lines == [
+        "[bootstrap] installing into .venv (a few minutes on a fresh machine; pip's output: "
+        ".venv/bootstrap-pip.log)",
+        "[bootstrap]   1/3 pip, setuptools, wheel",
+        "[bootstrap]   2/3 tinygpt and its dependencies (editable, with [dev])",
+        "[bootstrap]   3/3 bfcl-eval==2026.3.23 (data and checker, --no-deps)",
+        "[bootstrap] installed",
+        "[bootstrap] ready: .venv/bin/tinygpt --help",
+    ]
+    assert "Successfully installed tinygpt" in (tree / ".venv" / "bootstrap-pip.log").read_text()
