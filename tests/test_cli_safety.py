@@ -202,3 +202,22 @@ def test_model_creation_progress_on_a_terminal_and_when_piped(tmp_path):
     os.close(leader)
     assert proc.wait(timeout=120) == 0
     assert b"init-model: done" in seen and b"[1/4]" not in seen  # a rich bar, not the plain lines
+
+
+@pytest.mark.parametrize("at", ["[1/4]", "[4/4]"])
+def test_ctrl_c_during_init_model_leaves_nothing_behind(tmp_path, at):
+    """SIGINT once a step is reported (waits for output, not for time): exit 130, no model, no temp dir."""
+    import signal
+
+    proc = subprocess.Popen(TINYGPT + ["init-model", str(tmp_path / "m")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if at in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, rest = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # the last step finished before the signal arrived: a complete model is fine
+        assert (tmp_path / "m" / MARKER).exists() and sorted(os.listdir(tmp_path)) == ["m"]
+        return
+    assert proc.returncode == 130 and rest.rstrip().endswith("interrupted") and "Traceback" not in rest
+    assert os.listdir(tmp_path) == []
