@@ -31,6 +31,7 @@ from tinygpt.runtime.engine import Engine, GenerationResult
 from tinygpt.runtime.models import load
 from tinygpt.web.errors import ApiError
 from tinygpt.web.jobs import Chunk, Failed, Finished, Job, Scored, deliver
+from tinygpt.web.logprob_row import HostRow, host_row
 from tinygpt.web.model_card import ModelCard, describe
 from tinygpt.web.sampler import make_job_sampler
 from tinygpt.web.scoring import prompt_logprobs
@@ -429,7 +430,7 @@ class Worker:
             finish = "stop"
         elif len(run.out) >= run.max_tokens:
             finish = "length"
-        self._on_token(SOLO, a, _SoloResponse(tok, finish), _host(logprobs))
+        self._on_token(SOLO, a, _SoloResponse(tok, finish), host_row(logprobs))
 
     def _handoff(self) -> None:
         """A second job is runnable: move the solo job into the batch, where it goes on from where it is."""
@@ -453,17 +454,17 @@ class Worker:
         for r in responses:
             a = self._active.get(r.uid)
             if a is not None:
-                self._on_token(r.uid, a, r, _host(r.logprobs))
+                self._on_token(r.uid, a, r, host_row(r.logprobs))
 
     @staticmethod
-    def _top(host: "_HostRow", k: int) -> list[tuple[int, float]]:
+    def _top(host: HostRow, k: int) -> list[tuple[int, float]]:
         if k <= 0:
             return []
         row = host.full()
         idx = np.argpartition(-row, k - 1)[:k]
         return sorted(zip(idx.tolist(), row[idx].tolist()), key=lambda p: -p[1])
 
-    def _on_token(self, uid: int, a: _Active, r, row: "_HostRow") -> None:
+    def _on_token(self, uid: int, a: _Active, r, row: HostRow) -> None:
         now = time.perf_counter()
         a.first = a.first or now
         tok = r.token
@@ -589,42 +590,3 @@ class _SoloResponse:
 
     token: int
     finish_reason: str | None
-
-
-def _host(logprobs: mx.array) -> "_HostRow":
-    """The batch's (already evaluated) logprob row, read on the host without queueing any MLX op: an op here
-    (even a dtype cast) would run behind the step the batch is already computing ahead and stall the pipeline.
-    The row is a zero-copy view of the array's memory; only what is asked for is read from it."""
-    return _HostRow(logprobs)
-
-
-class _HostRow:
-    """A zero-copy host view of one logprob row: float32 as is, bfloat16/float16 decoded in numpy on read."""
-
-    __slots__ = ("_raw", "_kind")
-
-    def __init__(self, logprobs: mx.array):
-        if not memoryview(logprobs).c_contiguous:  # BatchGenerator's rows are; anything else: one copy
-            logprobs = mx.contiguous(logprobs.astype(mx.float32))
-            mx.eval(logprobs)
-        kind = logprobs.dtype
-        if kind == mx.float32:
-            self._raw = np.frombuffer(memoryview(logprobs), dtype=np.float32)
-        elif kind == mx.bfloat16:
-            self._raw = np.frombuffer(memoryview(logprobs), dtype=np.uint16)
-        elif kind == mx.float16:
-            self._raw = np.frombuffer(memoryview(logprobs), dtype=np.float16)
-        else:
-            raise TypeError(f"unexpected logprob dtype {kind}")
-        self._kind = kind
-
-    def _decode(self, raw: np.ndarray) -> np.ndarray:
-        if self._kind == mx.bfloat16:
-            return (raw.astype(np.uint32) << 16).view(np.float32)
-        return raw.astype(np.float32, copy=False)
-
-    def __getitem__(self, i: int) -> float:
-        return float(self._decode(self._raw[i : i + 1])[0])
-
-    def full(self) -> np.ndarray:
-        return self._decode(self._raw)
