@@ -199,3 +199,11 @@ def test_doctor_piped_prints_plain_unwrapped_lines():
     lines = dict(line.split(": ", 1) for line in r.stdout.strip().splitlines())
     assert lines["blas"].endswith("libopenblas.so.0") and float(lines["matmul_1024_gflops"]) > 0
     assert "┃" not in r.stdout and "│" not in r.stdout
+
+
+def test_a_closed_output_pipe_is_quiet(tiny_model_dir):
+    proc = subprocess.Popen(TINYGPT + ["generate", "--model", str(tiny_model_dir), "--max-tokens", "64", "hi"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first token is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err

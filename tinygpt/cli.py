@@ -3,12 +3,14 @@
 Commands import lazily so `tinygpt --help` is instant. User errors (bad paths, bad input, mismatched caches)
 raised by any package print one clear line and exit 2; so do OS errors about places (read-only, full disk,
 no permission, not a directory), naming the path. Ctrl-C prints "interrupted" and exits 130, also when the
-interrupt surfaced as another error during clean-up. Only bugs give a traceback. Exit codes are decided here.
+interrupt surfaced as another error during clean-up; a closed output pipe exits 141 quietly. Only bugs give a
+traceback. Exit codes are decided here.
 """
 from __future__ import annotations
 
 import errno
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -71,6 +73,9 @@ def _run(name: str, entry, rest: list[str]) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         return 130
+    except BrokenPipeError:  # the reader went away (`tinygpt generate ... | head`): stop quietly, as `yes` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush cannot fail too
+        return 141
     except Exception as exc:
         if interrupted(exc):
             sys.stderr.write("\ninterrupted\n")
