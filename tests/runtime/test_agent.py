@@ -132,3 +132,39 @@ def test_an_invalid_call_is_shown_to_the_model_which_gets_another_step(tiny_engi
     assert not [e for e in events if isinstance(e, ev.ToolCall)]
     assert events[-1].reason == "answer" and events[-1].steps == 2
     assert ids_from_events(events) == agent.transcript.ids
+
+
+def test_ctrl_c_mid_turn_leaves_a_consistent_session_and_the_turn_can_be_dropped(tiny_engine, tmp_path):
+    """As in `quickstart` or the agent REPL: Ctrl-C while a later step prefills the tool results."""
+    cfg = AgentConfig(tool_choice="ls", max_steps=2, sampling=SamplingParams(max_tokens=48))
+    agent = Agent(tiny_engine, fs_toolset(open_filesystem("fs:virtual"), timeout_s=None), cfg)
+    list(agent.run("first"))
+    kept, mark = list(agent.transcript.ids), agent.transcript.mark()
+    layer = agent.session.cache[1]
+    original, prefills = layer.update_and_fetch, []
+
+    def update(keys, values):  # Ctrl-C lands in the second multi-token prefill of the turn, after layer 0
+        if keys.shape[2] > 1:
+            prefills.append(1)
+            if len(prefills) == 2:
+                del layer.update_and_fetch
+                raise KeyboardInterrupt
+        return original(keys, values)
+
+    layer.update_and_fetch = update
+    with pytest.raises(KeyboardInterrupt):  # not "cache holds N tokens but N+1 were recorded"
+        list(record_episode(agent.run("second"), tmp_path, engine=tiny_engine, agent=agent, task_id="t",
+                            split="test"))
+    s = agent.session
+    assert [c.offset for c in s.cache] == [len(s.ids)] * len(s.cache)
+    assert s.ids == agent.transcript.ids[: len(s.ids)]
+    assert list_traces(tmp_path) == [] and len(list_traces(tmp_path, include_partial=True)) == 1
+    agent.transcript.rollback(mark)
+    tiny_engine.rewind(s, agent.transcript.ids)
+    assert agent.transcript.ids == kept and s.ids == kept[: len(s.ids)]
+    held = len(s.ids)
+    agent.config.max_steps = 1
+    events = list(agent.run("third"))
+    (call,) = [e for e in events if isinstance(e, ev.ModelCall)]
+    assert events[-1].reason == "max_steps" and call.cached_tokens == held
+    assert call.prompt_ids == agent.transcript.ids[len(kept): len(kept) + len(call.prompt_ids)]
