@@ -118,17 +118,18 @@ def test_an_error_raised_while_handling_ctrl_c_still_reads_interrupted(capsys):
     assert capsys.readouterr().err == "\ninterrupted\n"
 
 
-def test_quickstart_out_under_a_file_is_one_line(tmp_path):
+def test_quickstart_out_under_a_file_is_one_line(tmp_path, tiny_model_dir):
     blocker = tmp_path / "file"
     blocker.write_text("mine")
-    last = one_error_line(run("quickstart", "--out", str(blocker / "run"), "--model", "/nonexistent"), "quickstart")
+    last = one_error_line(run("quickstart", "--out", str(blocker / "run"), "--model", str(tiny_model_dir)),
+                          "quickstart")
     assert "cannot create the run directory" in last and str(blocker) in last and "--out" in last
     assert blocker.read_text() == "mine"
 
 
-def test_quickstart_never_writes_into_a_users_directory(tmp_path):
+def test_quickstart_never_writes_into_a_users_directory(tmp_path, tiny_model_dir):
     (tmp_path / "mine.txt").write_text("mine")
-    last = one_error_line(run("quickstart", "--out", str(tmp_path)), "quickstart")
+    last = one_error_line(run("quickstart", "--out", str(tmp_path), "--model", str(tiny_model_dir)), "quickstart")
     assert "is not an empty directory" in last
     assert os.listdir(tmp_path) == ["mine.txt"]
 
@@ -170,6 +171,12 @@ def test_ctrl_c_during_quickstart_says_interrupted_and_marks_the_run(tmp_path, t
     status = json.loads((out / "quickstart.json").read_text())
     assert status["status"] == "interrupted"
     assert not (out / "data" / "rows.jsonl").exists()
+
+
+def test_quickstart_with_a_bad_model_creates_no_run_dir(tmp_path):
+    last = one_error_line(run("quickstart", "--out", str(tmp_path / "run"), "--model", str(tmp_path / "nope")),
+                          "quickstart")
+    assert "the local path does not exist" in last and not (tmp_path / "run").exists()
 
 
 def test_random_init_models_are_explained(tiny_model_dir, tmp_path):

@@ -116,9 +116,10 @@ def main(argv: list[str]) -> int:
 
     console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
     cfg = resolve(a)
+    engine = load_engine(cfg)  # a bad --model fails before any run directory exists
     out = make_run_dir(a.out)
     try:
-        summary = run(a, cfg, out, console)
+        summary = run(a, engine, out, console)
     except BaseException as exc:
         from tinygpt.cli import interrupted
 
@@ -143,7 +144,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def run(a, cfg, out: Path, console) -> dict:
+def run(a, engine, out: Path, console) -> dict:
     """Record and judge every task by teacher and model, export training data; return the summary."""
     from rich.progress import Progress
 
@@ -153,7 +154,6 @@ def run(a, cfg, out: Path, console) -> dict:
     from tinygpt.traces.to_data import ExportConfig, traces_to_data
 
     traces_dir, data_dir = out / "traces", out / "data"
-    engine = load_engine(cfg)
     console.print(f"quickstart -> {out}: model {engine.loaded.path} ({engine.loaded.config.get('num_hidden_layers')} "
                   f"layers, vocab {engine.loaded.vocab_size}), world fs:virtual, {len(TASKS)} tasks, "
                   f"max {a.max_tokens} tokens/step, seed {a.seed}, BLAS {blas.loaded_openblas() or 'bundled'}")
