@@ -246,3 +246,16 @@ def test_ctrl_c_says_interrupted_exits_130_and_leaves_the_previous_outputs(trace
         proc.kill()
     assert proc.returncode == 130 and err.endswith("interrupted\n") and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no work dir, nothing half-replaced
+
+
+def test_help_imports_nothing_heavy():
+    code = textwrap.dedent("""
+        import contextlib, io, sys
+        from tinygpt.cli_traces import traces_main, traces_to_data_main
+        with contextlib.redirect_stdout(io.StringIO()):
+            codes = [traces_main(["--help"]), traces_main(["show", "--help"]), traces_to_data_main(["--help"])]
+        heavy = ("rich", "numpy", "datasketch", "scipy", "mlx", "mlx_lm", "tinygpt.traces.to_data")
+        print(codes, sorted(m for m in heavy if m in sys.modules))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "[0, 0, 0] []\n", proc.stderr
