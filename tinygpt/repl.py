@@ -27,6 +27,10 @@ SETTABLE = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": in
 
 def _history(name: str):
     """Turn on readline editing with a persistent history; returns a function that saves it (never raises)."""
+    import sys
+
+    if not sys.stdin.isatty():  # piped input: nothing to edit, and no history of a script
+        return lambda: None
     try:
         import readline
     except ImportError:  # no readline on this platform: plain input()
