@@ -210,6 +210,7 @@ class Engine:
         steps = generate_step(mx.array(rest), self.model, max_tokens=params.max_tokens, sampler=sampler,
                               logits_processors=processors, prompt_cache=sess.cache,
                               prefill_step_size=self.prefill_step_size)
+        completed = False
         try:
             for n, (token, _) in enumerate(steps):
                 if n == 0:
@@ -229,9 +230,13 @@ class Engine:
                 if params.stop_strings and any(s in detok.text for s in params.stop_strings):
                     finish = "stop"
                     break
+            completed = True
         finally:
             steps.close()
-            self.settle(sess, prompt_ids + out)  # normally a no-op; after an interruption it realigns the layers
+            if completed:
+                sess.commit(prompt_ids + out)
+            else:  # interrupted anywhere (even between two layers): realign every layer to what they all hold
+                self.settle(sess, prompt_ids + out)
             if pooled and sess.ids:
                 self.prefix_cache.insert_cache(self.cache_key, list(sess.ids), sess.cache)
             text = detok.text
