@@ -97,7 +97,7 @@ def _cmd_ls(args) -> int:
         _print_json({"episodes": summaries, "unreadable": stats.errors})
         return 0
     table = Table("episode", "time", "task", "split", "model", "calls", "tools", "tokens in/out", "reward",
-                  "passed", "status", box=None, header_style="bold")
+                  "passed", "status", box=None, header_style="bold", pad_edge=False)
     for s in summaries:
         status = s.status + (" [yellow](torn)[/]" if s.torn_bytes else "")
         passed = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[s.passed]
@@ -264,7 +264,7 @@ def _cmd_stats(args) -> int:
     if args.json:
         _print_json(stats)
         return 0
-    table = Table(box=None, show_header=False)
+    table = Table(box=None, show_header=False, pad_edge=False)
     rate = "-" if stats.pass_rate is None else f"{stats.pass_rate:.1%} of {stats.with_verdict} with a verdict"
     reward = "-" if stats.mean_reward is None else f"{stats.mean_reward:.3f}"
     for key, value in [
@@ -393,7 +393,7 @@ def _cmd_to_data(args) -> int:
         return 0
     filtered = sum(report.filtered.values())
     detail = ", ".join(f"{k} {v}" for k, v in sorted(report.filtered.items()))
-    table = Table(box=None, show_header=False)
+    table = Table(box=None, show_header=False, pad_edge=False)
     for key, value in [
         ("files", report.files), ("read", report.read), ("torn", report.torn), ("corrupt", report.corrupt),
         ("incomplete", report.incomplete), ("filtered", f"{filtered}" + (f" ({detail})" if detail else "")),
