@@ -34,6 +34,10 @@ class LoadedModel:
         return self.path.name
 
     @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
     def vocab_size(self) -> int:
         return int(self.config.get("vocab_size") or self.config.get("text_config", {}).get("vocab_size"))
 
@@ -57,6 +61,9 @@ def fingerprint(path: Path) -> str:
 
 _MODEL_HINT = ("Create one with `tinygpt init-model {dir}` (random weights, offline) or pass a hub id like "
                "mlx-community/Qwen3-0.6B-4bit")
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 def _looks_local(text: str) -> bool:
@@ -102,6 +109,9 @@ def load(path_or_id: str, adapter_path: str | None = None) -> LoadedModel:
     from mlx_lm.utils import load as mlx_load
 
     path = _resolve(path_or_id)
+    if not any((path / n).exists() for n in _TOKENIZER_FILES):
+        raise ModelLoadError(f"{path} has no tokenizer ({', '.join(_TOKENIZER_FILES)}): copy the model's tokenizer "
+                             "files into it, or create a complete model with `tinygpt init-model DIR`")
     try:
         model, tokenizer, config = mlx_load(str(path), adapter_path=adapter_path, return_config=True)
     except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError, RuntimeError, OSError) as exc:

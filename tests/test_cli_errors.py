@@ -84,11 +84,20 @@ def test_config_errors_read_well(tmp_path, monkeypatch, text, says):
     ("FILE", "is a file; --model takes a model directory"),
     ("EMPTY", "has no config.json: an empty directory"),
     ("org/name", "could not be fetched from the Hugging Face hub (HF_HUB_OFFLINE is set"),
+    ("NOWEIGHTS", "could not load the model in NOWEIGHTS: FileNotFoundError: No safetensors found"),
+    ("NOTOKENIZER", "NOTOKENIZER has no tokenizer (tokenizer.json, tokenizer.model, vocab.json)"),
+    ("NOTEMPLATE", "has no chat template; pass --raw"),
 ])
-def test_model_argument_errors_say_what_and_how(tmp_path, given, says):
+def test_model_argument_errors_say_what_and_how(tmp_path, tiny_model_dir, given, says):
     (tmp_path / "models").mkdir()  # `models/q06` next to an existing `models/` is a local path, not a hub id
     (tmp_path / "FILE").write_text("x")
     (tmp_path / "EMPTY").mkdir()
+    for name, files in (("NOWEIGHTS", ["config.json", "tokenizer.json", "tokenizer_config.json"]),
+                        ("NOTOKENIZER", ["config.json", "model.safetensors"]),
+                        ("NOTEMPLATE", ["config.json", "model.safetensors", "tokenizer.json"])):
+        (tmp_path / name).mkdir()
+        for f in files:
+            shutil.copy(tiny_model_dir / f, tmp_path / name / f)
     last = one_error_line(run("generate", "--model", given, "hi", cwd=tmp_path,
                               env={"HF_HUB_OFFLINE": "1", "TINYGPT_CONFIG": ""}), "generate")
     assert says in last

@@ -51,6 +51,8 @@ def main(argv: list[str]) -> int:
     engine = load_engine(resolve(a))
     if a.raw:
         ids = engine.encode(prompt)
+    elif not engine.loaded.has_chat_template:
+        p.error(f"the model in {engine.loaded.path} has no chat template; pass --raw to feed the prompt as plain text")
     else:
         msgs = ([{"role": "system", "content": a.system}] if a.system else []) + [{"role": "user", "content": prompt}]
         ids = engine.encode_chat(msgs)
