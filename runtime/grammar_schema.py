@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from typing import Any
 from urllib.parse import unquote
 
@@ -327,11 +328,19 @@ def _check_number(value: Any, schema: dict, path: str, root: Any) -> str | None:
         return f"{path}: {value} is not above exclusiveMinimum {schema['exclusiveMinimum']}"
     if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
         return f"{path}: {value} is not below exclusiveMaximum {schema['exclusiveMaximum']}"
-    if "multipleOf" in schema:
-        q = value / schema["multipleOf"]
-        if not math.isclose(q, round(q), rel_tol=0, abs_tol=1e-9):
-            return f"{path}: {value} is not a multiple of {schema['multipleOf']}"
+    if "multipleOf" in schema and not _multiple(value, schema["multipleOf"]):
+        return f"{path}: {value} is not a multiple of {schema['multipleOf']}"
     return None
+
+
+def _multiple(value: int | float, step: int | float) -> bool:
+    if isinstance(value, int) and isinstance(step, int):
+        return value % step == 0  # exact, whatever the size
+    try:
+        q = value / step
+    except OverflowError:  # an integer too large for a float: compare exactly in fractions
+        return Fraction(value) % Fraction(step) == 0
+    return math.isclose(q, round(q), rel_tol=0, abs_tol=1e-9)
 
 
 def _check_array(value: Any, schema: dict, path: str, root: Any) -> str | None:

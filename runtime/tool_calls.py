@@ -168,6 +168,8 @@ def _parse_body(body: str, specs: dict[str, ToolSpec]) -> tuple[ToolCall | None,
         return None, f"tool call is not valid JSON ({exc.msg} at char {exc.pos}): {body.strip()[:120]!r}"
     except RecursionError:
         return None, f"tool call is nested too deeply to parse: {body.strip()[:120]!r}"
+    except ValueError as exc:  # e.g. an integer longer than Python's int_max_str_digits
+        return None, f"tool call is not valid JSON ({exc}): {body.strip()[:120]!r}"
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         return None, f'tool call must be {{"name": ..., "arguments": {{...}}}}, got {body.strip()[:120]!r}'
     extra = set(obj) - {"name", "arguments"}
@@ -177,14 +179,17 @@ def _parse_body(body: str, specs: dict[str, ToolSpec]) -> tuple[ToolCall | None,
     if isinstance(args, str):
         try:
             args = json.loads(args)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             return None, f"arguments of {name} are a string that is not JSON: {args[:120]!r}"
     if not isinstance(args, dict):
         return None, f"arguments of {name} must be a JSON object, got {type(args).__name__}"
     spec = specs.get(name)
     if spec is None:
         return None, f"unknown tool {name!r}; available: {', '.join(specs) or 'none'}"
-    err = validate(args, spec.parameters)
+    try:
+        err = validate(args, spec.parameters)
+    except RecursionError:
+        err = "the arguments are nested too deeply to check"
     if err:
         return None, f"arguments of {name} do not match its schema: {err}"
     return ToolCall(id=new_call_id(), name=name, arguments=args), None

@@ -93,3 +93,14 @@ def test_every_call_the_grammar_accepts_parses_back_to_itself(calls, content, gr
         out = parse_tool_calls(ids + [grammar.eos_ids[0]], tok, TOOLS)
         assert out.error is None and not out.truncated and out.content == content
         assert [(c.name, c.arguments) for c in out.calls] == calls
+
+
+def test_an_over_long_integer_argument_is_a_model_fault_not_a_crash():
+    tools = [{"name": "f", "parameters": {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 3}}}}]
+    text = '<tool_call>\n{"name": "f", "arguments": {"n": ' + "1" * 5000 + "}}\n</tool_call>"
+    out = parse_tool_calls(text, None, tools, finish_reason="stop")
+    assert out.calls == [] and out.error.startswith("tool call is not valid JSON (Exceeds the limit")
+    big = '<tool_call>\n{"name": "f", "arguments": {"n": 1' + "0" * 400 + "}}\n</tool_call>"
+    out = parse_tool_calls(big, None, tools, finish_reason="stop")  # exact multipleOf on ints past float range
+    assert out.calls == [] and out.error.startswith("arguments of f do not match its schema: $.n: 1000")
+    assert out.error.endswith("is not a multiple of 3")
