@@ -52,3 +52,27 @@ def test_agent_prints_each_tool_call_once_and_text_that_only_looked_like_one():
     p.show(ev.TurnEnd("answer", 2))
     assert out.getvalue() == ('Let me look.\n\n  \u2192 ls({})\n  \u2190 {"current_directory_content": []}\n'
                               "It has <tools> and <tool\n[answer, 2 steps]\n")
+
+
+def test_history_is_kept_in_the_cache_and_an_unwritable_one_is_ignored(tmp_path, monkeypatch):
+    import readline
+
+    from tinygpt import repl
+
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(isatty=lambda: True))
+    monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path / "cache"))
+    readline.clear_history()
+    try:
+        save = repl._history("chat")
+        readline.add_history("/help")
+        save()
+        assert "/help" in (tmp_path / "cache" / "history-chat").read_text()
+        readline.clear_history()
+        repl._history("chat")
+        assert readline.get_history_item(1) == "/help"  # the next session recalls it
+        (tmp_path / "a_file").write_text("mine")
+        monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path / "a_file" / "cache"))
+        repl._history("agent")()  # neither reading nor writing raises
+        assert (tmp_path / "a_file").read_text() == "mine"
+    finally:
+        readline.clear_history()
