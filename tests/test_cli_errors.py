@@ -52,6 +52,20 @@ def test_numeric_flags_are_range_checked(command, flag, value, says, capsys):
     assert f"argument {flag}: {says}" in capsys.readouterr().err
 
 
+def test_init_model_seed_is_range_checked(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["init-model", "m", "--seed", "-1"])
+    assert stop.value.code == 2
+    assert "argument --seed: must be an integer in [0, 18446744073709551615], got -1" in capsys.readouterr().err
+
+
+def test_binary_standard_input_is_one_line(tmp_path):
+    r = subprocess.run(TINYGPT + ["generate", "--model", str(tmp_path), "-"], input=b"\xff\xfe\x00bad",
+                       capture_output=True, timeout=60)
+    assert r.returncode == 2 and b"Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == b"tinygpt generate: error: standard input is not UTF-8 text"
+
+
 def test_missing_config_named_by_env_is_an_error(tmp_path):
     missing = tmp_path / "nope.toml"
     last = one_error_line(run("generate", "--model", str(tmp_path), "hi", env={"TINYGPT_CONFIG": str(missing)}),

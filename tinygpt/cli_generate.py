@@ -47,7 +47,10 @@ def main(argv: list[str]) -> int:
         params = sampling_from(a)
     except ValueError as exc:
         p.error(str(exc))
-    prompt = sys.stdin.read() if a.prompt == "-" else a.prompt
+    try:
+        prompt = sys.stdin.buffer.read().decode("utf-8") if a.prompt == "-" else a.prompt
+    except UnicodeDecodeError:
+        p.error("standard input is not UTF-8 text")
     engine = load_engine(resolve(a))
     if a.raw:
         ids = engine.encode(prompt)

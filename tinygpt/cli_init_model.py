@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from tinygpt.flags import SEED_MAX, int_in
 from tinygpt.model_arg import creation_progress
 from tinygpt.runtime.presets import DTYPES, PRESETS, STEPS, VOCABS, InitSpec, init_model
 
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> int:
                    help="bpe: small BPE trained here; qwen: the real Qwen2/3 vocabulary (default: bpe)")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="weight dtype (default float32: MLX's CPU backend has no fast bf16 path)")
-    p.add_argument("--seed", type=int, default=0, help="random seed for the weights (default 0)")
+    p.add_argument("--seed", type=int_in(0, SEED_MAX), default=0, help="random seed for the weights (default 0)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing model directory that init-model created (never anything else)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
