@@ -41,4 +41,5 @@ class ExportConfig:
     def changed(self) -> dict:
         """The fields that differ from their defaults (what a run's one-line summary shows)."""
         default = ExportConfig()
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}

@@ -7,6 +7,7 @@ CorruptTraceError. Versions 1 and 2 are read. This module does not write files a
 """
 import os
 import re
+import stat
 from pathlib import Path
 
 import msgspec
@@ -120,14 +121,28 @@ def episode_from_records(records: list[Line], torn: int, name: str) -> Episode:
     return Episode(path=name, header=records[0], events=events, end=end, torn_bytes=torn)
 
 
+def _open_regular(path: str | Path) -> int:
+    """A read-only descriptor of the plain file at `path`; a TraceError for anything else (never blocks on a
+    FIFO or a device that happens to be named like a trace)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise TraceError(f"{path} does not exist") from None
+    except OSError as err:
+        raise TraceError(f"cannot read {path}: {err.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "a directory; pass an .atraj file" if stat.S_ISDIR(mode) else "not a regular file"
+        raise TraceError(f"{path} is {what}")
+    return fd
+
+
 def read_trace_bytes(path: str | Path) -> bytes:
     """A trace file's bytes, or a TraceError that says why they cannot be read."""
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise TraceError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise TraceError(f"{path} is a directory; pass an .atraj file") from None
+        with open(_open_regular(path), "rb") as handle:
+            return handle.read()
     except OSError as err:
         raise TraceError(f"cannot read {path}: {err.strerror}") from None
 
@@ -141,9 +156,9 @@ def read_trace_files(paths: list[str]) -> list[bytes | TraceError]:
     opened: list[int | TraceError] = []
     for path in paths:
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            opened.append(_unreadable(path))
+            fd = _open_regular(path)
+        except TraceError as err:
+            opened.append(err)
             continue
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tinygpt.traces.atraj import (
-    FORMAT_VERSION, End, Event, Header, Message, ModelCall, Reward, Role, ToolCall, ToolResult, Verdict, check_model_call,
+    FORMAT_VERSION, End, Event, Header, Message, ModelCall, Reward, Role, ToolCall, ToolResult, Verdict,
+    check_model_call,
 )
 from tinygpt.traces.errors import TraceError, TraceWriteError
 from tinygpt.traces.reader import FINAL_SUFFIX, PART_SUFFIX

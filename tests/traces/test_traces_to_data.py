@@ -1,5 +1,6 @@
 """traces_to_data end to end: every episode lands in exactly one count, outputs are exact and atomic."""
 import json
+import os
 
 import msgspec
 import pytest
@@ -119,3 +120,14 @@ def test_a_failed_run_leaves_no_partial_outputs(tmp_path, episode_factory):
     with pytest.raises(KeyboardInterrupt):
         traces_to_data([src], out, progress=boom)
     assert list(out.iterdir()) == []
+
+
+def test_a_fifo_named_like_a_trace_is_counted_corrupt_never_waited_on(tmp_path, episode_factory):
+    from tinygpt.traces.reader import read_episode
+    src = tmp_path / "src"
+    episode_factory(src, "ok")
+    os.mkfifo(src / "pipe.atraj")  # opening it for reading would block until someone writes
+    report = traces_to_data([src], tmp_path / "out")
+    assert (report.written, report.corrupt) == (1, 1) and "pipe.atraj is not a regular file" in report.errors[0]
+    with pytest.raises(TraceError, match="pipe.atraj is not a regular file"):
+        read_episode(src / "pipe.atraj")
