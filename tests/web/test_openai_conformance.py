@@ -302,3 +302,32 @@ def test_union_of_grammars_allows_either_until_a_token_picks_one(tiny_model):
         after = union(mx.array([pick]), logits)
         assert [p.grammar for p in union.live] == [grammar]
         assert allowed(after) == allowed(alone(mx.array([pick]), logits))
+
+
+def test_prompt_scoring_while_another_answer_streams_changes_neither(http, model):
+    """A scored job arrives while another job decodes (alone or, once joined, in the batch): both stay exact."""
+    args = {"model": "tiny", "messages": USER, "max_tokens": 64, "temperature": 0, "return_token_ids": True}
+    alone = chat(http, **{k: v for k, v in args.items() if k != "model"})["choices"][0]["token_ids"]
+    ids = list(range(7, 60))
+    with http.stream("POST", "/v1/chat/completions", json={**args, "stream": True}) as stream:
+        lines = stream.iter_lines()
+        while '"content":"' not in (line := next(lines)) or '"content":""' in line:
+            pass  # wait for generated text: the first job is decoding
+        r = http.post("/v1/completions", json={"model": "tiny", "prompt": ids, "max_tokens": 1, "echo": True,
+                                               "logprobs": 0, "temperature": 0})
+        rest = "\n".join([line, *lines])
+    assert r.json()["choices"][0]["logprobs"]["token_logprobs"][1:len(ids)] == pytest.approx(
+        _reference_logprobs(model, ids), abs=1e-4)
+    final = [c for c in sse(rest + "\n") if c["choices"] and c["choices"][0].get("finish_reason")]
+    assert final[0]["choices"][0]["token_ids"] == alone
+
+
+@pytest.mark.parametrize("overrides", [{"batching": False}, {"solo": False}])
+def test_prompt_logprobs_without_batching_or_solo(start_server, model, overrides):
+    srv = start_server(**overrides)
+    ids = list(range(3, 30))
+    r = httpx.post(srv.url + "/v1/completions", json={"model": "tiny", "prompt": ids, "max_tokens": 2,
+                                                      "echo": True, "logprobs": 1, "temperature": 0}, timeout=60)
+    lps = r.json()["choices"][0]["logprobs"]["token_logprobs"]
+    assert lps[0] is None and len(lps) == len(ids) + 2
+    assert lps[1:len(ids)] == pytest.approx(_reference_logprobs(model, ids), abs=1e-4)
