@@ -2,7 +2,6 @@
 and its conversation go on (run in-process with scripted input; the pty tests cover the terminal)."""
 import builtins
 import json
-import os
 import resource
 import signal
 from types import SimpleNamespace
