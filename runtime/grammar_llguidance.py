@@ -38,14 +38,23 @@ def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> LLTokenizer:
 
 def compile(spec: GrammarSpec, vocab: LLTokenizer) -> LLMatcher:
     """A pristine matcher for `spec`; raises GrammarError with llguidance's message if it is refused."""
-    if spec.mode == "json":
-        text = LLMatcher.grammar_from_json_schema(spec.schema, overrides=JSON_STYLE)
-    else:
-        text = LLMatcher.grammar_from_lark(lark(spec, vocab))
-    matcher = LLMatcher(vocab, text, log_level=0)
+    try:
+        if spec.mode == "json":
+            text = LLMatcher.grammar_from_json_schema(spec.schema, overrides=JSON_STYLE)
+        else:
+            text = LLMatcher.grammar_from_lark(lark(spec, vocab))
+        matcher = LLMatcher(vocab, text, log_level=0)
+    except (ValueError, TypeError, RuntimeError) as exc:  # e.g. integers past 64 bits in a schema
+        raise GrammarError(f"llguidance rejected the grammar: {_one_line(str(exc))}") from exc
     if matcher.is_error():
-        raise GrammarError(f"llguidance rejected the grammar: {matcher.get_error().split(chr(10) + '<state>')[0]}")
+        raise GrammarError(f"llguidance rejected the grammar: {_one_line(matcher.get_error())}")
     return matcher
+
+
+def _one_line(message: str) -> str:
+    """llguidance's message without the parser-state dump, its lines (a regex and a caret) joined."""
+    lines = message.split("\n<state>")[0].splitlines()
+    return " ".join(line.strip() for line in lines if line.strip())[:500]
 
 
 def lark(spec: GrammarSpec, vocab: LLTokenizer) -> str:

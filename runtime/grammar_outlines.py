@@ -210,11 +210,23 @@ def _refuse_inexact(schema: dict, where: str) -> None:
     missing = [r for r in schema.get("required", []) if r not in schema.get("properties", {})]
     if missing:
         used.append(f"required names {', '.join(map(repr, missing))}, which 'properties' lacks")
+    if any(_big_int(schema.get(k)) for k in ("enum", "const", "minimum", "maximum")):
+        used.append("integers beyond ±2**53 (it writes them as floats)")
     if "allOf" in schema and len(schema["allOf"]) > 1:
         used.append("allOf of more than one schema")
     if used:
         raise GrammarError(f"{where}: the outlines backend cannot enforce {'; '.join(used)}; use "
                            "backend='llguidance'")
+
+
+def _big_int(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) > 2**53
+    if isinstance(value, float):  # a float bound that becomes an integer past 2**53
+        return value.is_integer() and abs(value) > 2**53
+    if isinstance(value, list):
+        return any(_big_int(v) for v in value)
+    return isinstance(value, dict) and any(_big_int(v) for v in value.values())
 
 
 def _integer_range(schema: dict, where: str) -> list[int]:

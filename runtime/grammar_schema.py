@@ -95,6 +95,9 @@ def _check_values(schema: dict, where: str) -> None:
         raise SchemaError(f"{where}: 'required' must be a list of property names")
     if "enum" in schema and (not isinstance(schema["enum"], list) or not schema["enum"]):
         raise SchemaError(f"{where}: 'enum' must be a non-empty list")
+    for key in ("enum", "const"):
+        if key in schema and not _is_json(schema[key], 0):
+            raise bad(key, f"JSON values (no NaN or Infinity, nested at most {MAX_DEPTH} levels)")
     for key in COUNTS:
         if key in schema and (type(schema[key]) is not int or schema[key] < 0):
             raise bad(key, "a non-negative integer")
@@ -122,6 +125,18 @@ def _check_values(schema: dict, where: str) -> None:
             re.compile(ecma_pattern(schema["pattern"]))
         except (re.error, PatternError) as exc:
             raise SchemaError(f"{where}: 'pattern' is not a valid regex ({exc})") from exc
+
+
+def _is_json(value: Any, depth: int) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_is_json(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
+    return value is None or isinstance(value, (str, int, bool))
 
 
 def resolve(root: Any, ref: str, where: str = "schema") -> Any:

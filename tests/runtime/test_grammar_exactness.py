@@ -48,6 +48,14 @@ CASES = {  # name: (schema, {backend: None (compiles, outputs validate) or the s
     "anchors inside a pattern": (obj({"type": "string", "pattern": "a|^b"}),
                                  {"llguidance": None, "outlines": "schema.a: the outlines backend cannot enforce "
                                                                   "pattern 'a|^b' exactly"}, ['{"a": "c"}']),
+    "integers past 64 bits": (obj({"type": "integer", "minimum": 10**30, "maximum": 10**30 + 2}),
+                              {"llguidance": "llguidance rejected the grammar: Value is not JSON serializable",
+                               "outlines": "schema.a: the outlines backend cannot enforce integers beyond"}, []),
+    "regex only Python reads": (obj({"type": "string", "pattern": "a{"}),
+                                {"llguidance": "llguidance rejected the grammar: regex parse error: a{ ^ error",
+                                 "outlines": "outlines-core could not build an index"}, []),
+    "minItems > maxItems": (obj({"type": "array", "items": {"type": "integer"}, "minItems": 3, "maxItems": 2}),
+                            {"llguidance": REFUSED_LLG, "outlines": "outlines-core could not build an index"}, []),
 }
 
 
@@ -91,3 +99,9 @@ def test_a_schema_is_refused_clearly_or_every_output_validates(case, backend, bp
 def test_draft4_boolean_exclusive_minimum_is_refused_before_any_backend(bpe_engine):
     with pytest.raises(G.GrammarError, match="'exclusiveMinimum' must be a finite number"):
         G.compile_json(bpe_engine.tokenizer, obj({"type": "number", "minimum": 0, "exclusiveMinimum": True}))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), [1, float("-inf")]])
+def test_non_json_numbers_in_enum_or_const_are_refused(value, bpe_engine):
+    with pytest.raises(G.GrammarError, match="'const' must be JSON values"):
+        G.compile_json(bpe_engine.tokenizer, obj({"const": value}))
