@@ -175,7 +175,7 @@ def test_read_only_mount_is_one_line(tmp_path, tiny_model_dir):
 
 def test_ctrl_c_during_quickstart_says_interrupted_and_marks_the_run(tmp_path, tiny_model_dir):
     """SIGINT once the first episode is reported (waits for output, not for time)."""
-    out = tmp_path / "run"
+    out = tmp_path / "run[1]"  # brackets: printed as they are, not taken for rich markup
     proc = subprocess.Popen(TINYGPT + ["quickstart", "--out", str(out), "--model", str(tiny_model_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
@@ -190,6 +190,7 @@ def test_ctrl_c_during_quickstart_says_interrupted_and_marks_the_run(tmp_path, t
     assert err.rstrip().endswith("interrupted") and "Traceback" not in err
     assert "cli_quickstart.py" not in err  # log lines carry no source-file column
     settings = next(line for line in seen if line.startswith("quickstart -> "))
+    assert settings.startswith(f"quickstart -> {out}: model {tiny_model_dir} ")
     assert "world fs:virtual" in settings and "seed 0" in settings  # one line, not wrapped at 80 columns
     status = json.loads((out / "quickstart.json").read_text())
     assert status["status"] == "interrupted"

@@ -81,14 +81,14 @@ def make_run_dir(given: str | None) -> Path:
     out = Path(given) if given else _fresh_default()
     if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise RunDirError(f"--out {out} exists and is not an empty directory; quickstart writes only into a new "
-                             "one. Choose another --out")
+                          "one. Choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_status(out, "running", {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     except OSError as exc:
         raise RunDirError(f"cannot create the run directory {out}: {exc.strerror or exc}"
-                             f"{f' ({exc.filename})' if exc.filename else ''}; choose a writable place with --out"
-                             ) from exc
+                          f"{f' ({exc.filename})' if exc.filename else ''}; choose a writable place with --out"
+                          ) from exc
     return out
 
 
@@ -114,7 +114,8 @@ def main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     from rich.console import Console
 
-    console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+    # no markup (paths may hold brackets), no wrapping when piped (paths stay whole)
+    console = Console(stderr=True, soft_wrap=not sys.stderr.isatty(), markup=False, highlight=False)
     cfg = resolve(a)
     engine = load_engine(cfg)  # a bad --model fails before any run directory exists
     out = make_run_dir(a.out)
@@ -139,7 +140,7 @@ def main(argv: list[str]) -> int:
                       f"({summary['trained_tokens']} trained) in {out / 'data'}")
         console.print(f"inspect: tinygpt traces ls {out / 'traces'}  |  tinygpt traces show <file>")
     if summary["teacher_pass_rate"] < 1.0:
-        console.print("[red]the scripted teacher failed a task: this is a bug[/red]")
+        console.print("the scripted teacher failed a task: this is a bug", style="red")
         return 1
     return 0
 
