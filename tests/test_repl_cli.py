@@ -76,3 +76,18 @@ def test_history_is_kept_in_the_cache_and_an_unwritable_one_is_ignored(tmp_path,
         assert (tmp_path / "a_file").read_text() == "mine"
     finally:
         readline.clear_history()
+
+
+def test_set_changes_one_sampling_setting_and_refuses_bad_values(capsys):
+    from tinygpt.repl import set_command
+    from tinygpt.runtime.sampling import SamplingParams
+
+    box = [SamplingParams(max_tokens=8)]
+    run = set_command(lambda: box[0], lambda p: box.__setitem__(0, p))
+    for arg in ["max-tokens 100000", "temperature 0.7", "top_p 0.5", "temperature nan", "max-tokens 0",
+                "top-k many", "nonsense 1", "seed"]:
+        run(arg)
+    out = capsys.readouterr().out.splitlines()
+    assert box[0] == SamplingParams(max_tokens=100000, temperature=0.7, top_p=0.5)
+    assert out[:3] == ["max-tokens = 100000", "temperature = 0.7", "top_p = 0.5"]
+    assert [line.split(":")[0] for line in out[3:]] == ["error", "error", "error", "usage", "usage"]
