@@ -1,5 +1,6 @@
-"""Property tests over random schemas: what a grammar lets a random model write always validates (soundness),
-and every valid value in json.dumps layout is accepted by both backends (the grammar is not too strict)."""
+"""Property tests over random schemas (half of them with every property behind a local $ref, some with a
+pattern): what a grammar lets a random model write always validates (soundness), and every valid value in
+json.dumps layout is accepted by both backends (the grammar is not too strict)."""
 import json
 
 import pytest
@@ -23,6 +24,7 @@ def leaf_schemas():
         st.tuples(st.integers(-20, 20), st.integers(0, 30)).map(
             lambda t: {"type": "integer", "minimum": t[0], "maximum": t[0] + t[1]}),
         st.just({"type": "boolean"}),
+        st.just({"type": "string", "pattern": "^[a-c]{1,2}\\d?$"}),
         st.just({"type": "null"}),
         st.integers(1, 3).map(lambda n: {"type": "array", "items": {"type": "string", "maxLength": 3},
                                          "maxItems": n}),
@@ -42,6 +44,8 @@ def values(schema):
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
     kind = schema["type"]
+    if kind == "string" and "pattern" in schema:
+        return st.from_regex("[a-c]{1,2}[0-9]?", fullmatch=True)
     if kind == "string":
         return st.text(CHARS, max_size=schema["maxLength"])
     if kind == "integer":
@@ -58,10 +62,18 @@ def values(schema):
         lambda d: {k: d[k] for k in schema["properties"] if k in d})  # schema order, as the grammar writes
 
 
+def with_refs(schema):
+    """The same schema with each property's subschema moved under $defs and named by a local $ref."""
+    defs = {f"P{i}": s for i, s in enumerate(schema["properties"].values())}
+    props = {k: {"$ref": f"#/$defs/P{i}"} for i, k in enumerate(schema["properties"])}
+    return {**schema, "properties": props, "$defs": defs}
+
+
 @st.composite
 def schema_and_value(draw):
     schema = draw(object_schemas())
-    return schema, draw(values(schema))
+    value = draw(values(schema))
+    return (with_refs(schema) if draw(st.booleans()) else schema), value
 
 
 def accepts(grammar, tokenizer, text):
@@ -81,7 +93,8 @@ def test_every_valid_value_is_accepted_as_json_and_as_a_call(sv, backend, bpe_en
 
 
 @settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(schema=object_schemas(), seed=st.integers(0, 2**31 - 1), backend=st.sampled_from(["llguidance", "outlines"]))
+@given(schema=object_schemas().flatmap(lambda s: st.sampled_from([s, with_refs(s)])),
+       seed=st.integers(0, 2**31 - 1), backend=st.sampled_from(["llguidance", "outlines"]))
 def test_what_the_grammar_lets_a_random_model_write_always_validates(schema, seed, backend, bpe_engine):
     tok = bpe_engine.tokenizer
     prompt = bpe_engine.encode_chat([{"role": "user", "content": "go"}])
