@@ -5,7 +5,9 @@ Backends are modules chosen by name (BACKENDS): `llguidance` (default; lazy "fre
 and `outlines` (outlines-core regex index). Each exports `prepare(hf_tokenizer, eos_ids)`,
 `compile(spec, vocab)` and `matcher(compiled, vocab)`. Compiled grammars are kept in an LRU keyed by
 (backend, tokenizer, mode, parallel, tools/schema hash): the server compiles per request.
-Calls are exactly the chat template's text (json.dumps separators, no free whitespace).
+Calls are exactly the chat template's text (json.dumps separators, no free whitespace). Schemas reach the
+backends in `strict` form; a oneOf whose branches may overlap is refused here for both (no backend can enforce
+"exactly one"). Every refusal is a GrammarError (a ValueError; the web layer maps it to 400).
 Not here: parsing calls out of the output (tool_calls.py), the decoding loop (engine.py).
 """
 from __future__ import annotations

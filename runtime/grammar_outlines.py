@@ -3,8 +3,11 @@ outlines-core `Index` over token bytes and stepped by a `Guide`. Free text is "a
 written out as a regex, so `auto` is exact. JSON is outlines' schema regex with json.dumps separators.
 EOS ids and the `<tool_call>`/`</tool_call>` tokens stand for private characters no other token can spell;
 the EOS sentinel also works around outlines-core 0.2.14 dropping tokens that end one byte past a possible
-match end (fixed upstream later). Limits: seconds to compile on a 150k vocabulary; bounds outlines ignores
-raise GrammarError; byte-level BPE only. Not here: caching, logits.
+match end (fixed upstream later). Local $refs are inlined (recursive ones refused); string patterns are
+spliced in as regexes over the JSON text (grammar_regex.py). Everything outlines-core 0.2 would compile and
+then not enforce raises GrammarError (bounds it ignores, pattern + length, overlapping oneOf, allOf of
+several, required keys missing from properties, integers past 2**53). Limits: seconds to compile on a 150k
+vocabulary; byte-level BPE only. Not here: caching, logits.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ PLACEHOLDER = "tinygptpattern"  # + n: stands for the n-th string pattern while 
 SENTINEL = "\U0010ffff"
 MARKS = {CALL_OPEN: "\U0010fffd", CALL_CLOSE: "\U0010fffc"}
 MAX_ENUM_RANGE = 1000
+MAX_INLINED = 2000  # subschemas after inlining $refs
 STRING_ESCAPES = r'\\["\\/bfnrt]'  # outlines' escape class inside strings; json.dumps never writes \/
 DUMPS_ESCAPES = r'\\["\\bfnrt]'
 STRING_CLASS_END = r"\x7F-\x9F]"  # end of outlines' string-character class; plane 16 holds our markers
@@ -138,10 +142,11 @@ def no_substring(word: str, nonempty: bool = False, banned: str = "") -> str:
 
 def _json_regex(schema: dict) -> str:
     """outlines' regex for `schema` in json.dumps layout: ", " and ": " separators, no other whitespace."""
-    patterns: list[str] = []  # outlines sees placeholders; the regexes over JSON text go in afterwards
-    plain = _outlines_schema(schema, "schema", schema, (), patterns)
+    ctx = _Inlining(schema)
+    plain = _outlines_schema(schema, "schema", ctx, ())
+    patterns = ctx.patterns
     text = json.dumps(plain)
-    if SLOT in text or PLACEHOLDER in text.replace(f'"{PLACEHOLDER}', ""):
+    if SLOT in text or text.count(PLACEHOLDER) != len(patterns):
         raise GrammarError(f"the schema contains the reserved text {SLOT!r} or {PLACEHOLDER!r}")
     try:
         pattern = build_regex_from_schema(text, SLOT)
@@ -152,16 +157,27 @@ def _json_regex(schema: dict) -> str:
     for old, new in ((f"{SLOT}:{SLOT}", ": "), (f"{SLOT},", ", "), (f",{SLOT}", ", "), (SLOT, ""),
                      (STRING_ESCAPES, DUMPS_ESCAPES), (STRING_CLASS_END, NO_MARKS_CLASS_END)):
         pattern = pattern.replace(old, new)
-    for i, text_regex in reversed(list(enumerate(patterns))):  # reversed: "...1" is a prefix of "...10"
+    for i, text_regex in enumerate(patterns):
         pattern = pattern.replace(f'"{PLACEHOLDER}{i}"', f'"(?:{text_regex})"')
     return pattern
 
 
-def _outlines_schema(schema: Any, where: str, root: Any, refs: tuple[str, ...], patterns: list[str]) -> Any:
+class _Inlining:
+    """What one schema's rewrite shares: the root refs resolve in, the patterns set aside, a size budget."""
+
+    def __init__(self, root: Any):
+        self.root, self.patterns, self.nodes = root, [], 0
+
+
+def _outlines_schema(schema: Any, where: str, ctx: _Inlining, refs: tuple[str, ...]) -> Any:
     """The schema outlines gets: refs inlined, integer ranges as enums (outlines ignores minimum/maximum),
     patterns as placeholders; every keyword outlines would ignore or get wrong is refused."""
     if not isinstance(schema, dict):
         return schema
+    ctx.nodes += 1
+    if ctx.nodes > MAX_INLINED:  # refs used several times at several levels multiply
+        raise GrammarError(f"{where}: the schema grows past {MAX_INLINED} subschemas once its $refs are "
+                           "inlined; the outlines backend cannot take it; use backend='llguidance'")
     if "$ref" in schema:
         ref = schema["$ref"]
         if ref in refs:
@@ -170,7 +186,7 @@ def _outlines_schema(schema: Any, where: str, root: Any, refs: tuple[str, ...], 
         if set(schema) - {"$ref", "$defs", "definitions"} - ANNOTATIONS:
             raise GrammarError(f"{where}: the outlines backend cannot enforce keywords next to $ref; use "
                                "backend='llguidance'")
-        return _outlines_schema(resolve(root, ref, where), f"{where}.$ref", root, refs + (ref,), patterns)
+        return _outlines_schema(resolve(ctx.root, ref, where), f"{where}.$ref", ctx, refs + (ref,))
     _refuse_inexact(schema, where)
     out = {k: v for k, v in schema.items() if k not in ("$defs", "definitions")}
     if "minimum" in schema or "maximum" in schema:
@@ -178,13 +194,13 @@ def _outlines_schema(schema: Any, where: str, root: Any, refs: tuple[str, ...], 
         out["enum"] = _integer_range(schema, where)
     if "pattern" in schema:
         try:
-            patterns.append(json_text_pattern(schema["pattern"]))
+            ctx.patterns.append(json_text_pattern(schema["pattern"]))
         except PatternError as exc:
             raise GrammarError(f"{where}: {exc}") from exc
-        out["pattern"] = f"{PLACEHOLDER}{len(patterns) - 1}"
+        out["pattern"] = f"{PLACEHOLDER}{len(ctx.patterns) - 1}"
 
     def sub(s: Any, w: str) -> Any:
-        return _outlines_schema(s, w, root, refs, patterns)
+        return _outlines_schema(s, w, ctx, refs)
 
     if "properties" in out:
         out["properties"] = {k: sub(v, f"{where}.{k}") for k, v in out["properties"].items()}

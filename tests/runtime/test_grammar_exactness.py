@@ -105,3 +105,21 @@ def test_draft4_boolean_exclusive_minimum_is_refused_before_any_backend(bpe_engi
 def test_non_json_numbers_in_enum_or_const_are_refused(value, bpe_engine):
     with pytest.raises(G.GrammarError, match="'const' must be JSON values"):
         G.compile_json(bpe_engine.tokenizer, obj({"const": value}))
+
+
+def test_refs_that_multiply_are_refused_by_outlines_and_compiled_by_llguidance(bpe_engine):
+    defs = {f"D{i}": {"type": "object", "properties": {"a": {"$ref": f"#/$defs/D{i + 1}"},
+                                                        "b": {"$ref": f"#/$defs/D{i + 1}"}}} for i in range(40)}
+    schema = {"$defs": {**defs, "D40": {"type": "integer"}}, "type": "object",
+              "properties": {"x": {"$ref": "#/$defs/D0"}}}  # 2**40 subschemas once inlined
+    with pytest.raises(G.GrammarError, match="grows past 2000 subschemas once its \\$refs are inlined"):
+        G.compile_json(bpe_engine.tokenizer, schema, backend="outlines")
+    grammar = G.compile_json(bpe_engine.tokenizer, schema)
+    assert accepts(grammar, bpe_engine.tokenizer, '{"x": {"a": {"b": {}}}}')
+    assert not accepts(grammar, bpe_engine.tokenizer, '{"x": {"a": 1}}')
+
+
+def test_a_const_that_spells_the_pattern_placeholder_stays_a_literal(bpe_engine):
+    schema = obj({"anyOf": [{"const": "tinygptpattern0"}, {"type": "string", "pattern": "^b$"}]})
+    with pytest.raises(G.GrammarError, match="reserved text"):
+        G.compile_json(bpe_engine.tokenizer, schema, backend="outlines")
