@@ -95,7 +95,7 @@ def _check_values(schema: dict, where: str) -> None:
         raise SchemaError(f"{where}: 'required' must be a list of property names")
     if "enum" in schema and (not isinstance(schema["enum"], list) or not schema["enum"]):
         raise SchemaError(f"{where}: 'enum' must be a non-empty list")
-    for key in ("enum", "const"):
+    for key in ("enum", "const", "default", "examples", "discriminator"):
         if key in schema and not _is_json(schema[key], 0):
             raise bad(key, f"JSON values (no NaN or Infinity, nested at most {MAX_DEPTH} levels)")
     for key in COUNTS:

@@ -58,6 +58,15 @@ def test_a_schema_nested_500_deep_is_refused_cleanly_and_64_is_accepted(how):
     check_schema(nested(MAX_DEPTH // (2 if how == "properties" else 1) - 2, how))
 
 
+def test_values_nested_past_the_limit_in_enum_const_default_are_refused():
+    deep = []
+    for _ in range(5000):
+        deep = [deep]
+    for key in ("enum", "const", "default", "examples"):
+        with pytest.raises(SchemaError, match=f"schema.properties.a: '{key}' must be JSON values"):
+            check_schema({"properties": {"a": {key: [deep]}}})
+
+
 def test_compiling_a_500_deep_tool_schema_is_a_grammar_error(bpe_engine):
     with pytest.raises(G.GrammarError, match="nested deeper than 64 levels"):
         G.compile_tools(bpe_engine.tokenizer, [{"name": "f", "parameters": nested(500, "properties")}])
