@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from fractions import Fraction
 from typing import Any
 from urllib.parse import unquote
@@ -78,7 +79,7 @@ def _check(schema: Any, where: str, root: Any, depth: int) -> None:
 def _check_values(schema: dict, where: str) -> None:
     """Each keyword's value has the type JSON Schema (2020-12) gives it."""
     def bad(key: str, want: str) -> SchemaError:
-        return SchemaError(f"{where}: '{key}' must be {want}, got {schema[key]!r:.80}")
+        return SchemaError(f"{where}: '{key}' must be {want}, got {reprlib.repr(schema[key])}")
 
     types = schema.get("type")
     if types is not None:
