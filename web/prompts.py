@@ -27,6 +27,9 @@ def _text(m: wa.ChatMessage, where: str) -> str:
     else:
         text = ""
         for j, part in enumerate(content):
+            if part.type not in ("text", "refusal"):
+                raise ApiError(400, f"{where}.content[{j}] has type {part.type!r}; this server's model reads text "
+                                    "only: send text parts", param=f"{where}.content[{j}].type")
             if part.type == "refusal" and m.role != "assistant":
                 raise ApiError(400, f"{where}.content[{j}] is a refusal part; only assistant messages have them",
                                param=f"{where}.content")

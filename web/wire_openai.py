@@ -50,9 +50,10 @@ class ToolCall(Request, kw_only=True):
 
 
 class ContentPart(Request, kw_only=True):
-    """A text part, or an assistant's `refusal` part (its text is in `refusal`). Images and audio: 400."""
+    """A text part, or an assistant's `refusal` part (its text is in `refusal`). Other types (images, audio,
+    files) decode, so that prompts.py can refuse them with a message that says so."""
 
-    type: Literal["text", "refusal"]
+    type: str
     text: str | None = None
     refusal: str | None = None
 
