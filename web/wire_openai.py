@@ -125,7 +125,6 @@ class ChatCompletionRequest(Request, kw_only=True):
 
 class CompletionRequest(Request, kw_only=True):
     model: str
-    # text, or token ids (a one-element list of text is accepted too); checked in openai_api.py
     # text, token ids, or a one-element list of either; null means the document start (openai_api.py)
     prompt: str | Annotated[list[str | Annotated[int, Meta(ge=0)] | list[Annotated[int, Meta(ge=0)]]],
                             Meta(min_length=1)] | None
