@@ -4,7 +4,8 @@ The HTTP side builds a `Job` (exact prompt ids, sampling, a factory for logits p
 in its own thread, an optional session id) and awaits events on a `JobHandle`: `Chunk`s of released text with
 their token ids and logprobs (after a `Scored`, the prompt's own logprobs, if the job asked), then one
 `Finished` (the engine's `GenerationResult`) or one `Failed`. The worker posts events thread-safely into the
-request's event loop and never blocks on a client; a slow reader only makes its own queue longer. Not here: scheduling (worker.py) or wire formats (wire_*.py).
+request's event loop and never blocks on a client; a slow reader only makes its own queue longer.
+Not here: scheduling (worker.py) or wire formats (wire_*.py).
 """
 from __future__ import annotations
 
