@@ -104,14 +104,14 @@ def _resolve(path_or_id: str) -> Path:
 
 def load(path_or_id: str, adapter_path: str | None = None) -> LoadedModel:
     """Load model + tokenizer; raises ModelLoadError with a clear message on any bad input."""
+    path = _resolve(path_or_id)  # before importing MLX: a bad path is reported at once
+    if not any((path / n).exists() for n in _TOKENIZER_FILES):
+        raise ModelLoadError(f"{path} has no tokenizer ({', '.join(_TOKENIZER_FILES)}): copy the model's tokenizer "
+                             "files into it, or create a complete model with `tinygpt init-model DIR`")
     import mlx.core as mx
     from mlx.utils import tree_map
     from mlx_lm.utils import load as mlx_load
 
-    path = _resolve(path_or_id)
-    if not any((path / n).exists() for n in _TOKENIZER_FILES):
-        raise ModelLoadError(f"{path} has no tokenizer ({', '.join(_TOKENIZER_FILES)}): copy the model's tokenizer "
-                             "files into it, or create a complete model with `tinygpt init-model DIR`")
     try:
         model, tokenizer, config = mlx_load(str(path), adapter_path=adapter_path, return_config=True)
     except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError, RuntimeError, OSError) as exc:
