@@ -68,10 +68,12 @@ def model_path(cfg: Config) -> str:
 
 def load_engine(cfg: Config):
     """Load the model named by `cfg` into an Engine."""
-    from tinygpt.runtime.engine import Engine
     from tinygpt.runtime.models import load
 
-    return Engine(load(model_path(cfg)), prefix_cache_bytes=cfg.prefix_cache_mb << 20)
+    loaded = load(model_path(cfg))  # first: a bad --model is reported before the engine's imports
+    from tinygpt.runtime.engine import Engine
+
+    return Engine(loaded, prefix_cache_bytes=cfg.prefix_cache_mb << 20)
 
 
 def add_model_flag(parser) -> None:
