@@ -46,3 +46,7 @@ def test_help_and_argument_errors_import_nothing_heavy(argv):
 def test_top_level_help_and_unknown_command_are_light():
     assert probe("--help") == {"code": 0, "heavy": []}
     assert probe("nonsense") == {"code": 2, "heavy": []}
+
+
+def test_a_missing_model_is_reported_before_mlx_loads(tmp_path):
+    assert probe("generate", "--model", str(tmp_path / "missing"), "hi") == {"code": 2, "heavy": []}

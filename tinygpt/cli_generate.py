@@ -44,14 +44,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print ids, logprobs, timings as JSON instead of streaming")
     a = p.parse_args(argv)
     try:
-        params = sampling_from(a)
-    except ValueError as exc:
-        p.error(str(exc))
-    try:
         prompt = sys.stdin.buffer.read().decode("utf-8") if a.prompt == "-" else a.prompt
     except UnicodeDecodeError:
         p.error("standard input is not UTF-8 text")
-    engine = load_engine(resolve(a))
+    engine = load_engine(resolve(a))  # before the sampling module's MLX import: a bad --model is reported at once
+    try:
+        params = sampling_from(a)
+    except ValueError as exc:
+        p.error(str(exc))
     if a.raw:
         ids = engine.encode(prompt)
     elif not engine.loaded.has_chat_template:
