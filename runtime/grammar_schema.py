@@ -173,17 +173,22 @@ def _same_value_refs(schema: Any) -> list[str]:
 def _check_ref_loops(root: Any, where: str) -> None:
     """Refuse a $ref that leads back to itself before any property or item is entered (`{"$ref": "#"}` at
     the root): no value could ever satisfy it and a validator would recurse forever."""
-    done: set[str] = set()
+    chain: dict[str, int] = {}  # ref -> the most refs that lead one to the next from it (itself included)
 
-    def visit(ref: str, stack: tuple[str, ...]) -> None:
+    def visit(ref: str, stack: tuple[str, ...]) -> int:
         if ref in stack:
             raise SchemaError(f"{where}: $ref {ref!r} refers back to itself without a property or item in "
                               f"between ({' -> '.join(stack + (ref,))}); no value can satisfy it")
-        if ref in done:
-            return
-        for nxt in _same_value_refs(resolve(root, ref, where)):
-            visit(nxt, stack + (ref,))
-        done.add(ref)
+        if ref not in chain:
+            if len(stack) >= MAX_DEPTH:
+                raise SchemaError(f"{where}: more than {MAX_DEPTH} $refs lead one to the next ({stack[0]!r} ...); "
+                                  "shorten the chain")
+            chain[ref] = 1 + max((visit(n, stack + (ref,)) for n in _same_value_refs(resolve(root, ref, where))),
+                                 default=0)
+        if len(stack) + chain[ref] > MAX_DEPTH:
+            raise SchemaError(f"{where}: more than {MAX_DEPTH} $refs lead one to the next ({(stack or (ref,))[0]!r} "
+                              "...); shorten the chain")
+        return chain[ref]
 
     def walk(schema: Any, depth: int) -> None:
         if not isinstance(schema, dict) or depth > MAX_DEPTH:

@@ -118,3 +118,13 @@ def test_strict_makes_provably_disjoint_one_of_an_any_of_and_keeps_the_rest():
     assert "anyOf" in strict({"oneOf": [{"type": "string"}, {"type": ["integer", "null"]}]})
     assert "oneOf" in strict({"oneOf": [{"type": "integer"}, {"type": "number"}]})  # 1 matches both
     assert "oneOf" in strict({"oneOf": [cat, {**dog, "properties": {"t": {"enum": ["cat"]}}}]})
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_a_chain_of_a_thousand_refs_is_refused_cleanly_in_any_order(order):
+    defs = dict(list({f"A{i}": {"$ref": f"#/$defs/A{i + 1}"} for i in range(1000)}.items())[::order])
+    schema = {"$defs": {**defs, "A1000": {"type": "integer"}}}
+    with pytest.raises(SchemaError, match="more than 64 \\$refs lead one to the next"):
+        check_schema(schema)
+    chain = {f"A{i}": {"$ref": f"#/$defs/A{i + 1}"} for i in range(60)}
+    check_schema({"$defs": {**chain, "A60": {"type": "integer"}}, "properties": {"x": {"$ref": "#/$defs/A0"}}})
