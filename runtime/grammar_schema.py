@@ -196,7 +196,8 @@ def _check_ref_loops(root: Any, where: str) -> None:
         if "$ref" in schema:
             visit(schema["$ref"], ())
         children = [*schema.get("properties", {}).values(), *schema.get("$defs", {}).values(),
-                    *schema.get("definitions", {}).values(), *(schema.get(k) for k in ("items", "additionalProperties")),
+                    *schema.get("definitions", {}).values(),
+                    *(schema.get(k) for k in ("items", "additionalProperties")),
                     *(s for k in SAME_VALUE for s in schema.get(k, []))]
         for s in children:
             walk(s, depth + 1)
