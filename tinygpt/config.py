@@ -67,6 +67,11 @@ def load_config(overrides: dict | None = None) -> Config:
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             raise ConfigError(f"{path}: key {f.name!r} must be {_TYPE_NAMES.get(want, want.__name__)}, "
                               f"got {value!r}")
+    from tinygpt.runtime.presets import PRESETS  # light: no MLX at import
+
+    if cfg.default_preset not in PRESETS:
+        raise ConfigError(f"{path}: key 'default_preset' must be one of {', '.join(PRESETS)}, "
+                          f"got {cfg.default_preset!r}")
     if cfg.prefix_cache_mb < 0:
         raise ConfigError(f"{path}: key 'prefix_cache_mb' must be >= 0, got {cfg.prefix_cache_mb}")
     return cfg
