@@ -110,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         sock = bind(args.host, args.port)
     except OSError as exc:
         if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
-            print(f"tinygpt serve: cannot listen on {args.host}: no network interface of this machine has that "
-                  "address; use --host 127.0.0.1 (this machine only) or 0.0.0.0 (all interfaces)", file=sys.stderr)
+            why = ("it is not a host name this machine can resolve" if isinstance(exc, socket.gaierror)
+                   else "no network interface of this machine has that address")
+            print(f"tinygpt serve: cannot listen on {args.host}: {why}; use --host 127.0.0.1 (this machine "
+                  "only) or 0.0.0.0 (all interfaces)", file=sys.stderr)
             return 2
         print(f"tinygpt serve: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
               "pick another --port or stop what uses it", file=sys.stderr)
