@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 
-from tinygpt.runtime.kv_cache import FORMAT as KV_FORMAT, KVCacheError, Session
+from tinygpt.runtime.kv_cache import FORMAT as KV_FORMAT, KVCacheError, Session, saved_format
 from tinygpt.runtime.transcript import Transcript
 
 FORMAT = "tinygpt-chat/1"
@@ -42,18 +41,8 @@ def _is_our_chat(path: Path) -> bool:
 
 
 def _is_our_kv(path: Path) -> bool:
-    """True if `path` is a safetensors file whose metadata says tinygpt wrote it (reads the header only)."""
-    try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > 100 << 20:
-                return False
-            header = json.loads(f.read(n))
-    except (OSError, ValueError, struct.error):
-        return False
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    # mlx-lm's save_prompt_cache flattens [cache_info, user_metadata, classes]: ours sits under "0."
-    return isinstance(meta, dict) and KV_FORMAT in (meta.get("0.format"), meta.get("format"))
+    """True if `path` is a KV file tinygpt wrote (reads the safetensors header only)."""
+    return saved_format(path) == KV_FORMAT
 
 
 def _check_replaceable(chat_path: Path, kv_path: Path) -> bool:

@@ -131,6 +131,16 @@ def test_os_errors_about_places_are_one_line(capsys):
         cli._run("demo", bug, [])  # not about a place: a bug keeps its traceback
 
 
+def test_trace_errors_raised_by_any_command_are_one_line(capsys):
+    from tinygpt.traces.errors import TraceError
+
+    def refused_out(_argv):  # quickstart calls traces_to_data directly; its refusals are user errors
+        raise TraceError("/data/out/rows.jsonl exists and no tinygpt run wrote it; pick another --out")
+
+    assert cli._run("quickstart", refused_out, []) == 2
+    assert capsys.readouterr().err.startswith("tinygpt quickstart: error: /data/out/rows.jsonl exists")
+
+
 def test_an_error_raised_while_handling_ctrl_c_still_reads_interrupted(capsys):
     def cleanup_fails(_argv):
         try:

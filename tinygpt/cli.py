@@ -34,7 +34,7 @@ _USER_ERRORS = (
     ("tinygpt.config", "ConfigError"), ("tinygpt.runtime.kv_cache", "KVCacheError"),
     ("tinygpt.runtime.models", "ModelLoadError"), ("tinygpt.runtime.presets", "InitModelError"),
     ("tinygpt.runtime.vocab", "VocabError"), ("tinygpt.tools.catalog", "ToolsetSpecError"),
-    ("tinygpt.cli_quickstart", "RunDirError"),
+    ("tinygpt.cli_quickstart", "RunDirError"), ("tinygpt.traces.errors", "TraceError"),
 )
 # errno values that describe the user's files or disk, not a bug in tinygpt
 _PLACE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EISDIR,

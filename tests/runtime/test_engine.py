@@ -1,4 +1,5 @@
 """Engine bar: incremental prefill == scratch prefill, KV save/load, refusal of foreign caches, exact ids."""
+import re
 import os
 
 import mlx.core as mx
@@ -254,3 +255,13 @@ def test_rolled_back_turn_and_rewound_session_continue_like_a_fresh_one(tiny_eng
     again = tiny_engine.generate(t.ids, NO_STOP, session=s)
     fresh = tiny_engine.generate(t.ids, NO_STOP, session=tiny_engine.new_session())
     assert again.cached_tokens == len(kept_ids) and again.output_ids == fresh.output_ids
+
+
+@pytest.mark.parametrize("bad, says", [
+    (dict(top_k=-3), "top_k must be >= 0"), (dict(min_p=1.5), "min_p must be in [0, 1]"),
+    (dict(min_p=-0.1), "min_p must be in [0, 1]"), (dict(top_p=0.0), "top_p must be in (0, 1]"),
+])
+def test_sampling_params_out_of_range_are_refused_whoever_builds_them(bad, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        SamplingParams(**bad).check()
+    SamplingParams(top_k=0, min_p=0.0).check()  # the defaults (off) are fine
