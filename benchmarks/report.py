@@ -116,6 +116,18 @@ def solo(text: str, title: str) -> list[str]:
             "```", ""]
 
 
+def cli(r: dict, title: str) -> list[str]:
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Whole processes, {r['runs']} runs each, "
+           f"{r['date']}. Script: `benchmarks/bench_cli.py`.", "",
+           "| command | median s | min s | max s | median CPU s |", "|---|---|---|---|---|"]
+    for name, c in r["commands"].items():
+        out.append(f"| `{name}` | {c['median_s']:.3f} | {c['min_s']:.3f} | {c['max_s']:.3f} | "
+                   f"{c['median_cpu_s']:.3f} |")
+    out += ["", f"Target: median ≤ {r['target_median_s']} s for `--help` and argument errors: "
+            f"**{'met' if r['passed'] else 'not met'}** (issue 8, which measured about 2.5 s before MLX and friends were imported lazily).", ""]
+    return out
+
+
 SECTIONS = [
     ("engine.json", "Engine on CPU (issue 2: P1, P3, P4)", engine),
     ("engine_gpu.json", "Engine on an NVIDIA GPU (issue 2: P1, qwen3-4b bf16)", engine),
@@ -125,6 +137,7 @@ SECTIONS = [
     ("serve-qwen3-0.6b.json", "Server concurrency and prefix cache (issue 5: P5), qwen3-0.6b shape", serve),
     ("serve-gpu-qwen3-0.6b.json", "Server on an NVIDIA GPU (issue 5: P5), qwen3-0.6b shape bf16", serve),
     ("serve-gpu-qwen3-4b.json", "Server on an NVIDIA GPU (issue 5: P5), qwen3-4b shape bf16", serve),
+    ("cli.json", "CLI start-up (issue 8)", cli),
     ("solo-gpu-qwen3-4b.txt", "Solo vs batch-only single streams on an NVIDIA GPU (issue 5), qwen3-4b bf16", solo),
 ]
 
