@@ -1,62 +1,31 @@
-"""The generation engine every part of tinygpt shares: one loaded model, sessions with persistent KV, and a
-cross-request prefix cache.
+"""A model's synchronous face for one caller (the CLI, the agent loop): prompts, sessions with persistent KV, and
+generation through the one scheduler (scheduler.py), driven inline in the caller's thread.
 
 A call takes the full prompt as token ids. With a `Session`, only the suffix beyond the session's common prefix
-is prefilled (divergence trims to the common prefix). Without one, the nearest entry of mlx-lm's
-`LRUPromptCache` (bounded by bytes) seeds the cache. Decoding is mlx-lm's `generate_step` with its samplers and
-logits processors (grammar constraints plug in there). Every call reports the exact prompt ids consumed, how
+is prefilled (divergence trims to the common prefix). Without one, the nearest entry of the model's prefix cache
+seeds the cache. Decoding, sampling, logprobs, stop strings and the prefix cache are the scheduler's (its lane
+for this model); there is no second decode loop here. Every call reports the exact prompt ids consumed, how
 many came from cache, the sampled ids with logprobs, the finish reason and timings.
 An interrupted call (Ctrl-C, an exception, the consumer closing it) leaves its session consistent: every layer
 of the cache is trimmed to the tokens all layers hold and the session's ids say exactly which (`settle`).
-Not here: chat/agent logic (agent.py), grammars (grammar.py), batching across requests (web/).
+Not here: chat/agent logic (agent.py), grammars (grammar.py), batching and scheduling (scheduler.py, lane.py).
 """
 from __future__ import annotations
 
-import copy
-import time
-from dataclasses import dataclass, field
+from collections import deque
 from typing import Any, Callable, Iterator
 
 import mlx.core as mx
-from mlx_lm.generate import generate_step
-from mlx_lm.models.cache import LRUPromptCache
 
-from tinygpt.runtime.kv_cache import Session, load_session, save_session
+from tinygpt.runtime.jobs import Chunk, Failed, Finished, GenerationResult, Job, TokenEvent
+from tinygpt.runtime.kv_cache import Session, load_session, save_session, settle_cache
 from tinygpt.runtime.models import LoadedModel
-from tinygpt.runtime.sampling import CapturingSampler, SamplingParams
+from tinygpt.runtime.sampling import SamplingParams
+from tinygpt.runtime.scheduler import Scheduler, SchedulerConfig, StaticModels
 
+__all__ = ["Engine", "Generation", "GenerationResult", "TokenEvent"]
 LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
-
-
-@dataclass
-class TokenEvent:
-    """One sampled token as it streams out."""
-
-    token_id: int
-    logprob: float
-    text: str  # printable text completed by this token (may be "")
-    top_logprobs: list[tuple[int, float]] = field(default_factory=list)
-
-
-@dataclass
-class GenerationResult:
-    """Everything about one call: exact ids in and out, logprobs, why it stopped, and timings (seconds)."""
-
-    prompt_ids: list[int]
-    cached_tokens: int
-    output_ids: list[int]
-    logprobs: list[float]
-    top_logprobs: list[list[tuple[int, float]]]
-    text: str
-    finish_reason: str  # "stop" (EOS / stop string) | "length"
-    ttft_s: float
-    decode_s: float
-    prefill_tokens: int
-
-    @property
-    def decode_tps(self) -> float:
-        n = len(self.output_ids) - 1
-        return n / self.decode_s if n > 0 and self.decode_s > 0 else 0.0
+_DRAIN_ROUNDS = 1 << 16  # bound on rounds to finish a cancelled job (it leaves at the next one)
 
 
 class Generation:
@@ -86,15 +55,20 @@ class Generation:
 
 
 class Engine:
-    """One model, shared: sessions, the prefix cache, and generation."""
+    """One model for one caller: prompts, sessions, and generation through an inline scheduler."""
 
     def __init__(self, loaded: LoadedModel, prefix_cache_bytes: int = 2 << 30, prefill_step_size: int = 2048):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
-        self.prefix_cache = LRUPromptCache(max_size=64, max_bytes=prefix_cache_bytes)
         self.prefill_step_size = prefill_step_size
-        self.cache_key = loaded.fingerprint  # prefix-cache key: entries are only reused by the same model
+        self.name = loaded.name
+        config = SchedulerConfig(prefix_cache_bytes=prefix_cache_bytes, prefill_step=prefill_step_size,
+                                 solo_processors=True)  # one caller: a grammar job never needs a hand-off
+        self.scheduler = Scheduler(StaticModels({self.name: loaded}), config, default=self.name)
+        self._lane = self.scheduler.lane(self.name)
+        self.prefix_cache = self._lane.prefix_cache
+        self.cache_key = self._lane.cache_key  # prefix-cache key: entries are only reused by the same model
 
     # ---- prompts -------------------------------------------------------------------------------------
     def render(self, messages: list[dict], tools: list[dict] | None = None,
@@ -127,15 +101,7 @@ class Engine:
 
         After an interruption the layers may disagree (one layer fed a token the next had not) or hold more than
         was recorded; trimming all of them to the shortest keeps cache and ids in step. Un-trimmable caches reset."""
-        held = min((c.offset for c in session.cache), default=0)
-        target = min(held, len(ids))
-        if any(c.offset != target for c in session.cache):
-            if target == 0 or not all(c.is_trimmable() for c in session.cache):
-                session.reset(self.model)
-                return
-            for c in session.cache:
-                c.trim(c.offset - target)
-        session.ids = list(ids[:target])
+        session.cache, session.ids = settle_cache(session.cache, ids, self.model)
 
     def rewind(self, session: Session, ids: list[int]) -> None:
         """Trim `session` back to its common prefix with `ids` (e.g. after a cancelled turn was dropped)."""
@@ -148,11 +114,7 @@ class Engine:
 
     def _prepare(self, prompt_ids: list[int], session: Session | None) -> tuple[Session, list[int], bool]:
         """The session to run in and the suffix to prefill. Without a session, seed from the prefix cache."""
-        if not prompt_ids:
-            raise ValueError("prompt is empty: give at least one token")
-        vocab = self.loaded.vocab_size
-        if min(prompt_ids) < 0 or max(prompt_ids) >= vocab:
-            raise ValueError(f"prompt has token ids outside [0, {vocab})")
+        self._check_ids(prompt_ids)
         if session is not None:
             return session, session.sync(prompt_ids, self.model), False
         cache, rest = self.prefix_cache.fetch_nearest_cache(self.cache_key, list(prompt_ids))
@@ -187,63 +149,54 @@ class Engine:
         """Start generating from `prompt_ids`. Iterate the returned Generation for tokens."""
         params.check()
         prompt_ids = list(prompt_ids)
-        sess, rest, pooled = self._prepare(prompt_ids, session)
-        return Generation(lambda gen: self._run(gen, prompt_ids, sess, rest, pooled, params, logits_processors))
+        self._check_ids(prompt_ids)
+        procs = list(logits_processors) if logits_processors else None
+        events: deque = deque()
+        job = Job(prompt_ids=prompt_ids, params=params, model=self.name, session=session,
+                  processors=(lambda: procs) if procs else None, post=events.append)
+        return Generation(lambda gen: self._run(gen, job, events))
 
     def generate(self, prompt_ids: list[int], params: SamplingParams = SamplingParams(), **kw: Any
                  ) -> GenerationResult:
         return self.stream(prompt_ids, params, **kw).finish()
 
-    def _run(self, gen: Generation, prompt_ids, sess: Session, rest, pooled: bool, params: SamplingParams,
-             processors) -> Iterator[TokenEvent]:
-        if params.seed is not None:
-            mx.random.seed(params.seed)
-        stops = set(params.stop_token_ids if params.stop_token_ids is not None else self.tokenizer.eos_token_ids)
-        sampler = CapturingSampler(params)
-        detok = self.tokenizer.detokenizer
-        out: list[int] = []
-        lps: list[float] = []
-        tops: list[list[tuple[int, float]]] = []
-        finish = "length"
-        t0 = time.perf_counter()
-        ttft = 0.0
-        steps = generate_step(mx.array(rest), self.model, max_tokens=params.max_tokens, sampler=sampler,
-                              logits_processors=processors, prompt_cache=sess.cache,
-                              prefill_step_size=self.prefill_step_size)
-        completed = False
+    def _check_ids(self, prompt_ids: list[int]) -> None:
+        if not prompt_ids:
+            raise ValueError("prompt is empty: give at least one token")
+        vocab = self.loaded.vocab_size
+        if min(prompt_ids) < 0 or max(prompt_ids) >= vocab:
+            raise ValueError(f"prompt has token ids outside [0, {vocab})")
+
+    def _run(self, gen: Generation, job: Job, events: deque) -> Iterator[TokenEvent]:
+        """The job's events as tokens, pumping the scheduler while none is ready. Stopped early (closed, Ctrl-C),
+        the job is cancelled and finished at once, so its session is settled before this returns."""
+        self.scheduler.submit(job)  # on first iteration, as a generator would start
         try:
-            for n, (token, _) in enumerate(steps):
-                if n == 0:
-                    ttft = time.perf_counter() - t0
-                lp, top = sampler.pop(n)
-                out.append(token)
-                lps.append(lp)
-                tops.append(top)
-                if token in stops:
-                    finish = "stop"
-                    detok.finalize()
-                    yield TokenEvent(token, lp, detok.last_segment, top)
-                    break
-                detok.add_token(token)
-                seg = detok.last_segment
-                yield TokenEvent(token, lp, seg, top)
-                if params.stop_strings and any(s in detok.text for s in params.stop_strings):
-                    finish = "stop"
-                    break
-            completed = True
+            while True:
+                while not events:
+                    self.scheduler.pump()
+                ev = events.popleft()
+                if isinstance(ev, Chunk):
+                    last = len(ev.token_ids) - 1
+                    for i, (t, lp, top) in enumerate(zip(ev.token_ids, ev.logprobs, ev.top_logprobs)):
+                        yield TokenEvent(t, lp, ev.text if i == last else "", top)
+                elif isinstance(ev, Finished):
+                    gen.result = ev.result
+                    return
+                elif isinstance(ev, Failed):
+                    raise (ValueError if ev.status == 400 else RuntimeError)(ev.message)
         finally:
-            steps.close()
-            if completed:
-                sess.commit(prompt_ids + out)
-            else:  # interrupted anywhere (even between two layers): realign every layer to what they all hold
-                self.settle(sess, prompt_ids + out)
-            if pooled and sess.ids:
-                self.prefix_cache.insert_cache(self.cache_key, list(sess.ids), sess.cache)
-            text = detok.text
-            for s in params.stop_strings:
-                if s in text:
-                    text = text[: text.index(s)]
-            gen.result = GenerationResult(
-                prompt_ids=prompt_ids, cached_tokens=len(prompt_ids) - len(rest), output_ids=out,
-                logprobs=lps, top_logprobs=tops, text=text, finish_reason=finish, ttft_s=ttft,
-                decode_s=time.perf_counter() - t0 - ttft, prefill_tokens=len(rest))
+            if gen.result is None:
+                self.scheduler.cancel(job)
+                self._drain(gen, events)
+
+    def _drain(self, gen: Generation, events: deque) -> None:
+        for _ in range(_DRAIN_ROUNDS):
+            while events:
+                ev = events.popleft()
+                if isinstance(ev, Finished):
+                    gen.result = ev.result
+                    return
+                if isinstance(ev, Failed):
+                    return
+            self.scheduler.pump()

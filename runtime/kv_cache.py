@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mlx.core as mx
 from mlx_lm.models.cache import (
     can_trim_prompt_cache, load_prompt_cache, make_prompt_cache, save_prompt_cache, trim_prompt_cache,
 )
@@ -70,6 +71,23 @@ class Session:
 
     def reset(self, model) -> None:
         self.cache, self.ids = make_prompt_cache(model), []
+
+
+def settle_cache(cache: list[Any], ids: list[int], model) -> tuple[list[Any], list[int]]:
+    """(cache, the ids it holds): every layer trimmed to the longest prefix of `ids` that all layers hold.
+
+    After an interruption the layers may disagree (one layer fed a token the next had not) or hold more than was
+    recorded; trimming all of them to the shortest keeps cache and ids in step. Un-trimmable caches start over."""
+    if cache:
+        mx.eval([c.state for c in cache if c.offset > 0])
+    held = min((c.offset for c in cache), default=0)
+    target = min(held, len(ids))
+    if any(c.offset != target for c in cache):
+        if target == 0 or not can_trim_prompt_cache(cache):
+            return make_prompt_cache(model), []
+        for c in cache:
+            c.trim(c.offset - target)
+    return cache, list(ids[:target])
 
 
 def saved_format(path: Path) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from tinygpt.web.model_card import ModelCard
+from tinygpt.runtime.model_card import ModelCard
 from tinygpt.web.worker import Worker, WorkerConfig
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")

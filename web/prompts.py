@@ -17,7 +17,7 @@ import jinja2
 from tinygpt.web import wire_ollama as wo
 from tinygpt.web import wire_openai as wa
 from tinygpt.web.errors import ApiError
-from tinygpt.web.model_card import ModelCard
+from tinygpt.runtime.model_card import ModelCard
 
 
 def _text(m: wa.ChatMessage, where: str) -> str:

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tinygpt.runtime.models import load
-from tinygpt.web.scoring import prompt_logprobs
+from tinygpt.runtime.scoring import prompt_logprobs
 
 USER = [{"role": "user", "content": "What is the weather in Paris?"}]
 WEATHER_FN = {"name": "get_weather", "description": "Weather in a city",

@@ -1,4 +1,4 @@
-"""A lone job decodes outside the batch (web/solo.py) and is handed to the batch when another arrives: the
+"""A lone job decodes outside the batch (runtime/solo.py) and is handed to the batch when another arrives: the
 hand-off must be exact, at any point of prefill or decode, and seeded draws must not depend on the path."""
 import threading
 import time
@@ -11,8 +11,8 @@ from mlx_lm.generate import BatchGenerator, StopSequences
 from tinygpt.runtime.engine import Engine
 from tinygpt.runtime.models import load
 from tinygpt.runtime.sampling import SamplingParams
-from tinygpt.web.sampler import make_job_sampler
-from tinygpt.web.solo import SoloRun
+from tinygpt.runtime.job_sampler import make_job_sampler
+from tinygpt.runtime.solo import SoloRun
 
 
 @pytest.fixture(scope="module")

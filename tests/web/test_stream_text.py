@@ -1,11 +1,11 @@
-"""Streaming text pieces: stop strings (textstop.py) and tool-call splitting (toolstream.py) give the same
+"""Streaming text pieces: stop strings (runtime/stop_text.py) and tool-call splitting (toolstream.py) give the same
 answer however the text is cut into pieces."""
 import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinygpt.web.textstop import StopScanner
+from tinygpt.runtime.stop_text import StopScanner
 from tinygpt.web.toolstream import CallArgs, CallStart, Content, ToolStream
 
 

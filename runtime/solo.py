@@ -3,15 +3,19 @@
 Why: mlx-lm's `BatchGenerator` pays for its batch machinery (batched caches, masks, per-step bookkeeping) even
 when it holds one sequence. On an H100 with a 0.6B-shape bf16 model a lone stream decoded ~105-140 tok/s in
 the batch and ~150-215 tok/s through `generate_step` (benchmarks/results/serve-gpu-*.json and docs/server.md).
-Most local traffic is one request at a time, so the worker runs a lone job through `generate_step`, and
+Most local traffic is one request at a time, so the scheduler runs a lone job through `generate_step`, and
 moves it into the batch, cache and all, when a second job becomes runnable.
 
 The hand-off is exact: the prompt is prefilled here in chunks (so a newcomer waits at most one chunk), the
 cache then holds `ids[:offset]`; for the batch it is trimmed to all ids but the last, which the batch re-feeds
 for its logits, exactly as a prefix-cache hit is seeded. The job keeps its sampler object, so a seeded job's
 draws continue from the same key. Jobs with logits processors (grammars) are not run solo: a processor has
-already consumed the token that generate_step feeds ahead, and re-feeding it in the batch would advance it twice.
-Not here: scheduling (worker.py decides when a job runs solo and when it is handed over).
+already consumed the token that generate_step feeds ahead, and re-feeding it in the batch would advance it twice;
+such a job runs solo only where no hand-off can be needed (a scheduler driven by its one caller, or a model
+whose caches cannot be batched), with its processors given to `generate_step`.
+An interrupted step (Ctrl-C inside a layer) can leave the layers holding different lengths: `close` trims every
+layer to what all of them hold (kv_cache.settle_cache), so the ids it returns are exactly the cache's.
+Not here: scheduling (lane.py decides when a job runs solo and when it is handed over).
 """
 from __future__ import annotations
 
@@ -21,12 +25,14 @@ import mlx.core as mx
 from mlx_lm.generate import generate_step
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
+from tinygpt.runtime.kv_cache import settle_cache
+
 
 class SoloRun:
     """Prefill `rest` after a cache holding `held`, then decode; `advance` does one chunk or one token."""
 
     def __init__(self, model, cache: list[Any] | None, rest: list[int], held: list[int], max_tokens: int,
-                 sampler: Callable[[mx.array], mx.array], prefill_step: int):
+                 sampler: Callable[[mx.array], mx.array], prefill_step: int, processors: list | None = None):
         self.model = model
         self.cache = cache if cache is not None else make_prompt_cache(model)
         self.ids = list(held)        # the ids fed so far, prompt then output, in order
@@ -34,6 +40,7 @@ class SoloRun:
         self.max_tokens = max_tokens
         self.sampler = sampler
         self.step = max(1, prefill_step)
+        self.processors = processors or None
         self.out: list[int] = []
         self._gen = None
 
@@ -52,7 +59,8 @@ class SoloRun:
             return None
         if self._gen is None:
             self._gen = generate_step(mx.array(self.rest), self.model, max_tokens=self.max_tokens,
-                                      sampler=self.sampler, prompt_cache=self.cache, prefill_step_size=self.step)
+                                      sampler=self.sampler, logits_processors=self.processors,
+                                      prompt_cache=self.cache, prefill_step_size=self.step)
             self.ids += self.rest
             self.rest = []
         token, logprobs = next(self._gen)
@@ -61,13 +69,12 @@ class SoloRun:
         return token, logprobs
 
     def close(self) -> tuple[list[Any], list[int]]:
-        """Stop; the cache and exactly the ids it holds."""
+        """Stop; the cache and exactly the ids it holds (a fresh cache if an interruption left it unusable)."""
         if self._gen is not None:
             self._gen.close()
             self._gen = None
-        mx.eval([c.state for c in self.cache])
-        held = self.cache[0].offset if self.cache else 0
-        return self.cache, self.ids[:held]
+        self.cache, held = settle_cache(self.cache, self.ids, self.model)
+        return self.cache, held
 
     def handoff(self) -> tuple[list[Any] | None, list[int], list[int], int]:
         """Stop and give what the batch needs: (cache or None, ids to feed, ids in the cache, tokens left)."""

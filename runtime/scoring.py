@@ -3,9 +3,9 @@
 What `/v1/completions` with `echo` and `logprobs` returns (lm-evaluation-harness's loglikelihood requests):
 the first token has no prefix, so its logprob is None, as OpenAI and vLLM give it. The pass runs in chunks
 on a fresh cache (memory stays at one chunk's logits, not the prompt's length times the vocabulary) and
-shares nothing with the prefix cache or the batch. Runs in the worker thread (MLX state), whole, at the
+shares nothing with the prefix cache or the batch. Runs in the scheduler thread (MLX state), whole, at the
 job's admission: other streams pause for it as for a prefill (a long prompt on a CPU: seconds).
-Not here: when a job is scored (worker.py), the wire shape (openai_api.py).
+Not here: when a job is scored (lane.py), the wire shape (openai_api.py).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 A session holds a `tinygpt.runtime.kv_cache.Session` (cache + the exact ids in it). While a request runs in a
 session the session is *busy*: its cache is inside the batch, and a second request for the same id waits.
-Only the generation worker thread touches this store (the caches are MLX state). Not here: saving to disk.
+Only the scheduler (its thread) touches this store (the caches are MLX state). Not here: saving to disk.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 An op here (even a dtype cast) would run behind the step the batch is already computing ahead and stall the
 pipeline, so the row is a zero-copy view of the array's memory and only what is asked for is decoded.
-Not here: choosing tokens or top-k policy (worker.py).
+Not here: choosing tokens or top-k policy (lane.py).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What the server says about its model: names, sizes, context length, template, capabilities.
 
-Computed once from the `LoadedModel` when the worker first loads it (in the worker thread, since counting
+Computed once from the `LoadedModel` when the scheduler first loads it (in its thread, since counting
 parameters touches MLX arrays) and then read by any request thread. Not here: loading (runtime/models.py).
 """
 from __future__ import annotations

@@ -1,0 +1,414 @@
+"""One model's share of the scheduler: its loaded model, prefix cache, sessions, batch and solo job.
+
+A lane admits its model's jobs: it seeds each job's cache from its session (a server-side id or a caller-held
+`Session`) or from the prefix cache (keyed by the model's identity, so two models never share an entry), and
+runs them together in mlx-lm's `BatchGenerator` (continuous batching; chunked prefill so a long prompt does not
+stall others). A job that arrives to an idle lane is decoded on its own with `generate_step` (solo.py), which
+is faster for one sequence, and joins the batch when a second job arrives. A job that asks for its prompt's
+logprobs gets them from one forward pass at admission (scoring.py). A model whose caches cannot be batched
+runs its jobs one at a time, solo. Every token goes through `_on_token`: the one place output is assembled.
+Not here: threads, the inbox, fairness between models, loading (scheduler.py); HTTP (web/).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import mlx.core as mx
+import numpy as np
+from mlx_lm.generate import BatchGenerator, StopSequences
+from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+
+from tinygpt.runtime.job_sampler import make_job_sampler
+from tinygpt.runtime.jobs import Chunk, Event, Failed, Finished, GenerationResult, Job, Scored
+from tinygpt.runtime.kv_cache import Session
+from tinygpt.runtime.logprob_row import HostRow, host_row
+from tinygpt.runtime.models import LoadedModel
+from tinygpt.runtime.scoring import prompt_logprobs
+from tinygpt.runtime.sessions import SessionStore
+from tinygpt.runtime.solo import SoloRun
+from tinygpt.runtime.stop_text import StopScanner
+
+log = logging.getLogger("tinygpt.scheduler")
+SOLO = -1  # the uid of the job decoded on its own (batch uids are >= 0)
+
+
+@dataclass
+class LaneConfig:
+    max_batch: int = 8              # sequences decoded together
+    prefill_batch: int = 8          # prompts prefilled together
+    prefill_step: int = 512         # prompt tokens per prefill step
+    batching: bool = True           # False: one job at a time, solo
+    solo: bool = True               # a lone job decodes outside the batch until a second one arrives
+    solo_processors: bool = False   # jobs with logits processors may run solo (only one caller: no hand-off)
+    max_sessions: int = 16
+    prefix_cache_bytes: int = 1 << 30
+
+
+@dataclass
+class _Active:
+    job: Job
+    detok: Any
+    scanner: StopScanner
+    stop_ids: set[int]
+    cached: int
+    prefill: int
+    out: list[int] = field(default_factory=list)
+    lps: list[float] = field(default_factory=list)
+    tops: list[list[tuple[int, float]]] = field(default_factory=list)
+    first: float | None = None
+    load_s: float = 0.0
+    sampler: Any = None
+
+
+class Lane:
+    """The jobs of one loaded model. Only the scheduler's thread calls it; events go out through `post`."""
+
+    def __init__(self, name: str, loaded: LoadedModel, config: LaneConfig, post: Callable[[Job, Event], None],
+                 touch: Callable[[Job], None]):
+        self.name = name
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.config = config
+        self.cache_key = getattr(loaded, "identity", None) or loaded.fingerprint  # prefix-cache key
+        self.prefix_cache = LRUPromptCache(max_size=64, max_bytes=config.prefix_cache_bytes)
+        self.sessions = SessionStore(config.max_sessions)
+        self.pending: deque[Job] = deque()
+        self.active: dict[int, _Active] = {}
+        self.solo: tuple[SoloRun, _Active] | None = None
+        self._post, self._touch = post, touch
+        self._busy_objects: set[int] = set()  # caller-held Sessions in use (by id)
+        self.peak_active = self.cancelled = self.solo_jobs = self.handoffs = 0
+        caches = make_prompt_cache(loaded.model)
+        self._trimmable = can_trim_prompt_cache(caches)
+        self.bg: BatchGenerator | None = None
+        if config.batching and all(hasattr(c, "merge") for c in caches):
+            self.new_batch()
+
+    # ---- state ----------------------------------------------------------------------------------------
+    @property
+    def n_active(self) -> int:
+        return len(self.active) + (self.solo is not None)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.n_active) or self.runnable()
+
+    def runnable(self) -> bool:
+        return any(not self._session_busy(j) for j in self.pending)
+
+    def _session_busy(self, job: Job) -> bool:
+        s = job.session
+        if s is None:
+            return False
+        return self.sessions.is_busy(s) if isinstance(s, str) else id(s) in self._busy_objects
+
+    def new_batch(self) -> None:
+        if self.bg is not None:
+            self.bg.close()
+        c = self.config
+        self.bg = BatchGenerator(self.model, completion_batch_size=c.max_batch,
+                                 prefill_batch_size=min(c.prefill_batch, c.max_batch),
+                                 prefill_step_size=c.prefill_step, stream=mx.default_stream(mx.default_device()))
+
+    def close(self) -> None:
+        self.solo = None
+        if self.bg is not None:
+            self.bg.close()
+        self.bg = None
+        self.sessions.clear()
+
+    def fail_active(self, status: int, message: str) -> None:
+        if self.solo is not None:  # its cache was changed in place: keep what it consistently holds
+            run, a = self.solo
+            self.solo = None
+            self._post(a.job, Failed(status, message))
+            self._release_session(a.job, run.close())
+        for a in self.active.values():
+            self._post(a.job, Failed(status, message))
+            self._release_session(a.job, None)
+        self.active.clear()
+
+    def fail_all(self, status: int, message: str) -> None:
+        self.fail_active(status, message)
+        while self.pending:
+            self._post(self.pending.popleft(), Failed(status, message))
+
+    # ---- admission ------------------------------------------------------------------------------------
+    def admit(self, load_s: float) -> None:
+        waiting: deque[Job] = deque()
+        while self.pending:
+            job = self.pending.popleft()
+            if job.cancelled:
+                continue
+            if self._session_busy(job):
+                waiting.append(job)
+            elif (job.prompt_logprobs is not None or job.score_only) and self._score(job, load_s):
+                pass  # scored and done (generates nothing)
+            elif self.solo is not None and not (self.bg is not None and self.solo[0].handoff_ok):
+                waiting.append(job)  # the solo job cannot be handed over: wait for it
+            elif not self.active and self._may_run_solo(job) and (self.bg is None or not self.runnable()):
+                self._start_solo(job, load_s)
+            elif self.bg is None or len(self.active) >= self.config.max_batch:
+                waiting.append(job)
+            else:
+                if self.solo is not None:
+                    self._handoff()
+                self._insert(job, load_s)
+            load_s = 0.0
+        self.pending = waiting
+
+    def _may_run_solo(self, job: Job) -> bool:
+        if self.bg is None:
+            return True  # a model that cannot batch runs every job alone
+        return self.config.solo and self._trimmable and (job.processors is None or self.config.solo_processors)
+
+    def _score(self, job: Job, load_s: float) -> bool:
+        """Send the job its prompt's logprobs (scoring.py); True if that was all it asked for (it is finished)."""
+        k, job.prompt_logprobs = job.prompt_logprobs, None  # a job that waits for a batch slot is scored once
+        if k is not None:
+            try:
+                lps, tops = prompt_logprobs(self.model, job.prompt_ids, k)
+            except Exception as exc:  # noqa: BLE001 — the model failed: fail this job, keep serving
+                log.exception("scoring a prompt failed")
+                self._post(job, Failed(500, f"scoring the prompt failed: {type(exc).__name__}: {exc}"))
+                return True
+            self._post(job, Scored(lps, tops))
+        if not job.score_only:
+            return False
+        now = time.perf_counter()
+        self._post(job, Finished(GenerationResult(
+            prompt_ids=list(job.prompt_ids), cached_tokens=0, output_ids=[], logprobs=[], top_logprobs=[], text="",
+            finish_reason="length", ttft_s=now - job.submitted, decode_s=0.0, prefill_tokens=len(job.prompt_ids)),
+            load_s))
+        self._touch(job)
+        return True
+
+    def _checkout(self, job: Job) -> Session | None:
+        s = job.session
+        if s is None:
+            return None
+        if isinstance(s, str):
+            return self.sessions.checkout(s, self.model)
+        self._busy_objects.add(id(s))
+        return s
+
+    def _release_session(self, job: Job, cache) -> None:
+        """End the job's hold on its session, storing `cache` ((kv, ids), or None: the state did not change)."""
+        kv, ids = cache if cache else (None, None)
+        s = job.session
+        if isinstance(s, str):
+            self.sessions.checkin(s, kv, ids)
+        elif s is not None:
+            self._busy_objects.discard(id(s))
+            if kv is not None and ids is not None:
+                s.cache, s.ids = kv, list(ids)
+
+    def _seed_cache(self, job: Job) -> tuple[list | None, list[int], list[int]]:
+        """(cache, ids still to prefill, ids already in the cache) for a job, from its session or the pool."""
+        prompt = job.prompt_ids
+        sess = self._checkout(job)
+        if sess is not None:
+            rest = sess.sync(prompt, self.model)
+            return sess.cache, rest, list(sess.ids)
+        cache, rest = self.prefix_cache.fetch_nearest_cache(self.cache_key, list(prompt))
+        if cache is None:
+            return None, list(prompt), []
+        if not rest:  # exact hit: re-feed the last prompt token to get its logits
+            if not can_trim_prompt_cache(cache):
+                return None, list(prompt), []
+            trim_prompt_cache(cache, 1)
+            rest = prompt[-1:]
+        return cache, list(rest), list(prompt[: len(prompt) - len(rest)])
+
+    def _prepare(self, job: Job, load_s: float) -> tuple[_Active, list | None, list[int], list[int]]:
+        """The job's bookkeeping and its seeded cache: (active, cache, ids to prefill, ids in the cache)."""
+        cache, rest, held = self._seed_cache(job)
+        p = job.params
+        stop_ids = set(p.stop_token_ids if p.stop_token_ids is not None else self.tokenizer.eos_token_ids)
+        a = _Active(job=job, detok=self.tokenizer.detokenizer, scanner=StopScanner(p.stop_strings),
+                    stop_ids=stop_ids, cached=len(job.prompt_ids) - len(rest), prefill=len(rest), load_s=load_s,
+                    sampler=make_job_sampler(p))
+        return a, cache, rest, held
+
+    def _processors(self, job: Job) -> list | None:
+        try:
+            return job.processors() if job.processors else []
+        except ValueError as exc:
+            self._post(job, Failed(400, str(exc)))
+            return None
+
+    def _insert(self, job: Job, load_s: float) -> None:
+        processors = self._processors(job)
+        if processors is None:
+            return
+        a, cache, rest, held = self._prepare(job, load_s)
+        self._bg_insert(a, cache, rest, held, job.params.max_tokens, processors)
+
+    def _bg_insert(self, a: _Active, cache, rest: list[int], held: list[int], max_tokens: int,
+                   processors: list) -> None:
+        (uid,) = self.bg.insert(
+            [rest], max_tokens=[max_tokens], caches=[cache], all_tokens=[held], samplers=[a.sampler],
+            logits_processors=[processors], stop_sequences=[StopSequences([[t] for t in sorted(a.stop_ids)])])
+        self.active[uid] = a
+        self.peak_active = max(self.peak_active, len(self.active))
+
+    # ---- a lone job, outside the batch (solo.py) --------------------------------------------------------
+    def _start_solo(self, job: Job, load_s: float) -> None:
+        processors = self._processors(job)
+        if processors is None:
+            return
+        a, cache, rest, held = self._prepare(job, load_s)
+        run = SoloRun(self.model, cache, rest, held, job.params.max_tokens, a.sampler, self.config.prefill_step,
+                      processors)
+        run.handoff_ok = self.bg is not None and self._trimmable and not processors
+        self.solo = (run, a)
+        self.solo_jobs += 1
+
+    def _solo_step(self) -> None:
+        run, a = self.solo
+        got = run.advance()
+        if got is None:
+            return
+        tok, logprobs = got
+        finish = None
+        if tok in a.stop_ids:
+            finish = "stop"
+        elif len(run.out) >= run.max_tokens:
+            finish = "length"
+        self._on_token(SOLO, a, tok, finish, None, host_row(logprobs))
+
+    def _handoff(self) -> None:
+        """A second job is runnable: move the solo job into the batch, where it goes on from where it is."""
+        run, a = self.solo
+        self.solo = None
+        cache, rest, held, left = run.handoff()
+        self._bg_insert(a, cache, rest, held, left, [])
+        self.handoffs += 1
+
+    # ---- decoding -------------------------------------------------------------------------------------
+    def step(self) -> None:
+        """One step: a prefill chunk or a token for the solo job, or one batch step."""
+        if self.solo is not None:
+            try:
+                self._solo_step()
+            except Exception as exc:  # noqa: BLE001 — the model failed: fail this job, keep serving
+                log.exception("a solo step failed")
+                self.fail_active(500, f"generation failed: {type(exc).__name__}: {exc}")
+            return
+        if not self.active:
+            return
+        try:
+            _, responses = self.bg.next()
+        except Exception as exc:  # noqa: BLE001 — a processor or the model failed: end the batch, keep serving
+            log.exception("a batch step failed")
+            self.fail_active(500, f"generation failed: {type(exc).__name__}: {exc}")
+            self.new_batch()
+            return
+        for r in responses or ():
+            a = self.active.get(r.uid)
+            if a is not None:
+                self._on_token(r.uid, a, r.token, r.finish_reason, r, host_row(r.logprobs))
+
+    @staticmethod
+    def _top(host: HostRow, k: int) -> list[tuple[int, float]]:
+        if k <= 0:
+            return []
+        row = host.full()
+        idx = np.argpartition(-row, k - 1)[:k]
+        return sorted(zip(idx.tolist(), row[idx].tolist()), key=lambda p: -p[1])
+
+    def _on_token(self, uid: int, a: _Active, tok: int, finish: str | None, r, row: HostRow) -> None:
+        now = time.perf_counter()
+        a.first = a.first or now
+        lp = row[tok]
+        a.out.append(tok)
+        a.lps.append(lp)
+        top = self._top(row, a.job.params.top_logprobs)
+        a.tops.append(top)
+        if finish == "stop" and tok in a.stop_ids:
+            a.detok.finalize()
+        else:
+            a.detok.add_token(tok)
+            if finish:
+                a.detok.finalize()
+        text = a.scanner.push(a.detok.last_segment)
+        cache = None
+        if a.scanner.stopped and not finish:
+            finish = "stop"
+            if uid != SOLO:
+                cache = self.bg.remove([uid], return_prompt_caches=True).get(uid)
+        elif finish and uid != SOLO:
+            cache = (r.prompt_cache, r.all_tokens)
+        if finish and uid == SOLO:
+            cache = self.solo[0].close()
+        if finish:
+            text += a.scanner.flush()
+        self._post(a.job, Chunk(text, [tok], [lp], [top]))
+        if finish:
+            self._finish(uid, a, finish, cache)
+
+    def _finish(self, uid: int, a: _Active, finish: str, cache) -> None:
+        if uid == SOLO:
+            self.solo = None
+        else:
+            del self.active[uid]
+        self._store_cache(a.job, cache)
+        self._post(a.job, Finished(self._result(a, finish), a.load_s))
+        self._touch(a.job)
+
+    def _result(self, a: _Active, finish: str) -> GenerationResult:
+        now = time.perf_counter()
+        job, first = a.job, a.first or now
+        return GenerationResult(
+            prompt_ids=list(job.prompt_ids), cached_tokens=a.cached, output_ids=list(a.out), logprobs=list(a.lps),
+            top_logprobs=list(a.tops), text=a.scanner.text, finish_reason=finish, ttft_s=first - job.submitted,
+            decode_s=now - first, prefill_tokens=a.prefill)
+
+    def _store_cache(self, job: Job, cache) -> None:
+        if job.session is not None:
+            self._release_session(job, cache)
+        elif cache and cache[0] is not None and cache[1]:
+            self.prefix_cache.insert_cache(self.cache_key, list(cache[1]), cache[0])
+
+    def reap_cancelled(self) -> None:
+        """Jobs whose caller went away leave now; their caches are kept (session or prefix cache)."""
+        if self.solo is not None and self.solo[1].job.cancelled:
+            run, a = self.solo
+            self.solo = None
+            self.cancelled += 1
+            self._store_cache(a.job, run.close())
+            self._post(a.job, Finished(self._result(a, "cancelled"), a.load_s))
+            self._touch(a.job)
+        gone = [uid for uid, a in self.active.items() if a.job.cancelled]
+        if not gone:
+            return
+        caches = self.bg.remove(gone, return_prompt_caches=True)
+        self.cancelled += len(gone)
+        for uid in gone:
+            a = self.active.pop(uid)
+            self._store_cache(a.job, caches.get(uid))
+            self._post(a.job, Finished(self._result(a, "cancelled"), a.load_s))
+            self._touch(a.job)
+
+    def interrupted(self) -> None:
+        """The caller's thread was interrupted inside a step (Ctrl-C while the scheduler runs inline): settle
+        every running job's cache to what all its layers hold and finish it with what it has so far."""
+        if self.solo is not None:
+            run, a = self.solo
+            self.solo = None
+            self._store_cache(a.job, run.close())
+            self._post(a.job, Finished(self._result(a, "cancelled"), a.load_s))
+        if self.active:  # the batch may be mid-step: drop it; caller-held sessions start over
+            for a in self.active.values():
+                s = a.job.session
+                if s is not None and not isinstance(s, str):
+                    s.reset(self.model)
+                self._release_session(a.job, None)
+                self._post(a.job, Finished(self._result(a, "cancelled"), a.load_s))
+            self.active.clear()
+            self.new_batch()

@@ -1,0 +1,394 @@
+"""The one scheduler every caller generates through: the server, the CLI, the agent loop and (next) evals.
+
+It serves jobs for several models by name: each loaded model is a `Lane` (lane.py: its batch, solo job,
+prefix cache and sessions). Models come from a `ModelSource` (`get(name)` loads one; `names()` lists what can
+be served); a lane unloads after its keep-alive runs out. Each round every lane with work runs one step, in
+turn, so a long stream on one model never starves another's short requests.
+It runs either on its own thread (`start()`: the server; jobs come from any thread through an inbox and events
+go back through each job's `post`/`sink`, handed over in one call per sink at most every FLUSH_S), or inline,
+driven by its one caller (`pump()`: the CLI and agent through engine.py), where an interruption (Ctrl-C inside
+a layer) settles every running job's cache and finishes it before it propagates.
+Not here: HTTP and wire formats (web/), prompts and chat templates (engine.py), tokens-to-events (jobs.py).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import gc
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import mlx.core as mx
+
+from tinygpt.runtime.jobs import Chunk, Event, Failed, Job, deliver
+from tinygpt.runtime.lane import Lane, LaneConfig
+from tinygpt.runtime.model_card import ModelCard, describe
+from tinygpt.runtime.models import LoadedModel, load
+
+log = logging.getLogger("tinygpt.scheduler")
+FLUSH_S = 0.02  # longest a generated token waits before it is handed to its caller (threaded mode)
+
+
+class UnknownModel(LookupError):
+    """No model by that name; `names` is what can be served."""
+
+    def __init__(self, name: str, names: list[str]):
+        self.name, self.names = name, list(names)
+        super().__init__(f"no model named {name!r}; available: {', '.join(self.names) or '(none)'}")
+
+
+class ModelSource(Protocol):
+    """Where the scheduler gets models: `names()` lists the servable ones, `get(name)` loads one."""
+
+    def names(self) -> list[str]: ...
+
+    def get(self, name: str) -> LoadedModel: ...
+
+
+class StaticModels:
+    """A fixed set of models by name: each a path or hub id (loaded on first use) or an already loaded model."""
+
+    def __init__(self, models: dict[str, str | LoadedModel]):
+        self._models = dict(models)
+
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def get(self, name: str) -> LoadedModel:
+        if name not in self._models:
+            raise UnknownModel(name, self.names())
+        m = self._models[name]
+        return m if isinstance(m, LoadedModel) else load(m)
+
+
+@dataclass
+class SchedulerConfig(LaneConfig):
+    keep_alive_s: float = -1.0      # after a model's last job; < 0: keep loaded forever
+    max_pending: int = 256          # queued jobs beyond this are refused (Failed 429 / QueueFull)
+
+    def lane_config(self) -> LaneConfig:
+        return LaneConfig(**{f.name: getattr(self, f.name) for f in fields(LaneConfig)})
+
+
+class QueueFull(RuntimeError):
+    pass
+
+
+class ShuttingDown(RuntimeError):
+    pass
+
+
+class Scheduler:
+    """Jobs for many models, one MLX owner. `submit` jobs (any thread when started); events come back to each job."""
+
+    def __init__(self, models: ModelSource, config: SchedulerConfig = SchedulerConfig(), *,
+                 default: str | None = None):
+        self.models = models
+        self.config = config
+        self.default = default or (models.names()[0] if models.names() else "")
+        self.cards: dict[str, ModelCard] = {}
+        self.lanes: dict[str, Lane] = {}
+        self.expires: dict[str, float | None] = {}  # monotonic time a loaded model unloads; None: never
+        self._queued: dict[str, deque[Job]] = {}
+        self._inbox: queue.Queue = queue.Queue()
+        self._outbox: list[tuple[Job, Event]] = []
+        self._flushed = 0.0
+        self._round = 0
+        self._stopping = False
+        self._threaded = False
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._preload: list[str] = []
+        self._thread = threading.Thread(target=self._main, name="tinygpt-scheduler", daemon=True)
+        self._gone = {"peak_active": 0, "cancelled": 0, "solo_jobs": 0, "handoffs": 0}  # of unloaded lanes
+
+    # ---- observability (totals over lanes) ---------------------------------------------------------------
+    def _total(self, key: str) -> int:
+        return self._gone[key] + sum(getattr(lane, key) for lane in list(self.lanes.values()))
+
+    peak_active = property(lambda self: max([self._gone["peak_active"]]
+                                            + [lane.peak_active for lane in list(self.lanes.values())]))
+    cancelled = property(lambda self: self._total("cancelled"))
+    solo_jobs = property(lambda self: self._total("solo_jobs"))
+    handoffs = property(lambda self: self._total("handoffs"))
+
+    @property
+    def active(self) -> int:
+        """Jobs being decoded now, over all models."""
+        return sum(lane.n_active for lane in list(self.lanes.values()))
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the default model is loaded now."""
+        return self.default in self.lanes
+
+    def is_loaded(self, name: str) -> bool:
+        return name in self.lanes
+
+    def names(self) -> list[str]:
+        return self.models.names()
+
+    def resolve(self, name: str) -> str:
+        """The model a job's name means ("" = the default); UnknownModel lists the servable ones."""
+        if not name:
+            return self.default
+        names = self.models.names()
+        if name not in names:
+            raise UnknownModel(name, names)
+        return name
+
+    # ---- any thread (threaded mode) -----------------------------------------------------------------------
+    def start(self, preload: list[str] | None = None, timeout: float | None = None) -> dict[str, ModelCard]:
+        """Start the thread and load `preload` (default: the default model); raise what loading raised."""
+        self._threaded = True
+        self._preload = list(preload if preload is not None else [self.default])
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"the models did not load within {timeout} s")
+        if self._start_error is not None:
+            raise self._start_error
+        return dict(self.cards)
+
+    def submit(self, job: Job) -> None:
+        """Queue a job. Raises UnknownModel, QueueFull or ShuttingDown (nothing was queued then)."""
+        job.model = self.resolve(job.model)
+        if not self._threaded:
+            self._queue(job)
+            return
+        if self._stopping or not self._thread.is_alive():
+            raise ShuttingDown("the scheduler is shutting down")
+        if sum(map(len, self._queued.values())) + self._inbox.qsize() >= self.config.max_pending:
+            raise QueueFull(f"too many queued requests (limit {self.config.max_pending}); retry later")
+        self._inbox.put(("job", job))
+
+    def cancel(self, job: Job) -> None:
+        job.cancelled = True
+        if self._threaded:
+            self._inbox.put(("wake",))
+
+    def control(self, op: str, name: str = "", keep_alive_s: float | None = None) -> concurrent.futures.Future:
+        """'load' (the result is the load time in seconds) or 'unload' model `name`, in the scheduler's thread."""
+        name = self.resolve(name)
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        if not self._threaded:
+            self._control(op, name, keep_alive_s, fut)
+            return fut
+        if self._stopping or not self._thread.is_alive():
+            raise ShuttingDown("the scheduler is shutting down")
+        self._inbox.put(("control", op, name, keep_alive_s, fut))
+        return fut
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        if self._threaded:
+            self._inbox.put(("stop",))
+            if self._thread.is_alive():
+                self._thread.join(timeout)
+        else:
+            self._shutdown()
+
+    # ---- inline mode --------------------------------------------------------------------------------------
+    def pump(self) -> None:
+        """One round in the caller's thread (inline mode). An interruption settles running jobs, then propagates."""
+        try:
+            self._iterate(block=False)
+        except BaseException:
+            for lane in list(self.lanes.values()):
+                lane.interrupted()
+            self._flush()
+            raise
+        self._flush()
+
+    def lane(self, name: str = "") -> Lane:
+        """The loaded lane of model `name` (loading it); for callers that run in the scheduler's thread."""
+        name = self.resolve(name)
+        self._ensure_loaded(name)
+        return self.lanes[name]
+
+    # ---- the scheduler's thread -----------------------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            for name in self._preload:
+                self._ensure_loaded(name)
+        except BaseException as exc:  # noqa: BLE001 — handed to start()'s caller, who reports it
+            self._start_error = exc
+            self._ready.set()
+            mx.clear_streams()
+            return
+        self._ready.set()
+        try:
+            while not self._stopping:
+                try:
+                    self._iterate(block=True)
+                    self._maybe_flush()
+                except Exception as exc:  # noqa: BLE001 — a bug must not leave every waiting client hanging
+                    log.exception("the scheduler hit an unexpected error")
+                    self._fail_all(500, f"internal error in the scheduler ({type(exc).__name__}: {exc})")
+                    self._flush()
+                    for lane in self.lanes.values():
+                        if lane.bg is not None:
+                            lane.new_batch()
+        finally:
+            self._shutdown()
+            mx.clear_streams()  # MLX needs this at the end of a thread that used it, or exit may abort
+
+    def _shutdown(self) -> None:
+        self._fail_all(503, "the server is shutting down")
+        self._flush()
+        for name in list(self.lanes):
+            self._unload(name)
+
+    def _iterate(self, block: bool) -> None:
+        busy = any(lane.busy for lane in self.lanes.values()) or any(self._queued.values())
+        if self._threaded:
+            self._take_inbox(block=block and not busy)
+        for lane in self.lanes.values():
+            lane.reap_cancelled()
+        self._admit()
+        lanes = [lane for lane in self.lanes.values() if lane.n_active]
+        if lanes:  # one step per model with work, starting from a different one each round
+            self._round += 1
+            k = self._round % len(lanes)
+            for lane in lanes[k:] + lanes[:k]:
+                lane.step()
+        else:
+            self._maybe_unload()
+
+    def _take_inbox(self, block: bool) -> None:
+        timeout = None
+        if block:
+            due = [t for t in self.expires.values() if t is not None]
+            if due:
+                timeout = min(3600.0, max(0.0, min(due) - time.monotonic()))
+        try:
+            item = self._inbox.get(timeout=timeout) if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._handle(item)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, item: tuple) -> None:
+        kind = item[0]
+        if kind == "job":
+            self._queue(item[1])
+        elif kind == "stop":
+            self._stopping = True
+        elif kind == "control":
+            self._control(*item[1:])
+
+    def _queue(self, job: Job) -> None:
+        self._queued.setdefault(job.model, deque()).append(job)
+
+    def _control(self, op: str, name: str, keep_alive: float | None, fut: concurrent.futures.Future) -> None:
+        try:
+            if op == "load":
+                fut.set_result(self._ensure_loaded(name))
+                self._set_expiry(name, keep_alive)
+            elif name in self.lanes and (self.lanes[name].n_active or self.lanes[name].pending
+                                         or self._queued.get(name)):
+                self.expires[name] = time.monotonic()  # unload once the running jobs are done
+                fut.set_result(0.0)
+            else:
+                self._unload(name)
+                fut.set_result(0.0)
+        except Exception as exc:  # noqa: BLE001 — reported to the waiting caller
+            fut.set_exception(exc)
+
+    def _set_expiry(self, name: str, keep_alive_s: float | None) -> None:
+        ka = self.config.keep_alive_s if keep_alive_s is None else keep_alive_s
+        self.expires[name] = None if ka < 0 else time.monotonic() + ka
+
+    def _touch(self, job: Job) -> None:
+        self._set_expiry(job.model, job.keep_alive_s)
+
+    def _maybe_unload(self) -> None:
+        now = time.monotonic()
+        for name in list(self.lanes):
+            t = self.expires.get(name)
+            if t is not None and now >= t and not self._queued.get(name) and not self.lanes[name].pending:
+                self._unload(name)
+
+    def _ensure_loaded(self, name: str) -> float:
+        if name in self.lanes:
+            return 0.0
+        t0 = time.perf_counter()
+        loaded = self.models.get(name)
+        if name not in self.cards:
+            self.cards[name] = describe(loaded, name)
+        self.lanes[name] = Lane(name, loaded, self.config.lane_config(), self._post, self._touch)
+        self._set_expiry(name, None)
+        return time.perf_counter() - t0
+
+    def _unload(self, name: str) -> None:
+        lane = self.lanes.pop(name, None)
+        self.expires.pop(name, None)
+        if lane is None:
+            return
+        lane.fail_all(503, f"the model {name!r} was unloaded")
+        for key in ("cancelled", "solo_jobs", "handoffs"):
+            self._gone[key] += getattr(lane, key)
+        self._gone["peak_active"] = max(self._gone["peak_active"], lane.peak_active)
+        lane.close()
+        gc.collect()
+        mx.clear_cache()
+
+    def _admit(self) -> None:
+        loads: dict[str, float] = {}
+        for name, jobs in list(self._queued.items()):
+            if not jobs:
+                continue
+            try:
+                load_s = self._ensure_loaded(name)
+            except Exception as exc:  # noqa: BLE001 — the model directory changed under us; tell every waiter
+                log.exception("loading the model %s failed", name)
+                while jobs:
+                    self._post(jobs.popleft(), Failed(503, f"the model {name!r} could not be loaded: {exc}"))
+                continue
+            loads[name] = load_s
+            self.lanes[name].pending.extend(jobs)
+            jobs.clear()
+        for name, lane in self.lanes.items():
+            if lane.pending:
+                lane.admit(loads.get(name, 0.0))  # the first job admitted after a load reports its time
+
+    def _fail_all(self, status: int, message: str) -> None:
+        for lane in self.lanes.values():
+            lane.fail_all(status, message)
+        for jobs in self._queued.values():
+            while jobs:
+                self._post(jobs.popleft(), Failed(status, message))
+
+    def _post(self, job: Job, event: Event) -> None:
+        self._outbox.append((job, event))
+
+    def _maybe_flush(self) -> None:
+        """Deliver now if anything is urgent (a job's first text, an end, an idle scheduler), else at most every
+        FLUSH_S: under load, each wake-up of a caller's event loop then carries a few tokens, not one."""
+        if not self._outbox:
+            return
+        if (time.perf_counter() - self._flushed >= FLUSH_S or not self.active
+                or any(not isinstance(ev, Chunk) or not job.delivered for job, ev in self._outbox)):
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._outbox:
+            outbox, self._outbox = self._outbox, []
+            for job, _ in outbox:
+                job.delivered = True
+            deliver(outbox)
+        self._flushed = time.perf_counter()
+
+
+def default_prefill_step() -> int:
+    """Prompt tokens per prefill step. On the CPU a 2048-token step of a 0.6B model takes many seconds, during
+    which every other stream waits, so 512; on a GPU 512-token steps cost a long cold prompt several times the
+    time to first token (H100, 0.6B bf16: ~1.4 s vs ~0.25 s for ~1.1k tokens), so mlx-lm's 2048."""
+    return 2048 if mx.default_device().type == mx.DeviceType.gpu else 512
