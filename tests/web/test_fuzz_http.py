@@ -20,7 +20,7 @@ def fuzz(start_server, tmp_path_factory):
     from tinygpt.runtime.presets import InitSpec, init_model
 
     model = init_model(tmp_path_factory.mktemp("fuzz") / "tiny", InitSpec(preset="tiny", max_position_embeddings=1024))
-    return start_server(model=str(model), max_tokens=4, body_timeout_s=2.0)
+    return start_server(model=str(model), max_tokens=4, request_timeout_s=2.0)
 
 
 SETTINGS = dict(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
@@ -189,7 +189,7 @@ def test_cross_site_simple_requests_are_refused(fuzz, route, origin, media):
 # ---- slow and short bodies ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def impatient(start_server):
-    return start_server(max_tokens=2, body_timeout_s=0.5)
+    return start_server(max_tokens=2, request_timeout_s=0.5)
 
 
 @settings(max_examples=6, **SETTINGS)
