@@ -1,7 +1,8 @@
 """The server's configuration (what `tinygpt serve` flags set) and its per-app state.
 
 `ServeConfig` is plain data with safe defaults: loopback only, no CORS beyond localhost pages, an 8 MiB body
-limit, a request head and body that must each arrive within 30 s, JSON nested at most 64 levels, at most 4096 new tokens per request.
+limit, a request head and body that must each arrive within 30 s, JSON nested at most 64 levels, at most 4096
+new tokens per request.
 `ServerState` is what every handler reads from `app.state.tg`.
 Not here: flag parsing (tinygpt/cli_serve.py) or the app itself (app.py).
 """

@@ -32,6 +32,7 @@ OAI_COMPLETION = {"model": "tiny", "prompt": "hi", "max_tokens": 1}
 OLL_CHAT = {"model": "tiny", "messages": [USER], "stream": False, "options": {"num_predict": 1}}
 OLL_GENERATE = {"model": "tiny", "prompt": "hi", "stream": False, "options": {"num_predict": 1}}
 SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}}
+CALL = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
 
 # (route, base body, path to a list or map in it, an element of it)
 LISTS = [
@@ -41,9 +42,8 @@ LISTS = [
     ("/v1/chat/completions", {**OAI_CHAT, "tools": [TOOL]}, ("tools",), TOOL),
     ("/v1/chat/completions", {**OAI_CHAT, "tools": [TOOL]}, ("tools", 0, "function", "parameters", "required"), "a"),
     ("/v1/chat/completions", {**OAI_CHAT, "stop": ["x"]}, ("stop",), "x"),
-    ("/v1/chat/completions", {**OAI_CHAT, "messages": [USER, {"role": "assistant", "tool_calls": [
-        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]}, ("messages", 1, "tool_calls"),
-     {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}),
+    ("/v1/chat/completions", {**OAI_CHAT, "messages": [USER, {"role": "assistant", "tool_calls": [CALL]}]},
+     ("messages", 1, "tool_calls"), CALL),
     ("/v1/completions", OAI_COMPLETION, ("prompt",), 1),
     ("/v1/completions", {**OAI_COMPLETION, "prompt": ["hi"]}, ("prompt",), "hi"),
     ("/v1/completions", {**OAI_COMPLETION, "stop": ["x"]}, ("stop",), "x"),
@@ -62,7 +62,8 @@ MAPS = [
     ("/v1/chat/completions", {**OAI_CHAT, "tools": [TOOL]}, ("tools", 0, "function", "parameters", "properties"),
      {"type": "string"}),
     ("/v1/chat/completions", {**OAI_CHAT, "response_format": {"type": "json_schema", "json_schema": {
-        "name": "r", "schema": SCHEMA}}}, ("response_format", "json_schema", "schema", "properties"), {"type": "integer"}),
+        "name": "r", "schema": SCHEMA}}}, ("response_format", "json_schema", "schema", "properties"),
+     {"type": "integer"}),
     ("/v1/completions", {**OAI_COMPLETION, "logit_bias": {}}, ("logit_bias",), -1),
     ("/api/chat", {**OLL_CHAT, "tools": [TOOL]}, ("tools", 0, "function", "parameters", "properties"),
      {"type": "string"}),
