@@ -44,6 +44,11 @@ LISTS = [
     ("/v1/chat/completions", {**OAI_CHAT, "stop": ["x"]}, ("stop",), "x"),
     ("/v1/chat/completions", {**OAI_CHAT, "messages": [USER, {"role": "assistant", "tool_calls": [CALL]}]},
      ("messages", 1, "tool_calls"), CALL),
+    ("/v1/chat/completions", {**OAI_CHAT, "functions": [TOOL["function"]]}, ("functions",), TOOL["function"]),
+    ("/v1/chat/completions", {**OAI_CHAT, "tools": [TOOL]},
+     ("tools", 0, "function", "parameters", "properties", "a", "enum"), "v"),
+    ("/v1/chat/completions", {**OAI_CHAT, "response_format": {"type": "json_schema", "json_schema": {
+        "name": "r", "schema": SCHEMA}}}, ("response_format", "json_schema", "schema", "properties", "a", "enum"), "v"),
     ("/v1/completions", OAI_COMPLETION, ("prompt",), 1),
     ("/v1/completions", {**OAI_COMPLETION, "prompt": ["hi"]}, ("prompt",), "hi"),
     ("/v1/completions", {**OAI_COMPLETION, "stop": ["x"]}, ("stop",), "x"),
@@ -51,6 +56,10 @@ LISTS = [
     ("/api/chat", {**OLL_CHAT, "tools": [TOOL]}, ("tools",), TOOL),
     ("/api/chat", {**OLL_CHAT, "options": {"stop": ["x"]}}, ("options", "stop"), "x"),
     ("/api/chat", {**OLL_CHAT, "messages": [{**USER, "images": ["aGk="]}]}, ("messages", 0, "images"), "aGk="),
+    ("/api/chat", {**OLL_CHAT, "messages": [USER, {"role": "assistant", "tool_calls": [
+        {"function": {"name": "f", "arguments": {}}}]}]}, ("messages", 1, "tool_calls"),
+     {"function": {"name": "f", "arguments": {}}}),
+    ("/api/chat", {**OLL_CHAT, "format": SCHEMA}, ("format", "properties", "a", "enum"), "v"),
     ("/api/generate", {**OLL_GENERATE, "context": [1]}, ("context",), 1),
     ("/api/generate", {**OLL_GENERATE, "images": ["aGk="]}, ("images",), "aGk="),
     ("/api/generate", {**OLL_GENERATE, "format": {"type": "object", "required": ["a"], "properties": {
@@ -126,7 +135,10 @@ def _huge(fuzz, case, n):
     path_, base, at, element = case
     if isinstance(element, dict):
         n = min(n, 20_000)  # structured elements: keep the body under the 8 MiB limit
-    value = [element] * n if (path_, base, at, element) in LISTS else {f"k{i}": element for i in range(n)}
+    if (path_, base, at, element) in LISTS:  # strings distinct (enum values must be), the rest repeated
+        value = [f"{element}{i}" for i in range(n)] if isinstance(element, str) else [element] * n
+    else:
+        value = {f"k{i}": element for i in range(n)}
     body = json.dumps(_at(base, at, value)).encode()
     _check(_post(fuzz, path_, body), f"{path_} {at} x{n}")
 
