@@ -316,10 +316,9 @@ def _model_dir(p: Path) -> Path:
 
 
 def _adapter_marked(p: Path) -> bool:
-    from tinygpt.runtime import presets
+    from tinygpt.runtime.presets import adapter_marker
 
-    marker = getattr(presets, "adapter_marker", None)  # init_adapter's marker (runtime/presets.py)
-    return marker is not None and marker(p) is not None
+    return adapter_marker(p) is not None
 
 
 def fetch_hub(hub_id: str) -> Path:
