@@ -1,11 +1,16 @@
-"""Load any mlx-lm model (local directory or Hugging Face hub id) with its tokenizer and chat template.
+"""Load one model by name: a base directory, or a base plus an adapter (a specialist), with its identity.
 
-Adds what tinygpt needs on top of `mlx_lm.load`: clear errors for bad paths, a model fingerprint and tokenizer /
-chat-template hashes (persistent KV and traces refuse to mix models), and the dtype policy (float32 on the CPU
-backend, where MLX has no BLAS path for bf16). It does not generate; see engine.py.
+Adds what tinygpt needs on top of mlx-lm: names resolved through the model store (store.py: local directory,
+hub id, alias, registered specialist), clear errors for bad inputs, the dtype policy (float32 on the CPU
+backend, where MLX has no BLAS path for bf16), and a model's identity: (base fingerprint, adapter fingerprint
+or None). `LoadedModel.fingerprint` IS the identity key, so everything keyed by it (prefix caches, saved KV,
+saved chats, trajectory headers) tells a base from each of its specialists without a second mechanism.
+`attach_adapter` builds a specialist that shares the base's weight arrays (MLX arrays are immutable) and puts
+mlx-lm's LoRA/DoRA layers on top. It does not cache or evict models (provider.py) nor generate (engine.py).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -17,21 +22,43 @@ class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says what was wrong and what to do."""
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What a model computes: its base weights and, for a specialist, its adapter. `key` is stable text."""
+
+    base: str  # fingerprint(base dir)
+    adapter: str | None = None  # adapter_fingerprint(adapter dir), None for a plain base
+
+    @property
+    def key(self) -> str:
+        return self.base if self.adapter is None else f"{self.base}+{self.adapter}"
+
+
 @dataclass
 class LoadedModel:
-    """A model, its mlx-lm TokenizerWrapper, config and identity hashes."""
+    """A model, its mlx-lm TokenizerWrapper, config and identity.
+
+    `name` is what it was asked for (registry name, alias, hub id; for a local directory, the directory's name),
+    `path` the base model's directory, `adapter_path` the adapter's (None for a base)."""
 
     model: Any
     tokenizer: Any
     config: dict
     path: Path
-    fingerprint: str
+    identity: Identity
     tokenizer_hash: str
     chat_template_hash: str
+    name: str = ""
+    adapter_path: Path | None = None
+
+    def __post_init__(self):
+        if not self.name:
+            self.name = self.path.name
 
     @property
-    def name(self) -> str:
-        return self.path.name
+    def fingerprint(self) -> str:
+        """The identity key: the key of prefix caches, saved KV, sessions and trajectory headers."""
+        return self.identity.key
 
     @property
     def has_chat_template(self) -> bool:
@@ -46,10 +73,9 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def fingerprint(path: Path) -> str:
-    """Hash of config.json and, per weight file, its size and first/last MiB (cheap, changes with weights)."""
-    h = hashlib.sha256((path / "config.json").read_bytes())
-    for f in sorted(path.glob("*.safetensors")):
+def _hash_files(h, files) -> str:
+    """Fold each file's name, size and first/last MiB into `h` (cheap, and changes whenever the weights do)."""
+    for f in files:
         size = f.stat().st_size
         h.update(f.name.encode() + str(size).encode())
         with open(f, "rb") as fh:
@@ -59,78 +85,99 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-_MODEL_HINT = ("Create one with `tinygpt init-model {dir}` (random weights, offline) or pass a hub id like "
-               "mlx-community/Qwen3-0.6B-4bit")
+def fingerprint(path: Path) -> str:
+    """A base model's fingerprint: hash of config.json and, per weight file, its size and first/last MiB."""
+    path = Path(path)
+    return _hash_files(hashlib.sha256((path / "config.json").read_bytes()), sorted(path.glob("*.safetensors")))
+
+
+def adapter_fingerprint(path: Path) -> str:
+    """An adapter's fingerprint: hash of adapter_config.json and adapters.safetensors (size, first/last MiB)."""
+    path = Path(path)
+    return _hash_files(hashlib.sha256((path / "adapter_config.json").read_bytes()),
+                       [path / "adapters.safetensors"])
 
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
-def _looks_local(text: str) -> bool:
-    """`models/q06` when `models/` exists here, or anything written like a path, is meant as a local path."""
-    p = Path(text).expanduser()
-    return (text.startswith((".", "/", "~")) or text.endswith("/") or "\\" in text or text.count("/") != 1
-            or Path(text.split("/", 1)[0]).is_dir() or p.suffix in (".safetensors", ".json", ".gguf"))
+def load(name_or_path: str, adapter_path: str | None = None, *, store=None) -> LoadedModel:
+    """Load a model by name (see store.py for what names mean); raises ModelLoadError on any bad input.
+
+    `adapter_path` puts that adapter on the resolved base (a specialist that is not in the registry)."""
+    from tinygpt.runtime.store import ModelStore
+
+    resolved = (store or ModelStore()).resolve(name_or_path)  # before importing MLX: bad names fail at once
+    base = load_base(resolved.base, name=resolved.base_name)
+    if adapter_path is not None:
+        return attach_adapter(base, adapter_path)
+    if resolved.adapter is None:
+        return base
+    return attach_adapter(base, resolved.adapter, name=resolved.name)
 
 
-def _resolve(path_or_id: str) -> Path:
-    """The local directory of `path_or_id`, fetching a hub id; ModelLoadError says what is wrong and what to do."""
-    p = Path(path_or_id).expanduser()
-    if not path_or_id.strip():
-        raise ModelLoadError("--model is empty; name a model directory or a hub id like org/name")
-    if p.is_file():
-        raise ModelLoadError(f"{p} is a file; --model takes a model directory (config.json, *.safetensors, "
-                             "tokenizer files). " + _MODEL_HINT.format(dir="DIR"))
-    if p.is_dir():
-        if not (p / "config.json").exists():
-            what = "an empty directory" if not any(p.iterdir()) else "not an mlx-lm / Hugging Face model directory"
-            raise ModelLoadError(f"{p} has no config.json: {what}. " + _MODEL_HINT.format(dir="DIR"))
-        return p
-    if _looks_local(path_or_id):
-        raise ModelLoadError(f"no model directory at {str(p)!r}: the local path does not exist. "
-                             + _MODEL_HINT.format(dir=path_or_id))
-    from huggingface_hub.constants import HF_HUB_OFFLINE
-    from mlx_lm.utils import _download
-
-    try:
-        return Path(_download(path_or_id))
-    except Exception as exc:  # noqa: BLE001 — hub client raises many types; all mean "could not fetch"
-        why = "HF_HUB_OFFLINE is set and it is not in the local hub cache" if HF_HUB_OFFLINE else (
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        raise ModelLoadError(f"no local directory {path_or_id!r}, and it could not be fetched from the Hugging Face "
-                             f"hub ({why}). Offline? Point --model at a local directory, or create one with "
-                             f"`tinygpt init-model {path_or_id}`") from exc
-
-
-def load(path_or_id: str, adapter_path: str | None = None) -> LoadedModel:
-    """Load model + tokenizer; raises ModelLoadError with a clear message on any bad input."""
-    path = _resolve(path_or_id)  # before importing MLX: a bad path is reported at once
+def load_base(path: Path, name: str | None = None) -> LoadedModel:
+    """Load the base model in directory `path` (already resolved) with its tokenizer."""
+    path = Path(path)
     if not any((path / n).exists() for n in _TOKENIZER_FILES):
         raise ModelLoadError(f"{path} has no tokenizer ({', '.join(_TOKENIZER_FILES)}): copy the model's tokenizer "
                              "files into it, or create a complete model with `tinygpt init-model DIR`")
-    import mlx.core as mx
-    from mlx.utils import tree_map
     from mlx_lm.utils import load as mlx_load
 
     try:
-        model, tokenizer, config = mlx_load(str(path), adapter_path=adapter_path, return_config=True)
+        model, tokenizer, config = mlx_load(str(path), return_config=True)
     except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError, RuntimeError, OSError) as exc:
         raise ModelLoadError(f"could not load the model in {path}: {type(exc).__name__}: {exc}") from exc
-    if mx.default_device() == mx.cpu and "quantization" not in config:
-        params = model.parameters()
-        if any(v.dtype in (mx.bfloat16, mx.float16) for _, v in _flat(params)):
-            model.update(tree_map(lambda w: w.astype(mx.float32) if w.dtype in (mx.bfloat16, mx.float16) else w,
-                                  params))
+    _cpu_float32(model, config)
     tok_files = [path / n for n in ("tokenizer.json", "tokenizer_config.json") if (path / n).exists()]
     template = getattr(tokenizer, "chat_template", None) or ""
     return LoadedModel(
-        model=model, tokenizer=tokenizer, config=config, path=path, fingerprint=fingerprint(path),
+        model=model, tokenizer=tokenizer, config=config, path=path, identity=Identity(fingerprint(path)),
         tokenizer_hash=_sha(b"".join(f.read_bytes() for f in tok_files)),
-        chat_template_hash=_sha(template.encode()),
+        chat_template_hash=_sha(template.encode()), name=name or path.name,
     )
 
 
-def _flat(params):
-    from mlx.utils import tree_flatten
+def attach_adapter(base: LoadedModel, adapter_dir, name: str | None = None) -> LoadedModel:
+    """A specialist: `base`'s weights (the same arrays, no copy) with the adapter in `adapter_dir` on top.
 
-    return tree_flatten(params)
+    A second module tree of the base's architecture is built lazily from its files (nothing is read), its
+    parameters are replaced by the base's arrays, and mlx-lm's `load_adapters` wraps its Linears."""
+    adapter_dir = Path(adapter_dir)
+    missing = [f for f in ("adapters.safetensors", "adapter_config.json") if not (adapter_dir / f).is_file()]
+    if missing:
+        raise ModelLoadError(f"{adapter_dir} is not an adapter directory (no {', '.join(missing)}); an adapter is "
+                             "mlx-lm's adapters.safetensors + adapter_config.json")
+    if base.adapter_path is not None:
+        raise ModelLoadError(f"{base.name} is already a specialist; put adapters on a base model")
+    from mlx_lm.tuner.utils import load_adapters
+    from mlx_lm.utils import load_model
+
+    model, _ = load_model(base.path, lazy=True)
+    model.update(base.model.parameters())
+    try:
+        load_adapters(model, str(adapter_dir))
+    except (ValueError, KeyError, TypeError, AttributeError, json.JSONDecodeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"the adapter in {adapter_dir} does not fit the base {base.path}: {first}; train or "
+                             "register it for this base") from exc
+    model.eval()
+    _cpu_float32(model, base.config)
+    import mlx.core as mx
+
+    mx.eval(model.parameters())
+    return dataclasses.replace(base, model=model, identity=Identity(base.identity.base, adapter_fingerprint(adapter_dir)),
+                               name=name or f"{base.name}+{adapter_dir.name}", adapter_path=adapter_dir)
+
+
+def _cpu_float32(model, config: dict) -> None:
+    """On the CPU backend, upcast bf16/fp16 weights of an unquantized model to float32 (in place)."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten, tree_map
+
+    if mx.default_device() != mx.cpu or "quantization" in config:
+        return
+    params = model.parameters()
+    if any(v.dtype in (mx.bfloat16, mx.float16) for _, v in tree_flatten(params)):
+        model.update(tree_map(lambda w: w.astype(mx.float32) if w.dtype in (mx.bfloat16, mx.float16) else w,
+                              params))

@@ -6,6 +6,8 @@ Hugging Face layout (config.json, model.safetensors, tokenizer files), so everyt
 loads these too. Written to a temp dir and renamed: a failure never leaves a half model or overwrites one.
 Safety rule: `init_model` writes only a new or empty directory, and with `force` replaces only a directory that
 carries its own MARKER; never a symlink, `""`, `.`, `~`, the current directory or one of its ancestors.
+`init_adapter` makes a random-init LoRA/DoRA adapter for a base in mlx-lm's adapter format under the same rules
+(its MARKER says kind "adapter"); it does not train anything.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 MARKER = "tinygpt.json"  # written by init_model; its `created_by` marks a directory tinygpt made
+ADAPTER_CREATOR = "tinygpt init-adapter"  # `created_by` in the MARKER of an adapter directory init_adapter made
 
 
 class InitModelError(RuntimeError):
@@ -50,9 +53,18 @@ def model_marker(path: str | Path) -> dict | None:
     return meta if isinstance(meta, dict) and meta.get("created_by") == "tinygpt init-model" else None
 
 
+def adapter_marker(path: str | Path) -> dict | None:
+    """The metadata `init_adapter` wrote into `path`, or None if tinygpt did not create it as an adapter."""
+    try:
+        meta = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("created_by") == ADAPTER_CREATOR else None
+
+
 def is_random_init(path: str | Path) -> bool:
-    """True if `path` is a model tinygpt created with random weights and nothing has trained it since."""
-    meta = model_marker(path)
+    """True if `path` is a model or adapter tinygpt created with random weights and nothing has trained it since."""
+    meta = model_marker(path) or adapter_marker(path)
     return meta is not None and not meta.get("trained_by")
 
 
@@ -83,16 +95,19 @@ def _config(spec: InitSpec, tok) -> dict:
     )
 
 
-def check_target(out_dir: str | Path, force: bool = False) -> Path:
-    """The path `init_model` may write, or InitModelError saying why not (see the module's safety rule)."""
+def check_target(out_dir: str | Path, force: bool = False, *, kind: str = "model") -> Path:
+    """The path `init_model` (or, with kind="adapter", `init_adapter`) may write, or InitModelError saying why not.
+
+    See the module's safety rule; a non-empty directory is replaced only with `force` and only if it carries
+    the MARKER of the same kind."""
     if not str(out_dir).strip():
-        raise InitModelError("the model directory is empty (''); name a new directory, e.g. models/tiny")
+        raise InitModelError(f"the {kind} directory is empty (''); name a new directory, e.g. {kind}s/tiny")
     out = Path(out_dir).expanduser()
     where = out.parent.resolve() / out.name if out.name not in ("", ".", "..") else out.resolve()
     cwd = Path.cwd().resolve()
     if where in {cwd, *cwd.parents, Path.home().resolve()}:
-        raise InitModelError(f"refusing to create a model in {str(out_dir)!r}: it is the current directory, one of "
-                             "its parents or your home directory; name a new subdirectory such as models/tiny")
+        raise InitModelError(f"refusing to create a {kind} in {str(out_dir)!r}: it is the current directory, one of "
+                             f"its parents or your home directory; name a new subdirectory such as {kind}s/tiny")
     if out.is_symlink():
         raise InitModelError(f"{out} is a symbolic link; tinygpt does not replace links or write through them. "
                              "Name a new directory instead")
@@ -107,11 +122,13 @@ def check_target(out_dir: str | Path, force: bool = False) -> Path:
         raise InitModelError(f"{out} exists and is not a directory; name a new directory")
     if not any(out.iterdir()):
         return out
-    if model_marker(out) is None:
-        raise InitModelError(f"{out} exists and is not empty, and `tinygpt init-model` did not create it (no "
+    ours = model_marker(out) if kind == "model" else adapter_marker(out)
+    if ours is None:
+        maker = "tinygpt init-model" if kind == "model" else ADAPTER_CREATOR
+        raise InitModelError(f"{out} exists and is not empty, and `{maker}` did not create it (no "
                              f"{MARKER}): tinygpt never replaces it, even with --force. Name a new directory")
     if not force:
-        raise InitModelError(f"{out} already holds a tinygpt model; pass --force to replace it")
+        raise InitModelError(f"{out} already holds a tinygpt {kind}; pass --force to replace it")
     return out
 
 
@@ -187,3 +204,97 @@ def _swap_in(new: Path, out: Path) -> None:
         raise
     finally:
         shutil.rmtree(trash, ignore_errors=True)
+
+
+FINE_TUNE_TYPES = ("lora", "dora")
+ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")  # mlx-lm's adapter format
+
+
+def init_adapter(base_dir: str | Path, out_dir: str | Path, *, rank: int = 8, num_layers: int = -1,
+                 fine_tune_type: str = "lora", seed: int = 0, scale: float = 20.0,
+                 keys: list[str] | None = None, force: bool = False) -> Path:
+    """Create a random-init adapter for the model at `base_dir` in mlx-lm's format at `out_dir`.
+
+    The files are what mlx-lm's tuner writes and `mlx_lm.tuner.utils.load_adapters` reads: adapter_config.json
+    (fine_tune_type, num_layers, lora_parameters{rank, dropout, scale, keys}) and adapters.safetensors (lora_a,
+    lora_b and, for DoRA, m per adapted Linear). `num_layers=-1` adapts every layer, k > 0 the last k; `keys`
+    (e.g. ["self_attn.q_proj"]) limits which Linears, None means every Linear in a layer, as in mlx-lm.
+    A is drawn as mlx-lm draws it, U(+-1/sqrt(in)); unlike mlx-lm, B is random too, N(0, (0.1/(scale*sqrt(rank)))^2),
+    so the adapter changes outputs (by roughly a tenth of a layer's output) instead of being a no-op.
+    DoRA's m is the base weight's row norms, as mlx-lm initialises it."""
+    base = Path(base_dir).expanduser()
+    if fine_tune_type not in FINE_TUNE_TYPES:
+        raise InitModelError(f"unknown fine_tune_type {fine_tune_type!r}; choose one of {', '.join(FINE_TUNE_TYPES)}")
+    if not isinstance(rank, int) or rank < 1:
+        raise InitModelError(f"rank must be a positive integer, got {rank!r}")
+    if not (base / "config.json").is_file():
+        raise InitModelError(f"{base} is not a model directory (no config.json); name the base model's directory")
+    out = check_target(out_dir, force, kind="adapter")
+    import mlx.core as mx
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+    from mlx_lm.utils import load_model
+
+    from tinygpt.runtime.models import fingerprint
+
+    model, _config = load_model(base, lazy=True)
+    depth = len(model.layers)
+    if num_layers != -1 and not (isinstance(num_layers, int) and 1 <= num_layers <= depth):
+        raise InitModelError(f"num_layers must be -1 (all) or 1..{depth} for this base, got {num_layers!r}")
+    lora_parameters = dict(rank=rank, dropout=0.0, scale=float(scale))
+    if keys is not None:
+        lora_parameters["keys"] = list(keys)
+    linear_to_lora_layers(model, num_layers, lora_parameters, use_dora=fine_tune_type == "dora")
+    weights = _random_adapter_weights(model, rank, float(scale), seed)
+    if not weights:
+        raise InitModelError(f"keys {keys!r} name no Linear layer of this base; use names such as "
+                             "'self_attn.q_proj' or 'mlp.down_proj', or leave keys out for all of them")
+    config = dict(model=str(base.resolve()), fine_tune_type=fine_tune_type, num_layers=num_layers,
+                  lora_parameters=lora_parameters, seed=seed)
+    meta = dict(created_by=ADAPTER_CREATOR, kind="adapter", base=str(base.resolve()),
+                base_fingerprint=fingerprint(base), fine_tune_type=fine_tune_type, rank=rank,
+                num_layers=num_layers, scale=float(scale), seed=seed,
+                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise InitModelError(f"cannot create {out}: {exc.strerror or exc} ({exc.filename or out.parent}); "
+                             "choose a writable directory") from exc
+    try:
+        mx.save_safetensors(str(tmp / "adapters.safetensors"), weights)
+        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=4, sort_keys=True))
+        (tmp / MARKER).write_text(json.dumps(meta, indent=2))
+        _swap_in(tmp, check_target(out_dir, force, kind="adapter"))
+    except OSError as exc:
+        raise InitModelError(f"cannot write the adapter to {out}: {exc.strerror or exc}"
+                             f"{f' ({exc.filename})' if exc.filename else ''}; free space or choose another "
+                             "directory") from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _random_adapter_weights(model, rank: int, scale: float, seed: int) -> dict:
+    """Seeded lora_a / lora_b (and DoRA m, as computed from the base) for every adapted layer, by flat name."""
+    import math
+
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    params = dict(tree_flatten(model.parameters()))
+    key = mx.random.key(seed)  # one key per tensor, split from the seed: the same seed gives the same adapter
+    b_std = 0.1 / (scale * math.sqrt(rank))
+    names = sorted(n for n in params if n.rsplit(".", 1)[-1] in ("lora_a", "lora_b", "m"))
+    out = {}
+    for name, k in zip(names, mx.random.split(key, max(len(names), 1))):
+        leaf, shape = name.rsplit(".", 1)[-1], params[name].shape
+        if leaf == "lora_a":
+            bound = 1 / math.sqrt(shape[0])
+            out[name] = mx.random.uniform(-bound, bound, shape, key=k)
+        elif leaf == "lora_b":
+            out[name] = b_std * mx.random.normal(shape, key=k)
+        else:
+            out[name] = params[name].astype(mx.float32)
+    mx.eval(out)
+    return out

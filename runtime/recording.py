@@ -8,6 +8,9 @@ Conventions on top of traces/FORMAT.md: a step's tool results are appended as on
 result of a step carries the ids of all of them (the others none); a call the model wrote that could not be used
 is a tool_result named "invalid_call" with an empty call_id; logprobs are log-softmax of the logits after logits
 processors (the grammar mask) and before temperature, i.e. of the constrained distribution.
+Model fields of the header: `model` is the name the model was loaded under (registry name, alias, hub id, or a
+local directory's name), `model_fingerprint` its identity key (models.Identity.key: the base fingerprint, plus
+"+<adapter fingerprint>" for a specialist) and `adapter_version` the adapter's fingerprint (None for a base).
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ def make_header(engine, agent, *, task_id: str, split: str, episode_id: str | No
     s = agent.config.sampling
     return Header(
         episode_id=episode_id or uuid.uuid4().hex, task_id=task_id, split=split, created_at=time.time(),
-        model=str(engine.loaded.path), model_fingerprint=engine.loaded.fingerprint,
+        model=engine.loaded.name, model_fingerprint=engine.loaded.fingerprint,
+        adapter_version=engine.loaded.identity.adapter,
         tokenizer_hash=engine.loaded.tokenizer_hash, chat_template_hash=engine.loaded.chat_template_hash,
         tools=tools, tools_hash=tools_hash, labels=labels or {},
         sampling=Sampling(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, min_p=s.min_p,

@@ -49,8 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="extra browser origin allowed by CORS (repeatable; '*' for any); localhost pages always are")
     p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MiB (default 8)")
-    p.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="a request body not all received within this time gets 408 (default 30)")
+    p.add_argument("--request-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="a request whose head or body has not all arrived within this time gets 408 and its "
+                        "connection closes (default 30)")
     p.add_argument("--max-tokens", type=int, default=4096, help="cap on new tokens per request (default 4096)")
     p.add_argument("--max-batch", type=int, default=8, help="requests decoded together (default 8)")
     p.add_argument("--prefill-step", type=int, default=None,
@@ -75,8 +76,8 @@ def _check(args: argparse.Namespace) -> str | None:
             return f"--{name.replace('_', '-')} must be at least 1"
     if args.max_body_mb <= 0:
         return "--max-body-mb must be positive"
-    if not args.body_timeout > 0:
-        return "--body-timeout must be positive"
+    if not args.request_timeout > 0:
+        return "--request-timeout must be positive"
     if args.max_sessions < 0:
         return "--max-sessions must be 0 or more"
     if not 0 <= args.port < 65536:
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from tinygpt.runtime.models import ModelLoadError
     from tinygpt.web.app import create_app
     from tinygpt.web.config import ServeConfig
+    from tinygpt.web.head_timeout import head_timeout_protocol
 
     from tinygpt.model_arg import model_path, resolve
 
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         model=model_path(resolve(args)), model_name=args.model_name, host=args.host, port=args.port,
         api_key=args.api_key or None,
         allowed_hosts=tuple(args.allowed_host), cors_origins=tuple(args.cors_origin),
-        max_body_bytes=int(args.max_body_mb * (1 << 20)), body_timeout_s=args.body_timeout,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)), request_timeout_s=args.request_timeout,
          max_tokens=args.max_tokens, max_batch=args.max_batch,
         prefill_step=args.prefill_step or 0, max_sessions=args.max_sessions, keep_alive_s=args.keep_alive,
         batching=not args.no_batch, solo=not args.no_solo, grammar_backend=args.grammar_backend)
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     # The generation thread wants the GIL back as soon as an MLX eval ends; the default 5 ms switch interval
     # lets the HTTP thread hold it that long on every decode step.
     sys.setswitchinterval(0.0005)
-    server = _server(uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5),
+    server = _server(uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5,
+                                    http=head_timeout_protocol(config.request_timeout_s)),
                      banner=banner(app.state.tg.card, sock, config))
     server.run(sockets=[sock])
     return 0

@@ -1,7 +1,8 @@
 """The server's configuration (what `tinygpt serve` flags set) and its per-app state.
 
 `ServeConfig` is plain data with safe defaults: loopback only, no CORS beyond localhost pages, an 8 MiB body
-limit that must arrive within 30 s, JSON nested at most 64 levels, at most 4096 new tokens per request.
+limit, a request head and body that must each arrive within 30 s, JSON nested at most 64 levels, at most 4096
+new tokens per request.
 `ServerState` is what every handler reads from `app.state.tg`.
 Not here: flag parsing (tinygpt/cli_serve.py) or the app itself (app.py).
 """
@@ -26,7 +27,7 @@ class ServeConfig:
     allowed_hosts: tuple[str, ...] = ()     # extra Host header names accepted when bound to loopback
     cors_origins: tuple[str, ...] = ()      # extra browser origins (localhost pages are always allowed)
     max_body_bytes: int = 8 << 20
-    body_timeout_s: float = 30.0            # a body not all received by then gets 408
+    request_timeout_s: float = 30.0         # a request head or body not all received by then: 408
     max_json_depth: int = 64                # deeper JSON nesting gets 400 before anything decodes it
     max_tokens: int = 4096                  # cap on new tokens per request
     max_batch: int = 8

@@ -146,9 +146,10 @@ async def show(request: Request) -> Response:
             "tokenizer.vocab_size": c.vocab_size, "tinygpt.random_init": c.random_init}
     stops = "".join(f'stop "{c.tokenizer.decode([i])}"\n' for i in c.eos_token_ids)
     caps = ["completion"] + (["tools"] if "tools" in c.chat_template else [])
+    note = RANDOM_NOTE if c.random_init else ""
     return _json(w.ShowResponse(
-        modelfile=f"# served by tinygpt serve\n{RANDOM_NOTE if c.random_init else ''}FROM {c.path}\n", parameters=stops + "temperature 0.8\ntop_k 40\n"
-        "top_p 0.9", template=c.chat_template, details=_details(s), model_info=info, capabilities=caps,
+        modelfile=f"# served by tinygpt serve\n{note}FROM {c.path}\n", parameters=stops + "temperature 0.8\n"
+        "top_k 40\ntop_p 0.9", template=c.chat_template, details=_details(s), model_info=info, capabilities=caps,
         modified_at=c.modified_iso))
 
 

@@ -10,6 +10,7 @@ import uvicorn
 from tinygpt.runtime.presets import InitSpec, init_model
 from tinygpt.web.app import create_app
 from tinygpt.web.config import ServeConfig
+from tinygpt.web.head_timeout import head_timeout_protocol
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +27,8 @@ class RunningServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2,
+                                                   http=head_timeout_protocol(config.request_timeout_s)))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30

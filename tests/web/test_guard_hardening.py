@@ -90,7 +90,7 @@ def test_depth_scan_agrees_with_the_parsed_depth(value, limit):
 # ---- slow, short and oversized bodies ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def strict(start_server):
-    return start_server(body_timeout_s=0.5, max_body_bytes=4096)
+    return start_server(request_timeout_s=0.5, max_body_bytes=4096)
 
 
 def _read_all(sock: socket.socket, limit_s: float = 10.0) -> bytes:
@@ -133,6 +133,28 @@ def test_a_trickled_chunked_body_gets_408(strict):
                 pass
         data += _read_all(s)
     assert data.startswith(b"HTTP/1.1 408 ") and b'"request_timeout"' in data
+
+
+def test_late_request_heads_and_silent_connections_are_closed(strict):
+    socks = [socket.create_connection(("127.0.0.1", strict.port)) for _ in range(10)]
+    try:
+        for s in socks[:5]:
+            s.sendall(b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # the head never ends
+        answers = [_read_all(s) for s in socks]  # 10 s at most each; the deadline is 0.5 s
+    finally:
+        for s in socks:
+            s.close()
+    for data in answers[:5]:
+        assert data.startswith(b"HTTP/1.1 408 ") and b"request head did not arrive" in data
+    assert answers[5:] == [b""] * 5  # nothing was asked: closed without an answer
+
+
+def test_keep_alive_connections_still_serve_several_requests(strict):
+    with httpx.Client(base_url=strict.url) as client:
+        for _ in range(3):
+            assert client.get("/health").status_code == 200
+        time.sleep(0.8)  # longer than the head deadline: an idle kept-alive connection may be closed, not broken
+        assert client.get("/health").status_code == 200
 
 
 def test_urllib_sending_an_oversized_body_reads_the_413(strict):

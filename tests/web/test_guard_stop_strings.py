@@ -84,6 +84,34 @@ def test_many_stops_hold_back_only_a_real_prefix():
     assert s.push(" STOP29999 tail") == " " and s.stopped and s.text == "text STOPx "
 
 
+class CountingStr(str):
+    """A stop string that counts how often the scanner looks at it."""
+
+    looks = 0
+
+    def __len__(self):
+        CountingStr.looks += 1
+        return super().__len__()
+
+    def __getitem__(self, key):
+        CountingStr.looks += 1
+        return super().__getitem__(key)
+
+
+def test_pushing_text_never_walks_the_stop_list():
+    # The per-character cost must not grow with the number of stops: after the automaton is built, a push
+    # touches no stop string at all (the naive scan looked at every one on every push).
+    s = StopScanner([CountingStr(f"STOP{i}") for i in range(1_000)])
+    CountingStr.looks = 0
+    for piece in ["some ", "text ", "ST", "OP", "x and more"] * 20:
+        s.push(piece)
+    assert CountingStr.looks == 0 and not s.stopped
+    naive = NaiveScanner([CountingStr(f"STOP{i}") for i in range(1_000)])
+    CountingStr.looks = 0
+    naive.push("some text")
+    assert CountingStr.looks >= 1_000  # what the test would see on the old scanner
+
+
 def test_ollama_stop_list_is_bounded(server):
     body = {"model": "tiny", "prompt": "hi", "stream": False, "options": {"stop": ["x"] * (MAX_STOPS + 1)}}
     r = httpx.post(server.url + "/api/generate", json=body, timeout=30)

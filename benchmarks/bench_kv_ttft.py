@@ -1,0 +1,157 @@
+"""Where warm time-to-first-token goes as a session's history grows (issue 9), measured side by side in one run.
+
+For each history length: a full re-prefill through the engine; a persistent-KV turn through the engine (24 new
+tokens appended to the session); the same 24-token forward pass straight through mlx-lm's model on a prefilled
+cache (no engine); and the attention alone for 24 queries over the history, fused
+(`mx.fast.scaled_dot_product_attention`) vs plain matmuls. Then reloading the saved session from disk: the file
+read, the `load_prompt_cache` and the first token after it. Prints a profile of one engine turn at the longest
+history. Writes JSON (median of runs). It changes nothing; it only measures.
+Usage: python benchmarks/bench_kv_ttft.py --model DIR [--lengths 1024,4096,16384] [--out FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tinygpt  # noqa: F401  (fast BLAS before mlx)
+import mlx.core as mx
+from mlx_lm.models.cache import load_prompt_cache, make_prompt_cache
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import machine_info  # noqa: E402
+
+from tinygpt.runtime.engine import Engine  # noqa: E402
+from tinygpt.runtime.models import load  # noqa: E402
+from tinygpt.runtime.sampling import SamplingParams  # noqa: E402
+
+ONE = SamplingParams(max_tokens=1, stop_token_ids=())
+
+
+def timed(fn, reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def raw_prefill(model, cache, ids, step=2048):
+    for i in range(0, len(ids), step):
+        model(mx.array(ids[i:i + step])[None], cache=cache)
+        mx.eval([c.state for c in cache])
+
+
+def attention_only(cfg, length, q_len, reps, dtype):
+    """Fused SDPA vs matmul attention for q_len queries over `length` keys (one layer's shapes)."""
+    h, kv, d = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    q = mx.random.normal((1, h, q_len, d)).astype(dtype)
+    k = mx.random.normal((1, kv, length + q_len, d)).astype(dtype)
+    v = mx.random.normal((1, kv, length + q_len, d)).astype(dtype)
+    scale = d ** -0.5
+    mx.eval(q, k, v)
+
+    def fused():
+        mx.eval(mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask="causal" if q_len > 1 else None))
+
+    def plain():
+        qq = q.reshape(1, kv, h // kv, q_len, d)
+        s = (qq * scale) @ mx.expand_dims(k, 2).swapaxes(-1, -2)
+        if q_len > 1:
+            pos_q = mx.arange(length, length + q_len)[:, None]
+            s = mx.where(pos_q >= mx.arange(length + q_len)[None], s, mx.array(-mx.inf, s.dtype))
+        p = mx.softmax(s.astype(mx.float32), axis=-1).astype(dtype)
+        mx.eval((p @ mx.expand_dims(v, 2)).reshape(1, h, q_len, d))
+
+    fused(), plain()  # warm-up (kernels are built per shape on first use)
+    return {"fused_s": timed(fused, reps), "matmul_s": timed(plain, reps)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--lengths", default="1024,4096,16384")
+    ap.add_argument("--turn", type=int, default=24)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--out", default="benchmarks/results/kv_ttft.json")
+    a = ap.parse_args()
+    engine = Engine(load(a.model))
+    model, cfg = engine.model, engine.loaded.config
+    dtype = next(v for _, v in __import__("mlx.utils").utils.tree_flatten(model.parameters())).dtype
+    vocab = min(engine.loaded.vocab_size, len(engine.tokenizer._tokenizer)) - 300
+    rng = __import__("numpy").random.default_rng(0)
+    ids = lambda n: rng.integers(0, vocab, size=n).tolist()  # noqa: E731
+    res = {"machine": machine_info(), "model": a.model, "turn_tokens": a.turn, "model_config": {
+        k: cfg.get(k) for k in ("hidden_size", "num_hidden_layers", "vocab_size", "torch_dtype")}, "lengths": {}}
+    engine.generate(ids(64), ONE)  # warm-up
+    for length in [int(x) for x in a.lengths.split(",")]:
+        r: dict = {}
+        history = ids(length)
+        r["full_reprefill_s"] = [engine.generate(history + ids(a.turn), ONE).ttft_s for _ in range(a.reps)]
+        session = engine.new_session()
+        engine.generate(history, ONE, session=session)
+        warm = []
+        for _ in range(a.reps + 1):
+            g = engine.generate(session.ids + ids(a.turn), ONE, session=session)
+            assert g.prefill_tokens == a.turn
+            warm.append(g.ttft_s)
+        r["persistent_s"] = warm[1:]  # the first turn after a long prefill also pays the cache's growth
+        cache = make_prompt_cache(model)
+        raw_prefill(model, cache, history)
+        raw = []
+        for _ in range(a.reps + 1):
+            toks = mx.array(ids(a.turn))[None]
+            t0 = time.perf_counter()
+            mx.eval(model(toks, cache=cache))
+            raw.append(time.perf_counter() - t0)
+        r["raw_forward_s"] = raw[1:]
+        r["decode_step_s"] = timed(lambda: mx.eval(model(mx.array(ids(1))[None], cache=cache)), a.reps)
+        del cache
+        r["attention_q_turn"] = attention_only(cfg, length, a.turn, a.reps, dtype)
+        r["attention_q1"] = attention_only(cfg, length, 1, a.reps, dtype)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = engine.save_session(session, Path(tmp) / "kv")
+            r["kv_file_bytes"] = path.stat().st_size
+            r["file_read_s"] = timed(lambda: path.read_bytes(), a.reps)
+
+            def reload():
+                c = load_prompt_cache(str(path))
+                mx.eval([x.state for x in c])
+            r["load_prompt_cache_s"] = timed(reload, a.reps)
+
+            def reload_and_token():
+                s = engine.load_session(path)
+                engine.generate(s.ids + ids(a.turn), ONE, session=s)
+            r["reload_then_first_token_s"] = timed(reload_and_token, a.reps)
+        res["lengths"][str(length)] = r
+        med = {k: statistics.median(v) for k, v in r.items() if isinstance(v, list)}
+        print(f"history {length}: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in med.items()) +
+              f" | attention {a.turn}q fused {statistics.median(r['attention_q_turn']['fused_s']) * 1000:.2f} ms "
+              f"matmul {statistics.median(r['attention_q_turn']['matmul_s']) * 1000:.2f} ms; 1q fused "
+              f"{statistics.median(r['attention_q1']['fused_s']) * 1000:.2f} ms", flush=True)
+        if length == max(int(x) for x in a.lengths.split(",")):
+            prof = cProfile.Profile()
+            prof.enable()
+            engine.generate(session.ids + ids(a.turn), ONE, session=session)
+            prof.disable()
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
+            res["profile_longest"] = buf.getvalue()
+            print(buf.getvalue())
+    res["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=2))
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
