@@ -105,6 +105,7 @@ class Job:
     keep_alive_s: float | None = None  # None: the scheduler's default
     post: Callable[[Event], None] = lambda event: None
     sink: Sink | None = None  # jobs sharing a sink get their events in one call per hand-over
+    context: Any = None  # the caller's own (e.g. the HTTP handle); the scheduler never reads it
     cancelled: bool = False
     delivered: bool = False  # some event already reached the caller (the scheduler may batch later ones)
     submitted: float = field(default_factory=time.perf_counter)

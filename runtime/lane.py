@@ -74,7 +74,7 @@ class Lane:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.config = config
-        self.cache_key = getattr(loaded, "identity", None) or loaded.fingerprint  # prefix-cache key
+        self.cache_key = loaded.fingerprint  # prefix-cache key: the identity (base, adapter), never shared
         self.prefix_cache = LRUPromptCache(max_size=64, max_bytes=config.prefix_cache_bytes)
         self.sessions = SessionStore(config.max_sessions)
         self.pending: deque[Job] = deque()
@@ -151,7 +151,8 @@ class Lane:
                 pass  # scored and done (generates nothing)
             elif self.solo is not None and not (self.bg is not None and self.solo[0].handoff_ok):
                 waiting.append(job)  # the solo job cannot be handed over: wait for it
-            elif not self.active and self._may_run_solo(job) and (self.bg is None or not self.runnable()):
+            elif (self.solo is None and not self.active and self._may_run_solo(job)
+                  and (self.bg is None or not self.runnable())):
                 self._start_solo(job, load_s)
             elif self.bg is None or len(self.active) >= self.config.max_batch:
                 waiting.append(job)

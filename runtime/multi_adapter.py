@@ -18,7 +18,7 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.cache import _BaseCache, make_prompt_cache
+from mlx_lm.models.cache import make_prompt_cache
 
 _LEAVES = ("lora_a", "lora_b", "m")
 
@@ -27,11 +27,12 @@ class AdapterError(ValueError):
     """An adapter cannot be attached or a row names an unknown adapter; the message says what to do."""
 
 
-class AdapterRows(_BaseCache):
+class AdapterRows:
     """A pseudo cache entry, last in a cache list, naming each batch row's adapter (None = the base alone).
 
     It implements the batch-cache protocol mlx-lm's BatchGenerator calls on every entry (merge, extend,
-    filter, extract, prepare, finalize, trim), so the names stay aligned with the KV rows."""
+    filter, extract, prepare, finalize, trim), so the names stay aligned with the KV rows. It holds no tensors
+    (its state is empty), and it implements that protocol itself: mlx-lm's cache base class is private."""
 
     def __init__(self, names):
         self.names = list(names)
@@ -39,6 +40,18 @@ class AdapterRows(_BaseCache):
     @property
     def state(self):
         return []
+
+    @state.setter
+    def state(self, v):
+        if v:
+            raise ValueError("AdapterRows holds no state")
+
+    @property
+    def meta_state(self):
+        return ""
+
+    def size(self):
+        return 0
 
     @classmethod
     def merge(cls, caches):

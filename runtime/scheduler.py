@@ -67,11 +67,17 @@ class StaticModels:
 
 @dataclass
 class SchedulerConfig(LaneConfig):
+    """The lanes' settings plus the scheduler's own."""
+
     keep_alive_s: float = -1.0      # after a model's last job; < 0: keep loaded forever
     max_pending: int = 256          # queued jobs beyond this are refused (Failed 429 / QueueFull)
 
     def lane_config(self) -> LaneConfig:
-        return LaneConfig(**{f.name: getattr(self, f.name) for f in fields(LaneConfig)})
+        """The lanes' settings; a prefill step of 0 means "by device" (default_prefill_step)."""
+        c = LaneConfig(**{f.name: getattr(self, f.name) for f in fields(LaneConfig)})
+        if c.prefill_step <= 0:
+            c.prefill_step = default_prefill_step()
+        return c
 
 
 class QueueFull(RuntimeError):

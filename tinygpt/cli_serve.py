@@ -1,6 +1,7 @@
-"""`tinygpt serve`: serve one model over OpenAI- and Ollama-compatible HTTP on one socket.
+"""`tinygpt serve`: serve models over OpenAI- and Ollama-compatible HTTP on one socket: `--model` (the default
+one) and every model in the store, each request naming one.
 
-Parses flags into a `ServeConfig`, loads the model (a bad model directory is a clear error and exit 2, before
+Parses flags into a `ServeConfig` (each setting: flag, else config file, else default), loads the model (a bad model directory is a clear error and exit 2, before
 any socket is bound), binds the socket itself (a busy port is a clear error and exit 1) and runs uvicorn.
 Not here: the app (tinygpt/web/app.py).
 """
@@ -31,6 +32,28 @@ Extensions on both APIs:
 "session": "<id>" keeps the KV cache server-side across calls; "return_token_ids": true returns the exact
 prompt and output token ids.
 """
+
+
+GRAMMAR_BACKENDS = ("llguidance", "outlines")
+
+
+def serve_config(args: argparse.Namespace):
+    """The server's config from parsed flags: each setting from its flag, else the config file, else the default."""
+    from tinygpt.config import load_config
+    from tinygpt.model_arg import model_path
+    from tinygpt.web.config import ServeConfig
+
+    cfg = load_config({"model": args.model, "grammar_backend": args.grammar_backend,
+                       "prefix_cache_mb": args.prefix_cache_mb})
+    return ServeConfig(
+        model=model_path(cfg), model_name=args.model_name, host=args.host, port=args.port,
+        api_key=args.api_key or None,
+        allowed_hosts=tuple(args.allowed_host), cors_origins=tuple(args.cors_origin),
+        max_body_bytes=int(args.max_body_mb * (1 << 20)), request_timeout_s=args.request_timeout,
+        max_tokens=args.max_tokens, max_batch=args.max_batch,
+        prefill_step=args.prefill_step or 0, max_sessions=args.max_sessions, keep_alive_s=args.keep_alive,
+        batching=not args.no_batch, solo=not args.no_solo, grammar_backend=cfg.grammar_backend,
+        prefix_cache_mb=cfg.prefix_cache_mb)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,8 +87,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-solo", action="store_true",
                    help="decode a lone request in the batch too (default: outside it, which is faster, until a "
                         "second request arrives)")
-    p.add_argument("--grammar-backend", default="llguidance", choices=("llguidance", "outlines"),
-                   help="backend for tools / JSON constraints (default llguidance)")
+    p.add_argument("--grammar-backend", default=None, choices=GRAMMAR_BACKENDS,
+                   help="backend for tools / JSON constraints (default: config `grammar_backend`, else llguidance)")
+    p.add_argument("--prefix-cache-mb", type=int, default=None, metavar="MB",
+                   help="prefix cache per loaded model in MiB (default: config `prefix_cache_mb`, else 2048)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     return p
 
@@ -78,6 +103,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--max-body-mb must be positive"
     if not args.request_timeout > 0:
         return "--request-timeout must be positive"
+    if args.prefix_cache_mb is not None and args.prefix_cache_mb < 0:
+        return "--prefix-cache-mb must be 0 or more"
     if args.max_sessions < 0:
         return "--max-sessions must be 0 or more"
     if not 0 <= args.port < 65536:
@@ -95,19 +122,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from tinygpt.runtime.models import ModelLoadError
     from tinygpt.web.app import create_app
-    from tinygpt.web.config import ServeConfig
     from tinygpt.web.head_timeout import head_timeout_protocol
 
-    from tinygpt.model_arg import model_path, resolve
-
-    config = ServeConfig(
-        model=model_path(resolve(args)), model_name=args.model_name, host=args.host, port=args.port,
-        api_key=args.api_key or None,
-        allowed_hosts=tuple(args.allowed_host), cors_origins=tuple(args.cors_origin),
-        max_body_bytes=int(args.max_body_mb * (1 << 20)), request_timeout_s=args.request_timeout,
-         max_tokens=args.max_tokens, max_batch=args.max_batch,
-        prefill_step=args.prefill_step or 0, max_sessions=args.max_sessions, keep_alive_s=args.keep_alive,
-        batching=not args.no_batch, solo=not args.no_solo, grammar_backend=args.grammar_backend)
+    config = serve_config(args)
+    if config.grammar_backend not in GRAMMAR_BACKENDS:
+        print(f"tinygpt serve: grammar_backend {config.grammar_backend!r} (from the config file) is not one of "
+              f"{', '.join(GRAMMAR_BACKENDS)}; fix the config file or pass --grammar-backend", file=sys.stderr)
+        return 2
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
@@ -131,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(0.0005)
     server = _server(uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5,
                                     http=head_timeout_protocol(config.request_timeout_s)),
-                     banner=banner(app.state.tg.card, sock, config))
+                     banner=banner(app.state.tg.scheduler.cards[app.state.tg.default], sock, config))
     server.run(sockets=[sock])
     return 0
 

@@ -1,7 +1,8 @@
-"""The FastAPI app: OpenAI and Ollama surfaces on one socket, over one generation worker.
+"""The FastAPI app: OpenAI and Ollama surfaces on one socket, over the runtime's one scheduler.
 
-`create_app(config)` starts the worker (which loads the model; a bad model raises `ModelLoadError` here, before
-any socket is bound), mounts both routers, maps every error to the right wire shape, publishes the OpenAPI
+`create_app(config)` builds the catalog of servable models (the `--model` one, named by `--model-name` or its
+directory, then every model in the store) and starts the scheduler, which loads the first model (a bad model
+raises `ModelLoadError` here, before any socket is bound; others load on first request), mounts both routers, maps every error to the right wire shape, publishes the OpenAPI
 spec at /openapi.json (no /docs page: FastAPI's loads Swagger UI from a CDN, blank offline, and no local copy
 is installed), answers GET /health, and wraps the app in the Guard (Host allow-list, API key, cross-site
 requests, body limit, timeout and nesting depth)
@@ -24,10 +25,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tinygpt.web import ollama_api, openai_api, openapi
-from tinygpt.web.config import ServeConfig, ServerState
+from tinygpt.runtime.catalog import Catalog
+from tinygpt.runtime.provider import ModelProvider
+from tinygpt.runtime.scheduler import Scheduler
+from tinygpt.runtime.store import ModelStore
+from tinygpt.web.config import ServeConfig, ServerState, ollama_name
 from tinygpt.web.errors import ApiError, error_response
 from tinygpt.web.guard import Guard
-from tinygpt.web.worker import Worker
 
 log = logging.getLogger("tinygpt.serve")
 LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
@@ -35,14 +39,17 @@ VERSION = "0.1.0"
 
 
 def create_app(config: ServeConfig) -> FastAPI:
-    """The app, with its worker started and the model loaded."""
-    worker = Worker(config.model, config.worker_config())
+    """The app, with its scheduler started and the first model loaded."""
+    store = ModelStore(config.store) if config.store else ModelStore()
+    catalog = Catalog(config.model, config.model_name, store=store, provider=ModelProvider(store),
+                      include_store=config.serve_store)
+    scheduler = Scheduler(catalog, config.scheduler_config(), default=catalog.primary)
     try:
-        card = worker.start()
+        scheduler.start(preload=[catalog.primary])
     except BaseException:
-        # The worker thread reports a failed load before it has released MLX's streams; exiting while it
+        # The scheduler thread reports a failed load before it has released MLX's streams; exiting while it
         # still runs aborts the process ("terminate called without an active exception"). Wait for it.
-        worker.stop()
+        scheduler.stop()
         raise
 
     @asynccontextmanager
@@ -50,17 +57,18 @@ def create_app(config: ServeConfig) -> FastAPI:
         try:
             yield
         finally:
-            worker.stop()
+            scheduler.stop()
 
     app = FastAPI(title="tinygpt serve", version=VERSION, lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url="/openapi.json",
-                  description="OpenAI- and Ollama-compatible API for one local MLX model.")
-    app.state.tg = ServerState(config=config, worker=worker, card=card, started=time.time())
+                  description="OpenAI- and Ollama-compatible API for local MLX models.")
+    app.state.tg = ServerState(config=config, scheduler=scheduler, catalog=catalog, started=time.time())
     app.add_api_route("/health", _health, methods=["GET"], summary="liveness probe", response_class=Response)
     app.include_router(openai_api.router)
     app.include_router(ollama_api.router)
     _errors(app)
-    openapi.install(app, sorted({card.name, card.ollama_name}))
+    names = catalog.names()
+    openapi.install(app, sorted(set(names) | {ollama_name(n) for n in names}))
     app.add_middleware(Guard, allowed_hosts=config.host_allow_list(), api_key=config.api_key,
                        max_body=config.max_body_bytes, origin_allowed=origin_policy(config),
                        max_depth=config.max_json_depth, body_timeout_s=config.request_timeout_s)
@@ -81,9 +89,9 @@ def origin_policy(config: ServeConfig):
 
 
 async def _health(request: Request) -> Response:
-    """200 while the server runs: the served model and whether it is loaded now (it loads on demand)."""
+    """200 while the server runs: the default model and whether it is loaded now (models load on demand)."""
     s: ServerState = request.app.state.tg
-    body = {"status": "ok", "model": s.card.name, "loaded": s.worker.loaded}
+    body = {"status": "ok", "model": s.default, "loaded": s.scheduler.loaded}
     return Response(msgspec.json.encode(body), media_type="application/json")
 
 

@@ -3,16 +3,22 @@
 `ServeConfig` is plain data with safe defaults: loopback only, no CORS beyond localhost pages, an 8 MiB body
 limit, a request head and body that must each arrive within 30 s, JSON nested at most 64 levels, at most 4096
 new tokens per request.
-`ServerState` is what every handler reads from `app.state.tg`.
+`ServerState` is what every handler reads from `app.state.tg`: the config, the scheduler, the catalog of servable
+models, and `card(name)`, which maps a request's model name to its card (loading the model in the scheduler's
+thread on first use) or to a 404 that lists what exists.
 Not here: flag parsing (tinygpt/cli_serve.py) or the app itself (app.py).
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from dataclasses import dataclass, field
 
+from tinygpt.runtime.catalog import Catalog
 from tinygpt.runtime.model_card import ModelCard
-from tinygpt.web.worker import Worker, WorkerConfig
+from tinygpt.runtime.models import ModelLoadError
+from tinygpt.runtime.scheduler import Scheduler, SchedulerConfig, ShuttingDown
+from tinygpt.web.errors import ApiError
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
@@ -31,17 +37,20 @@ class ServeConfig:
     max_json_depth: int = 64                # deeper JSON nesting gets 400 before anything decodes it
     max_tokens: int = 4096                  # cap on new tokens per request
     max_batch: int = 8
-    prefill_step: int = 0                   # 0: by device (worker.default_prefill_step)
+    prefill_step: int = 0                   # 0: by device (scheduler.default_prefill_step)
     max_sessions: int = 16
     keep_alive_s: float = -1.0              # unload after this idle time; < 0 never
     batching: bool = True
     solo: bool = True                       # a lone request decodes outside the batch (faster) until a second
     grammar_backend: str = "llguidance"
+    prefix_cache_mb: int = 1024             # prefix cache per loaded model
+    store: str | None = None                # model store root (None: the user cache's); its models are served too
+    serve_store: bool = True                # False: serve only `model`
 
-    def worker_config(self) -> WorkerConfig:
-        return WorkerConfig(max_batch=self.max_batch, prefill_batch=self.max_batch, prefill_step=self.prefill_step,
-                            batching=self.batching, solo=self.solo, max_sessions=self.max_sessions,
-                            keep_alive_s=self.keep_alive_s, model_name=self.model_name)
+    def scheduler_config(self) -> SchedulerConfig:
+        return SchedulerConfig(max_batch=self.max_batch, prefill_batch=self.max_batch, prefill_step=self.prefill_step,
+                               batching=self.batching, solo=self.solo, max_sessions=self.max_sessions,
+                               keep_alive_s=self.keep_alive_s, prefix_cache_bytes=self.prefix_cache_mb << 20)
 
     def host_allow_list(self) -> frozenset[str] | None:
         """Host header names accepted, or None (no check) when not bound to loopback."""
@@ -62,6 +71,51 @@ def is_loopback(host: str) -> bool:
 @dataclass
 class ServerState:
     config: ServeConfig
-    worker: Worker
-    card: ModelCard
+    scheduler: Scheduler
+    catalog: Catalog
     started: float = field(default=0.0)
+
+    @property
+    def default(self) -> str:
+        return self.catalog.primary
+
+    def names(self) -> list[str]:
+        return self.catalog.names()
+
+    def lookup(self, requested: str) -> str | None:
+        """The servable name a request's model means (Ollama clients add ':latest'), or None."""
+        names = self.names()
+        if requested in names:
+            return requested
+        if requested.endswith(":latest") and requested[: -len(":latest")] in names:
+            return requested[: -len(":latest")]
+        return None
+
+    def unknown(self, requested: str, ollama: bool = False) -> ApiError:
+        listed = ", ".join(repr(ollama_name(n) if ollama else n) for n in self.names())
+        if ollama:
+            return ApiError(404, f"model {requested!r} not found; this server serves {listed}")
+        return ApiError(404, f"The model {requested!r} does not exist; this server serves {listed} "
+                             "(see GET /v1/models)", param="model", code="model_not_found")
+
+    async def card(self, requested: str, ollama: bool = False) -> ModelCard:
+        """The card of the model a request names, loading it if need be; 404 (listing what exists) if unknown."""
+        name = self.lookup(requested)
+        if name is None:
+            raise self.unknown(requested, ollama)
+        card = self.scheduler.cards.get(name)
+        if card is not None:
+            return card
+        try:
+            await asyncio.wrap_future(self.scheduler.control("load", name))
+        except ShuttingDown as exc:
+            raise ApiError(503, "the server is shutting down; retry against a running server") from exc
+        except ModelLoadError as exc:
+            raise ApiError(404, f"the model {requested!r} cannot be served: {exc}", param="model",
+                           code="model_not_found") from exc
+        return self.scheduler.cards[name]
+
+
+def ollama_name(name: str) -> str:
+    """A name with a tag, as Ollama lists models ('name:latest')."""
+    return name if ":" in name else f"{name}:latest"

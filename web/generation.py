@@ -1,6 +1,6 @@
-"""What both API surfaces share between a decoded request and the worker: sampling parameters with the
-server's limits applied, penalty processors, submitting a job, and waiting for its events while watching
-for the client to go away (a gone client cancels its job at once).
+"""What both API surfaces share between a decoded request and the scheduler: sampling parameters with the
+server's limits applied, penalty processors (runtime/penalties.py), submitting a job, and waiting for its
+events while watching for the client to go away (a gone client cancels its job at once).
 
 Not here: wire formats or the shape of answers (openai_api.py, ollama_api.py).
 """
@@ -9,26 +9,28 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 from starlette.requests import Request
 
-from tinygpt.runtime.engine import GenerationResult
+from tinygpt.runtime.jobs import Chunk, Failed, Finished, GenerationResult, Job, Scored
+from tinygpt.runtime.model_card import ModelCard
+from tinygpt.runtime.penalties import penalties  # noqa: F401  (re-exported for the API modules)
 from tinygpt.runtime.sampling import SamplingParams
+from tinygpt.runtime.scheduler import QueueFull, ShuttingDown, UnknownModel
 from tinygpt.web.config import ServerState
 from tinygpt.web.errors import ApiError
-from tinygpt.web.jobs import Chunk, Failed, Finished, Job, JobHandle, Scored, coalesce
+from tinygpt.web.jobs import JobHandle, coalesce
 
 DISCONNECT_POLL_S = 0.5
 _TOKEN_ID = re.compile(r"[0-9]+")
 
 
-def sampling(state: ServerState, prompt_len: int, *, max_tokens: int | None, temperature: float,
+def sampling(state: ServerState, card: ModelCard, prompt_len: int, *, max_tokens: int | None, temperature: float,
              top_p: float = 1.0, top_k: int = 0, min_p: float = 0.0, seed: int | None = None,
              stop: str | list[str] | None = None, top_logprobs: int = 0) -> SamplingParams:
     """SamplingParams for a request: new tokens capped by the server limit and the context left.
     top_p 0 keeps the nucleus of the most likely token alone (top_k 1), as OpenAI and llama.cpp read it."""
-    card = state.card
     if top_p <= 0:
         top_p, top_k = 1.0, 1
     room = card.context_length - prompt_len
@@ -46,32 +48,14 @@ def sampling(state: ServerState, prompt_len: int, *, max_tokens: int | None, tem
     return params
 
 
-def penalties(*, presence: float | None = None, frequency: float | None = None, repetition: float | None = None,
-              repetition_context: int | None = None, logit_bias: dict[int, float] | None = None
-              ) -> Callable[[], list] | None:
-    """A factory of mlx-lm's penalty / bias processors (built in the worker thread), or None if none apply."""
-    if not (presence or frequency or (repetition and repetition != 1.0) or logit_bias):
-        return None
-    ctx = repetition_context if repetition_context and repetition_context > 0 else 64
-
-    def make() -> list:
-        from mlx_lm.sample_utils import make_logits_processors
-
-        return make_logits_processors(logit_bias=logit_bias or None, repetition_penalty=repetition or None,
-                                      repetition_context_size=ctx, presence_penalty=presence or None,
-                                      frequency_penalty=frequency or None)
-
-    return make
-
-
-def logit_bias_ids(state: ServerState, bias: dict[str, float] | None) -> dict[int, float] | None:
+def logit_bias_ids(card: ModelCard, bias: dict[str, float] | None) -> dict[int, float] | None:
     if not bias:
         return None
     out = {}
     for key, value in bias.items():
-        if not _TOKEN_ID.fullmatch(key) or not 0 <= int(key) < state.card.vocab_size:  # ASCII digits only
+        if not _TOKEN_ID.fullmatch(key) or not 0 <= int(key) < card.vocab_size:  # ASCII digits only
             raise ApiError(400, f"logit_bias key {key!r} is not a token id of this model "
-                                f"(0..{state.card.vocab_size - 1})", param="logit_bias")
+                                f"(0..{card.vocab_size - 1})", param="logit_bias")
         out[int(key)] = float(value)
     return out
 
@@ -87,8 +71,16 @@ class Outcome:
 
 
 def start(state: ServerState, job: Job) -> JobHandle:
+    """Submit `job` (its `model` already resolved by `ServerState.card`); scheduler refusals become HTTP errors."""
     handle = JobHandle(job)
-    state.worker.submit(job)
+    try:
+        state.scheduler.submit(job)
+    except UnknownModel as exc:
+        raise state.unknown(exc.name) from exc
+    except QueueFull as exc:
+        raise ApiError(429, str(exc), code="rate_limit_exceeded") from exc
+    except ShuttingDown as exc:
+        raise ApiError(503, "the server is shutting down; retry against a running server") from exc
     return handle
 
 
@@ -111,7 +103,7 @@ async def events(state: ServerState, handle: JobHandle, request: Request) -> Asy
                 yield coalesce(batch)
     finally:
         if not handle.done:
-            state.worker.cancel(handle.job)
+            state.scheduler.cancel(handle.job)
 
 
 async def collect(state: ServerState, handle: JobHandle, request: Request) -> Outcome:

@@ -1,86 +1,57 @@
-"""A generation job as the HTTP side hands it to the worker, and the events the worker sends back.
+"""The HTTP side of a scheduler job: its events arrive on an asyncio queue of the request's event loop.
 
-The HTTP side builds a `Job` (exact prompt ids, sampling, a factory for logits processors that the worker calls
-in its own thread, an optional session id) and awaits events on a `JobHandle`: `Chunk`s of released text with
-their token ids and logprobs (after a `Scored`, the prompt's own logprobs, if the job asked), then one
-`Finished` (the engine's `GenerationResult`) or one `Failed`. The worker posts events thread-safely into the
-request's event loop and never blocks on a client; a slow reader only makes its own queue longer.
-Not here: scheduling (worker.py) or wire formats (wire_*.py).
+The scheduler (runtime/scheduler.py) posts events from its own thread; a `LoopSink` per event loop takes all of
+a hand-over's events in one thread-safe call (one wake-up per loop, not one per event), and a slow reader only
+makes its own queue longer. A loop that has closed means its clients are gone: their jobs are cancelled.
+Not here: the job and event types (runtime/jobs.py), wire formats (wire_*.py).
 """
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import weakref
 
-from tinygpt.runtime.engine import GenerationResult
-from tinygpt.runtime.sampling import SamplingParams
+from tinygpt.runtime.jobs import Chunk, Event, Failed, Finished, Job
 
-
-@dataclass
-class Chunk:
-    """Text that became safe to show, and the tokens sampled since the previous chunk."""
-
-    text: str
-    token_ids: list[int]
-    logprobs: list[float]
-    top_logprobs: list[list[tuple[int, float]]]
+_SINKS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopSink]" = weakref.WeakKeyDictionary()
 
 
-@dataclass
-class Scored:
-    """The prompt's logprobs (web/scoring.py), sent before any Chunk of a job that set `prompt_logprobs`."""
+class LoopSink:
+    """Delivers events to the queues of one event loop's jobs."""
 
-    logprobs: list[float | None]
-    top_logprobs: list[list[tuple[int, float]] | None]
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
 
-
-@dataclass
-class Finished:
-    result: GenerationResult
-    load_s: float = 0.0
-
-
-@dataclass
-class Failed:
-    status: int
-    message: str
+    def put_many(self, items: list[tuple[Job, Event]]) -> None:  # called from the scheduler's thread
+        try:
+            self.loop.call_soon_threadsafe(_put_all, items)
+        except RuntimeError:  # that loop is closed: its clients are gone
+            for job, _ in items:
+                job.cancelled = True
 
 
-Event = Chunk | Scored | Finished | Failed
-
-
-@dataclass
-class Job:
-    """One request to generate. `processors` is called once, in the worker thread, for fresh processors."""
-
-    prompt_ids: list[int]
-    params: SamplingParams
-    processors: Callable[[], list[Any]] | None = None
-    session: str | None = None
-    prompt_logprobs: int | None = None  # score the prompt first, with this many alternatives per token
-    score_only: bool = False  # generate nothing: finish (length) right after scoring
-    keep_alive_s: float | None = None  # None: the server's default
-    post: Callable[[Event], None] = lambda event: None
-    handle: "JobHandle | None" = None  # set by JobHandle: lets the worker deliver a step's events in one wake-up
-    cancelled: bool = False
-    delivered: bool = False  # some event already reached the request (the worker may batch later ones)
-    submitted: float = field(default_factory=time.perf_counter)
+def _put_all(items: list[tuple[Job, Event]]) -> None:
+    for job, ev in items:
+        handle = job.context
+        if handle is not None:
+            handle.queue.put_nowait(ev)
 
 
 class JobHandle:
-    """The HTTP side of a job: events arrive on an asyncio queue of the loop that created the handle."""
+    """A job and the queue its events arrive on, in the loop that created the handle."""
 
     def __init__(self, job: Job):
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.job = job
+        sink = _SINKS.get(self.loop)
+        if sink is None:
+            sink = _SINKS[self.loop] = LoopSink(self.loop)
+        job.sink = sink
+        job.context = self  # read by _put_all in the loop's thread
         job.post = self._post
-        job.handle = self
         self.done = False
 
-    def _post(self, event: Event) -> None:  # called from the worker thread
+    def _post(self, event: Event) -> None:  # called from the scheduler's thread
         self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
 
     async def next_events(self) -> list[Event]:
@@ -104,25 +75,3 @@ def coalesce(events: list[Event]) -> list[Event]:
         else:
             out.append(ev)
     return out
-
-
-def deliver(outbox: list[tuple[Job, Event]]) -> None:
-    """Hand events to their requests' event loops: one thread-safe call per loop, not one per event."""
-    by_loop: dict[Any, list[tuple[asyncio.Queue, Event]]] = {}
-    for job, ev in outbox:
-        if job.handle is None:
-            job.post(ev)
-        else:
-            by_loop.setdefault(job.handle.loop, []).append((job.handle.queue, ev))
-    for loop, items in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_put_all, items)
-        except RuntimeError:  # that loop is closed: its clients are gone
-            for job, _ in outbox:
-                if job.handle is not None and job.handle.loop is loop:
-                    job.cancelled = True
-
-
-def _put_all(items: list[tuple[asyncio.Queue, Event]]) -> None:
-    for queue, ev in items:
-        queue.put_nowait(ev)

@@ -6,7 +6,9 @@ Chat and generate stream NDJSON lines by default (`"stream": false` for one JSON
 content); `format` ("json" or a JSON schema) is enforced by the grammar; `keep_alive` sets how long the model
 stays loaded after the request, and a request without messages (or prompt) only loads or, with keep_alive 0,
 unloads it. An error after the stream has started is sent as an `{"error": ...}` line. Defaults follow
-Ollama's (temperature 0.8, top_k 40, top_p 0.9). Not here: the OpenAI surface, the worker.
+Ollama's (temperature 0.8, top_k 40, top_p 0.9). /api/tags lists every model the server can serve (its own,
+then the store's bases and specialists), /api/ps the loaded ones; each request names one (an unknown name is
+a 404 that lists them). Not here: the OpenAI surface, the scheduler.
 """
 from __future__ import annotations
 
@@ -23,13 +25,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
+from tinygpt.runtime.model_card import ModelCard
 from tinygpt.runtime.tool_calls import parse_tool_calls
 from tinygpt.web import constraints, prompts
 from tinygpt.web import wire_ollama as w
-from tinygpt.web.config import ServerState
+from tinygpt.web.config import ServerState, ollama_name
 from tinygpt.web.errors import ApiError, decode
+from tinygpt.runtime.jobs import Chunk, Failed, Finished, Job
 from tinygpt.web.generation import Outcome, collect, events, penalties, sampling, start
-from tinygpt.web.jobs import Chunk, Failed, Finished, Job
 from tinygpt.web.openapi import responses_of, body_of
 from tinygpt.web.toolstream import Content, ToolStream
 
@@ -44,11 +47,6 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, 
 
 def state_of(request: Request) -> ServerState:
     return request.app.state.tg
-
-
-def check_model(state: ServerState, model: str) -> None:
-    if not state.card.matches(model):
-        raise ApiError(404, f"model {model!r} not found; this server serves {state.card.ollama_name!r}")
 
 
 def keep_alive_seconds(value: str | float | None) -> float | None:
@@ -95,36 +93,51 @@ async def version() -> Response:
     return _json(w.VersionResponse(version=OLLAMA_VERSION))
 
 
-def _details(state: ServerState) -> w.Details:
-    c = state.card
-    return w.Details(parent_model="", format="safetensors", family=c.family, families=[c.family],
-                     parameter_size=c.parameter_size, quantization_level=c.quantization)
+def _details(family: str, parameter_size: str, quantization: str) -> w.Details:
+    return w.Details(parent_model="", format="safetensors", family=family, families=[family],
+                     parameter_size=parameter_size, quantization_level=quantization)
 
 
-def _digest(state: ServerState) -> str:
-    return hashlib.sha256(state.card.fingerprint.encode()).hexdigest()
+def _card_details(c: ModelCard) -> w.Details:
+    return _details(c.family, c.parameter_size, c.quantization)
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _entry(s: ServerState, name: str) -> w.ModelEntry:
+    """A model as /api/tags lists it: from its card once loaded, else from its files (nothing is loaded)."""
+    info = s.catalog.info(name)
+    card = s.scheduler.cards.get(name)
+    details = _card_details(card) if card else _details(info.family, "", "")
+    return w.ModelEntry(name=ollama_name(name), model=ollama_name(name), modified_at=info.modified_iso,
+                        size=info.size_bytes, digest=_digest(f"{info.base}|{info.adapter}"), details=details)
 
 
 @router.get("/api/tags", responses=responses_of("TagsResponse", ollama=True), response_class=Response)
 async def tags(request: Request) -> Response:
     s = state_of(request)
-    entry = w.ModelEntry(name=s.card.ollama_name, model=s.card.ollama_name, modified_at=s.card.modified_iso,
-                         size=s.card.size_bytes, digest=_digest(s), details=_details(s))
-    return _json(w.TagsResponse(models=[entry]))
+    entries = await run_in_threadpool(lambda: [_entry(s, n) for n in s.names()])
+    return _json(w.TagsResponse(models=entries))
 
 
 @router.get("/api/ps", responses=responses_of("PsResponse", ollama=True), response_class=Response)
 async def ps(request: Request) -> Response:
     s = state_of(request)
-    if not s.worker.loaded:
-        return _json(w.PsResponse(models=[]))
-    exp = s.worker.expires_at
-    wall = time.time() + (exp - time.monotonic()) if exp is not None else 253402300799.0  # 9999-12-31
-    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
-    entry = w.RunningModel(name=s.card.ollama_name, model=s.card.ollama_name, size=s.card.size_bytes,
-                           digest=_digest(s), details=_details(s), expires_at=expires, size_vram=0,
-                           context_length=s.card.context_length)
-    return _json(w.PsResponse(models=[entry]))
+    out = []
+    for name in s.names():
+        card = s.scheduler.cards.get(name)
+        if card is None or not s.scheduler.is_loaded(name):
+            continue
+        exp = s.scheduler.expires.get(name)
+        wall = time.time() + (exp - time.monotonic()) if exp is not None else 253402300799.0  # 9999-12-31
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
+        info = s.catalog.info(name)
+        out.append(w.RunningModel(name=ollama_name(name), model=ollama_name(name), size=card.size_bytes,
+                                  digest=_digest(f"{info.base}|{info.adapter}"), details=_card_details(card),
+                                  expires_at=expires, size_vram=0, context_length=card.context_length))
+    return _json(w.PsResponse(models=out))
 
 
 @router.post("/api/show", openapi_extra=body_of("ShowRequest"), responses=responses_of("ShowResponse", ollama=True),
@@ -134,8 +147,7 @@ async def show(request: Request) -> Response:
     req = decode(await request.body(), w.ShowRequest)
     if req.model is None and req.name is None:
         raise ApiError(400, "name the model: send {\"model\": \"<name>\"}", param="model")
-    check_model(s, req.model or req.name)
-    c = s.card
+    c = await s.card(req.model or req.name, ollama=True)
     fam = c.family
     info = {"general.architecture": fam, "general.parameter_count": c.parameter_count,
             f"{fam}.context_length": c.context_length,
@@ -149,7 +161,7 @@ async def show(request: Request) -> Response:
     note = RANDOM_NOTE if c.random_init else ""
     return _json(w.ShowResponse(
         modelfile=f"# served by tinygpt serve\n{note}FROM {c.path}\n", parameters=stops + "temperature 0.8\n"
-        "top_k 40\ntop_p 0.9", template=c.chat_template, details=_details(s), model_info=info, capabilities=caps,
+        "top_k 40\ntop_p 0.9", template=c.chat_template, details=_card_details(c), model_info=info, capabilities=caps,
         modified_at=c.modified_iso))
 
 
@@ -161,14 +173,15 @@ def _json(value) -> Response:
 class Plan:
     """An Ollama request made concrete: prompt ids, sampling, grammar, tools."""
 
-    def __init__(self, state: ServerState, req: w.ChatRequest | w.GenerateRequest, prompt_ids: list[int],
-                 tools: list[dict]):
+    def __init__(self, state: ServerState, card: ModelCard, req: w.ChatRequest | w.GenerateRequest,
+                 prompt_ids: list[int], tools: list[dict]):
+        self.card = card
         self.tools = tools
-        self.prompt_ids = prompts.check_ids(state.card, prompt_ids)
+        self.prompt_ids = prompts.check_ids(card, prompt_ids)
         self.grammar = self._grammar(state, req)
         o = req.options or w.Options()
         self.params = sampling(
-            state, len(self.prompt_ids), max_tokens=o.num_predict, temperature=_or(o.temperature, 0.8),
+            state, card, len(self.prompt_ids), max_tokens=o.num_predict, temperature=_or(o.temperature, 0.8),
             top_p=_or(o.top_p, 0.9), top_k=_or(o.top_k, 40), min_p=_or(o.min_p, 0.0), seed=o.seed, stop=o.stop,
             top_logprobs=req.top_logprobs if req.logprobs else 0)
         extra = penalties(presence=o.presence_penalty, frequency=o.frequency_penalty, repetition=o.repeat_penalty,
@@ -179,13 +192,13 @@ class Plan:
         backend = state.config.grammar_backend
         fmt = req.format
         if fmt in (None, ""):
-            return constraints.tools_grammar(state.card.tokenizer, self.tools, "auto", True, backend) \
+            return constraints.tools_grammar(self.card.tokenizer, self.tools, "auto", True, backend) \
                 if self.tools else None
         if self.tools:
             raise ApiError(400, "format together with tools is not supported; drop one of them", param="format")
         if isinstance(fmt, str) and fmt != "json":
             raise ApiError(400, f"format must be 'json' or a JSON schema object, got {fmt!r}", param="format")
-        return constraints.json_grammar(state.card.tokenizer, fmt if isinstance(fmt, dict) else None, backend,
+        return constraints.json_grammar(self.card.tokenizer, fmt if isinstance(fmt, dict) else None, backend,
                                         param="format")
 
 
@@ -193,23 +206,23 @@ def _or(value, default):
     return default if value is None else value
 
 
-def chat_plan(state: ServerState, req: w.ChatRequest) -> Plan:
+def chat_plan(state: ServerState, card: ModelCard, req: w.ChatRequest) -> Plan:
     tools = [msgspec.to_builtins(t) for t in req.tools] if req.tools else []
-    text = prompts.render(state.card, prompts.ollama_messages(req.messages), tools)
-    return Plan(state, req, prompts.encode(state.card, text), tools)
+    text = prompts.render(card, prompts.ollama_messages(req.messages), tools)
+    return Plan(state, card, req, prompts.encode(card, text), tools)
 
 
-def generate_plan(state: ServerState, req: w.GenerateRequest) -> Plan:
+def generate_plan(state: ServerState, card: ModelCard, req: w.GenerateRequest) -> Plan:
     for name in ("suffix", "template", "images"):
         if getattr(req, name):
             raise ApiError(400, f"{name} is not supported by this server", param=name)
     if req.raw:
-        ids = prompts.encode(state.card, req.prompt)
+        ids = prompts.encode(card, req.prompt)
     else:
         msgs = ([{"role": "system", "content": req.system}] if req.system else []) + [
             {"role": "user", "content": req.prompt}]
-        ids = prompts.encode(state.card, prompts.render(state.card, msgs, None))
-    return Plan(state, req, list(req.context or []) + ids, [])
+        ids = prompts.encode(card, prompts.render(card, msgs, None))
+    return Plan(state, card, req, list(req.context or []) + ids, [])
 
 
 @router.post("/api/chat", openapi_extra=body_of("ChatRequest"),
@@ -218,11 +231,11 @@ async def chat(request: Request) -> Response:
     """Chat (Ollama); streams NDJSON unless `"stream": false`."""
     s = state_of(request)
     req = decode(await request.body(), w.ChatRequest)
-    check_model(s, req.model)
     keep = keep_alive_seconds(req.keep_alive)
     if not req.messages:
-        return await _load_or_unload(s, keep, chat=True)
-    plan = await run_in_threadpool(chat_plan, s, req)
+        return await _load_or_unload(s, req.model, keep, chat=True)
+    card = await s.card(req.model, ollama=True)
+    plan = await run_in_threadpool(chat_plan, s, card, req)
     return await _run(s, request, req, plan, keep, chat=True)
 
 
@@ -232,18 +245,23 @@ async def generate(request: Request) -> Response:
     """Completion of a prompt (Ollama); streams NDJSON unless `"stream": false`."""
     s = state_of(request)
     req = decode(await request.body(), w.GenerateRequest)
-    check_model(s, req.model)
     keep = keep_alive_seconds(req.keep_alive)
     if not req.prompt and not req.context:
-        return await _load_or_unload(s, keep, chat=False)
-    plan = await run_in_threadpool(generate_plan, s, req)
+        return await _load_or_unload(s, req.model, keep, chat=False)
+    card = await s.card(req.model, ollama=True)
+    plan = await run_in_threadpool(generate_plan, s, card, req)
     return await _run(s, request, req, plan, keep, chat=False)
 
 
-async def _load_or_unload(s: ServerState, keep: float | None, *, chat: bool) -> Response:
+async def _load_or_unload(s: ServerState, requested: str, keep: float | None, *, chat: bool) -> Response:
+    model = s.lookup(requested)
+    if model is None:
+        raise s.unknown(requested, ollama=True)
     op = "unload" if keep == 0 else "load"
-    await asyncio.wrap_future(s.worker.control(op, keep))
-    name = s.card.ollama_name
+    if op == "load":
+        await s.card(model, ollama=True)
+    await asyncio.wrap_future(s.scheduler.control(op, model, keep))
+    name = ollama_name(model)
     if chat:
         body = w.ChatChunk(model=name, created_at=now_iso(), message=w.OutMessage(content=""), done=True,
                            done_reason=op)
@@ -253,8 +271,8 @@ async def _load_or_unload(s: ServerState, keep: float | None, *, chat: bool) -> 
 
 
 async def _run(s: ServerState, request: Request, req, plan: Plan, keep: float | None, *, chat: bool) -> Response:
-    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, processors=plan.processors, session=req.session,
-              keep_alive_s=keep)
+    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, model=plan.card.name, processors=plan.processors,
+              session=req.session, keep_alive_s=keep)
     handle = start(s, job)
     if req.stream:
         return StreamingResponse(_stream(s, handle, request, req, plan, chat), media_type=NDJSON)
@@ -270,9 +288,9 @@ async def _stream(s: ServerState, handle, request: Request, req, plan: Plan, cha
             if isinstance(ev, Chunk):
                 pieces = splitter.feed(ev.text) if splitter else [Content(ev.text)]
                 text = "".join(p.text for p in pieces if isinstance(p, Content))
-                lps = _logprobs(s, ev.token_ids, ev.logprobs, ev.top_logprobs) if req.logprobs else None
+                lps = _logprobs(plan.card, ev.token_ids, ev.logprobs, ev.top_logprobs) if req.logprobs else None
                 if text or lps:
-                    yield _line(_piece(s, text, chat, lps))
+                    yield _line(_piece(plan.card, text, chat, lps))
             elif isinstance(ev, Failed):
                 yield _line(w.OllamaError(error=ev.message))
                 return
@@ -283,7 +301,7 @@ async def _stream(s: ServerState, handle, request: Request, req, plan: Plan, cha
     if splitter is not None:
         rest = "".join(p.text for p in splitter.finish() if isinstance(p, Content))
         if rest:
-            yield _line(_piece(s, rest, chat, None))
+            yield _line(_piece(plan.card, rest, chat, None))
     yield _line(_final(s, req, plan, out, chat, whole=False))
 
 
@@ -291,8 +309,8 @@ def _line(value) -> bytes:
     return msgspec.json.encode(value) + b"\n"
 
 
-def _piece(s: ServerState, text: str, chat: bool, lps):
-    name = s.card.ollama_name
+def _piece(card: ModelCard, text: str, chat: bool, lps):
+    name = card.ollama_name
     lps = UNSET if lps is None else lps
     if chat:
         return w.ChatChunk(model=name, created_at=now_iso(), message=w.OutMessage(content=text), done=False,
@@ -300,8 +318,8 @@ def _piece(s: ServerState, text: str, chat: bool, lps):
     return w.GenerateChunk(model=name, created_at=now_iso(), response=text, done=False, logprobs=lps)
 
 
-def _logprobs(s: ServerState, ids, lps, tops) -> list[w.Logprob]:
-    dec = s.card.tokenizer.decode
+def _logprobs(card: ModelCard, ids, lps, tops) -> list[w.Logprob]:
+    dec = card.tokenizer.decode
     return [w.Logprob(token=dec([i]), logprob=lp, top_logprobs=[w.OllamaTopLogprob(token=dec([t]), logprob=v)
                                                                 for t, v in top])
             for i, lp, top in zip(ids, lps, tops)]
@@ -312,7 +330,7 @@ def _final(s: ServerState, req, plan: Plan, out: Outcome, chat: bool, *, whole: 
     r = out.result
     text, calls = (r.text if whole else ""), UNSET
     if plan.tools:
-        parsed = parse_tool_calls(r.output_ids, s.card.tokenizer, plan.tools, finish_reason=r.finish_reason)
+        parsed = parse_tool_calls(r.output_ids, plan.card.tokenizer, plan.tools, finish_reason=r.finish_reason)
         if parsed.calls:
             calls = [w.OllamaOutToolCall(id=c.id, function=w.OutCallFunction(name=c.name, arguments=c.arguments,
                                                                               index=i))
@@ -320,11 +338,11 @@ def _final(s: ServerState, req, plan: Plan, out: Outcome, chat: bool, *, whole: 
             text = parsed.content if whole else ""
     ns = lambda sec: int(sec * 1e9)  # noqa: E731
     common = dict(
-        model=s.card.ollama_name, created_at=now_iso(), done=True, done_reason=r.finish_reason,
+        model=plan.card.ollama_name, created_at=now_iso(), done=True, done_reason=r.finish_reason,
         total_duration=ns(r.ttft_s + r.decode_s), load_duration=ns(out.load_s),
         prompt_eval_count=len(r.prompt_ids), prompt_eval_duration=ns(r.ttft_s), eval_count=len(r.output_ids),
         eval_duration=ns(r.decode_s),
-        logprobs=_logprobs(s, r.output_ids, r.logprobs, r.top_logprobs) if req.logprobs and whole else UNSET)
+        logprobs=_logprobs(plan.card, r.output_ids, r.logprobs, r.top_logprobs) if req.logprobs and whole else UNSET)
     if req.return_token_ids:
         common.update(prompt_token_ids=list(r.prompt_ids), token_ids=list(r.output_ids),
                       cached_tokens=r.cached_tokens)

@@ -3,11 +3,12 @@
 Bodies are decoded with msgspec (wire_openai.py) from the raw request, so a bad field is a 400 in OpenAI's
 error shape. Tools and `response_format` are enforced by the grammar; streamed answers are SSE chunks with
 content deltas and tool-call deltas (id, type and name first, then argument fragments), then an optional
-usage chunk and `[DONE]`. Prompt logprobs (`echo` + `logprobs` on completions) come from the worker
-(`Scored`, web/scoring.py). The deprecated `functions`/`function_call` are served as tools, answered in
+usage chunk and `[DONE]`. Prompt logprobs (`echo` + `logprobs` on completions) come from the scheduler
+(`Scored`, runtime/scoring.py). The deprecated `functions`/`function_call` are served as tools, answered in
 their own form. Extensions: `session` (server-side KV across calls) and `return_token_ids`
 (`prompt_token_ids` on the response, `token_ids` on the choice; in a stream, on the finishing chunk).
-Not here: the worker, the Ollama surface, auth/limits (guard.py).
+Each request names its model (any the catalog lists; GET /v1/models); an unknown name is a 404 listing them.
+Not here: the scheduler, the Ollama surface, auth/limits (guard.py).
 """
 from __future__ import annotations
 
@@ -23,13 +24,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from tinygpt.runtime.model_card import ModelCard
 from tinygpt.runtime.tool_calls import parse_tool_calls
 from tinygpt.web import constraints, prompts
 from tinygpt.web import wire_openai as w
 from tinygpt.web.config import ServerState
 from tinygpt.web.errors import ApiError, decode, error_body
 from tinygpt.web.generation import Outcome, collect, events, logit_bias_ids, penalties, sampling, start
-from tinygpt.web.jobs import Chunk, Failed, Finished, Job, Scored
+from tinygpt.runtime.jobs import Chunk, Failed, Finished, Job, Scored
 from tinygpt.web.openapi import body_of, responses_of
 from tinygpt.web.toolstream import CallArgs, CallStart, Content, ToolStream
 
@@ -41,19 +43,14 @@ def state_of(request: Request) -> ServerState:
     return request.app.state.tg
 
 
-def check_model(state: ServerState, model: str) -> None:
-    if not state.card.matches(model):
-        raise ApiError(404, f"The model {model!r} does not exist; this server serves {state.card.name!r} "
-                            "(see GET /v1/models)", param="model", code="model_not_found")
-
-
 class ChatPlan:
     """A chat request made concrete: prompt ids, sampling, grammar, and how to read the output.
 
     The deprecated `functions` / `function_call` map onto tools / tool_choice (one call at most, as that form
     allows), and `legacy` makes the answer carry `function_call` instead of `tool_calls`."""
 
-    def __init__(self, state: ServerState, req: w.ChatCompletionRequest):
+    def __init__(self, state: ServerState, card: ModelCard, req: w.ChatCompletionRequest):
+        self.card = card
         if (req.n or 1) != 1:
             raise ApiError(400, "n > 1 is not supported; send n requests (they are batched)", param="n")
         self.legacy = req.functions is not None or req.function_call is not None
@@ -64,17 +61,17 @@ class ChatPlan:
                                 f"{param} out", param=param)
         self.calls_enabled = bool(self.tools) and self.choice != "none"
         messages = prompts.openai_messages(req.messages)
-        self.prompt_ids = prompts.check_ids(state.card, prompts.encode(
-            state.card, prompts.render(state.card, messages, self.tools)), "messages")
+        self.prompt_ids = prompts.check_ids(card, prompts.encode(
+            card, prompts.render(card, messages, self.tools)), "messages")
         self.grammar = self._grammar(state, req, parallel)
         top = (req.top_logprobs or 0) if req.logprobs else 0
         self.params = sampling(
-            state, len(self.prompt_ids), max_tokens=req.max_completion_tokens or req.max_tokens,
+            state, card, len(self.prompt_ids), max_tokens=req.max_completion_tokens or req.max_tokens,
             temperature=1.0 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p, top_k=req.top_k or 0, min_p=req.min_p or 0.0,
             seed=req.seed, stop=req.stop, top_logprobs=top)
         extra = penalties(presence=req.presence_penalty, frequency=req.frequency_penalty,
-                          logit_bias=logit_bias_ids(state, req.logit_bias))
+                          logit_bias=logit_bias_ids(card, req.logit_bias))
         self.processors = constraints.processor_factory(self.grammar, extra)
 
     def _tools(self, req: w.ChatCompletionRequest) -> tuple[list[dict], str | dict, bool]:
@@ -106,16 +103,16 @@ class ChatPlan:
                     raise ApiError(400, "response_format json_schema needs json_schema.schema",
                                    param="response_format.json_schema")
                 schema = fmt.json_schema.schema
-            json_g = constraints.json_grammar(state.card.tokenizer, schema, backend)
+            json_g = constraints.json_grammar(self.card.tokenizer, schema, backend)
         if not self.tools:
             return json_g
         if json_g is None:
-            return constraints.tools_grammar(state.card.tokenizer, self.tools, self.choice, parallel, backend,
+            return constraints.tools_grammar(self.card.tokenizer, self.tools, self.choice, parallel, backend,
                                              param=param)
         if not self.calls_enabled:
             return json_g
         choice = "required" if self.choice == "auto" else self.choice
-        calls = constraints.tools_grammar(state.card.tokenizer, self.tools, choice, parallel, backend, param=param)
+        calls = constraints.tools_grammar(self.card.tokenizer, self.tools, choice, parallel, backend, param=param)
         return calls if self.choice != "auto" else constraints.Union((calls, json_g))
 
 
@@ -141,12 +138,13 @@ async def _begin(request: Request, wire: type, plan_of: type) -> tuple:
     (state, request body, plan, job handle, response meta, include_usage)."""
     state = state_of(request)
     req = decode(await request.body(), wire)
-    check_model(state, req.model)
-    plan = await run_in_threadpool(plan_of, state, req)
-    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, processors=plan.processors, session=req.session,
+    card = await state.card(req.model)
+    plan = await run_in_threadpool(plan_of, state, card, req)
+    job = Job(prompt_ids=plan.prompt_ids, params=plan.params, model=card.name, processors=plan.processors,
+              session=req.session,
               prompt_logprobs=getattr(plan, "prompt_logprobs", None), score_only=getattr(plan, "score_only", False))
     handle = start(state, job)
-    meta = _Meta(state.card.name, state.card.fingerprint)
+    meta = _Meta(card.name, card.fingerprint)
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
     return state, req, plan, handle, meta, include_usage
 
@@ -182,7 +180,7 @@ def _chat_answer(state: ServerState, plan: ChatPlan, req: w.ChatCompletionReques
     content, finish = r.text, r.finish_reason
     message = w.AssistantMessage(content=content)
     if plan.calls_enabled:
-        parsed = parse_tool_calls(r.output_ids, state.card.tokenizer, plan.tools, finish_reason=r.finish_reason)
+        parsed = parse_tool_calls(r.output_ids, plan.card.tokenizer, plan.tools, finish_reason=r.finish_reason)
         if parsed.calls:
             calls = [w.OutFunctionCall(name=c.name, arguments=json.dumps(c.arguments)) for c in parsed.calls]
             if plan.legacy:
@@ -194,7 +192,7 @@ def _chat_answer(state: ServerState, plan: ChatPlan, req: w.ChatCompletionReques
                 finish = "function_call" if plan.legacy else "tool_calls"
     logprobs = None
     if req.logprobs:
-        logprobs = w.ChoiceLogprobs(content=token_logprobs(state.card.tokenizer, r.output_ids, r.logprobs,
+        logprobs = w.ChoiceLogprobs(content=token_logprobs(plan.card.tokenizer, r.output_ids, r.logprobs,
                                                            r.top_logprobs))
     choice = w.ChatChoice(index=0, message=message, finish_reason=finish, logprobs=logprobs,
                           token_ids=list(r.output_ids) if req.return_token_ids else UNSET)
@@ -247,7 +245,7 @@ async def _chat_stream(state: ServerState, handle, request: Request, plan: ChatP
                 pieces = splitter.feed(ev.text) if splitter else [Content(ev.text)]
                 lp = None
                 if req.logprobs and ev.token_ids:
-                    lp = w.ChoiceLogprobs(content=token_logprobs(state.card.tokenizer, ev.token_ids, ev.logprobs,
+                    lp = w.ChoiceLogprobs(content=token_logprobs(plan.card.tokenizer, ev.token_ids, ev.logprobs,
                                                                  ev.top_logprobs))
                 for i, d in enumerate(_deltas(pieces, plan.legacy) or ([w.Delta()] if lp else [])):
                     yield sse(_chunk(meta, d, logprobs=lp if i == 0 else None))
@@ -278,9 +276,10 @@ def _stream_end(splitter, r, plan: ChatPlan, req: w.ChatCompletionRequest, meta:
 # ---- completions and models ---------------------------------------------------------------------------------
 class CompletionPlan:
     """A completion request made concrete. `echo` with `logprobs` scores the prompt too (one forward pass in
-    the worker; the first prompt token's logprob is null); `max_tokens` 0 generates nothing."""
+    the scheduler; the first prompt token's logprob is null); `max_tokens` 0 generates nothing."""
 
-    def __init__(self, state: ServerState, req: w.CompletionRequest):
+    def __init__(self, state: ServerState, card: ModelCard, req: w.CompletionRequest):
+        self.card = card
         if (req.n or 1) != 1 or (req.best_of or 1) > 1:
             raise ApiError(400, "n > 1 and best_of > 1 are not supported; send n requests (they are batched)",
                            param="n" if (req.n or 1) != 1 else "best_of")
@@ -291,23 +290,23 @@ class CompletionPlan:
             p = p[0]  # one prompt in a list (lm-evaluation-harness sends [[ids]])
         if isinstance(p, str):
             self.prompt_text = p
-            ids = prompts.encode(state.card, p)
+            ids = prompts.encode(card, p)
         elif p and all(isinstance(x, int) for x in p):
-            ids = prompts.check_ids(state.card, list(p))  # before decoding: ids may be out of range
-            self.prompt_text = state.card.tokenizer.decode(ids) if req.echo else ""
+            ids = prompts.check_ids(card, list(p))  # before decoding: ids may be out of range
+            self.prompt_text = card.tokenizer.decode(ids) if req.echo else ""
         else:
             raise ApiError(400, "prompt must be a string or a list of token ids (or one of those in a list); "
                                 "send several prompts as several requests", param="prompt")
-        self.prompt_ids = prompts.check_ids(state.card, ids)
+        self.prompt_ids = prompts.check_ids(card, ids)
         self.score_only = req.max_tokens == 0
         self.prompt_logprobs = req.logprobs if req.echo and req.logprobs is not None else None
         self.params = sampling(
-            state, len(ids), max_tokens=1 if self.score_only else (16 if req.max_tokens is None else req.max_tokens),
+            state, card, len(ids), max_tokens=1 if self.score_only else (16 if req.max_tokens is None else req.max_tokens),
             temperature=1.0 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p, top_k=req.top_k or 0, min_p=req.min_p or 0.0,
             seed=req.seed, stop=req.stop, top_logprobs=req.logprobs or 0)
         self.processors = penalties(presence=req.presence_penalty, frequency=req.frequency_penalty,
-                                    logit_bias=logit_bias_ids(state, req.logit_bias))
+                                    logit_bias=logit_bias_ids(card, req.logit_bias))
 
 
 @router.post("/v1/completions", openapi_extra=body_of("CompletionRequest"),
@@ -324,9 +323,9 @@ async def completions(request: Request) -> Response:
     echo = plan.prompt_text if req.echo else ""
     logprobs = None
     if req.logprobs is not None:
-        logprobs = _legacy_logprobs(state, r.output_ids, r.logprobs, r.top_logprobs, len(echo))
+        logprobs = _legacy_logprobs(plan.card, r.output_ids, r.logprobs, r.top_logprobs, len(echo))
         if req.echo and out.scored is not None:
-            head = _legacy_logprobs(state, r.prompt_ids, out.scored.logprobs, out.scored.top_logprobs)
+            head = _legacy_logprobs(plan.card, r.prompt_ids, out.scored.logprobs, out.scored.top_logprobs)
             logprobs = _joined(head, logprobs)
     choice = w.CompletionChoice(index=0, text=echo + r.text, finish_reason=r.finish_reason, logprobs=logprobs,
                                 token_ids=list(r.output_ids) if req.return_token_ids else UNSET)
@@ -336,8 +335,8 @@ async def completions(request: Request) -> Response:
     return Response(w.encode(body), media_type="application/json")
 
 
-def _legacy_logprobs(state: ServerState, ids, lps, tops, offset: int = 0) -> w.LegacyLogprobs:
-    dec = state.card.tokenizer.decode
+def _legacy_logprobs(card: ModelCard, ids, lps, tops, offset: int = 0) -> w.LegacyLogprobs:
+    dec = card.tokenizer.decode
     tokens = [dec([i]) for i in ids]
     offsets, pos = [], offset
     for t in tokens:
@@ -371,11 +370,11 @@ async def _completion_stream(state: ServerState, handle, request: Request, plan:
     async for batch in events(state, handle, request):
         for ev in batch:
             if isinstance(ev, Scored):
-                lp = _legacy_logprobs(state, plan.prompt_ids, ev.logprobs, ev.top_logprobs)
+                lp = _legacy_logprobs(plan.card, plan.prompt_ids, ev.logprobs, ev.top_logprobs)
                 yield sse(_ctext(meta, plan.prompt_text, logprobs=lp))
                 pos = len(plan.prompt_text)
             elif isinstance(ev, Chunk) and (ev.text or req.logprobs is not None):
-                lp = _legacy_logprobs(state, ev.token_ids, ev.logprobs, ev.top_logprobs, pos) \
+                lp = _legacy_logprobs(plan.card, ev.token_ids, ev.logprobs, ev.top_logprobs, pos) \
                     if req.logprobs is not None else None
                 pos += len(ev.text)
                 yield sse(_ctext(meta, ev.text, logprobs=lp))
@@ -392,18 +391,22 @@ async def _completion_stream(state: ServerState, handle, request: Request, plan:
     yield b"data: [DONE]\n\n"
 
 
+def _model_object(state: ServerState, name: str) -> w.ModelObject:
+    return w.ModelObject(id=name, created=state.catalog.info(name).created, owned_by="tinygpt")
+
+
 @router.get("/v1/models", responses=responses_of("ModelList"), response_class=Response)
 async def models(request: Request) -> Response:
-    """The one model this server serves."""
-    c = state_of(request).card
-    return Response(w.encode(w.ModelList(data=[w.ModelObject(id=c.name, created=c.created, owned_by="tinygpt")])),
-                    media_type="application/json")
+    """Every model this server can serve: the one it was started with, then the store's bases and specialists."""
+    state = state_of(request)
+    data = await run_in_threadpool(lambda: [_model_object(state, n) for n in state.names()])
+    return Response(w.encode(w.ModelList(data=data)), media_type="application/json")
 
 
 @router.get("/v1/models/{model_id:path}", responses=responses_of("ModelObject"), response_class=Response)
 async def model(request: Request, model_id: str) -> Response:
     state = state_of(request)
-    check_model(state, model_id)
-    c = state.card
-    return Response(w.encode(w.ModelObject(id=c.name, created=c.created, owned_by="tinygpt")),
-                    media_type="application/json")
+    name = state.lookup(model_id)
+    if name is None:
+        raise state.unknown(model_id)
+    return Response(w.encode(await run_in_threadpool(_model_object, state, name)), media_type="application/json")

@@ -39,7 +39,8 @@ class RunningServer:
 
     @property
     def worker(self):
-        return self.app.state.tg.worker
+        """The server's scheduler (the tests' historical name for it)."""
+        return self.app.state.tg.scheduler
 
     def stop(self):
         self.server.should_exit = True
@@ -48,12 +49,18 @@ class RunningServer:
 
 
 @pytest.fixture(scope="session")
-def start_server(tiny_model):
+def empty_store(tmp_path_factory):
+    """A model store with nothing registered, so servers list only the model they were started with."""
+    return str(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="session")
+def start_server(tiny_model, empty_store):
     """Start a server with config overrides: `start_server(max_tokens=8, api_key="k")`."""
     servers = []
 
     def start(**overrides):
-        config = replace(ServeConfig(model=str(tiny_model), max_tokens=64), **overrides)
+        config = replace(ServeConfig(model=str(tiny_model), max_tokens=64, store=empty_store), **overrides)
         srv = RunningServer(config)
         servers.append(srv)
         return srv

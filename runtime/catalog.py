@@ -1,0 +1,103 @@
+"""What a server can serve: the model it was started with, plus every model the store knows (bases, adapters on
+their base, specialists, aliases), each by name, loaded through the provider (specialists share their base's
+weights). A `ModelSource` for the scheduler, and a file-only `ModelInfo` per name for listings, so listing never
+loads a model or imports MLX. A registered model whose files are gone is left out of the list (asking for it
+by name says why). Not here: loading itself (provider.py, models.py), the registry file (store.py).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinygpt.runtime.models import LoadedModel, ModelLoadError
+from tinygpt.runtime.provider import ModelProvider
+from tinygpt.runtime.store import DEFAULT, ModelStore, Resolved
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A servable model as its files describe it (nothing loaded)."""
+
+    name: str
+    kind: str               # "base" | "adapter" | "specialist"
+    base: Path
+    adapter: Path | None
+    family: str
+    created: int            # unix seconds (the adapter's, else the model directory's mtime)
+    size_bytes: int         # weights on disk (a specialist: its adapter's only; the base is shared)
+    status: str = "unrated"
+
+    @property
+    def modified_iso(self) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created))
+
+
+class Catalog:
+    """The servable names: `primary` (a path, hub id or name, served as `primary_name`) first, then the store's."""
+
+    def __init__(self, primary: str, primary_name: str | None = None, *, store: ModelStore | None = None,
+                 provider: ModelProvider | None = None, include_store: bool = True):
+        self.store = store or (provider.store if provider is not None else ModelStore())
+        self.provider = provider or ModelProvider(self.store)
+        self._primary_ref = primary
+        self._primary = self.store.resolve(primary)
+        self.primary = primary_name or self._primary.name
+        self.include_store = include_store
+
+    def _resolved(self, name: str) -> Resolved:
+        if name == self.primary:
+            return self._primary
+        return self.store.resolve(name)
+
+    def names(self) -> list[str]:
+        """Every name a request may use, the primary first; registered models whose files are gone are left out."""
+        out = [self.primary]
+        if not self.include_store:
+            return out
+        reg = self.store.read()
+        candidates = ([DEFAULT] if (self.store.default_dir / "config.json").exists() else [])
+        candidates += [e.name for e in reg.models] + list(reg.aliases)
+        for name in candidates:
+            if name in out:
+                continue
+            try:
+                self.store.resolve(name)
+            except ModelLoadError:
+                continue
+            out.append(name)
+        return out
+
+    def get(self, name: str) -> LoadedModel:
+        """The model `name` means, loaded through the provider (shared base weights), named `name`."""
+        if name == self.primary:
+            r = self._primary
+            loaded = self.provider.get(self._primary_ref)
+            return loaded if loaded.name == name else _renamed(loaded, name)
+        return self.provider.get(name)
+
+    def info(self, name: str) -> ModelInfo:
+        r = self._resolved(name)
+        entry = self.store.entry(name) if name != self.primary else None
+        cfg = _read_json(r.base / "config.json")
+        where = r.adapter or r.base
+        files = list(where.glob("*.safetensors"))
+        kind = entry.kind if entry is not None else ("specialist" if r.adapter else "base")
+        return ModelInfo(name=name, kind=kind, base=r.base, adapter=r.adapter,
+                         family=str(cfg.get("model_type", "unknown")), created=int(where.stat().st_mtime),
+                         size_bytes=sum(f.stat().st_size for f in files),
+                         status=entry.status if entry is not None else "unrated")
+
+
+def _renamed(loaded: LoadedModel, name: str) -> LoadedModel:
+    import dataclasses
+
+    return dataclasses.replace(loaded, name=name)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
