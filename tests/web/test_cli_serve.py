@@ -106,3 +106,43 @@ def test_importing_the_command_loads_no_server_or_mlx():
             "print(sorted(m for m in ('fastapi', 'uvicorn', 'mlx', 'starlette') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize("flags, file, want", [
+    ([], None, ("llguidance", 2048)),                                                     # defaults
+    ([], 'grammar_backend = "outlines"\nprefix_cache_mb = 77\n', ("outlines", 77)),      # the config file
+    (["--grammar-backend", "llguidance", "--prefix-cache-mb", "5"],
+     'grammar_backend = "outlines"\nprefix_cache_mb = 77\n', ("llguidance", 5)),         # flags win
+])
+def test_serve_takes_grammar_backend_and_prefix_cache_from_flag_then_config_then_default(
+        tiny_model, tmp_path, monkeypatch, flags, file, want):
+    from tinygpt.cli_serve import serve_config
+    from tinygpt.web.app import create_app
+
+    path = tmp_path / "config.toml"
+    if file is not None:
+        path.write_text(file)
+        monkeypatch.setenv("TINYGPT_CONFIG", str(path))
+    else:
+        monkeypatch.delenv("TINYGPT_CONFIG", raising=False)
+        monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.config/tinygpt/config.toml
+    config = serve_config(parser().parse_args(["--model", str(tiny_model), *flags]))
+    assert (config.grammar_backend, config.prefix_cache_mb) == want
+    from dataclasses import replace
+
+    app = create_app(replace(config, store=str(tmp_path / "store")))
+    try:
+        assert app.state.tg.scheduler.config.prefix_cache_bytes == want[1] << 20
+        lane = app.state.tg.scheduler.lanes[app.state.tg.default]  # loaded at start; read only
+        assert lane.prefix_cache.max_bytes == want[1] << 20
+    finally:
+        app.state.tg.scheduler.stop()
+
+
+def test_a_bad_grammar_backend_in_the_config_file_exits_2(tiny_model, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "config.toml"
+    path.write_text('grammar_backend = "xgrammar"\n')
+    monkeypatch.setenv("TINYGPT_CONFIG", str(path))
+    assert main(["--model", str(tiny_model), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "xgrammar" in err and "--grammar-backend" in err and "Traceback" not in err

@@ -1,0 +1,130 @@
+"""The one scheduler: many models by name, fair between models, prefix caches never shared across identities,
+and the same tokens whichever caller drives it (inline for the CLI and agent, threaded for the server)."""
+import time
+
+import pytest
+
+from tinygpt.runtime.jobs import Chunk, Failed, Finished, Job
+from tinygpt.runtime.sampling import SamplingParams
+from tinygpt.runtime.scheduler import Scheduler, SchedulerConfig, StaticModels, UnknownModel
+
+NO_EOS = dict(stop_token_ids=())  # never stops early: the budget decides
+
+
+@pytest.fixture(scope="module")
+def two_models(tiny_model_dir, tmp_path_factory):
+    from tinygpt.runtime.models import load
+    from tinygpt.runtime.presets import InitSpec, init_model
+
+    other = init_model(tmp_path_factory.mktemp("models") / "other", InitSpec(preset="tiny", seed=1))
+    return {"a": load(str(tiny_model_dir)), "b": load(str(other))}
+
+
+def _job(model, ids, n, **params):
+    events = []
+    job = Job(prompt_ids=list(ids), params=SamplingParams(max_tokens=n, **params), model=model, post=events.append)
+    return job, events
+
+
+def _done(events):
+    return next((e for e in events if isinstance(e, (Finished, Failed))), None)
+
+
+def test_a_long_stream_on_one_model_does_not_starve_another_models_requests(two_models):
+    s = Scheduler(StaticModels(two_models), SchedulerConfig(prefill_step=64))
+    long_job, long_events = _job("a", [5, 6, 7, 8], 300, **NO_EOS)
+    s.submit(long_job)
+    for _ in range(5):
+        s.pump()
+    shorts = [_job("b", [9, 10 + i, 11], 4, **NO_EOS) for i in range(3)]
+    for job, _ in shorts:
+        s.submit(job)
+    rounds = 0
+    while not all(_done(ev) for _, ev in shorts):
+        s.pump()
+        rounds += 1
+        assert rounds < 100, "the other model's short requests waited behind the long stream"
+    assert _done(long_events) is None  # still streaming: the short ones were served in between
+    assert all(len(_done(ev).result.output_ids) == 4 for _, ev in shorts)
+    while not _done(long_events):
+        s.pump()
+    assert len(_done(long_events).result.output_ids) == 300
+
+
+def test_threaded_scheduler_serves_two_models_at_once_with_each_models_own_tokens(two_models):
+    from tinygpt.runtime.engine import Engine
+
+    s = Scheduler(StaticModels(two_models), SchedulerConfig(prefill_step=64))
+    s.start(preload=["a", "b"])
+    try:
+        long_job, long_events = _job("a", [5, 6, 7, 8], 2000, **NO_EOS)
+        s.submit(long_job)
+        deadline = time.monotonic() + 30
+        while not any(isinstance(e, Chunk) for e in long_events) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        shorts = [_job("b", [9, 10 + i, 11], 6, **NO_EOS) for i in range(3)]
+        for job, _ in shorts:
+            s.submit(job)
+        while not all(_done(ev) for _, ev in shorts) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert all(_done(ev) for _, ev in shorts) and _done(long_events) is None
+        s.cancel(long_job)
+        solo_b = Engine(two_models["b"])
+        for job, ev in shorts:  # batched next to another model's stream, yet exactly what b alone gives
+            want = solo_b.generate(job.prompt_ids, SamplingParams(max_tokens=6, **NO_EOS)).output_ids
+            assert _done(ev).result.output_ids == want
+    finally:
+        s.stop()
+
+
+def test_prefix_cache_entries_are_never_shared_between_models(two_models):
+    s = Scheduler(StaticModels(two_models), SchedulerConfig(prefill_step=64))
+    ids = list(range(3, 40))
+
+    def run(model):
+        job, ev = _job(model, ids, 3)
+        s.submit(job)
+        while not _done(ev):
+            s.pump()
+        return _done(ev).result
+
+    assert run("a").cached_tokens == 0
+    assert run("a").cached_tokens == len(ids) - 1  # same model, same prompt: a prefix-cache hit
+    assert run("b").cached_tokens == 0             # another identity never sees a's entry
+    assert s.lane("a").cache_key != s.lane("b").cache_key
+
+
+def test_unknown_model_is_refused_with_the_servable_names(two_models):
+    s = Scheduler(StaticModels(two_models))
+    job, _ = _job("nope", [1, 2], 2)
+    with pytest.raises(UnknownModel) as e:
+        s.submit(job)
+    assert e.value.names == ["a", "b"] and "'nope'" in str(e.value) and "a, b" in str(e.value)
+
+
+def test_a_specialist_and_its_base_share_weights_but_never_a_prefix_cache_entry(tiny_model_dir, tmp_path):
+    from tinygpt.runtime.catalog import Catalog
+    from tinygpt.runtime.presets import init_adapter
+    from tinygpt.runtime.store import ModelStore
+
+    store = ModelStore(tmp_path / "models")
+    init_adapter(tiny_model_dir, tmp_path / "adapter", rank=4, seed=3)
+    store.add("spec", tmp_path / "adapter", base=str(tiny_model_dir))
+    catalog = Catalog(str(tiny_model_dir), "base", store=store)
+    assert catalog.names() == ["base", "spec"]
+    s = Scheduler(catalog, SchedulerConfig(prefill_step=64))
+    ids = list(range(3, 30))
+
+    def run(model):
+        job, ev = _job(model, ids, 4, **NO_EOS)
+        s.submit(job)
+        while not _done(ev):
+            s.pump()
+        return _done(ev).result
+
+    base = run("base")
+    assert run("base").cached_tokens == len(ids) - 1
+    spec = run("spec")
+    assert spec.cached_tokens == 0 and s.lane("spec").cache_key != s.lane("base").cache_key
+    assert spec.logprobs != base.logprobs  # the adapter changes the distribution: it really ran on the specialist
+    assert catalog.info("spec").kind == "specialist" and catalog.info("spec").base == catalog.info("base").base
