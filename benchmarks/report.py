@@ -111,7 +111,7 @@ def traces(r: dict, title: str) -> list[str]:
 def solo(text: str, title: str) -> list[str]:
     return [f"## {title}", "", "Script: `benchmarks/bench_solo.py` (`tinygpt serve`, `tinygpt serve --no-solo` and "
             "`mlx_lm.server` up at once). A lone request decodes outside the batch until a second arrives "
-            "(`web/solo.py`); this is why tinygpt's single stream is faster than the batch path's, and why its "
+            "(`runtime/solo.py`); this is why tinygpt's single stream is faster than the batch path's, and why its "
             "8-stream ÷ 1-stream ratio on the GPU is lower than the batch path's own.", "", "```", text.strip(),
             "```", ""]
 
