@@ -77,6 +77,12 @@ class Catalog:
             return loaded if loaded.name == name else _renamed(loaded, name)
         return self.provider.get(name)
 
+    def base_model(self, loaded: LoadedModel) -> LoadedModel:
+        """The base `loaded` runs on (itself for a base): the provider's one copy of the base's weights."""
+        if loaded.adapter_path is None:
+            return loaded
+        return self.provider.get(str(loaded.path))
+
     def info(self, name: str) -> ModelInfo:
         r = self._resolved(name)
         entry = self.store.entry(name) if name != self.primary else None

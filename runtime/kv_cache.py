@@ -78,14 +78,15 @@ def settle_cache(cache: list[Any], ids: list[int], model) -> tuple[list[Any], li
 
     After an interruption the layers may disagree (one layer fed a token the next had not) or hold more than was
     recorded; trimming all of them to the shortest keeps cache and ids in step. Un-trimmable caches start over."""
-    if cache:
-        mx.eval([c.state for c in cache if c.offset > 0])
-    held = min((c.offset for c in cache), default=0)
+    layers = [c for c in cache if hasattr(c, "offset")]  # KV layers (not e.g. multi_adapter.AdapterRows)
+    if layers:
+        mx.eval([c.state for c in layers if c.offset > 0])
+    held = min((c.offset for c in layers), default=0)
     target = min(held, len(ids))
-    if any(c.offset != target for c in cache):
+    if any(c.offset != target for c in layers):
         if target == 0 or not can_trim_prompt_cache(cache):
             return make_prompt_cache(model), []
-        for c in cache:
+        for c in layers:
             c.trim(c.offset - target)
     return cache, list(ids[:target])
 

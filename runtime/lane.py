@@ -7,6 +7,10 @@ stall others). A job that arrives to an idle lane is decoded on its own with `ge
 is faster for one sequence, and joins the batch when a second job arrives. A job that asks for its prompt's
 logprobs gets them from one forward pass at admission (scoring.py). A model whose caches cannot be batched
 runs its jobs one at a time, solo. Every token goes through `_on_token`: the one place output is assembled.
+A shared lane (`multi=True`) serves a base and its specialists together: the base model gets
+`multi_adapter.MultiAdapter`, every job's cache ends in an `AdapterRows` entry naming its adapter, so one
+forward pass serves rows of different adapters (and the base) in one batch; prefix-cache entries and sessions
+stay keyed by each model's own identity, so two specialists never share one.
 Not here: threads, the inbox, fairness between models, loading (scheduler.py); HTTP (web/).
 """
 from __future__ import annotations
@@ -27,6 +31,7 @@ from tinygpt.runtime.jobs import Chunk, Event, Failed, Finished, GenerationResul
 from tinygpt.runtime.kv_cache import Session
 from tinygpt.runtime.logprob_row import HostRow, host_row
 from tinygpt.runtime.models import LoadedModel
+from tinygpt.runtime.multi_adapter import MultiAdapter
 from tinygpt.runtime.scoring import prompt_logprobs
 from tinygpt.runtime.sessions import SessionStore
 from tinygpt.runtime.solo import SoloRun
@@ -46,6 +51,16 @@ class LaneConfig:
     solo_processors: bool = False   # jobs with logits processors may run solo (only one caller: no hand-off)
     max_sessions: int = 16
     prefix_cache_bytes: int = 1 << 30
+
+
+class _CacheMaker:
+    """What mlx-lm's `make_prompt_cache` reads for one model of a shared lane: caches ending in its AdapterRows."""
+
+    def __init__(self, multi: MultiAdapter, adapter: str | None):
+        self.multi, self.adapter = multi, adapter
+
+    def make_cache(self) -> list:
+        return self.multi.make_cache(self.adapter)
 
 
 @dataclass
@@ -68,13 +83,15 @@ class Lane:
     """The jobs of one loaded model. Only the scheduler's thread calls it; events go out through `post`."""
 
     def __init__(self, name: str, loaded: LoadedModel, config: LaneConfig, post: Callable[[Job, Event], None],
-                 touch: Callable[[Job], None]):
+                 touch: Callable[[Job], None], *, multi: bool = False):
         self.name = name
         self.loaded = loaded
-        self.model = loaded.model
+        self.multi = MultiAdapter.attach(loaded.model) if multi else None
+        self.model = self.multi.model if multi else loaded.model  # what the forward passes call
         self.tokenizer = loaded.tokenizer
         self.config = config
-        self.cache_key = loaded.fingerprint  # prefix-cache key: the identity (base, adapter), never shared
+        self.keys = {name: loaded.fingerprint}  # prefix-cache key per model: its identity (base, adapter)
+        self.adapters: dict[str, str | None] = {name: None}
         self.prefix_cache = LRUPromptCache(max_size=64, max_bytes=config.prefix_cache_bytes)
         self.sessions = SessionStore(config.max_sessions)
         self.pending: deque[Job] = deque()
@@ -88,6 +105,32 @@ class Lane:
         self.bg: BatchGenerator | None = None
         if config.batching and all(hasattr(c, "merge") for c in caches):
             self.new_batch()
+
+    # ---- models -------------------------------------------------------------------------------------------
+    @property
+    def cache_key(self) -> str:
+        return self.keys[self.name]
+
+    def add_model(self, name: str, loaded: LoadedModel) -> None:
+        """Serve `name` in this shared lane too: the base under another name, or a specialist of the base."""
+        if self.multi is None:
+            raise RuntimeError(f"lane {self.name!r} serves one model; {name!r} needs a lane of its own")
+        if name in self.keys:
+            return
+        if loaded.adapter_path is not None:
+            self.multi.add(name, loaded.adapter_path)
+        self.adapters[name] = name if loaded.adapter_path is not None else None
+        self.keys[name] = loaded.fingerprint
+
+    def models(self) -> list[str]:
+        return list(self.keys)
+
+    def _maker(self, job: Job):
+        """What caches of `job`'s model are made from (its adapter's AdapterRows in a shared lane)."""
+        return _CacheMaker(self.multi, self.adapters[job.model or self.name]) if self.multi else self.model
+
+    def _key(self, job: Job) -> str:
+        return self.keys[job.model or self.name]
 
     # ---- state ----------------------------------------------------------------------------------------
     @property
@@ -173,7 +216,7 @@ class Lane:
         k, job.prompt_logprobs = job.prompt_logprobs, None  # a job that waits for a batch slot is scored once
         if k is not None:
             try:
-                lps, tops = prompt_logprobs(self.model, job.prompt_ids, k)
+                lps, tops = prompt_logprobs(self.model, job.prompt_ids, k, cache=make_prompt_cache(self._maker(job)))
             except Exception as exc:  # noqa: BLE001 — the model failed: fail this job, keep serving
                 log.exception("scoring a prompt failed")
                 self._post(job, Failed(500, f"scoring the prompt failed: {type(exc).__name__}: {exc}"))
@@ -194,7 +237,7 @@ class Lane:
         if s is None:
             return None
         if isinstance(s, str):
-            return self.sessions.checkout(s, self.model)
+            return self.sessions.checkout(s, self._maker(job))
         self._busy_objects.add(id(s))
         return s
 
@@ -214,14 +257,14 @@ class Lane:
         prompt = job.prompt_ids
         sess = self._checkout(job)
         if sess is not None:
-            rest = sess.sync(prompt, self.model)
+            rest = sess.sync(prompt, self._maker(job))
             return sess.cache, rest, list(sess.ids)
-        cache, rest = self.prefix_cache.fetch_nearest_cache(self.cache_key, list(prompt))
+        cache, rest = self.prefix_cache.fetch_nearest_cache(self._key(job), list(prompt))
         if cache is None:
-            return None, list(prompt), []
+            return make_prompt_cache(self._maker(job)), list(prompt), []
         if not rest:  # exact hit: re-feed the last prompt token to get its logits
             if not can_trim_prompt_cache(cache):
-                return None, list(prompt), []
+                return make_prompt_cache(self._maker(job)), list(prompt), []
             trim_prompt_cache(cache, 1)
             rest = prompt[-1:]
         return cache, list(rest), list(prompt[: len(prompt) - len(rest)])
@@ -252,6 +295,8 @@ class Lane:
 
     def _bg_insert(self, a: _Active, cache, rest: list[int], held: list[int], max_tokens: int,
                    processors: list) -> None:
+        if cache is None:  # the batch would make the base's own; a specialist's row needs its AdapterRows
+            cache = make_prompt_cache(self._maker(a.job))
         (uid,) = self.bg.insert(
             [rest], max_tokens=[max_tokens], caches=[cache], all_tokens=[held], samplers=[a.sampler],
             logits_processors=[processors], stop_sequences=[StopSequences([[t] for t in sorted(a.stop_ids)])])
@@ -374,7 +419,7 @@ class Lane:
         if job.session is not None:
             self._release_session(job, cache)
         elif cache and cache[0] is not None and cache[1]:
-            self.prefix_cache.insert_cache(self.cache_key, list(cache[1]), cache[0])
+            self.prefix_cache.insert_cache(self._key(job), list(cache[1]), cache[0])
 
     def reap_cancelled(self) -> None:
         """Jobs whose caller went away leave now; their caches are kept (session or prefix cache)."""
@@ -408,7 +453,7 @@ class Lane:
             for a in self.active.values():
                 s = a.job.session
                 if s is not None and not isinstance(s, str):
-                    s.reset(self.model)
+                    s.reset(self._maker(a.job))
                 self._release_session(a.job, None)
                 self._post(a.job, Finished(self._result(a, "cancelled"), a.load_s))
             self.active.clear()

@@ -1,8 +1,10 @@
 """The one scheduler every caller generates through: the server, the CLI, the agent loop and (next) evals.
 
-It serves jobs for several models by name: each loaded model is a `Lane` (lane.py: its batch, solo job,
-prefix cache and sessions). Models come from a `ModelSource` (`get(name)` loads one; `names()` lists what can
-be served); a lane unloads after its keep-alive runs out. Each round every lane with work runs one step, in
+It serves jobs for several models by name: each loaded model is served by a `Lane` (lane.py: its batch, solo
+job, prefix cache and sessions). Models come from a `ModelSource` (`get(name)` loads one; `names()` lists what
+can be served); a model unloads after its keep-alive runs out. When the source can give a specialist's base
+(`base_model`, as the server's catalog does), a base and all its specialists share one lane: their rows go into
+one batch, one forward pass of the base with per-row adapter deltas (multi_adapter.py). Each round every lane with work runs one step, in
 turn, so a long stream on one model never starves another's short requests.
 It runs either on its own thread (`start()`: the server; jobs come from any thread through an inbox and events
 go back through each job's `post`/`sink`, handed over in one call per sink at most every FLUSH_S), or inline,
@@ -20,6 +22,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Protocol
 
 import mlx.core as mx
@@ -70,6 +73,7 @@ class SchedulerConfig(LaneConfig):
     """The lanes' settings plus the scheduler's own."""
 
     keep_alive_s: float = -1.0      # after a model's last job; < 0: keep loaded forever
+    share_adapters: bool = True     # a base and its specialists share one lane (one batch) where the source allows
     max_pending: int = 256          # queued jobs beyond this are refused (Failed 429 / QueueFull)
 
     def lane_config(self) -> LaneConfig:
@@ -97,7 +101,8 @@ class Scheduler:
         self.config = config
         self.default = default or (models.names()[0] if models.names() else "")
         self.cards: dict[str, ModelCard] = {}
-        self.lanes: dict[str, Lane] = {}
+        self.lanes: dict[str, Lane] = {}  # model name -> the lane serving it (specialists share their base's)
+        self._groups: dict[str, Lane] = {}  # base directory -> its shared lane
         self.expires: dict[str, float | None] = {}  # monotonic time a loaded model unloads; None: never
         self._queued: dict[str, deque[Job]] = {}
         self._inbox: queue.Queue = queue.Queue()
@@ -114,10 +119,14 @@ class Scheduler:
 
     # ---- observability (totals over lanes) ---------------------------------------------------------------
     def _total(self, key: str) -> int:
-        return self._gone[key] + sum(getattr(lane, key) for lane in list(self.lanes.values()))
+        return self._gone[key] + sum(getattr(lane, key) for lane in self._unique())
+
+    def _unique(self) -> list[Lane]:
+        """Every lane once (several names can share one)."""
+        return list({id(lane): lane for lane in list(self.lanes.values())}.values())
 
     peak_active = property(lambda self: max([self._gone["peak_active"]]
-                                            + [lane.peak_active for lane in list(self.lanes.values())]))
+                                            + [lane.peak_active for lane in self._unique()]))
     cancelled = property(lambda self: self._total("cancelled"))
     solo_jobs = property(lambda self: self._total("solo_jobs"))
     handoffs = property(lambda self: self._total("handoffs"))
@@ -125,7 +134,7 @@ class Scheduler:
     @property
     def active(self) -> int:
         """Jobs being decoded now, over all models."""
-        return sum(lane.n_active for lane in list(self.lanes.values()))
+        return sum(lane.n_active for lane in self._unique())
 
     @property
     def loaded(self) -> bool:
@@ -203,7 +212,7 @@ class Scheduler:
         try:
             self._iterate(block=False)
         except BaseException:
-            for lane in list(self.lanes.values()):
+            for lane in self._unique():
                 lane.interrupted()
             self._flush()
             raise
@@ -235,7 +244,7 @@ class Scheduler:
                     log.exception("the scheduler hit an unexpected error")
                     self._fail_all(500, f"internal error in the scheduler ({type(exc).__name__}: {exc})")
                     self._flush()
-                    for lane in self.lanes.values():
+                    for lane in self._unique():
                         if lane.bg is not None:
                             lane.new_batch()
         finally:
@@ -249,13 +258,14 @@ class Scheduler:
             self._unload(name)
 
     def _iterate(self, block: bool) -> None:
-        busy = any(lane.busy for lane in self.lanes.values()) or any(self._queued.values())
+        lanes = self._unique()
+        busy = any(lane.busy for lane in lanes) or any(self._queued.values())
         if self._threaded:
             self._take_inbox(block=block and not busy)
-        for lane in self.lanes.values():
+        for lane in lanes:
             lane.reap_cancelled()
         self._admit()
-        lanes = [lane for lane in self.lanes.values() if lane.n_active]
+        lanes = [lane for lane in self._unique() if lane.n_active]
         if lanes:  # one step per model with work, starting from a different one each round
             self._round += 1
             k = self._round % len(lanes)
@@ -329,15 +339,27 @@ class Scheduler:
         loaded = self.models.get(name)
         if name not in self.cards:
             self.cards[name] = describe(loaded, name)
-        self.lanes[name] = Lane(name, loaded, self.config.lane_config(), self._post, self._touch)
+        base_of = getattr(self.models, "base_model", None) if self.config.share_adapters else None
+        if base_of is None:
+            self.lanes[name] = Lane(name, loaded, self.config.lane_config(), self._post, self._touch)
+        else:
+            key = str(Path(loaded.path).resolve())
+            lane = self._groups.get(key)
+            if lane is None:
+                base = base_of(loaded)
+                lane = Lane(base.name, base, self.config.lane_config(), self._post, self._touch, multi=True)
+                self._groups[key] = lane
+            lane.add_model(name, loaded)
+            self.lanes[name] = lane
         self._set_expiry(name, None)
         return time.perf_counter() - t0
 
     def _unload(self, name: str) -> None:
         lane = self.lanes.pop(name, None)
         self.expires.pop(name, None)
-        if lane is None:
-            return
+        if lane is None or any(other is lane for other in self.lanes.values()):
+            return  # another model still uses this shared lane (the adapter stays attached: a few MiB)
+        self._groups = {k: v for k, v in self._groups.items() if v is not lane}
         lane.fail_all(503, f"the model {name!r} was unloaded")
         for key in ("cancelled", "solo_jobs", "handoffs"):
             self._gone[key] += getattr(lane, key)
@@ -361,12 +383,12 @@ class Scheduler:
             loads[name] = load_s
             self.lanes[name].pending.extend(jobs)
             jobs.clear()
-        for name, lane in self.lanes.items():
-            if lane.pending:
-                lane.admit(loads.get(name, 0.0))  # the first job admitted after a load reports its time
+        for lane in self._unique():
+            if lane.pending:  # the first job admitted after a load reports its time
+                lane.admit(max((loads.get(n, 0.0) for n in lane.models()), default=0.0))
 
     def _fail_all(self, status: int, message: str) -> None:
-        for lane in self.lanes.values():
+        for lane in self._unique():
             lane.fail_all(status, message)
         for jobs in self._queued.values():
             while jobs:

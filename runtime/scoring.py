@@ -15,12 +15,13 @@ from mlx_lm.models.cache import make_prompt_cache
 CHUNK = 256  # prompt positions per forward pass
 
 
-def prompt_logprobs(model, ids: list[int], top: int, chunk: int = CHUNK
+def prompt_logprobs(model, ids: list[int], top: int, chunk: int = CHUNK, cache: list | None = None
                     ) -> tuple[list[float | None], list[list[tuple[int, float]] | None]]:
-    """(logprob of ids[i] given ids[:i], top-`top` (id, logprob) alternatives there) for every i; i=0: None."""
+    """(logprob of ids[i] given ids[:i], top-`top` (id, logprob) alternatives there) for every i; i=0: None.
+    `cache`: a fresh cache to run in (default: the model's own; a specialist in a shared lane passes its own)."""
     lps: list[float | None] = [None]
     tops: list[list[tuple[int, float]] | None] = [None]
-    cache = make_prompt_cache(model)
+    cache = make_prompt_cache(model) if cache is None else cache
     for start in range(0, len(ids) - 1, chunk):
         inputs = ids[start: start + chunk]
         targets = mx.array(ids[start + 1: start + 1 + len(inputs)])

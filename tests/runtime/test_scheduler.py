@@ -125,6 +125,40 @@ def test_a_specialist_and_its_base_share_weights_but_never_a_prefix_cache_entry(
     base = run("base")
     assert run("base").cached_tokens == len(ids) - 1
     spec = run("spec")
-    assert spec.cached_tokens == 0 and s.lane("spec").cache_key != s.lane("base").cache_key
+    lane = s.lane("spec")
+    assert lane is s.lane("base")  # one lane, one batch for a base and its specialists (multi_adapter.py)
+    assert spec.cached_tokens == 0 and lane.keys["spec"] != lane.keys["base"]
     assert spec.logprobs != base.logprobs  # the adapter changes the distribution: it really ran on the specialist
     assert catalog.info("spec").kind == "specialist" and catalog.info("spec").base == catalog.info("base").base
+
+
+def test_a_base_and_two_specialists_decode_in_one_batch_exactly_as_each_alone(tiny_model_dir, tmp_path):
+    from tinygpt.runtime.catalog import Catalog
+    from tinygpt.runtime.engine import Engine
+    from tinygpt.runtime.presets import init_adapter
+    from tinygpt.runtime.store import ModelStore
+
+    store = ModelStore(tmp_path / "models")
+    for i, name in enumerate(("s1", "s2")):
+        init_adapter(tiny_model_dir, tmp_path / name, rank=4, seed=10 + i)
+        store.add(name, tmp_path / name, base=str(tiny_model_dir))
+    catalog = Catalog(str(tiny_model_dir), "base", store=store)
+    s = Scheduler(catalog, SchedulerConfig(prefill_step=64))
+    s.start(preload=["base", "s1", "s2"])
+    try:
+        jobs = {m: _job(m, [4, 5, 6, 7, 8, 9], 12, **NO_EOS) for m in ("base", "s1", "s2", "s1")}
+        jobs["s1b"] = _job("s1", [4, 5, 6, 7, 8, 9], 12, **NO_EOS)
+        for job, _ in jobs.values():
+            s.submit(job)
+        deadline = time.monotonic() + 60
+        while not all(_done(ev) for _, ev in jobs.values()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert s.lanes["s1"] is s.lanes["s2"] is s.lanes["base"] and s.peak_active >= 3  # one shared batch
+    finally:
+        s.stop()
+    for name, (job, ev) in jobs.items():
+        alone = Engine(catalog.get(job.model)).generate(job.prompt_ids, SamplingParams(max_tokens=12, **NO_EOS))
+        got = _done(ev).result
+        assert got.output_ids == alone.output_ids, name
+        assert max(abs(a - b) for a, b in zip(got.logprobs, alone.logprobs)) < 1e-3, name
+    assert _done(jobs["s1"][1]).result.output_ids == _done(jobs["s1b"][1]).result.output_ids
