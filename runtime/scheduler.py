@@ -31,6 +31,7 @@ from tinygpt.runtime.jobs import Chunk, Event, Failed, Job, deliver
 from tinygpt.runtime.lane import Lane, LaneConfig
 from tinygpt.runtime.model_card import ModelCard, describe
 from tinygpt.runtime.models import LoadedModel, load
+from tinygpt.runtime.multi_adapter import AdapterError
 
 log = logging.getLogger("tinygpt.scheduler")
 FLUSH_S = 0.02  # longest a generated token waits before it is handed to its caller (threaded mode)
@@ -349,7 +350,11 @@ class Scheduler:
                 base = base_of(loaded)
                 lane = Lane(base.name, base, self.config.lane_config(), self._post, self._touch, multi=True)
                 self._groups[key] = lane
-            lane.add_model(name, loaded)
+            try:
+                lane.add_model(name, loaded)
+            except AdapterError as exc:  # e.g. an embedding adapter: served on its own, batched per adapter
+                log.warning("%s cannot share its base's batch (%s); it gets a batch of its own", name, exc)
+                lane = Lane(name, loaded, self.config.lane_config(), self._post, self._touch)
             self.lanes[name] = lane
         self._set_expiry(name, None)
         return time.perf_counter() - t0
