@@ -226,7 +226,8 @@ class ModelStore:
             raise StoreError(f"{name!r} is used by {', '.join(sorted(users))}; remove those first")
         if name == DEFAULT:
             if not self.owns(self.default_dir):
-                return "base", None
+                raise StoreError(f"the embedded default model is not at {self.default_dir} (or tinygpt did not make "
+                                 "what is there); nothing was removed")
             shutil.rmtree(self.default_dir)
             return "base", self.default_dir
         entry = next((e for e in reg.models if e.name == name), None)
@@ -258,10 +259,16 @@ class ModelStore:
         if not text or not text.strip():
             raise ModelLoadError("--model is empty; name a model, a model directory or a hub id like org/name")
         if _depth > 8:
-            raise StoreError(f"alias {text!r} is part of a cycle; `tinygpt models rm` one of its aliases")
+            raise StoreError(f"{text!r}: bases of bases nest more than 8 deep; check `tinygpt models ls`")
         reg = self.read() if NAME_RE.fullmatch(text) else Registry()
-        if text in reg.aliases:
-            return _renamed(self.resolve(reg.aliases[text], _depth + 1), text)
+        chain = [text]
+        while chain[-1] in reg.aliases:
+            chain.append(reg.aliases[chain[-1]])
+            if chain[-1] in chain[:-1]:
+                raise StoreError(f"alias {text!r} is part of a cycle ({' -> '.join(chain)}); `tinygpt models rm` "
+                                 "one of those aliases")
+        if len(chain) > 1:
+            return _renamed(self.resolve(chain[-1], _depth + 1), text)
         entry = next((e for e in reg.models if e.name == text), None)
         if entry is not None:
             return self._resolve_entry(entry)
