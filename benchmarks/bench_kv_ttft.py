@@ -75,6 +75,37 @@ def attention_only(cfg, length, q_len, reps, dtype):
     return {"fused_s": timed(fused, reps), "matmul_s": timed(plain, reps)}
 
 
+def shape_costs(model, history, turn_ids, reps, bucket=256):
+    """A 24-token forward at a cache length never seen before vs the same shapes again, and with the chunk
+    padded so that the cache ends on a multiple of `bucket` (pad written, then trimmed: causal attention keeps
+    the real tokens' outputs exact)."""
+    cache = make_prompt_cache(model)
+    raw_prefill(model, cache, history)
+    unseen, seen, padded = [], [], []
+    for i in range(reps):
+        toks = mx.array(turn_ids[i])[None]
+        t0 = time.perf_counter()
+        mx.eval(model(toks, cache=cache))
+        unseen.append(time.perf_counter() - t0)
+        for c in cache:
+            c.trim(toks.shape[1])
+        t0 = time.perf_counter()
+        mx.eval(model(toks, cache=cache))
+        seen.append(time.perf_counter() - t0)
+    for i in range(reps * 3):
+        real = turn_ids[i % len(turn_ids)]
+        end = cache[0].offset + len(real)
+        pad = (-end) % bucket
+        toks = mx.array(real + [0] * pad)[None]
+        t0 = time.perf_counter()
+        logits = model(toks, cache=cache)[:, len(real) - 1]
+        mx.eval(logits)
+        padded.append(time.perf_counter() - t0)
+        for c in cache:
+            c.trim(pad)
+    return {"unseen_shape_s": unseen, "seen_shape_s": seen, "bucketed_s": padded}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
@@ -115,6 +146,8 @@ def main() -> int:
         r["raw_forward_s"] = raw[1:]
         r["decode_step_s"] = timed(lambda: mx.eval(model(mx.array(ids(1))[None], cache=cache)), a.reps)
         del cache
+        r["shape_costs"] = shape_costs(model, history, [ids(a.turn) for _ in range(a.reps)], a.reps)
+        print({k: [round(x * 1000, 1) for x in v] for k, v in r["shape_costs"].items()}, flush=True)
         r["attention_q_turn"] = attention_only(cfg, length, a.turn, a.reps, dtype)
         r["attention_q1"] = attention_only(cfg, length, 1, a.reps, dtype)
         with tempfile.TemporaryDirectory() as tmp:
