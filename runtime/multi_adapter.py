@@ -286,6 +286,11 @@ class MultiAdapter:
         self.slot(name)
         return make_prompt_cache(self.base, max_kv_size) + [AdapterRows([name])]
 
+    def specialist(self, name: str) -> "RoutedModel":
+        """A model that applies `name`'s adapter to every row (a cache's AdapterRows still win); shares the base."""
+        self.slot(name)
+        return RoutedModel(self, name)
+
     @property
     def nbytes(self) -> int:
         """Bytes the stacks hold (all adapters plus the zero slot)."""
@@ -295,23 +300,22 @@ class MultiAdapter:
 
 class RoutedModel:
     """The base model as mlx-lm calls it (`model(tokens, cache=...)`); a cache list ending in AdapterRows picks
-    each row's adapter, so it can be handed to mlx-lm's BatchGenerator or generate_step unchanged."""
+    each row's adapter, so it can be handed to mlx-lm's BatchGenerator or generate_step unchanged. Rows of a
+    cache without AdapterRows use `name` (None: the base), so `multi.specialist(name)` is a one-adapter model."""
 
-    def __init__(self, multi: MultiAdapter):
-        self._multi = multi
+    def __init__(self, multi: MultiAdapter, name: str | None = None):
+        self._multi, self._name = multi, name
 
     def __call__(self, inputs, cache=None, **kwargs):
         kv, names = split_rows(cache)
-        base = self._multi.base
-        if names is None:
-            return base(inputs, cache=kv, **kwargs)
+        names = [self._name] * inputs.shape[0] if names is None else names
         if len(names) != inputs.shape[0]:
             raise ValueError(f"the batch has {inputs.shape[0]} rows but its AdapterRows names {len(names)}")
         with self._multi.rows(names):
-            return base(inputs, cache=kv, **kwargs)
+            return self._multi.base(inputs, cache=kv, **kwargs)
 
     def make_cache(self) -> list:
-        return self._multi.make_cache(None)
+        return self._multi.make_cache(self._name)
 
     @property
     def layers(self):

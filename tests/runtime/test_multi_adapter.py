@@ -175,6 +175,20 @@ def test_batch_generator_carries_rows_in_the_cache(multi, references):
         assert got[uid] == _greedy_alone(refs[name], prompt)[1][:n], name
 
 
+def test_a_specialist_view_runs_mlx_lms_own_generate_step(multi, references):
+    import mlx.core as mx
+    from mlx_lm.generate import generate_step
+
+    refs, _ = references
+    for name, r in (("a", 0), ("d", 4)):
+        got = [t for t, _ in generate_step(mx.array(PROMPTS[r]), multi.specialist(name), max_tokens=STEPS)]
+        assert got == _greedy_alone(refs[name], PROMPTS[r])[1], name
+    from tinygpt.runtime.multi_adapter import AdapterError
+
+    with pytest.raises(AdapterError, match="unknown adapter 'zz'"):
+        multi.specialist("zz")
+
+
 def test_remove_and_add_keep_the_other_slots_exact(tiny_model_dir, adapters, references):
     import mlx.core as mx
 
