@@ -169,7 +169,11 @@ class ModelStore:
         if is_adapter_dir(where):
             if base is None:
                 raise StoreError(f"{where} is an adapter; say which base model it belongs to with --base")
-            self.resolve(base)  # the base must resolve now, so a typo fails here, not at load time
+            resolved = self.resolve(base)  # the base must resolve now, so a typo fails here, not at load time
+            if resolved.adapter is not None:
+                raise StoreError(f"the base {base!r} is itself a specialist; name a base model")
+            if base not in self.names() and Path(base).expanduser().is_dir():
+                base = str(resolved.base.resolve())  # a directory is recorded absolute (works from any cwd)
             kind = kind or "specialist"
             if kind == "base":
                 raise StoreError(f"{where} is an adapter, not a base model (no config.json)")

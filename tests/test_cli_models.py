@@ -137,3 +137,18 @@ def test_config_precedence_flag_over_file_over_default(cache, tmp_path, monkeypa
     flags = argparse.Namespace(model="other", trajectory_dir="runs/flag", grammar_backend="llguidance")
     cfg = resolve(flags)
     assert (cfg.model, cfg.trajectory_dir, cfg.grammar_backend) == ("other", "runs/flag", "llguidance")
+
+
+def test_provider_budget_and_keep_alive_come_from_the_config(cache, tmp_path, monkeypatch):
+    from tinygpt.config import ConfigError, load_config
+    from tinygpt.model_arg import make_provider
+
+    assert (make_provider(load_config()).memory_budget_bytes, make_provider(load_config()).keep_alive_s) == (None, None)
+    conf = tmp_path / "config.toml"
+    conf.write_text("model_memory_mb = 512\nmodel_keep_alive_s = 300\n")
+    monkeypatch.setenv("TINYGPT_CONFIG", str(conf))
+    p = make_provider(load_config())
+    assert (p.memory_budget_bytes, p.keep_alive_s, p.store.root) == (512 << 20, 300, cache / "models")
+    conf.write_text("model_memory_mb = -1\n")
+    with pytest.raises(ConfigError, match="key 'model_memory_mb' must be >= 0, got -1"):
+        load_config()

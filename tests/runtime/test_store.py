@@ -126,3 +126,15 @@ def test_load_by_name_builds_the_specialist_with_its_name(store, adapter_dir, ti
     assert spec.identity.base == fingerprint(tiny_model_dir) and spec.identity.adapter is not None
     explicit = load("base", adapter_path=str(adapter_dir), store=store)
     assert explicit.fingerprint == spec.fingerprint and explicit.name == "base+ad"
+
+
+def test_a_base_given_as_a_relative_directory_is_recorded_absolute(store, tiny_model_dir, adapter_dir, monkeypatch):
+    monkeypatch.chdir(tiny_model_dir.parent)
+    store.add("spec", adapter_dir, base=tiny_model_dir.name)
+    assert store.entry("spec").base == str(tiny_model_dir.resolve())
+    monkeypatch.chdir(store.root.parent)
+    assert store.resolve("spec").base == tiny_model_dir.resolve()
+    store.add("spec2", adapter_dir, base="base")
+    assert store.entry("spec2").base == "base"  # a registered name stays a name
+    with pytest.raises(StoreError, match="is itself a specialist"):
+        store.add("spec3", adapter_dir, base="spec")
