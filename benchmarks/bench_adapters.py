@@ -4,7 +4,7 @@
       base forward per step) vs each adapter's rows as its own batch in turn; with a base-only batch and
       mlx-lm's own LoRALinear batch as references. Greedy, runs interleaved, median.
 (ii)  memory (mx.get_active_memory deltas): base alone, base + two adapters attached, vs base + adapter bytes
-      (+10% allowed), and vs two specialists loaded as separate models.
+      (+10% allowed); also runtime/models.py's specialists (base arrays shared) and two separate models.
 (iii) TTFT of a request for the base, for specialist A, then for specialist B right after A (the switch), on
       the same resident base; and, for contrast, what a switch costs when it reloads the model (mlx-lm server).
 Usage: python benchmarks/bench_adapters.py [--model DIR | --preset small] [--dtype float32] [--rows 8]
@@ -30,6 +30,7 @@ from mlx_lm.utils import load_model
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import machine_info  # noqa: E402
 
+from tinygpt.runtime.models import attach_adapter, load_base  # noqa: E402
 from tinygpt.runtime.multi_adapter import MultiAdapter  # noqa: E402
 from tinygpt.runtime.presets import InitSpec, init_adapter, init_model  # noqa: E402
 
@@ -111,11 +112,18 @@ def bench_memory(model_dir, adapter_dirs):
         return models
     separate_bytes, kept = _resident(separate)
     del kept
+
+    def provider():  # runtime/models.py's specialists: one module tree each, the base's arrays shared
+        loaded = load_base(model_dir)
+        return [loaded.model] + [attach_adapter(loaded, d).model for d in adapter_dirs]
+    provider_bytes, kept = _resident(provider)
+    del kept
     limit = 1.1 * (base_bytes + adapter_bytes)
     return {"adapters": len(adapter_dirs), "base_bytes": base_bytes, "adapter_file_tensor_bytes": adapter_bytes,
             "attach_bytes": attached, "served_bytes": served, "limit_bytes": limit, "passed": served <= limit,
             "ratio_to_base_plus_adapters": served / (base_bytes + adapter_bytes),
-            "separate_models_bytes": separate_bytes}
+            "separate_models_bytes": separate_bytes, "provider_specialists_bytes": provider_bytes,
+            "provider_passed": provider_bytes <= limit}
 
 
 def first_token_s(model, prompt, rows=None, multi=None):

@@ -1,9 +1,10 @@
 """One forward pass of a base model for a batch whose rows use different LoRA/DoRA adapters (punica / S-LoRA style).
 
 `MultiAdapter.attach(model)` turns every Linear that some attached adapter targets into a Linear that adds a
-per-row delta: y_r = W x_r + scale_s * (x_r A_s) B_s, s = the row's adapter slot, with the adapters' A and B
-stacked per layer (slot 0 is all zeros: "no adapter") and gathered per row by `mx.gather_mm`; DoRA rows are
-also scaled by their magnitude vector m_s / ||W + scale_s B_s^T A_s^T||, exactly as mlx-lm's DoRALinear does.
+per-row delta: y_r = W x_r + scale_s * (x_r A_s) B_s, s = the row's adapter, with the adapters' A and B
+stacked per layer and gathered per row by `mx.gather_mm`; a row without an adapter takes slot 0 with scale 0
+(no zero slot is stored, so N adapters cost their own bytes). DoRA rows are also scaled by their magnitude
+vector m_s / ||W + scale_s B_s^T A_s^T||, exactly as mlx-lm's DoRALinear does.
 The row assignment comes from `multi.rows([...])` around a call, or travels with the KV cache as a trailing
 `AdapterRows` entry (so mlx-lm's BatchGenerator filters, extends, merges and extracts it with the rows).
 Adapters are mlx-lm's format (adapters.safetensors + adapter_config.json). Not done here: embedding or
@@ -81,19 +82,24 @@ def split_rows(cache):
 
 
 class _Active:
-    """The current call's rows: per-row slot ids, or one slot shared by every row (a cheaper plain matmul)."""
+    """The current call's rows, from slots (0: no adapter, i + 1: adapter i): the index into the A/B stacks,
+    each row's scale (0 without an adapter), the index into DoRA gains (row 0 of those is all ones); or, when
+    every row has the same adapter, just that slot (a plain matmul, as mlx-lm's LoRALinear does)."""
 
-    def __init__(self, slots: list[int]):
+    def __init__(self, slots: list[int], scales: list[float]):
         self.n = len(slots)
         self.uniform = slots[0] if len(set(slots)) == 1 else None
-        self.idx = mx.array(slots, dtype=mx.uint32)
+        self.idx = mx.array([max(s - 1, 0) for s in slots], dtype=mx.uint32)
+        self.gidx = mx.array(slots, dtype=mx.uint32)
+        self.scale = mx.array([scales[s - 1] if s else 0.0 for s in slots], dtype=mx.float32)
+        self.uniform_scale = scales[self.uniform - 1] if self.uniform else None
 
 
 class _Stack:
-    """One targeted Linear's stacked adapters: a (S+1, in, r), b (S+1, r, out), scale (S+1,), g (S+1, out) or None."""
+    """One targeted Linear's adapters: a (S, in, r), b (S, r, out); g (S+1, out) DoRA gains, row 0 ones, or None."""
 
-    def __init__(self, owner, a, b, scale, g):
-        self.owner, self.a, self.b, self.scale, self.g = owner, a, b, scale, g
+    def __init__(self, owner, a, b, g):
+        self.owner, self.a, self.b, self.g = owner, a, b, g
 
 
 def _multi_call(self, x):
@@ -106,13 +112,13 @@ def _multi_call(self, x):
         raise ValueError(f"the batch has {x.shape[0]} rows but {active.n} adapter rows were given")
     if active.uniform is not None:
         s = active.uniform
-        z = stack.scale[s] * ((x @ stack.a[s]) @ stack.b[s])
+        z = active.uniform_scale * ((x @ stack.a[s - 1]) @ stack.b[s - 1])
         g = None if stack.g is None else stack.g[s]
     else:
         idx = active.idx
         z = mx.gather_mm(mx.gather_mm(x, stack.a, rhs_indices=idx), stack.b, rhs_indices=idx)
-        z = stack.scale[idx].reshape(-1, *([1] * (x.ndim - 1))) * z
-        g = None if stack.g is None else stack.g[idx].reshape(x.shape[0], *([1] * (x.ndim - 2)), -1)
+        z = active.scale.reshape(-1, *([1] * (x.ndim - 1))) * z
+        g = None if stack.g is None else stack.g[active.gidx].reshape(x.shape[0], *([1] * (x.ndim - 2)), -1)
     out = y + z.astype(x.dtype)
     if g is not None:  # DoRA: rescale W x + delta (without the bias) by m / ||adapted W||, then add the bias
         bias = self["bias"] if "bias" in self else None
@@ -177,6 +183,7 @@ class MultiAdapter:
     def __init__(self, model):
         self.base = model
         self.names: list[str] = []
+        self._scales: list[float] = []  # per adapter, from its adapter_config.json
         self._active: _Active | None = None
         self._stacks: dict[str, _Stack] = {}  # module path -> stack
         self._modules = dict(model.named_modules())
@@ -215,18 +222,19 @@ class MultiAdapter:
                 g = p["m"].astype(mx.float32) / mx.linalg.norm(adapted, axis=1)
             new[path] = (a, b, g)
         for path in set(self._stacks) | set(new):
-            self._grow(path, new.get(path), scale)
+            self._grow(path, new.get(path))
         self.names.append(name)
-        mx.eval([[s.a, s.b, s.scale] + ([s.g] if s.g is not None else []) for s in self._stacks.values()])
+        self._scales.append(scale)
+        mx.eval([[s.a, s.b] + ([s.g] if s.g is not None else []) for s in self._stacks.values()])
 
-    def _grow(self, path: str, part, scale: float) -> None:
-        module, slots = self._modules[path], len(self.names) + 1
+    def _grow(self, path: str, part) -> None:
+        """Append one adapter's slot to `path`'s stack (zeros where the adapter leaves the layer alone)."""
+        module, count = self._modules[path], len(self.names)
         in_dims, out_dims = _dims(module)
         stack = self._stacks.get(path)
         if stack is None:
             dtype = part[0].dtype
-            stack = _Stack(self, mx.zeros((slots, in_dims, 0), dtype), mx.zeros((slots, 0, out_dims), dtype),
-                           mx.zeros((slots,), mx.float32), None)
+            stack = _Stack(self, mx.zeros((count, in_dims, 0), dtype), mx.zeros((count, 0, out_dims), dtype), None)
             self._stacks[path] = stack
             module.__class__ = _multi_class(type(module))
             module._multi = stack
@@ -238,20 +246,21 @@ class MultiAdapter:
         b_new = mx.zeros((1, rank, out_dims), stack.b.dtype) if b is None else pad_b(b.astype(stack.b.dtype))[None]
         stack.a = mx.concatenate([pad_a(stack.a), a_new])
         stack.b = mx.concatenate([pad_b(stack.b), b_new])
-        stack.scale = mx.concatenate([stack.scale, mx.array([scale if a is not None else 0.0])])
         if g is not None or stack.g is not None:
-            old = stack.g if stack.g is not None else mx.ones((slots, out_dims), mx.float32)
+            old = stack.g if stack.g is not None else mx.ones((count + 1, out_dims), mx.float32)
             stack.g = mx.concatenate([old, (g if g is not None else mx.ones((out_dims,), mx.float32))[None]])
 
     def remove(self, name: str) -> None:
         """Drop one adapter's slot from every stack (its memory is freed once no call holds it)."""
         if name not in self.names:
             raise AdapterError(f"no adapter named {name!r} is attached; attached: {', '.join(self.names) or 'none'}")
-        keep = mx.array([i for i in range(len(self.names) + 1) if i != self.names.index(name) + 1])
+        gone = self.names.index(name)
+        keep = mx.array([i for i in range(len(self.names)) if i != gone])
+        gkeep = mx.array([i for i in range(len(self.names) + 1) if i != gone + 1])
         for stack in self._stacks.values():
-            stack.a, stack.b, stack.scale = stack.a[keep], stack.b[keep], stack.scale[keep]
-            stack.g = None if stack.g is None else stack.g[keep]
-        self.names.remove(name)
+            stack.a, stack.b = (stack.a[keep], stack.b[keep]) if len(self.names) > 1 else (stack.a[:0], stack.b[:0])
+            stack.g = None if stack.g is None else stack.g[gkeep]
+        del self.names[gone], self._scales[gone]
 
     def detach(self) -> None:
         """Give the model back its plain Linears and drop every adapter."""
@@ -261,6 +270,7 @@ class MultiAdapter:
             del module._multi
         self._stacks.clear()
         self.names.clear()
+        self._scales.clear()
 
     def slot(self, name: str | None) -> int:
         if name is None:
@@ -275,7 +285,7 @@ class MultiAdapter:
         """Within the block, a call of the model applies names[r]'s adapter (None: none) to batch row r."""
         slots = [self.slot(n) for n in names]
         before = self._active
-        self._active = _Active(slots) if any(slots) else None
+        self._active = _Active(slots, self._scales) if any(slots) else None
         try:
             yield
         finally:
@@ -293,8 +303,8 @@ class MultiAdapter:
 
     @property
     def nbytes(self) -> int:
-        """Bytes the stacks hold (all adapters plus the zero slot)."""
-        return sum(s.a.nbytes + s.b.nbytes + s.scale.nbytes + (s.g.nbytes if s.g is not None else 0)
+        """Bytes the stacks hold: the adapters' A and B (zero-padded to a common rank and layer set), DoRA gains."""
+        return sum(s.a.nbytes + s.b.nbytes + (s.g.nbytes if s.g is not None else 0)
                    for s in self._stacks.values())
 
 

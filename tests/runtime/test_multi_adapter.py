@@ -209,6 +209,23 @@ def test_remove_and_add_keep_the_other_slots_exact(tiny_model_dir, adapters, ref
     assert "Multi" not in type(multi.base.layers[0].self_attn.q_proj).__name__
 
 
+def test_n_adapters_cost_their_own_bytes(tiny_model_dir, adapters, tmp_path):
+    """No zero slot and no copies: two LoRA adapters of one rank and layer set hold exactly their tensors."""
+    import mlx.core as mx
+
+    from tinygpt.runtime.multi_adapter import MultiAdapter
+
+    other = init_adapter(tiny_model_dir, tmp_path / "a2", seed=9)
+    files = sum(w.nbytes for d in (adapters["a"], other) for w in mx.load(str(d / "adapters.safetensors")).values())
+    multi = MultiAdapter.attach(_base(tiny_model_dir), {"a": adapters["a"], "a2": other})
+    assert multi.nbytes == files
+    multi.remove("a")
+    multi.remove("a2")
+    assert multi.nbytes == 0 and multi.names == []
+    with multi.rows([None]):
+        assert mx.array_equal(multi.base(mx.array([PROMPTS[0]])), _base(tiny_model_dir)(mx.array([PROMPTS[0]]))).item()
+
+
 def test_parameters_keep_their_names(tiny_model_dir, multi):
     from mlx.utils import tree_flatten
 
