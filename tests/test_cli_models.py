@@ -47,7 +47,8 @@ def test_ls_add_alias_show_rm_round_trip(cache, capsys, tiny_model_dir, adapter_
     assert lines[4].split() == ["fav", "alias", "-", "-", "->", "my-spec"]
     code, out, _ = models(capsys, "ls", "--json")
     data = json.loads(out)
-    assert [m["name"] for m in data["models"]] == ["default", "base", "my-spec"] and data["aliases"] == {"fav": "my-spec"}
+    assert [m["name"] for m in data["models"]] == ["default", "base", "my-spec"]
+    assert data["aliases"] == {"fav": "my-spec"}
     code, out, _ = models(capsys, "show", "fav", "--json")
     shown = json.loads(out)
     from tinygpt.runtime.models import adapter_fingerprint, fingerprint

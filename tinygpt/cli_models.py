@@ -37,7 +37,8 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("name", help="the new name (letters, digits, . _ -)")
     add.add_argument("path", nargs="?", default=None, help="a model directory (or an adapter directory with --base)")
     add.add_argument("--base", default=None, help="the base model of an adapter (a name, directory or hub id)")
-    add.add_argument("--adapter", default=None, help="an adapter directory (adapters.safetensors + adapter_config.json)")
+    add.add_argument("--adapter", default=None,
+                     help="an adapter directory (adapters.safetensors + adapter_config.json)")
     add.add_argument("--kind", choices=["adapter", "specialist"], default=None,
                      help="for an adapter: register it as an adapter or a specialist (default specialist)")
     alias = sub.add_parser("alias", help="make NAME mean TARGET")
