@@ -225,7 +225,9 @@ class ModelStore:
             del reg.aliases[name]
             self._write(reg)
             return "alias", None
-        users = [e.name for e in reg.models if e.base == name] + [a for a, t in reg.aliases.items() if t == name]
+        entry = next((e for e in reg.models if e.name == name), None)
+        refs = {name} | ({entry.path} if entry is not None and entry.kind == "base" else set())
+        users = [e.name for e in reg.models if e.base in refs] + [a for a, t in reg.aliases.items() if t == name]
         if users:
             raise StoreError(f"{name!r} is used by {', '.join(sorted(users))}; remove those first")
         if name == DEFAULT:
@@ -234,12 +236,11 @@ class ModelStore:
                                  "what is there); nothing was removed")
             shutil.rmtree(self.default_dir)
             return "base", self.default_dir
-        entry = next((e for e in reg.models if e.name == name), None)
         if entry is None:
             raise self._unknown(name)
         reg.models.remove(entry)
         self._write(reg)
-        if self.owns(entry.path):
+        if self.owns(entry.path) and not any(e.path == entry.path for e in reg.models):  # no other name uses it
             shutil.rmtree(entry.path)
             return entry.kind, Path(entry.path)
         return entry.kind, None

@@ -138,3 +138,17 @@ def test_a_base_given_as_a_relative_directory_is_recorded_absolute(store, tiny_m
     assert store.entry("spec2").base == "base"  # a registered name stays a name
     with pytest.raises(StoreError, match="is itself a specialist"):
         store.add("spec3", adapter_dir, base="spec")
+
+
+def test_rm_keeps_files_another_name_still_uses(store, tiny_model_dir, adapter_dir):
+    from tinygpt.runtime.presets import InitSpec, init_model
+
+    ours = init_model(store.root / "made-here", InitSpec(preset="tiny"))
+    store.add("one", ours)
+    store.add("two", ours)
+    store.add("spec", adapter_dir, base=str(ours))  # recorded by path, not by name
+    with pytest.raises(StoreError, match="'one' is used by spec"):
+        store.remove("one")
+    store.remove("spec")
+    assert store.remove("one") == ("base", None) and (ours / "config.json").is_file()  # "two" still uses it
+    assert store.remove("two") == ("base", ours) and not ours.exists()
