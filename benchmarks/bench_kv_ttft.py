@@ -106,6 +106,48 @@ def shape_costs(model, history, turn_ids, reps, bucket=256):
     return {"unseen_shape_s": unseen, "seen_shape_s": seen, "bucketed_s": padded}
 
 
+def sdpa_first_use(cfg, base_len, q_len, n, dtype):
+    """Each call at a key length never used before: fused SDPA with the "causal" string mask, with an array
+    mask, and plain matmuls; then a fixed bucketed key length (array mask hiding the unused tail)."""
+    h, kv, d = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    scale = d ** -0.5
+    q = mx.random.normal((1, h, q_len, d)).astype(dtype)
+    kbuf = mx.random.normal((1, kv, base_len + 4096, d)).astype(dtype)
+    vbuf = mx.random.normal((1, kv, base_len + 4096, d)).astype(dtype)
+    mx.eval(q, kbuf, vbuf)
+    out: dict[str, list[float]] = {}
+
+    def mask_for(length, total):
+        pos_q = mx.arange(length - q_len, length)[:, None]
+        return pos_q >= mx.arange(total)[None]  # causal, and hides keys at or past `length`
+
+    def run(name, step, fn):
+        times = []
+        for i in range(n):
+            length = base_len + step * (i + 1)
+            t0 = time.perf_counter()
+            mx.eval(fn(length))
+            times.append(time.perf_counter() - t0)
+        out[name] = times
+
+    run("fused_causal_new_len_s", 37, lambda L: mx.fast.scaled_dot_product_attention(
+        q, kbuf[:, :, :L], vbuf[:, :, :L], scale=scale, mask="causal"))
+    run("fused_array_mask_new_len_s", 41, lambda L: mx.fast.scaled_dot_product_attention(
+        q, kbuf[:, :, :L], vbuf[:, :, :L], scale=scale, mask=mask_for(L, L)))
+    bucket = base_len + 2048
+    run("fused_bucketed_len_s", 43, lambda L: mx.fast.scaled_dot_product_attention(
+        q, kbuf[:, :, :bucket], vbuf[:, :, :bucket], scale=scale, mask=mask_for(L, bucket)))
+
+    def plain(L):
+        qq = q.reshape(1, kv, h // kv, q_len, d)
+        s = (qq * scale) @ mx.expand_dims(kbuf[:, :, :L], 2).swapaxes(-1, -2)
+        s = mx.where(mask_for(L, L), s, mx.array(-mx.inf, s.dtype))
+        p = mx.softmax(s.astype(mx.float32), axis=-1).astype(dtype)
+        return (p @ mx.expand_dims(vbuf[:, :, :L], 2)).reshape(1, h, q_len, d)
+    run("matmul_new_len_s", 47, plain)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
@@ -113,6 +155,7 @@ def main() -> int:
     ap.add_argument("--turn", type=int, default=24)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--out", default="benchmarks/results/kv_ttft.json")
+    ap.add_argument("--sdpa-only", action="store_true", help="only the attention first-use costs")
     a = ap.parse_args()
     engine = Engine(load(a.model))
     model, cfg = engine.model, engine.loaded.config
@@ -122,6 +165,13 @@ def main() -> int:
     ids = lambda n: rng.integers(0, vocab, size=n).tolist()  # noqa: E731
     res = {"machine": machine_info(), "model": a.model, "turn_tokens": a.turn, "model_config": {
         k: cfg.get(k) for k in ("hidden_size", "num_hidden_layers", "vocab_size", "torch_dtype")}, "lengths": {}}
+    if a.sdpa_only:
+        res["sdpa_first_use"] = {str(n): sdpa_first_use(cfg, n, a.turn, a.reps, dtype)
+                                 for n in (int(x) for x in a.lengths.split(","))}
+        print(json.dumps({n: {k: [round(x * 1000, 1) for x in v] for k, v in r.items()}
+                          for n, r in res["sdpa_first_use"].items()}, indent=1))
+        Path(a.out).write_text(json.dumps(res, indent=2))
+        return 0
     engine.generate(ids(64), ONE)  # warm-up
     for length in [int(x) for x in a.lengths.split(",")]:
         r: dict = {}
