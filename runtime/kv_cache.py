@@ -4,7 +4,8 @@ A `Session` pairs an mlx-lm prompt cache with the exact token ids in it. `sync` 
 prefix of what it holds and a new prompt, so a call prefills only the new suffix. Files are mlx-lm's
 `save_prompt_cache` safetensors plus metadata (format version, model fingerprint, tokenizer hash, ids) that
 must match before reuse (the fingerprint is the model's identity key, models.Identity: a specialist's KV is
-never loaded by its base or a sibling, nor the other way round); writes go to a temp file and are renamed, so a failure never overwrites a good file.
+never loaded by its base or a sibling, nor the other way round); writes go to a temp file and are renamed, so
+a failure never overwrites a good file.
 `save_session` replaces only a tinygpt KV file (read from its header); any other file, or a symlink, is refused.
 The cross-request prefix cache is mlx-lm's own `LRUPromptCache` (used by engine.py), not re-implemented here.
 """
