@@ -261,3 +261,20 @@ def test_unknown_rows_and_bad_adapters_are_clear_errors(tiny_model_dir, adapters
     with pytest.raises(AdapterError, match="not an mlx-lm adapter directory"):
         multi.add("wrong", tmp_path / "missing")
     assert multi.names == ["a", "b", "d"]
+
+
+def test_adapter_rows_follow_the_batch_protocol(multi):
+    from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
+
+    from tinygpt.runtime.multi_adapter import AdapterRows, split_rows
+
+    caches = [multi.make_cache(n) for n in ("a", None, "d")]
+    rows = caches[0][-1].merge([c[-1] for c in caches])
+    assert rows.names == ["a", None, "d"]
+    rows.filter([2, 0])
+    rows.extend(AdapterRows(["b"]))
+    assert rows.names == ["d", "a", "b"] and rows.extract(1).names == ["a"]
+    kv, names = split_rows(caches[1])
+    assert names == [None] and len(kv) == 2 and not any(isinstance(c, AdapterRows) for c in kv)
+    assert split_rows(kv) == (kv, None)
+    assert can_trim_prompt_cache(caches[0]) and trim_prompt_cache(caches[0], 0) == 0
