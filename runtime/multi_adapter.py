@@ -203,29 +203,30 @@ class MultiAdapter:
             raise AdapterError(f"an adapter named {name!r} is already attached; remove it first or pick another name")
         config, parts = read_adapter(adapter_dir)
         scale = float(config.get("lora_parameters", {}).get("scale", 20.0))
-        new = {}
-        for path, p in parts.items():
-            module = self._modules.get(path)
-            if not isinstance(module, (nn.Linear, nn.QuantizedLinear)):
-                what = "absent from this base" if module is None else f"a {type(module).__name__}"
-                raise AdapterError(f"{adapter_dir}: {path} is {what}; only Linear layers of the same base can "
-                                   "be served per row (embedding and MoE adapters are not supported)")
-            in_dims, out_dims = _dims(module)
-            a, b = p["lora_a"], p["lora_b"]
-            if a.ndim != 2 or b.ndim != 2 or a.shape[0] != in_dims or b.shape[1] != out_dims or a.shape[1] != b.shape[0]:
-                raise AdapterError(f"{adapter_dir}: {path} has lora_a {tuple(a.shape)} and lora_b {tuple(b.shape)}, "
-                                   f"which do not fit a {in_dims}->{out_dims} Linear: is it an adapter of another base?")
-            g = None
-            if "m" in p:
-                w = _dense_weight(module).astype(mx.float32)
-                adapted = w + (scale * b.T.astype(mx.float32)) @ a.T.astype(mx.float32)
-                g = p["m"].astype(mx.float32) / mx.linalg.norm(adapted, axis=1)
-            new[path] = (a, b, g)
+        new = {path: self._part(adapter_dir, path, p, scale) for path, p in parts.items()}
         for path in set(self._stacks) | set(new):
             self._grow(path, new.get(path))
         self.names.append(name)
         self._scales.append(scale)
         mx.eval([[s.a, s.b] + ([s.g] if s.g is not None else []) for s in self._stacks.values()])
+
+    def _part(self, adapter_dir, path: str, p: dict, scale: float) -> tuple:
+        """(A, B, DoRA gain or None) for the Linear at `path`, checked against the base's shapes."""
+        module = self._modules.get(path)
+        if not isinstance(module, (nn.Linear, nn.QuantizedLinear)):
+            what = "absent from this base" if module is None else f"a {type(module).__name__}"
+            raise AdapterError(f"{adapter_dir}: {path} is {what}; only Linear layers of the same base can "
+                               "be served per row (embedding and MoE adapters are not supported)")
+        in_dims, out_dims = _dims(module)
+        a, b = p["lora_a"], p["lora_b"]
+        if a.ndim != 2 or b.ndim != 2 or a.shape != (in_dims, b.shape[0]) or b.shape[1] != out_dims:
+            raise AdapterError(f"{adapter_dir}: {path} has lora_a {tuple(a.shape)} and lora_b {tuple(b.shape)}, "
+                               f"which do not fit a {in_dims}->{out_dims} Linear: is it an adapter of another base?")
+        if "m" not in p:
+            return a, b, None
+        w = _dense_weight(module).astype(mx.float32)
+        adapted = w + (scale * b.T.astype(mx.float32)) @ a.T.astype(mx.float32)
+        return a, b, p["m"].astype(mx.float32) / mx.linalg.norm(adapted, axis=1)
 
     def _grow(self, path: str, part) -> None:
         """Append one adapter's slot to `path`'s stack (zeros where the adapter leaves the layer alone)."""
