@@ -278,3 +278,26 @@ def test_adapter_rows_follow_the_batch_protocol(multi):
     assert names == [None] and len(kv) == 2 and not any(isinstance(c, AdapterRows) for c in kv)
     assert split_rows(kv) == (kv, None)
     assert can_trim_prompt_cache(caches[0]) and trim_prompt_cache(caches[0], 0) == 0
+
+
+def test_bfloat16_base_with_float32_adapters(tmp_path):
+    """The GPU setting: bf16 weights, float32 adapter tensors (as mlx-lm trains them); rows still match mlx-lm."""
+    import mlx.core as mx
+
+    from tinygpt.runtime.multi_adapter import MultiAdapter
+    from tinygpt.runtime.presets import InitSpec, init_model
+
+    base_dir = init_model(tmp_path / "bf16", InitSpec(preset="tiny", dtype="bfloat16"))
+    ads = {"a": init_adapter(base_dir, tmp_path / "a", seed=1),
+           "d": init_adapter(base_dir, tmp_path / "d", seed=3, fine_tune_type="dora")}
+    multi = MultiAdapter.attach(_base(base_dir), ads)
+    rows = ["a", None, "d"]
+
+    def call(tokens, cache):
+        with multi.rows(rows):
+            return multi.base(tokens, cache=cache)
+    logits, ids = _greedy_batch(call, PROMPTS[:3], steps=3)
+    assert logits.dtype == mx.bfloat16
+    for r, name in enumerate(rows):
+        first, alone = _greedy_alone(_single(base_dir, ads.get(name)), PROMPTS[r], steps=3)
+        assert mx.allclose(logits[r], first[0], atol=2e-2, rtol=0).item() and ids[r] == alone, name
