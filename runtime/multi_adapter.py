@@ -19,7 +19,7 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.cache import _BaseCache, make_prompt_cache
+from mlx_lm.models.cache import make_prompt_cache
 
 _LEAVES = ("lora_a", "lora_b", "m")
 
@@ -28,11 +28,12 @@ class AdapterError(ValueError):
     """An adapter cannot be attached or a row names an unknown adapter; the message says what to do."""
 
 
-class AdapterRows(_BaseCache):
+class AdapterRows:
     """A pseudo cache entry, last in a cache list, naming each batch row's adapter (None = the base alone).
 
-    It implements the batch-cache protocol mlx-lm's BatchGenerator calls on every entry (merge, extend,
-    filter, extract, prepare, finalize, trim), so the names stay aligned with the KV rows."""
+    It implements the cache protocol mlx-lm's batch and generate code calls on every entry (state, merge,
+    extend, filter, extract, prepare, finalize, trim, nbytes), so the names stay aligned with the KV rows.
+    Duck-typed on purpose: mlx-lm's cache base class is private."""
 
     def __init__(self, names):
         self.names = list(names)
@@ -65,6 +66,9 @@ class AdapterRows(_BaseCache):
 
     def trim(self, n):
         return n
+
+    def size(self):
+        return 0
 
     def empty(self):
         return True
