@@ -2,7 +2,7 @@
 
 For each history length: a full re-prefill through the engine; a persistent-KV turn through the engine (24 new
 tokens appended to the session); the same 24-token forward pass straight through mlx-lm's model on a prefilled
-cache (no engine); and the attention alone for 24 queries over the history, fused
+plain cache (no engine), and through runtime/prefill.py's shape-bucketed prefill; and the attention alone for 24 queries over the history, fused
 (`mx.fast.scaled_dot_product_attention`) vs plain matmuls. Then reloading the saved session from disk: the file
 read, the `load_prompt_cache` and the first token after it. Prints a profile of one engine turn at the longest
 history. Writes JSON (median of runs). It changes nothing; it only measures.
@@ -30,6 +30,7 @@ from machine import machine_info  # noqa: E402
 
 from tinygpt.runtime.engine import Engine  # noqa: E402
 from tinygpt.runtime.models import load  # noqa: E402
+from tinygpt.runtime.prefill import make_cache, prefill  # noqa: E402
 from tinygpt.runtime.sampling import SamplingParams  # noqa: E402
 
 ONE = SamplingParams(max_tokens=1, stop_token_ids=())
@@ -194,6 +195,16 @@ def main() -> int:
             mx.eval(model(toks, cache=cache))
             raw.append(time.perf_counter() - t0)
         r["raw_forward_s"] = raw[1:]
+        bcache = make_cache(model)
+        prefill(model, bcache, history)
+        bucketed_t = []
+        for _ in range(a.reps + 1):
+            new = ids(a.turn)
+            t0 = time.perf_counter()
+            prefill(model, bcache, new)
+            bucketed_t.append(time.perf_counter() - t0)
+        r["bucketed_forward_s"] = bucketed_t[1:]
+        del bcache
         r["decode_step_s"] = timed(lambda: mx.eval(model(mx.array(ids(1))[None], cache=cache)), a.reps)
         del cache
         r["shape_costs"] = shape_costs(model, history, [ids(a.turn) for _ in range(a.reps)], a.reps)

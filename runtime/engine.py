@@ -2,7 +2,7 @@
 cross-request prefix cache.
 
 A call takes the full prompt as token ids. With a `Session`, only the suffix beyond the session's common prefix
-is prefilled (divergence trims to the common prefix). Without one, the nearest entry of mlx-lm's
+is prefilled (divergence trims to the common prefix), in shape-bucketed chunks (prefill.py). Without one, the nearest entry of mlx-lm's
 `LRUPromptCache` (bounded by bytes) seeds the cache. Decoding is mlx-lm's `generate_step` with its samplers and
 logits processors (grammar constraints plug in there). Every call reports the exact prompt ids consumed, how
 many came from cache, the sampled ids with logprobs, the finish reason and timings.
@@ -23,6 +23,7 @@ from mlx_lm.models.cache import LRUPromptCache
 
 from tinygpt.runtime.kv_cache import Session, load_session, save_session
 from tinygpt.runtime.models import LoadedModel
+from tinygpt.runtime.prefill import prefill
 from tinygpt.runtime.sampling import CapturingSampler, SamplingParams
 
 LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
@@ -166,14 +167,8 @@ class Engine:
     def prefill(self, prompt_ids: list[int], session: Session | None = None) -> mx.array:
         """Consume `prompt_ids` (only the uncached suffix) and return the logits for the next token."""
         sess, rest, _ = self._prepare(prompt_ids, session)
-        step = self.prefill_step_size
         try:
-            for i in range(0, len(rest) - 1, step):
-                chunk = rest[i: min(i + step, len(rest) - 1)]
-                self.model(mx.array(chunk)[None], cache=sess.cache)
-                mx.eval([c.state for c in sess.cache])
-            logits = self.model(mx.array(rest[-1:])[None], cache=sess.cache)[0, -1]
-            mx.eval(logits)
+            logits = prefill(self.model, sess.cache, rest, self.prefill_step_size)[0]
         except BaseException:
             self.settle(sess, list(prompt_ids))
             raise
@@ -207,11 +202,14 @@ class Engine:
         finish = "length"
         t0 = time.perf_counter()
         ttft = 0.0
-        steps = generate_step(mx.array(rest), self.model, max_tokens=params.max_tokens, sampler=sampler,
-                              logits_processors=processors, prompt_cache=sess.cache,
-                              prefill_step_size=self.prefill_step_size)
+        steps = None
         completed = False
         try:
+            # all but the last new id through the shape-bucketed prefill; the last one is generate_step's first
+            # step, a one-query step like every decode step after it (see prefill.py)
+            prefill(self.model, sess.cache, rest[:-1], self.prefill_step_size)
+            steps = generate_step(mx.array(rest[-1:]), self.model, max_tokens=params.max_tokens, sampler=sampler,
+                                  logits_processors=processors, prompt_cache=sess.cache)
             for n, (token, _) in enumerate(steps):
                 if n == 0:
                     ttft = time.perf_counter() - t0
@@ -232,7 +230,8 @@ class Engine:
                     break
             completed = True
         finally:
-            steps.close()
+            if steps is not None:
+                steps.close()
             if completed:
                 sess.commit(prompt_ids + out)
             else:  # interrupted anywhere (even between two layers): realign every layer to what they all hold

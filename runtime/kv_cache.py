@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lm.models.cache import (
-    can_trim_prompt_cache, load_prompt_cache, make_prompt_cache, save_prompt_cache, trim_prompt_cache,
+    can_trim_prompt_cache, load_prompt_cache, save_prompt_cache, trim_prompt_cache,
 )
+
+from tinygpt.runtime.prefill import bucketed, make_cache, plain
 
 FORMAT = "tinygpt-kv/1"
 
@@ -39,7 +41,7 @@ class Session:
 
     @classmethod
     def new(cls, model) -> "Session":
-        return cls(cache=make_prompt_cache(model))
+        return cls(cache=make_cache(model))
 
     def offset(self) -> int:
         return self.cache[0].offset if self.cache else 0
@@ -55,7 +57,7 @@ class Session:
             common -= 1
         if common < len(self.ids):
             if not can_trim_prompt_cache(self.cache) or common == 0:
-                self.cache, self.ids = make_prompt_cache(model), []
+                self.cache, self.ids = make_cache(model), []
                 return list(prompt_ids)
             trim_prompt_cache(self.cache, len(self.ids) - common)
             del self.ids[common:]
@@ -71,7 +73,7 @@ class Session:
         self.ids = list(ids)
 
     def reset(self, model) -> None:
-        self.cache, self.ids = make_prompt_cache(model), []
+        self.cache, self.ids = make_cache(model), []
 
 
 def saved_format(path: Path) -> str | None:
@@ -106,7 +108,7 @@ def save_session(session: Session, path: str | Path, *, fingerprint: str, tokeni
     meta = {"format": FORMAT, "fingerprint": fingerprint, "tokenizer_hash": tokenizer_hash,
             "ids": json.dumps(session.ids)}
     try:
-        save_prompt_cache(str(tmp), session.cache, meta)
+        save_prompt_cache(str(tmp), plain(session.cache), meta)  # mlx-lm reloads caches by class name
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -138,7 +140,7 @@ def load_session(path: str | Path, *, fingerprint: str, tokenizer_hash: str) -> 
         ids = [int(i) for i in json.loads(meta["ids"])]
     except (KeyError, ValueError, TypeError) as exc:
         raise KVCacheError(f"{path}: token ids in the metadata are missing or corrupt") from exc
-    session = Session(cache=cache, ids=ids)
+    session = Session(cache=bucketed(cache), ids=ids)
     if session.offset() != len(ids):
         raise KVCacheError(f"{path}: cache holds {session.offset()} tokens but metadata lists {len(ids)}")
     return session
