@@ -100,10 +100,19 @@ class _Active:
 
 
 class _Stack:
-    """One targeted Linear's adapters: a (S, in, r), b (S, r, out); g (S+1, out) DoRA gains, row 0 ones, or None."""
+    """One targeted Linear's adapters: a (S, in, r), b (S, r, out); g (S+1, out) DoRA gains, row 0 ones, or None.
+
+    `views[i]` = (A_i, B_i, g_i) as views into the stacks (range slices share the buffer; `a[i]` would copy),
+    so a batch of one adapter runs exactly mlx-lm's LoRALinear ops, with no per-call slicing."""
 
     def __init__(self, owner, a, b, g):
         self.owner, self.a, self.b, self.g = owner, a, b, g
+        self.views: list[tuple] = []
+
+    def refresh(self) -> None:
+        self.views = [(mx.squeeze(self.a[i:i + 1], 0), mx.squeeze(self.b[i:i + 1], 0),
+                       None if self.g is None else mx.squeeze(self.g[i + 1:i + 2], 0)) for i in range(len(self.a))]
+        mx.eval(self.views)
 
 
 def _multi_call(self, x):
@@ -115,9 +124,8 @@ def _multi_call(self, x):
     if x.shape[0] != active.n:
         raise ValueError(f"the batch has {x.shape[0]} rows but {active.n} adapter rows were given")
     if active.uniform is not None:
-        s = active.uniform
-        z = active.uniform_scale * ((x @ stack.a[s - 1]) @ stack.b[s - 1])
-        g = None if stack.g is None else stack.g[s]
+        a, b, g = stack.views[active.uniform - 1]
+        z = active.uniform_scale * ((x @ a) @ b)
     else:
         idx = active.idx
         z = mx.gather_mm(mx.gather_mm(x, stack.a, rhs_indices=idx), stack.b, rhs_indices=idx)
@@ -213,6 +221,8 @@ class MultiAdapter:
         self.names.append(name)
         self._scales.append(scale)
         mx.eval([[s.a, s.b] + ([s.g] if s.g is not None else []) for s in self._stacks.values()])
+        for stack in self._stacks.values():
+            stack.refresh()
 
     def _part(self, adapter_dir, path: str, p: dict, scale: float) -> tuple:
         """(A, B, DoRA gain or None) for the Linear at `path`, checked against the base's shapes."""
@@ -265,6 +275,7 @@ class MultiAdapter:
         for stack in self._stacks.values():
             stack.a, stack.b = (stack.a[keep], stack.b[keep]) if len(self.names) > 1 else (stack.a[:0], stack.b[:0])
             stack.g = None if stack.g is None else stack.g[gkeep]
+            stack.refresh()
         del self.names[gone], self._scales[gone]
 
     def detach(self) -> None:
