@@ -108,6 +108,7 @@ class _Stack:
     def __init__(self, owner, a, b, g):
         self.owner, self.a, self.b, self.g = owner, a, b, g
         self.views: list[tuple] = []
+        self.touched: list[bool] = [False] * len(a)  # per adapter: does it adapt this layer at all
 
     def refresh(self) -> None:
         self.views = [(mx.squeeze(self.a[i:i + 1], 0), mx.squeeze(self.b[i:i + 1], 0),
@@ -124,12 +125,14 @@ def _multi_call(self, x):
     if x.shape[0] != active.n:
         raise ValueError(f"the batch has {x.shape[0]} rows but {active.n} adapter rows were given")
     if active.uniform is not None:
+        if not stack.touched[active.uniform - 1]:
+            return y  # this adapter leaves this layer alone, as mlx-lm's model of it does
         a, b, g = stack.views[active.uniform - 1]
         z = active.uniform_scale * ((x @ a) @ b)
     else:
-        idx = active.idx
-        z = mx.gather_mm(mx.gather_mm(x, stack.a, rhs_indices=idx), stack.b, rhs_indices=idx)
-        z = active.scale.reshape(-1, *([1] * (x.ndim - 1))) * z
+        idx, rows = active.idx, x.reshape(x.shape[0], -1, x.shape[-1])  # (B, L, in): gather_mm's batch is B
+        z = mx.gather_mm(mx.gather_mm(rows, stack.a, rhs_indices=idx), stack.b, rhs_indices=idx)
+        z = (active.scale[:, None, None] * z).reshape(y.shape)
         g = None if stack.g is None else stack.g[active.gidx].reshape(x.shape[0], *([1] * (x.ndim - 2)), -1)
     out = y + z.astype(x.dtype)
     if g is not None:  # DoRA: rescale W x + delta (without the bias) by m / ||adapted W||, then add the bias
@@ -254,6 +257,7 @@ class MultiAdapter:
             module.__class__ = _multi_class(type(module))
             module._multi = stack
         a, b, g = part if part is not None else (None, None, None)
+        stack.touched.append(part is not None)
         rank = max(stack.a.shape[2], 0 if a is None else a.shape[1])
         pad_a = lambda t: mx.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, rank - t.shape[-1])])  # noqa: E731
         pad_b = lambda t: mx.pad(t, [(0, 0)] * (t.ndim - 2) + [(0, rank - t.shape[-2]), (0, 0)])  # noqa: E731
@@ -270,6 +274,8 @@ class MultiAdapter:
         if name not in self.names:
             raise AdapterError(f"no adapter named {name!r} is attached; attached: {', '.join(self.names) or 'none'}")
         gone = self.names.index(name)
+        for stack in self._stacks.values():
+            del stack.touched[gone]
         keep = mx.array([i for i in range(len(self.names)) if i != gone])
         gkeep = mx.array([i for i in range(len(self.names) + 1) if i != gone + 1])
         for stack in self._stacks.values():
