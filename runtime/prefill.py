@@ -5,8 +5,9 @@ measured on an H200 with the qwen3-4b shape in bf16 (`benchmarks/bench_kv_ttft.p
 new key length, against 0.4-1 ms once built. A persistent-KV turn appends a few tokens to a history of a new
 length every time, so every turn paid that build, and warm time-to-first-token was mostly builds.
 
-Here a multi-token step attends over the keys up to a length rounded up to `BUCKET`, with an explicit causal mask
-that also hides the unused tail, and `prefill` pads each chunk to a power of two: pad tokens come after the real
+Here a short multi-token step (at most `SHORT` ids: a new turn) attends over the keys up to a length rounded up to
+`BUCKET`, with an explicit causal mask that also hides the unused tail, and `prefill` pads such a chunk to a power
+of two: pad tokens come after the real
 ones, where causal attention keeps them out of the real tokens' outputs, and are trimmed from the cache at once.
 One-query decode steps are untouched (MLX's single-query kernel takes any length). Only plain mlx-lm `KVCache`
 layers are bucketed; other caches (rotating, quantized, state-space) prefill exactly as mlx-lm does.
@@ -17,8 +18,11 @@ from __future__ import annotations
 import mlx.core as mx
 from mlx_lm.models.cache import KVCache, make_prompt_cache
 
-BUCKET = 256  # key lengths a multi-token step attends over are multiples of this
-MIN_CHUNK = 8  # chunks are padded to a power of two, at least this
+BUCKET = 256  # key lengths a short multi-token step attends over are multiples of this
+MIN_CHUNK = 8  # short chunks are padded to a power of two, at least this
+# Chunks longer than this take mlx-lm's own path (exact key length, "causal" mask): their compute dwarfs a kernel
+# build, and on an H200 the masked kernel made a cold 16k-token prefill 3x slower (0.59 s -> 1.71 s).
+SHORT = 256
 
 
 def _round_up(n: int, to: int) -> int:
@@ -30,7 +34,7 @@ class BucketedKVCache(KVCache):
 
     def update_and_fetch(self, keys, values):
         n = keys.shape[2]
-        if n == 1:
+        if n == 1 or n > SHORT:
             return super().update_and_fetch(keys, values)
         prev, end = self.offset, self.offset + n
         cap = _round_up(end, BUCKET)
@@ -51,7 +55,7 @@ class BucketedKVCache(KVCache):
         self.keys, self.values = new_k, new_v
 
     def make_mask(self, N: int, return_array: bool = False, window_size=None):
-        if N == 1 or window_size is not None:
+        if N == 1 or N > SHORT or window_size is not None:
             return super().make_mask(N, return_array=return_array, window_size=window_size)
         end = self.offset + N
         return mx.arange(self.offset, end)[:, None] >= mx.arange(_round_up(end, BUCKET))[None]
@@ -95,7 +99,7 @@ def prefill(model, cache: list, ids: list[int], step: int = 2048) -> mx.array | 
     for i in range(0, len(ids), step):
         chunk = ids[i: i + step]
         n = len(chunk)
-        size = max(MIN_CHUNK, 1 << (n - 1).bit_length()) if pad_ok and n > 1 else n
+        size = max(MIN_CHUNK, 1 << (n - 1).bit_length()) if pad_ok and 1 < n <= SHORT else n
         tokens = mx.array(chunk + [0] * (size - n))[None]
         ends = [c.offset + n for c in cache] if size > n else []
         try:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from mlx_lm.models.cache import KVCache, make_prompt_cache
 
-from tinygpt.runtime.prefill import BUCKET, BucketedKVCache, make_cache, prefill
+from tinygpt.runtime.prefill import BUCKET, SHORT, BucketedKVCache, make_cache, prefill
 from tinygpt.runtime.sampling import SamplingParams
 
 
@@ -46,6 +46,9 @@ def test_multi_token_steps_attend_over_bucketed_lengths(tiny_engine):
     queries = {q for q, _ in seen}
     keys = {k for _, k in seen}
     assert queries <= {8, 16, 32} and keys == {BUCKET}  # not one shape per turn
+    seen.clear()
+    prefill(model, cache, rng.integers(3, 400, size=SHORT + 1).tolist())  # a long chunk: mlx-lm's own exact path
+    assert seen == {(SHORT + 1, cache[0].offset)}
 
 
 def test_engine_turns_and_saved_sessions_match_a_fresh_prefill(tiny_engine, tmp_path):
