@@ -2,7 +2,8 @@
 generation through the one scheduler (scheduler.py), driven inline in the caller's thread.
 
 A call takes the full prompt as token ids. With a `Session`, only the suffix beyond the session's common prefix
-is prefilled (divergence trims to the common prefix). Without one, the nearest entry of the model's prefix cache
+is prefilled (divergence trims to the common prefix), in shape-bucketed chunks (prefill.py, on the solo path;
+the last new id is `generate_step`'s first step). Without one, the nearest entry of the model's prefix cache
 seeds the cache. Decoding, sampling, logprobs, stop strings and the prefix cache are the scheduler's (its lane
 for this model); there is no second decode loop here. Every call reports the exact prompt ids consumed, how
 many came from cache, the sampled ids with logprobs, the finish reason and timings.
@@ -20,6 +21,7 @@ import mlx.core as mx
 from tinygpt.runtime.jobs import Chunk, Failed, Finished, GenerationResult, Job, TokenEvent
 from tinygpt.runtime.kv_cache import Session, load_session, save_session, settle_cache
 from tinygpt.runtime.models import LoadedModel
+from tinygpt.runtime.prefill import prefill
 from tinygpt.runtime.sampling import SamplingParams
 from tinygpt.runtime.scheduler import Scheduler, SchedulerConfig, StaticModels
 
@@ -128,14 +130,8 @@ class Engine:
     def prefill(self, prompt_ids: list[int], session: Session | None = None) -> mx.array:
         """Consume `prompt_ids` (only the uncached suffix) and return the logits for the next token."""
         sess, rest, _ = self._prepare(prompt_ids, session)
-        step = self.prefill_step_size
         try:
-            for i in range(0, len(rest) - 1, step):
-                chunk = rest[i: min(i + step, len(rest) - 1)]
-                self.model(mx.array(chunk)[None], cache=sess.cache)
-                mx.eval([c.state for c in sess.cache])
-            logits = self.model(mx.array(rest[-1:])[None], cache=sess.cache)[0, -1]
-            mx.eval(logits)
+            logits = prefill(self.model, sess.cache, rest, self.prefill_step_size)[0]
         except BaseException:
             self.settle(sess, list(prompt_ids))
             raise

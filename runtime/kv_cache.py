@@ -3,7 +3,9 @@
 A `Session` pairs an mlx-lm prompt cache with the exact token ids in it. `sync` trims the cache to the common
 prefix of what it holds and a new prompt, so a call prefills only the new suffix. Files are mlx-lm's
 `save_prompt_cache` safetensors plus metadata (format version, model fingerprint, tokenizer hash, ids) that
-must match before reuse; writes go to a temp file and are renamed, so a failure never overwrites a good file.
+must match before reuse (the fingerprint is the model's identity key, models.Identity: a specialist's KV is
+never loaded by its base or a sibling, nor the other way round); writes go to a temp file and are renamed, so
+a failure never overwrites a good file.
 `save_session` replaces only a tinygpt KV file (read from its header); any other file, or a symlink, is refused.
 The cross-request prefix cache is mlx-lm's own `LRUPromptCache` (used by engine.py), not re-implemented here.
 """
@@ -19,8 +21,10 @@ from typing import Any
 
 import mlx.core as mx
 from mlx_lm.models.cache import (
-    can_trim_prompt_cache, load_prompt_cache, make_prompt_cache, save_prompt_cache, trim_prompt_cache,
+    can_trim_prompt_cache, load_prompt_cache, save_prompt_cache, trim_prompt_cache,
 )
+
+from tinygpt.runtime.prefill import bucketed, make_cache, plain
 
 FORMAT = "tinygpt-kv/1"
 
@@ -38,7 +42,7 @@ class Session:
 
     @classmethod
     def new(cls, model) -> "Session":
-        return cls(cache=make_prompt_cache(model))
+        return cls(cache=make_cache(model))
 
     def offset(self) -> int:
         return self.cache[0].offset if self.cache else 0
@@ -54,7 +58,7 @@ class Session:
             common -= 1
         if common < len(self.ids):
             if not can_trim_prompt_cache(self.cache) or common == 0:
-                self.cache, self.ids = make_prompt_cache(model), []
+                self.cache, self.ids = make_cache(model), []
                 return list(prompt_ids)
             trim_prompt_cache(self.cache, len(self.ids) - common)
             del self.ids[common:]
@@ -70,7 +74,7 @@ class Session:
         self.ids = list(ids)
 
     def reset(self, model) -> None:
-        self.cache, self.ids = make_prompt_cache(model), []
+        self.cache, self.ids = make_cache(model), []
 
 
 def settle_cache(cache: list[Any], ids: list[int], model) -> tuple[list[Any], list[int]]:
@@ -85,7 +89,7 @@ def settle_cache(cache: list[Any], ids: list[int], model) -> tuple[list[Any], li
     target = min(held, len(ids))
     if any(c.offset != target for c in layers):
         if target == 0 or not can_trim_prompt_cache(cache):
-            return make_prompt_cache(model), []
+            return make_cache(model), []
         for c in layers:
             c.trim(c.offset - target)
     return cache, list(ids[:target])
@@ -123,7 +127,7 @@ def save_session(session: Session, path: str | Path, *, fingerprint: str, tokeni
     meta = {"format": FORMAT, "fingerprint": fingerprint, "tokenizer_hash": tokenizer_hash,
             "ids": json.dumps(session.ids)}
     try:
-        save_prompt_cache(str(tmp), session.cache, meta)
+        save_prompt_cache(str(tmp), plain(session.cache), meta)  # mlx-lm reloads caches by class name
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -155,7 +159,7 @@ def load_session(path: str | Path, *, fingerprint: str, tokenizer_hash: str) -> 
         ids = [int(i) for i in json.loads(meta["ids"])]
     except (KeyError, ValueError, TypeError) as exc:
         raise KVCacheError(f"{path}: token ids in the metadata are missing or corrupt") from exc
-    session = Session(cache=cache, ids=ids)
+    session = Session(cache=bucketed(cache), ids=ids)
     if session.offset() != len(ids):
         raise KVCacheError(f"{path}: cache holds {session.offset()} tokens but metadata lists {len(ids)}")
     return session

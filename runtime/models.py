@@ -166,8 +166,9 @@ def attach_adapter(base: LoadedModel, adapter_dir, name: str | None = None) -> L
     import mlx.core as mx
 
     mx.eval(model.parameters())
-    return dataclasses.replace(base, model=model, identity=Identity(base.identity.base, adapter_fingerprint(adapter_dir)),
-                               name=name or f"{base.name}+{adapter_dir.name}", adapter_path=adapter_dir)
+    identity = Identity(base.identity.base, adapter_fingerprint(adapter_dir))
+    return dataclasses.replace(base, model=model, identity=identity, name=name or f"{base.name}+{adapter_dir.name}",
+                               adapter_path=adapter_dir)
 
 
 def _cpu_float32(model, config: dict) -> None:

@@ -68,6 +68,13 @@ def is_random_init(path: str | Path) -> bool:
     return meta is not None and not meta.get("trained_by")
 
 
+def is_untrained(loaded) -> bool:
+    """True if a loaded model (a base, or a specialist = base + adapter) has only random weights: its base is
+    random-init and so is its adapter, if any. A trained adapter on a random base is a trained specialist."""
+    adapter = getattr(loaded, "adapter_path", None)
+    return is_random_init(loaded.path) and (adapter is None or is_random_init(adapter))
+
+
 @dataclass(frozen=True)
 class InitSpec:
     """What `init_model` builds."""

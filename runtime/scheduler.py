@@ -232,8 +232,8 @@ class Scheduler:
                 self._ensure_loaded(name)
         except BaseException as exc:  # noqa: BLE001 — handed to start()'s caller, who reports it
             self._start_error = exc
+            mx.clear_streams()  # before start() returns: its caller may exit at once, and MLX aborts a live stream
             self._ready.set()
-            mx.clear_streams()
             return
         self._ready.set()
         try:

@@ -26,6 +26,7 @@ from mlx_lm.generate import generate_step
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
 from tinygpt.runtime.kv_cache import settle_cache
+from tinygpt.runtime.prefill import prefill
 
 
 class SoloRun:
@@ -52,8 +53,7 @@ class SoloRun:
         """Prefill one chunk (returns None) or decode one token (returns it with its logprob row)."""
         if len(self.rest) > 1:
             chunk = self.rest[: min(self.step, len(self.rest) - 1)]
-            self.model(mx.array(chunk)[None], cache=self.cache)
-            mx.eval([c.state for c in self.cache])
+            prefill(self.model, self.cache, chunk, self.step)  # shape-bucketed when the cache is (sessions)
             self.ids += chunk
             del self.rest[: len(chunk)]
             return None

@@ -169,7 +169,11 @@ class ModelStore:
         if is_adapter_dir(where):
             if base is None:
                 raise StoreError(f"{where} is an adapter; say which base model it belongs to with --base")
-            self.resolve(base)  # the base must resolve now, so a typo fails here, not at load time
+            resolved = self.resolve(base)  # the base must resolve now, so a typo fails here, not at load time
+            if resolved.adapter is not None:
+                raise StoreError(f"the base {base!r} is itself a specialist; name a base model")
+            if base not in self.names() and Path(base).expanduser().is_dir():
+                base = str(resolved.base.resolve())  # a directory is recorded absolute (works from any cwd)
             kind = kind or "specialist"
             if kind == "base":
                 raise StoreError(f"{where} is an adapter, not a base model (no config.json)")
@@ -221,20 +225,22 @@ class ModelStore:
             del reg.aliases[name]
             self._write(reg)
             return "alias", None
-        users = [e.name for e in reg.models if e.base == name] + [a for a, t in reg.aliases.items() if t == name]
+        entry = next((e for e in reg.models if e.name == name), None)
+        refs = {name} | ({entry.path} if entry is not None and entry.kind == "base" else set())
+        users = [e.name for e in reg.models if e.base in refs] + [a for a, t in reg.aliases.items() if t == name]
         if users:
             raise StoreError(f"{name!r} is used by {', '.join(sorted(users))}; remove those first")
         if name == DEFAULT:
             if not self.owns(self.default_dir):
-                return "base", None
+                raise StoreError(f"the embedded default model is not at {self.default_dir} (or tinygpt did not make "
+                                 "what is there); nothing was removed")
             shutil.rmtree(self.default_dir)
             return "base", self.default_dir
-        entry = next((e for e in reg.models if e.name == name), None)
         if entry is None:
             raise self._unknown(name)
         reg.models.remove(entry)
         self._write(reg)
-        if self.owns(entry.path):
+        if self.owns(entry.path) and not any(e.path == entry.path for e in reg.models):  # no other name uses it
             shutil.rmtree(entry.path)
             return entry.kind, Path(entry.path)
         return entry.kind, None
@@ -258,10 +264,16 @@ class ModelStore:
         if not text or not text.strip():
             raise ModelLoadError("--model is empty; name a model, a model directory or a hub id like org/name")
         if _depth > 8:
-            raise StoreError(f"alias {text!r} is part of a cycle; `tinygpt models rm` one of its aliases")
+            raise StoreError(f"{text!r}: bases of bases nest more than 8 deep; check `tinygpt models ls`")
         reg = self.read() if NAME_RE.fullmatch(text) else Registry()
-        if text in reg.aliases:
-            return _renamed(self.resolve(reg.aliases[text], _depth + 1), text)
+        chain = [text]
+        while chain[-1] in reg.aliases:
+            chain.append(reg.aliases[chain[-1]])
+            if chain[-1] in chain[:-1]:
+                raise StoreError(f"alias {text!r} is part of a cycle ({' -> '.join(chain)}); `tinygpt models rm` "
+                                 "one of those aliases")
+        if len(chain) > 1:
+            return _renamed(self.resolve(chain[-1], _depth + 1), text)
         entry = next((e for e in reg.models if e.name == text), None)
         if entry is not None:
             return self._resolve_entry(entry)

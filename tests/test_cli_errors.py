@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -217,13 +218,22 @@ def test_quickstart_with_a_bad_model_creates_no_run_dir(tmp_path):
 def test_random_init_models_are_explained(tiny_model_dir, tmp_path):
     from tinygpt.cli_quickstart import untrained_note
 
-    note = untrained_note(Path(tiny_model_dir))
+    as_loaded = lambda path, adapter=None: SimpleNamespace(path=Path(path), adapter_path=adapter)  # noqa: E731
+    note = untrained_note(as_loaded(tiny_model_dir))
     assert "random weights" in note and "0% model pass rate is expected" in note and "--model" in note
     trained = tmp_path / "trained"
     shutil.copytree(tiny_model_dir, trained)
     meta = json.loads((trained / "tinygpt.json").read_text())
     (trained / "tinygpt.json").write_text(json.dumps({**meta, "trained_by": "tinygpt train"}))
-    assert untrained_note(trained) is None
+    assert untrained_note(as_loaded(trained)) is None
+    from tinygpt.runtime.presets import ADAPTER_CREATOR, MARKER
+
+    for trained_adapter in (False, True):  # a specialist on a random base is untrained only if its adapter is
+        adapter = tmp_path / f"adapter-{trained_adapter}"
+        adapter.mkdir()
+        (adapter / MARKER).write_text(json.dumps({"created_by": ADAPTER_CREATOR, "kind": "adapter",
+                                                  **({"trained_by": "tinygpt train"} if trained_adapter else {})}))
+        assert (untrained_note(as_loaded(tiny_model_dir, adapter)) is None) == trained_adapter
 
 
 @pytest.mark.slow

@@ -22,9 +22,6 @@ heavy = sorted({m.split('.')[0] for m in sys.modules} & set(json.loads(sys.stdin
 sys.stdout.write('\\n' + json.dumps({'code': code, 'heavy': heavy}) + '\\n')
 """
 
-OWNERS = {"chat": "R", "agent": "R", "serve": "S", "traces": "T", "traces-to-data": "T"}
-
-
 def probe(*argv) -> dict:
     r = subprocess.run([sys.executable, "-c", PROBE, *argv], input=json.dumps(HEAVY), capture_output=True,
                        text=True, timeout=60)
@@ -39,8 +36,7 @@ def probe(*argv) -> dict:
 def test_help_and_argument_errors_import_nothing_heavy(argv):
     result = probe(*argv)
     assert result["code"] == (0 if argv[1] == "--help" else 2)
-    assert result["heavy"] == [], f"`tinygpt {' '.join(argv)}` imports {result['heavy']} " \
-                                  f"(owner: {OWNERS.get(argv[0], 'C')})"
+    assert result["heavy"] == [], f"`tinygpt {' '.join(argv)}` imports {result['heavy']}"
 
 
 def test_top_level_help_and_unknown_command_are_light():

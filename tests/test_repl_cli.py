@@ -22,6 +22,15 @@ def test_agent_unwritable_trajectory_dir_is_one_line_and_exit_2_before_the_repl(
     assert (tmp_path / "a_file").read_text() == "mine"
 
 
+def test_agent_takes_trajectory_dir_from_the_config_file(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    (tmp_path / "a_file").write_text("mine")
+    config = tmp_path / "config.toml"
+    config.write_text(f'trajectory_dir = "{tmp_path / "a_file" / "traces"}"\n')
+    monkeypatch.setenv("TINYGPT_CONFIG", str(config))
+    assert cli.main(["agent", "--model", str(tiny_model_dir)]) == 2  # the file's value is used (and refused)
+    assert "a_file" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("marker, noted", [({"created_by": "tinygpt init-model"}, True),
                                            ({"created_by": "tinygpt init-model", "trained_by": "sft"}, False),
                                            (None, False)])

@@ -20,6 +20,7 @@ COMMANDS = {
     "generate": ("tinygpt.cli_generate", "generate text from a prompt (one shot)"),
     "chat": ("tinygpt.cli_chat", "chat REPL on one persistent KV session (/save /load /reset)"),
     "agent": ("tinygpt.cli_agent", "agent REPL with grammar-constrained tool calls in a sandbox"),
+    "models": ("tinygpt.cli_models", "list, show, add, alias, pull and remove models, adapters and specialists"),
     "serve": ("tinygpt.cli_serve", "OpenAI- and Ollama-compatible HTTP server"),
     "traces": ("tinygpt.cli_traces:traces_main", "list, show and summarise .atraj trajectories"),
     "traces-to-data": ("tinygpt.cli_traces:traces_to_data_main", "turn trajectories into training rows"),
@@ -32,7 +33,8 @@ HELP = "usage: tinygpt <command> [options]\n\ncommands:\n" + "\n".join(
 
 _USER_ERRORS = (
     ("tinygpt.config", "ConfigError"), ("tinygpt.runtime.kv_cache", "KVCacheError"),
-    ("tinygpt.runtime.models", "ModelLoadError"), ("tinygpt.runtime.presets", "InitModelError"),
+    ("tinygpt.runtime.models", "ModelLoadError"), ("tinygpt.runtime.store", "StoreError"),
+    ("tinygpt.runtime.presets", "InitModelError"),
     ("tinygpt.runtime.vocab", "VocabError"), ("tinygpt.tools.catalog", "ToolsetSpecError"),
     ("tinygpt.cli_quickstart", "RunDirError"), ("tinygpt.traces.errors", "TraceError"),
 )

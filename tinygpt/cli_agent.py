@@ -130,7 +130,7 @@ def main(argv: list[str]) -> int:
     from tinygpt.tools.catalog import load_toolset
 
     cfg = resolve(a)
-    problem = writable_dir_error(a.trajectory_dir) if a.trajectory_dir else None
+    problem = writable_dir_error(cfg.trajectory_dir) if cfg.trajectory_dir else None
     if problem:
         sys.stderr.write(f"tinygpt agent: error: {problem}\n")
         return 2
@@ -142,7 +142,7 @@ def main(argv: list[str]) -> int:
             system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params))
     except ValueError as exc:  # bad tool choice, grammar the backend cannot build, max_steps < 1
         p.error(str(exc))
-    recorder = make_recorder(a.trajectory_dir, engine, agent, a) if a.trajectory_dir else None
+    recorder = make_recorder(cfg.trajectory_dir, engine, agent, a) if cfg.trajectory_dir else None
     print(f"tinygpt agent — model {engine.loaded.path}, tools {a.tools} ({len(toolset.names)}). /help for "
           "commands.", file=sys.stderr)
     random_init_note(engine)

@@ -92,12 +92,13 @@ def make_run_dir(given: str | None) -> Path:
     return out
 
 
-def untrained_note(model_path: Path) -> str | None:
+def untrained_note(loaded) -> str | None:
     """What to tell the user when the model is random-init (an untrained model scores 0%), else None."""
-    from tinygpt.runtime.presets import is_random_init
+    from tinygpt.runtime.presets import is_untrained
 
-    if not is_random_init(model_path):
+    if not is_untrained(loaded):
         return None
+    model_path = loaded.path
     return (f"{model_path} has random weights (made by `tinygpt init-model`, never trained), so a 0% model pass "
             "rate is expected. The teacher episodes above are its training data; the train stage is not built "
             "yet, so to measure a real model run `tinygpt quickstart --model <trained dir or hub id>`.")
@@ -179,7 +180,7 @@ def run(a, engine, out: Path, console) -> dict:
         "rows_file": str(data_dir / "rows.jsonl"), "chat_file": str(data_dir / "chat.jsonl"),
         "next": "train/eval/promote stages are not built yet",
     }
-    note = untrained_note(engine.loaded.path)
+    note = untrained_note(engine.loaded)
     if note:
         summary["random_init"], summary["note"] = True, note
     return summary

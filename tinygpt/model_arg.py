@@ -1,7 +1,10 @@
-"""Resolve a command's `--model` to a loaded Engine: an explicit path/hub id, the config's model, or the
-embedded default (a random-init tiny Qwen3 created on first use in the user cache).
+"""Resolve a command's `--model` to a loaded Engine: a name from the model store (registered model, alias,
+specialist = base + adapter), a directory or hub id, the config's model, or the embedded default (a random-init
+tiny Qwen3 created on first use in the user cache; also reachable as `--model default`).
 
 This is the only place CLI commands get models from, so they all agree on the default and the messages.
+`resolve(args)` builds the config with flag > config file > default for every Config field the command has a
+flag for (argparse dest = field name).
 It also shows model-creation progress (`creation_progress`), shared with `tinygpt init-model`.
 Imports stay light: MLX and friends load only when a model is created or loaded.
 """
@@ -47,8 +50,8 @@ def creation_progress(title: str, total: int):
 
 
 def model_path(cfg: Config) -> str:
-    """The model to use; creates the embedded default if nothing was named and it does not exist yet."""
-    if cfg.model:
+    """The model name to use; creates the embedded default if it is meant and does not exist yet."""
+    if cfg.model and cfg.model != "default":
         return cfg.model
     path = default_model_dir(cfg.default_preset)
     if not (path / "config.json").exists():
@@ -69,20 +72,36 @@ def model_path(cfg: Config) -> str:
 def load_engine(cfg: Config):
     """Load the model named by `cfg` into an Engine."""
     from tinygpt.runtime.models import load
+    from tinygpt.runtime.store import ModelStore
 
-    loaded = load(model_path(cfg))  # first: a bad --model is reported before the engine's imports
+    # first: a bad --model is reported before the engine's imports
+    loaded = load(model_path(cfg), store=ModelStore(default_preset=cfg.default_preset))
     from tinygpt.runtime.engine import Engine
 
     return Engine(loaded, prefix_cache_bytes=cfg.prefix_cache_mb << 20)
 
 
+def make_provider(cfg: Config):
+    """The model provider for long-running commands (serve): the store, with the config's budget and keep-alive."""
+    from tinygpt.runtime.provider import ModelProvider
+    from tinygpt.runtime.store import ModelStore
+
+    return ModelProvider(ModelStore(default_preset=cfg.default_preset),
+                         memory_budget_bytes=(cfg.model_memory_mb << 20) or None,
+                         keep_alive_s=cfg.model_keep_alive_s or None)
+
+
 def add_model_flag(parser) -> None:
     parser.add_argument("--model", "-m", default=None,
-                        help="model directory or Hugging Face hub id (default: config `model`, else the embedded "
-                             "default tiny model, created on first use)")
+                        help="model name (`tinygpt models ls`: registered model, alias, specialist), model "
+                             "directory or Hugging Face hub id (default: config `model`, else the embedded default "
+                             "tiny model, created on first use)")
 
 
 def resolve(args) -> Config:
+    """The command's config: its flags (None = not given) over the config file over the defaults."""
+    from dataclasses import fields
+
     from tinygpt.config import load_config
 
-    return load_config({"model": getattr(args, "model", None)})
+    return load_config({f.name: getattr(args, f.name, None) for f in fields(Config)})

@@ -177,8 +177,8 @@ def random_init_note(engine) -> None:
     """Warn, in the banner, when the model is one tinygpt initialised randomly and nothing has trained."""
     import sys
 
-    from tinygpt.runtime.presets import is_random_init
+    from tinygpt.runtime.presets import is_untrained
 
-    if is_random_init(engine.loaded.path):
+    if is_untrained(engine.loaded):
         print(f"note: model {engine.loaded.path} is random-init (untrained): its output is noise; train it or use "
               "a real model (--model)", file=sys.stderr)

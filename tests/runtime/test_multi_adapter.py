@@ -175,6 +175,20 @@ def test_batch_generator_carries_rows_in_the_cache(multi, references):
         assert got[uid] == _greedy_alone(refs[name], prompt)[1][:n], name
 
 
+def test_a_specialist_view_runs_mlx_lms_own_generate_step(multi, references):
+    import mlx.core as mx
+    from mlx_lm.generate import generate_step
+
+    refs, _ = references
+    for name, r in (("a", 0), ("b", 1), ("d", 4)):  # b adapts 2 Linears of 1 layer: the rest is skipped
+        got = [t for t, _ in generate_step(mx.array(PROMPTS[r]), multi.specialist(name), max_tokens=STEPS)]
+        assert got == _greedy_alone(refs[name], PROMPTS[r])[1], name
+    from tinygpt.runtime.multi_adapter import AdapterError
+
+    with pytest.raises(AdapterError, match="unknown adapter 'zz'"):
+        multi.specialist("zz")
+
+
 def test_remove_and_add_keep_the_other_slots_exact(tiny_model_dir, adapters, references):
     import mlx.core as mx
 
@@ -193,6 +207,23 @@ def test_remove_and_add_keep_the_other_slots_exact(tiny_model_dir, adapters, ref
     multi.detach()
     assert mx.array_equal(multi.base(tokens), refs[None](tokens)).item()
     assert "Multi" not in type(multi.base.layers[0].self_attn.q_proj).__name__
+
+
+def test_n_adapters_cost_their_own_bytes(tiny_model_dir, adapters, tmp_path):
+    """No zero slot and no copies: two LoRA adapters of one rank and layer set hold exactly their tensors."""
+    import mlx.core as mx
+
+    from tinygpt.runtime.multi_adapter import MultiAdapter
+
+    other = init_adapter(tiny_model_dir, tmp_path / "a2", seed=9)
+    files = sum(w.nbytes for d in (adapters["a"], other) for w in mx.load(str(d / "adapters.safetensors")).values())
+    multi = MultiAdapter.attach(_base(tiny_model_dir), {"a": adapters["a"], "a2": other})
+    assert multi.nbytes == files
+    multi.remove("a")
+    multi.remove("a2")
+    assert multi.nbytes == 0 and multi.names == []
+    with multi.rows([None]):
+        assert mx.array_equal(multi.base(mx.array([PROMPTS[0]])), _base(tiny_model_dir)(mx.array([PROMPTS[0]]))).item()
 
 
 def test_parameters_keep_their_names(tiny_model_dir, multi):
@@ -230,3 +261,43 @@ def test_unknown_rows_and_bad_adapters_are_clear_errors(tiny_model_dir, adapters
     with pytest.raises(AdapterError, match="not an mlx-lm adapter directory"):
         multi.add("wrong", tmp_path / "missing")
     assert multi.names == ["a", "b", "d"]
+
+
+def test_adapter_rows_follow_the_batch_protocol(multi):
+    from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
+
+    from tinygpt.runtime.multi_adapter import AdapterRows, split_rows
+
+    caches = [multi.make_cache(n) for n in ("a", None, "d")]
+    rows = caches[0][-1].merge([c[-1] for c in caches])
+    assert rows.names == ["a", None, "d"]
+    rows.filter([2, 0])
+    rows.extend(AdapterRows(["b"]))
+    assert rows.names == ["d", "a", "b"] and rows.extract(1).names == ["a"]
+    kv, names = split_rows(caches[1])
+    assert names == [None] and len(kv) == 2 and not any(isinstance(c, AdapterRows) for c in kv)
+    assert split_rows(kv) == (kv, None)
+    assert can_trim_prompt_cache(caches[0]) and trim_prompt_cache(caches[0], 0) == 0
+
+
+def test_bfloat16_base_with_float32_adapters(tmp_path):
+    """The GPU setting: bf16 weights, float32 adapter tensors (as mlx-lm trains them); rows still match mlx-lm."""
+    import mlx.core as mx
+
+    from tinygpt.runtime.multi_adapter import MultiAdapter
+    from tinygpt.runtime.presets import InitSpec, init_model
+
+    base_dir = init_model(tmp_path / "bf16", InitSpec(preset="tiny", dtype="bfloat16"))
+    ads = {"a": init_adapter(base_dir, tmp_path / "a", seed=1),
+           "d": init_adapter(base_dir, tmp_path / "d", seed=3, fine_tune_type="dora")}
+    multi = MultiAdapter.attach(_base(base_dir), ads)
+    rows = ["a", None, "d"]
+
+    def call(tokens, cache):
+        with multi.rows(rows):
+            return multi.base(tokens, cache=cache)
+    logits, ids = _greedy_batch(call, PROMPTS[:3], steps=3)
+    assert logits.dtype == mx.bfloat16
+    for r, name in enumerate(rows):
+        first, alone = _greedy_alone(_single(base_dir, ads.get(name)), PROMPTS[r], steps=3)
+        assert mx.allclose(logits[r], first[0], atol=2e-2, rtol=0).item() and ids[r] == alone, name

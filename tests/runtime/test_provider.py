@@ -11,14 +11,14 @@ from tinygpt.runtime.store import ModelStore
 
 @pytest.fixture(scope="module")
 def store(tiny_model_dir, tmp_path_factory):
-    """A store (own registry) with `base`, specialists `spec-a`/`spec-b` (random LoRA, seeds 1/2) and alias `fav`."""
+    """A store (own registry): `base`, specialists `spec-a`/`spec-b` (random LoRA), `spec-dora`, alias `fav`."""
     from tinygpt.runtime.presets import init_adapter
 
     root = tmp_path_factory.mktemp("store")
     s = ModelStore(root / "models")
     s.add("base", tiny_model_dir)
-    for name, seed in (("a", 1), ("b", 2)):
-        init_adapter(tiny_model_dir, root / f"adapter-{name}", rank=4, seed=seed)
+    for name, seed, kind in (("a", 1, "lora"), ("b", 2, "lora"), ("dora", 3, "dora")):
+        init_adapter(tiny_model_dir, root / f"adapter-{name}", rank=4, seed=seed, fine_tune_type=kind)
         s.add(f"spec-{name}", root / f"adapter-{name}", base="base")
     s.alias("fav", "spec-a")
     return s
@@ -54,24 +54,33 @@ def adapter_bytes(path) -> int:
     return sum(a.nbytes for a in mx.load(str(path / "adapters.safetensors")).values())
 
 
-def test_base_plus_two_specialists_cost_base_plus_adapters(provider, store):
-    base, a, b = provider.get("base"), provider.get("spec-a"), provider.get("spec-b")
+def test_base_plus_two_specialists_cost_base_plus_adapters(store):
+    import mlx.core as mx
+
+    provider = ModelProvider(store)
+    base = provider.get("base")
+    before = mx.get_active_memory()
+    a, b = provider.get("spec-a"), provider.get("spec-b")
+    grew = mx.get_active_memory() - before  # MLX's own count of live buffers: what the two specialists added
     base_bytes = unique_nbytes([base.model])
     adapters = adapter_bytes(a.adapter_path) + adapter_bytes(b.adapter_path)
     together = unique_nbytes([base.model, a.model, b.model])
     assert together <= 1.10 * (base_bytes + adapters)
     assert together >= base_bytes + adapters  # each adapter's arrays are really there
+    assert grew <= 1.10 * adapters, (grew, adapters)
     assert provider.held_bytes() == together
     assert base.model is not a.model and a.model is not b.model
 
 
-def test_specialist_equals_its_adapter_fused_into_a_copy_of_the_base(provider, store, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("name", ["spec-a", "spec-dora"])
+def test_specialist_equals_its_adapter_fused_into_a_copy_of_the_base(provider, store, tiny_model_dir, tmp_path,
+                                                                     name):
     from mlx.utils import tree_unflatten
     from mlx_lm.utils import load as mlx_load, save_model
 
     from tinygpt.runtime.models import load
 
-    spec = provider.get("spec-a")
+    spec = provider.get(name)
     model, _ = mlx_load(str(tiny_model_dir), adapter_path=str(spec.adapter_path))
     model.update_modules(tree_unflatten([(n, m.fuse()) for n, m in model.named_modules() if hasattr(m, "fuse")]))
     fused_dir = tmp_path / "fused"
