@@ -84,6 +84,10 @@ class ServerState:
 
     def lookup(self, requested: str) -> str | None:
         """The servable name a request's model means (Ollama clients add ':latest'), or None."""
+        bare = requested[: -len(":latest")] if requested.endswith(":latest") else requested
+        for name in (requested, bare):
+            if name in self.scheduler.cards:  # loaded before: no need to read the registry
+                return name
         names = self.names()
         if requested in names:
             return requested
