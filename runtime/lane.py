@@ -148,7 +148,12 @@ class Lane:
         s = job.session
         if s is None:
             return False
-        return self.sessions.is_busy(s) if isinstance(s, str) else id(s) in self._busy_objects
+        return self.sessions.is_busy(self._sid(job)) if isinstance(s, str) else id(s) in self._busy_objects
+
+    @staticmethod
+    def _sid(job: Job) -> str:
+        """A server-side session's key: the model and the client's id (a shared lane's specialists never share)."""
+        return f"{job.model}\x00{job.session}"
 
     def new_batch(self) -> None:
         if self.bg is not None:
@@ -237,7 +242,7 @@ class Lane:
         if s is None:
             return None
         if isinstance(s, str):
-            return self.sessions.checkout(s, self._maker(job))
+            return self.sessions.checkout(self._sid(job), self._maker(job))
         self._busy_objects.add(id(s))
         return s
 
@@ -246,7 +251,7 @@ class Lane:
         kv, ids = cache if cache else (None, None)
         s = job.session
         if isinstance(s, str):
-            self.sessions.checkin(s, kv, ids)
+            self.sessions.checkin(self._sid(job), kv, ids)
         elif s is not None:
             self._busy_objects.discard(id(s))
             if kv is not None and ids is not None:

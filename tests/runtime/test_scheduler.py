@@ -162,3 +162,29 @@ def test_a_base_and_two_specialists_decode_in_one_batch_exactly_as_each_alone(ti
         assert got.output_ids == alone.output_ids, name
         assert max(abs(a - b) for a, b in zip(got.logprobs, alone.logprobs)) < 1e-3, name
     assert _done(jobs["s1"][1]).result.output_ids == _done(jobs["s1b"][1]).result.output_ids
+
+
+def test_one_session_id_on_two_specialists_of_a_shared_lane_never_shares_their_kv(tiny_model_dir, tmp_path):
+    from tinygpt.runtime.catalog import Catalog
+    from tinygpt.runtime.presets import init_adapter
+    from tinygpt.runtime.store import ModelStore
+
+    store = ModelStore(tmp_path / "models")
+    for i, name in enumerate(("s1", "s2")):
+        init_adapter(tiny_model_dir, tmp_path / name, rank=4, seed=20 + i)
+        store.add(name, tmp_path / name, base=str(tiny_model_dir))
+    s = Scheduler(Catalog(str(tiny_model_dir), "base", store=store), SchedulerConfig(prefill_step=64))
+    ids = list(range(3, 25))
+
+    def run(model):
+        job, ev = _job(model, ids, 3, **NO_EOS)
+        job.session = "same-id"
+        s.submit(job)
+        while not _done(ev):
+            s.pump()
+        return _done(ev).result
+
+    assert run("s1").cached_tokens == 0
+    assert run("s1").cached_tokens == len(ids) - 1  # the session kept s1's KV
+    assert run("s2").cached_tokens == 0             # s2 under the same id starts from nothing
+    assert s.lane("s1") is s.lane("s2") and len(s.lane("s1").sessions) == 2
