@@ -1,5 +1,5 @@
 """What both API surfaces share between a decoded request and the scheduler: sampling parameters with the
-server's limits applied, penalty processors (runtime/penalties.py), submitting a job, and waiting for its
+server's limits applied, logit-bias ids, submitting a job, and waiting for its
 events while watching for the client to go away (a gone client cancels its job at once).
 
 Not here: wire formats or the shape of answers (openai_api.py, ollama_api.py).
@@ -15,7 +15,6 @@ from starlette.requests import Request
 
 from tinygpt.runtime.jobs import Chunk, Failed, Finished, GenerationResult, Job, Scored
 from tinygpt.runtime.model_card import ModelCard
-from tinygpt.runtime.penalties import penalties  # noqa: F401  (re-exported for the API modules)
 from tinygpt.runtime.sampling import SamplingParams
 from tinygpt.runtime.scheduler import QueueFull, ShuttingDown, UnknownModel
 from tinygpt.web.config import ServerState

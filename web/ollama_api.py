@@ -32,7 +32,8 @@ from tinygpt.web import wire_ollama as w
 from tinygpt.web.config import ServerState, ollama_name
 from tinygpt.web.errors import ApiError, decode
 from tinygpt.runtime.jobs import Chunk, Failed, Finished, Job
-from tinygpt.web.generation import Outcome, collect, events, penalties, sampling, start
+from tinygpt.runtime.penalties import penalties
+from tinygpt.web.generation import Outcome, collect, events, sampling, start
 from tinygpt.web.openapi import responses_of, body_of
 from tinygpt.web.toolstream import Content, ToolStream
 

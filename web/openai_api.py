@@ -30,7 +30,8 @@ from tinygpt.web import constraints, prompts
 from tinygpt.web import wire_openai as w
 from tinygpt.web.config import ServerState
 from tinygpt.web.errors import ApiError, decode, error_body
-from tinygpt.web.generation import Outcome, collect, events, logit_bias_ids, penalties, sampling, start
+from tinygpt.runtime.penalties import penalties
+from tinygpt.web.generation import Outcome, collect, events, logit_bias_ids, sampling, start
 from tinygpt.runtime.jobs import Chunk, Failed, Finished, Job, Scored
 from tinygpt.web.openapi import body_of, responses_of
 from tinygpt.web.toolstream import CallArgs, CallStart, Content, ToolStream
