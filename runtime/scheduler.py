@@ -9,7 +9,8 @@ turn, so a long stream on one model never starves another's short requests.
 It runs either on its own thread (`start()`: the server; jobs come from any thread through an inbox and events
 go back through each job's `post`/`sink`, handed over in one call per sink at most every FLUSH_S), or inline,
 driven by its one caller (`pump()`: the CLI and agent through engine.py), where an interruption (Ctrl-C inside
-a layer) settles every running job's cache and finishes it before it propagates.
+a layer) settles every running job's cache and finishes it before it propagates. `run(jobs)` submits many jobs
+at once and waits for their ends, in either mode (evals, distillation).
 Not here: HTTP and wire formats (web/), prompts and chat templates (engine.py), tokens-to-events (jobs.py).
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Protocol
 
 import mlx.core as mx
 
-from tinygpt.runtime.jobs import Chunk, Event, Failed, Job, deliver
+from tinygpt.runtime.jobs import Chunk, Event, Failed, Finished, Job, deliver
 from tinygpt.runtime.lane import Lane, LaneConfig
 from tinygpt.runtime.model_card import ModelCard, describe
 from tinygpt.runtime.models import LoadedModel, load
@@ -206,6 +207,37 @@ class Scheduler:
                 self._thread.join(timeout)
         else:
             self._shutdown()
+
+    def run(self, jobs: list[Job], timeout: float | None = None) -> list[Finished | Failed]:
+        """Submit `jobs` together (they batch) and wait for each one's end event, in order: the simplest way for a
+        Python caller (evals, distillation) to generate many answers. Jobs keep their own `post` too."""
+        ends: dict[int, Finished | Failed] = {}
+        done = threading.Event()
+
+        def watch(job: Job):
+            post = job.post
+
+            def on_event(ev: Event) -> None:
+                post(ev)
+                if isinstance(ev, (Finished, Failed)):
+                    ends[id(job)] = ev
+                    if len(ends) == len(jobs):
+                        done.set()
+            return on_event
+
+        for job in jobs:
+            job.post, job.sink = watch(job), None
+        for job in jobs:
+            self.submit(job)
+        if self._threaded:
+            if jobs and not done.wait(timeout):
+                for job in jobs:
+                    self.cancel(job)
+                raise TimeoutError(f"{len(jobs) - len(ends)} of {len(jobs)} jobs did not finish within {timeout} s")
+        else:
+            while len(ends) < len(jobs):
+                self.pump()
+        return [ends[id(job)] for job in jobs]
 
     # ---- inline mode --------------------------------------------------------------------------------------
     def pump(self) -> None:

@@ -188,3 +188,21 @@ def test_one_session_id_on_two_specialists_of_a_shared_lane_never_shares_their_k
     assert run("s1").cached_tokens == len(ids) - 1  # the session kept s1's KV
     assert run("s2").cached_tokens == 0             # s2 under the same id starts from nothing
     assert s.lane("s1") is s.lane("s2") and len(s.lane("s1").sessions) == 2
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_run_batches_many_jobs_for_a_python_caller_and_returns_each_end_in_order(two_models, threaded):
+    from tinygpt.runtime.engine import Engine
+
+    s = Scheduler(StaticModels(two_models), SchedulerConfig(prefill_step=64))
+    if threaded:
+        s.start(preload=["a", "b"])
+    try:
+        jobs = [_job(m, [3, 4 + i, 5], 5, **NO_EOS)[0] for i, m in enumerate("abab")]
+        ends = s.run(jobs, timeout=60)
+    finally:
+        s.stop()
+    assert [type(e) for e in ends] == [Finished] * 4
+    for job, end in zip(jobs, ends):
+        want = Engine(two_models[job.model]).generate(job.prompt_ids, SamplingParams(max_tokens=5, **NO_EOS))
+        assert end.result.output_ids == want.output_ids and end.result.prompt_ids == job.prompt_ids
