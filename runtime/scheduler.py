@@ -4,8 +4,8 @@ It serves jobs for several models by name: each loaded model is served by a `Lan
 job, prefix cache and sessions). Models come from a `ModelSource` (`get(name)` loads one; `names()` lists what
 can be served); a model unloads after its keep-alive runs out. When the source can give a specialist's base
 (`base_model`, as the server's catalog does), a base and all its specialists share one lane: their rows go into
-one batch, one forward pass of the base with per-row adapter deltas (multi_adapter.py). Each round every lane with work runs one step, in
-turn, so a long stream on one model never starves another's short requests.
+one batch, one forward pass of the base with per-row adapter deltas (multi_adapter.py). Each round every lane
+with work runs one step, in turn, so a long stream on one model never starves another's short requests.
 It runs either on its own thread (`start()`: the server; jobs come from any thread through an inbox and events
 go back through each job's `post`/`sink`, handed over in one call per sink at most every FLUSH_S), or inline,
 driven by its one caller (`pump()`: the CLI and agent through engine.py), where an interruption (Ctrl-C inside
