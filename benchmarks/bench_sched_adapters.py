@@ -35,7 +35,8 @@ def run(s: Scheduler, names: list[str], per: int, tokens: int) -> float:
     jobs = []
     for i in range(per):
         for n in names:
-            job = Job(prompt_ids=[5 + i, 6, 7, 8, 9, 10 + i], params=SamplingParams(max_tokens=tokens, stop_token_ids=()),
+            params = SamplingParams(max_tokens=tokens, stop_token_ids=())
+            job = Job(prompt_ids=[5 + i, 6, 7, 8, 9, 10 + i], params=params,
                       model=n, post=lambda ev: done.append(ev) if isinstance(ev, (Finished, Failed)) else None)
             jobs.append(job)
     t0 = time.perf_counter()

@@ -1,8 +1,9 @@
 """`tinygpt serve`: serve models over OpenAI- and Ollama-compatible HTTP on one socket: `--model` (the default
 one) and every model in the store, each request naming one.
 
-Parses flags into a `ServeConfig` (each setting: flag, else config file, else default), loads the model (a bad model directory is a clear error and exit 2, before
-any socket is bound), binds the socket itself (a busy port is a clear error and exit 1) and runs uvicorn.
+Parses flags into a `ServeConfig` (each setting: flag, else config file, else default), loads the model (a bad
+model directory is a clear error and exit 2, before any socket is bound), binds the socket itself (a busy port is
+a clear error and exit 1) and runs uvicorn.
 Not here: the app (tinygpt/web/app.py).
 """
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 `create_app(config)` builds the catalog of servable models (the `--model` one, named by `--model-name` or its
 directory, then every model in the store) and starts the scheduler, which loads the first model (a bad model
-raises `ModelLoadError` here, before any socket is bound; others load on first request), mounts both routers, maps every error to the right wire shape, publishes the OpenAPI
-spec at /openapi.json (no /docs page: FastAPI's loads Swagger UI from a CDN, blank offline, and no local copy
-is installed), answers GET /health, and wraps the app in the Guard (Host allow-list, API key, cross-site
-requests, body limit, timeout and nesting depth)
-and a CORS policy that admits only localhost pages unless told otherwise. Anything a client sends gets a 4xx
+raises `ModelLoadError` here, before any socket is bound; others load on first request), mounts both routers,
+maps every error to the right wire shape, publishes the OpenAPI spec at /openapi.json (no /docs page: FastAPI's
+loads Swagger UI from a CDN, blank offline, and no local copy is installed), answers GET /health, and wraps the
+app in the Guard (Host allow-list, API key, cross-site requests, body limit, timeout and nesting depth) and a
+CORS policy that admits only localhost pages unless told otherwise. Anything a client sends gets a 4xx
 at worst; a 500 means a bug here. Not here: binding sockets (tinygpt/cli_serve.py).
 """
 from __future__ import annotations

@@ -302,7 +302,8 @@ class CompletionPlan:
         self.score_only = req.max_tokens == 0
         self.prompt_logprobs = req.logprobs if req.echo and req.logprobs is not None else None
         self.params = sampling(
-            state, card, len(ids), max_tokens=1 if self.score_only else (16 if req.max_tokens is None else req.max_tokens),
+            state, card, len(ids),
+            max_tokens=1 if self.score_only else (16 if req.max_tokens is None else req.max_tokens),
             temperature=1.0 if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p, top_k=req.top_k or 0, min_p=req.min_p or 0.0,
             seed=req.seed, stop=req.stop, top_logprobs=req.logprobs or 0)
