@@ -37,10 +37,6 @@ class ModelCard:
         """The name with a tag, as Ollama lists models ('name:latest')."""
         return self.name if ":" in self.name else f"{self.name}:latest"
 
-    def matches(self, requested: str) -> bool:
-        """Whether a client's model name means this model (Ollama clients add ':latest')."""
-        return requested in (self.name, self.ollama_name)
-
     @property
     def parameter_size(self) -> str:
         n = self.parameter_count
