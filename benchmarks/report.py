@@ -116,6 +116,69 @@ def solo(text: str, title: str) -> list[str]:
             "```", ""]
 
 
+def adapters(r: dict, title: str) -> list[str]:
+    cfg, t, m, s = r.get("model_config", {}), r["throughput"], r["memory"], r["switch"]
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model: random-init Qwen3, hidden "
+           f"{cfg.get('hidden_size')}, {cfg.get('num_hidden_layers')} layers, {cfg.get('torch_dtype')}; rank-"
+           f"{r['rank']} adapters on every Linear; {r['rows']} rows, {r['prompt_tokens']}-token prompts, "
+           f"{r['decode_tokens']} greedy steps, medians of {r['reps']} interleaved runs, {r['date']}. "
+           "Script: `benchmarks/bench_adapters.py`.", "", "| decode | median tok/s |", "|---|---|"]
+    out += [f"| {name} | {v['median_tps']:.1f} |" for name, v in t.items() if isinstance(v, dict)]
+    out += ["", "Mixed batch ÷ per-adapter batches in turn: " + ", ".join(
+        f"**{v:.2f}x** ({name.split(',')[0]})" for name, v in t.items() if not isinstance(v, dict)) + ".", ""]
+    mb = 2 ** 20
+    out += [f"**P12 memory**: base {m['base_bytes'] / mb:.2f} MiB; base + {m['adapters']} adapters attached "
+            f"{m['served_bytes'] / mb:.2f} MiB = {m['ratio_to_base_plus_adapters']:.3f} × (base + adapter tensors "
+            f"{m['adapter_file_tensor_bytes'] / mb:.2f} MiB); target ≤ 1.10: **{'met' if m['passed'] else 'not met'}**. "
+            f"Provider specialists (shared base arrays) {m['provider_specialists_bytes'] / mb:.2f} MiB; "
+            f"separately loaded specialists {m['separate_models_bytes'] / mb:.2f} MiB.", ""]
+    med = s["median_s"]
+    out += [f"**P12 switch** ({s['prompt_tokens']}-token prompt, TTFT ms): "
+            + ", ".join(f"{k} {v * 1000:.1f}" for k, v in med.items())
+            + f". B right after A − base = **{s['switch_added_ms']:.1f} ms** (target ≤ 5 on the CPU `small` preset; "
+            f"this run, {r['preset']}: **{'within' if s['passed'] else 'over'}**); vs B right after B {s['switch_vs_no_switch_ms']:+.1f} ms. "
+            f"Reloading the model for B (mlx-lm server's way) + first token: median "
+            f"{statistics.median(s['reload_then_first_token_s']) * 1000:.0f} ms.", ""]
+    return out
+
+
+def kv_ttft(r: dict, title: str) -> list[str]:
+    cfg, med = r.get("model_config", {}), statistics.median
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model: random-init Qwen3, hidden "
+           f"{cfg.get('hidden_size')}, {cfg.get('num_hidden_layers')} layers, {cfg.get('torch_dtype')}; "
+           f"{r['turn_tokens']} new tokens per turn; medians, {r['date']}. Script: `benchmarks/bench_kv_ttft.py`.", "",
+           "| history | full re-prefill ms | **warm turn TTFT ms** (engine) | target: bucketed prefill + 2 decode "
+           "steps ms | forward, plain cache ms (before) | forward, bucketed ms | decode step ms |",
+           "|---|---|---|---|---|---|---|"]
+    rows = []
+    for n, v in r["lengths"].items():
+        target = med(v["bucketed_forward_s"]) + 2 * med(v["decode_step_s"])
+        out.append(f"| {n} | {med(v['full_reprefill_s']) * 1e3:.1f} | **{med(v['persistent_s']) * 1e3:.1f}** | "
+                   f"{target * 1e3:.1f} ({'met' if med(v['persistent_s']) <= target else 'not met'}) | "
+                   f"{med(v['raw_forward_s']) * 1e3:.1f} | {med(v['bucketed_forward_s']) * 1e3:.1f} | "
+                   f"{med(v['decode_step_s']) * 1e3:.1f} |")
+        rows.append(f"| {n} | {v['kv_file_bytes'] / 2 ** 20:.0f} | {med(v['file_read_s']) * 1e3:.0f} | "
+                    f"{med(v['load_prompt_cache_s']) * 1e3:.0f} | {med(v['reload_then_first_token_s']) * 1e3:.0f} | "
+                    f"{med(v['full_reprefill_s']) * 1e3:.0f} |")
+    out += ["", "Reloading a saved session (P4 on the GPU): target cheaper than re-prefill from 4k tokens up.", "",
+            "| history | KV file MiB | read file ms | load_prompt_cache ms | reload + first token ms | re-prefill ms |",
+            "|---|---|---|---|---|---|", *rows, ""]
+    return out
+
+
+def sdpa_first_use(r: dict, title: str) -> list[str]:
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. One layer's attention shapes of the model, "
+           f"{r['turn_tokens']} queries; each call at a key length never used before (first call of each column "
+           f"also builds the base shape). Script: `benchmarks/bench_kv_ttft.py --sdpa-only`.", "",
+           "| keys from | fused, causal mask ms | fused, array mask ms | fused, bucketed length ms | matmuls ms |",
+           "|---|---|---|---|---|"]
+    for n, v in r["sdpa_first_use"].items():
+        cells = [", ".join(f"{x * 1e3:.1f}" for x in v[k]) for k in (
+            "fused_causal_new_len_s", "fused_array_mask_new_len_s", "fused_bucketed_len_s", "matmul_new_len_s")]
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def cli(r: dict, title: str) -> list[str]:
     out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Whole processes, {r['runs']} runs each, "
            f"{r['date']}. Script: `benchmarks/bench_cli.py`.", "",
@@ -138,6 +201,10 @@ SECTIONS = [
     ("serve-gpu-qwen3-0.6b.json", "Server on an NVIDIA GPU (issue 5: P5), qwen3-0.6b shape bf16", serve),
     ("serve-gpu-qwen3-4b.json", "Server on an NVIDIA GPU (issue 5: P5), qwen3-4b shape bf16", serve),
     ("cli.json", "CLI start-up (issue 8)", cli),
+    ("kv_ttft-gpu-qwen3-4b.json", "Warm turn TTFT and session reload on an NVIDIA GPU (issue 9), qwen3-4b bf16", kv_ttft),
+    ("kv_ttft-sdpa-gpu-qwen3-4b.json", "Fused attention at new key lengths on an NVIDIA GPU (issue 9)", sdpa_first_use),
+    ("adapters.json", "Mixed-adapter batches and P12 (issue 9), small preset, CPU", adapters),
+    ("adapters-gpu-qwen3-0.6b.json", "Mixed-adapter batches on an NVIDIA GPU (issue 9), qwen3-0.6b bf16", adapters),
     ("solo-gpu-qwen3-4b.txt", "Solo vs batch-only single streams on an NVIDIA GPU (issue 5), qwen3-4b bf16", solo),
 ]
 

@@ -178,8 +178,9 @@ def compile_json(tokenizer: Any, schema: dict | None = None, *, backend: str = D
 
 def _grammar_form(schema: dict, where: str) -> dict:
     """`strict(schema)`, refusing a oneOf that is left (its branches may overlap: no backend can enforce
-    "exactly one", and treating it as anyOf would let through values that fail validation)."""
-    form = strict(schema)
+    "exactly one", and treating it as anyOf would let through values that fail validation). A const or enum
+that nothing can satisfy is refused here too (by `strict`), so every backend refuses it alike."""
+    form = strict(schema, where)
     stack = [(form, where)]
     while stack:
         node, at = stack.pop()

@@ -6,13 +6,17 @@ the EOS sentinel also works around outlines-core 0.2.14 dropping tokens that end
 match end (fixed upstream later). Local $refs are inlined (recursive ones refused); string patterns are
 spliced in as regexes over the JSON text (grammar_regex.py). Everything outlines-core 0.2 would compile and
 then not enforce raises GrammarError (bounds it ignores, pattern + length, overlapping oneOf, allOf of
-several, required keys missing from properties, integers past 2**53). Limits: seconds to compile on a 150k
-vocabulary; byte-level BPE only. Not here: caching, logits.
+several, required keys missing from properties, integers past 2**53, formats it drops or spells unsafely).
+Limits: compiling costs about one vocabulary pass per repeated part, so length/count bounds and pattern
+quantifiers past MAX_WORK / vocabulary size (7 on a 150k vocabulary) are refused before anything is built;
+byte-level BPE only. Not here: caching, logits.
 """
 from __future__ import annotations
 
 import json
 import math
+import re._constants as sre  # the parser the `re` module itself uses; patterns were checked with it
+import re._parser as sre_parse
 from typing import Any
 
 import numpy as np
@@ -20,7 +24,7 @@ from outlines_core import Guide, Index, Vocabulary
 from outlines_core.json_schema import build_regex_from_schema
 
 from tinygpt.runtime.grammar import GrammarError, GrammarSpec
-from tinygpt.runtime.grammar_regex import PatternError, json_text_pattern
+from tinygpt.runtime.grammar_regex import PatternError, ecma_pattern, json_text_pattern
 from tinygpt.runtime.grammar_schema import ANNOTATIONS, resolve
 from tinygpt.runtime.tool_calls import CALL_CLOSE, CALL_OPEN, ToolSpec
 
@@ -37,6 +41,11 @@ DUMPS_ESCAPES = r'\\["\\bfnrt]'
 STRING_CLASS_END = r"\x7F-\x9F]"  # end of outlines' string-character class; plane 16 holds our markers
 NO_MARKS_CLASS_END = r"\x7F-\x9F\x{100000}-\x{10FFFF}]"
 IGNORED_BY_OUTLINES = ("multipleOf", "uniqueItems", "exclusiveMinimum", "exclusiveMaximum")
+EXACT_FORMATS = ("date", "date-time", "time", "uuid")  # outlines' email and uri regexes can spell '"' or '\\'
+# repeated parts x tokens: outlines-core 0.2.14 takes ~0.09 s per character of maxLength on the 151,669-token
+# Qwen vocabulary and ~0.14 ms on a 690-token one (2-core dev box); this keeps a compile under ~1 s
+MAX_WORK = 1_200_000
+COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
 
 
 class Vocab:
@@ -89,28 +98,37 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 def compile(spec: GrammarSpec, vocab: Vocab) -> Index:
-    """The outlines-core Index for `spec`; raises GrammarError if outlines refuses or cannot enforce it."""
-    pattern = regex(spec, vocab.spell)
+    """The outlines-core Index for `spec`; raises GrammarError if outlines refuses or cannot enforce it, or
+    if it would take more than about a second to build (see MAX_WORK)."""
+    pattern = regex(spec, vocab.spell, _Budget(vocab.n_tokens))
     try:
         return Index(pattern, vocab.vocabulary)
     except (ValueError, RuntimeError) as exc:
-        raise GrammarError(f"outlines-core could not build an index for the grammar: {exc}") from exc
+        raise GrammarError(f"outlines-core could not build an index for the grammar: {_one_line(exc)}") from exc
 
 
-def regex(spec: GrammarSpec, spell: dict[str, str]) -> str:
+class _Budget:
+    """The repeated parts a grammar may still spell out for a vocabulary of `n_tokens` (see MAX_WORK)."""
+
+    def __init__(self, n_tokens: int):
+        self.n_tokens, self.limit = n_tokens, max(1, MAX_WORK // max(1, n_tokens))
+        self.left = self.limit
+
+
+def regex(spec: GrammarSpec, spell: dict[str, str], budget: _Budget) -> str:
     """The whole output, then the EOS sentinel, as one regex (Rust regex syntax)."""
-    return f"(?:{body_regex(spec, spell)}){_lit(SENTINEL)}"
+    return f"(?:{body_regex(spec, spell, budget)}){_lit(SENTINEL)}"
 
 
-def body_regex(spec: GrammarSpec, spell: dict[str, str]) -> str:
+def body_regex(spec: GrammarSpec, spell: dict[str, str], budget: _Budget) -> str:
     """The whole output as one regex; `spell` maps each call marker to what stands for it."""
     if spec.mode == "json":
-        return _json_regex(spec.schema)
+        return _json_regex(spec.schema, budget)
     marks = "".join(c for c in spell.values() if len(c) == 1)  # free text never holds a marker token
     text = no_substring(CALL_OPEN, banned=marks)
     if spec.mode == "none":
         return text
-    bodies = "|".join(_lit('{"name": ' + json.dumps(t.name) + ', "arguments": ') + _json_regex(t.parameters)
+    bodies = "|".join(_lit('{"name": ' + json.dumps(t.name) + ', "arguments": ') + _json_regex(t.parameters, budget)
                       + _lit("}") for t in spec.tools)
     call = _lit(spell[CALL_OPEN] + "\n") + f"(?:{bodies})" + _lit("\n" + spell[CALL_CLOSE])
     calls = call + (f"(?:{_lit(chr(10))}{call})*" if spec.parallel else "")
@@ -140,10 +158,11 @@ def no_substring(word: str, nonempty: bool = False, banned: str = "") -> str:
     return f"[^{no}]*(?:{f}{seg})*"
 
 
-def _json_regex(schema: dict) -> str:
+def _json_regex(schema: dict, budget: _Budget) -> str:
     """outlines' regex for `schema` in json.dumps layout: ", " and ": " separators, no other whitespace."""
     ctx = _Inlining(schema)
     plain = _outlines_schema(schema, "schema", ctx, ())
+    budget.left -= _parts(plain, "schema", ctx, budget)
     patterns = ctx.patterns
     text = json.dumps(plain)
     if SLOT in text or text.count(PLACEHOLDER) != len(patterns):
@@ -151,7 +170,7 @@ def _json_regex(schema: dict) -> str:
     try:
         pattern = build_regex_from_schema(text, SLOT)
     except (ValueError, TypeError) as exc:
-        raise GrammarError(f"outlines-core cannot turn this schema into a regex: {exc}") from exc
+        raise GrammarError(f"outlines-core cannot turn this schema into a regex: {_one_line(exc)}") from exc
     # object separators are "SLOT:SLOT" and "SLOT," (an optional property's group ends in its comma);
     # array separators are ",SLOT"
     for old, new in ((f"{SLOT}:{SLOT}", ": "), (f"{SLOT},", ", "), (f",{SLOT}", ", "), (SLOT, ""),
@@ -167,6 +186,7 @@ class _Inlining:
 
     def __init__(self, root: Any):
         self.root, self.patterns, self.nodes = root, [], 0
+        self.pattern_parts: list[tuple[str, int]] = []  # (pattern, its repeated parts) of each set aside
 
 
 def _outlines_schema(schema: Any, where: str, ctx: _Inlining, refs: tuple[str, ...]) -> Any:
@@ -195,6 +215,7 @@ def _outlines_schema(schema: Any, where: str, ctx: _Inlining, refs: tuple[str, .
     if "pattern" in schema:
         try:
             ctx.patterns.append(json_text_pattern(schema["pattern"]))
+            ctx.pattern_parts.append((schema["pattern"], _pattern_parts(ecma_pattern(schema["pattern"]))))
         except PatternError as exc:
             raise GrammarError(f"{where}: {exc}") from exc
         out["pattern"] = f"{PLACEHOLDER}{len(ctx.patterns) - 1}"
@@ -221,6 +242,14 @@ def _refuse_inexact(schema: dict, where: str) -> None:
         used.append("minimum/maximum on non-integers")
     if "pattern" in schema and ({"minLength", "maxLength", "format"} & set(schema)):
         used.append("pattern together with minLength/maxLength/format (it applies only the pattern)")
+    elif "format" in schema and "string" in _types(schema):
+        if {"minLength", "maxLength"} & set(schema):
+            used.append("format together with minLength/maxLength (it applies only the lengths)")
+        if {"const", "enum"} & set(schema):
+            used.append("format together with const/enum (it applies only the values)")
+        if schema["format"] not in EXACT_FORMATS:
+            used.append(f"format {schema['format']!r} (only {', '.join(EXACT_FORMATS)} are exact inside a "
+                        "JSON string)")
     if "oneOf" in schema:
         used.append("oneOf with branches that may overlap (it treats oneOf as anyOf)")
     missing = [r for r in schema.get("required", []) if r not in schema.get("properties", {})]
@@ -233,6 +262,61 @@ def _refuse_inexact(schema: dict, where: str) -> None:
     if used:
         raise GrammarError(f"{where}: the outlines backend cannot enforce {'; '.join(used)}; use "
                            "backend='llguidance'")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:500]
+
+
+def _types(schema: dict) -> list[str]:
+    t = schema.get("type", [])
+    return [t] if isinstance(t, str) else list(t)
+
+
+def _parts(node: Any, where: str, ctx: _Inlining, budget: _Budget) -> int:
+    """About how many parts outlines' regex repeats for `node` (each of these costs a pass over the
+    vocabulary when the Index is built): a character per unit of a length bound, an item (times its own
+    parts) per unit of a count bound, and a pattern's quantified parts. GrammarError past the budget."""
+    if not isinstance(node, dict):
+        return 0
+    subs = [(v, f"{where}.{k}") for k, v in node.get("properties", {}).items()]
+    if isinstance(node.get("additionalProperties"), dict):
+        subs.append((node["additionalProperties"], f"{where}.additionalProperties"))
+    subs += [(s, f"{where}.{k}[{i}]") for k in ("anyOf", "allOf") for i, s in enumerate(node.get(k, []))]
+    n = sum(_parts(s, w, ctx, budget) for s, w in subs)
+    item = _parts(node["items"], f"{where}.items", ctx, budget) if isinstance(node.get("items"), dict) else 0
+    count = max(node.get("minItems", 0), node.get("maxItems", 0))
+    n += count * max(item, 1) if count else item
+    n += max(node.get("minLength", 0), node.get("maxLength", 0))
+    bounds = [f"{k} {node[k]}" for k in COUNTS if k in node]
+    if str(node.get("pattern", "")).startswith(PLACEHOLDER):
+        source, parts = ctx.pattern_parts[int(node["pattern"][len(PLACEHOLDER):])]
+        n += parts
+        bounds.append(f"pattern {source!r:.80}")
+    if n > budget.left:
+        bounds = ", ".join(bounds) or "its parts together"
+        raise GrammarError(f"{where}: {bounds} would make the outlines backend spell out about {n} repeated parts "
+                           f"(bounds multiply when nested), past its limit of {budget.limit} for a "
+                           f"{budget.n_tokens}-token vocabulary (each costs a vocabulary pass, ~0.1 s on 150k "
+                           "tokens); use backend='llguidance' (the default), which has no such limit")
+    return n
+
+
+def _pattern_parts(pattern: str) -> int:
+    """The parts a Python-syntax regex repeats: each `{m,n}` counts n (or m when unbounded) times its body."""
+    def size(items: Any) -> int:
+        n = 0
+        for op, arg in items:
+            if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+                lo, hi, body = arg
+                count = lo if hi == sre.MAXREPEAT else hi
+                n += count * max(size(body), 1) if count > 1 else size(body)
+            elif op in (sre.SUBPATTERN, sre.ATOMIC_GROUP):
+                n += size(arg[-1])
+            elif op == sre.BRANCH:
+                n += sum(size(b) for b in arg[1])
+        return n
+    return size(sre_parse.parse(pattern))
 
 
 def _big_int(value: Any) -> bool:

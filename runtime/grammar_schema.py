@@ -205,34 +205,53 @@ def _check_ref_loops(root: Any, where: str) -> None:
     walk(root, 0)
 
 
-def strict(schema: Any) -> Any:
+def strict(schema: Any, where: str = "schema") -> Any:
     """The form grammars compile: a copy in which every object that lists `properties` but says nothing of
-    `additionalProperties` forbids extra keys (grammars then never wander into free-form keys), patterns are
-    in ECMA form, and a `oneOf` whose branches provably never overlap becomes `anyOf` (same values; backends
-    cannot enforce "exactly one"). Values it accepts also pass `validate` against the original schema."""
-    return _strict(schema, schema, 0)
+    `additionalProperties` (and pins no const/enum) forbids extra keys (grammars then never wander into
+    free-form keys), patterns are in ECMA form, an enum keeps only the members that pass the rest of their
+    schema (no value can be the others), and a `oneOf` whose branches provably never overlap becomes `anyOf`
+    (same values; backends cannot enforce "exactly one"). Values it accepts also pass `validate` against the
+    original schema. Raises SchemaError for a const, or an enum with no member, that fails the rest of its
+    schema: nothing can satisfy it, and a backend would refuse it or emit the value anyway."""
+    return _strict(schema, schema, 0, where)
 
 
-def _strict(schema: Any, root: Any, depth: int) -> Any:
+def _strict(schema: Any, root: Any, depth: int, where: str) -> Any:
     if not isinstance(schema, dict) or depth > MAX_DEPTH:
         return schema
     out = dict(schema)
     for key in ("properties", "$defs", "definitions"):
         if key in out:
-            out[key] = {k: _strict(v, root, depth + 1) for k, v in out[key].items()}
-    if "properties" in out:
+            out[key] = {k: _strict(v, root, depth + 1, f"{where}.{key}.{k}") for k, v in out[key].items()}
+    if "properties" in out and "const" not in out and "enum" not in out:
         out.setdefault("additionalProperties", False)
     for key in ("items", "additionalProperties"):
         if isinstance(out.get(key), dict):
-            out[key] = _strict(out[key], root, depth + 1)
+            out[key] = _strict(out[key], root, depth + 1, f"{where}.{key}")
     for key in SAME_VALUE:
         if key in out:
-            out[key] = [_strict(s, root, depth + 1) for s in out[key]]
+            out[key] = [_strict(s, root, depth + 1, f"{where}.{key}[{i}]") for i, s in enumerate(out[key])]
+    if "enum" in out or "const" in out:
+        out["enum" if "const" not in out else "const"] = _possible_values(schema, root, where)
     if "oneOf" in out and "anyOf" not in out and disjoint(out["oneOf"], root):
         out["anyOf"] = out.pop("oneOf")
     if isinstance(out.get("pattern"), str):
         out["pattern"] = ecma_pattern(out["pattern"])
     return out
+
+
+def _possible_values(schema: dict, root: Any, where: str) -> Any:
+    """The const, or the enum members, that pass the rest of `schema`; SchemaError when none does."""
+    key = "const" if "const" in schema else "enum"
+    rest = {k: v for k, v in schema.items() if k != key}  # a const must also be in a sibling enum
+    values = [schema["const"]] if key == "const" else schema["enum"]
+    errors = [validate(v, rest, "value", root) for v in values]
+    keep = [v for v, err in zip(values, errors) if err is None]
+    if not keep:
+        what = f"const {values[0]!r:.60}" if key == "const" else f"every enum member ({values!r:.100})"
+        raise SchemaError(f"{where}: {what} fails the rest of its schema ({errors[0]}), so no value can satisfy "
+                          f"it; fix the {key} or the keywords next to it")
+    return keep[0] if key == "const" else keep
 
 
 def disjoint(branches: list, root: Any) -> bool:

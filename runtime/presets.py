@@ -136,7 +136,24 @@ def check_target(out_dir: str | Path, force: bool = False, *, kind: str = "model
                              f"{MARKER}): tinygpt never replaces it, even with --force. Name a new directory")
     if not force:
         raise InitModelError(f"{out} already holds a tinygpt {kind}; pass --force to replace it")
+    foreign = _files_not_written_by_tinygpt(out, ours)
+    if foreign:
+        raise InitModelError(f"{out} holds files tinygpt did not write ({', '.join(foreign[:5])}"
+                             f"{', ...' if len(foreign) > 5 else ''}); --force never deletes them. Move them out "
+                             "or name a new directory")
     return out
+
+
+# What init_model / init_adapter write, for markers from before they listed their files
+_KNOWN_FILES = {"config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                "chat_template.jinja", "generation_config.json", "model.safetensors.index.json",
+                "adapters.safetensors", "adapter_config.json", MARKER}
+
+
+def _files_not_written_by_tinygpt(out: Path, meta: dict) -> list[str]:
+    listed = set(meta.get("files") or ())
+    return sorted(p.name for p in out.iterdir() if p.name not in listed and not (
+        not listed and (p.name in _KNOWN_FILES or (p.name.startswith("model") and p.name.endswith(".safetensors")))))
 
 
 def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = False,
@@ -182,6 +199,7 @@ def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = F
         vocab.save_tokenizer(tok, tmp, model_max_length=spec.max_position_embeddings)
         meta = dict(created_by="tinygpt init-model", preset=spec.preset, vocab=spec.vocab, dtype=spec.dtype,
                     seed=spec.seed, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        meta["files"] = sorted({p.name for p in tmp.iterdir()} | {MARKER})  # what --force may later replace
         (tmp / MARKER).write_text(json.dumps(meta, indent=2))
         _swap_in(tmp, check_target(out_dir, force))  # re-checked: the target may have changed meanwhile
     except OSError as exc:
@@ -270,6 +288,7 @@ def init_adapter(base_dir: str | Path, out_dir: str | Path, *, rank: int = 8, nu
     try:
         mx.save_safetensors(str(tmp / "adapters.safetensors"), weights)
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=4, sort_keys=True))
+        meta["files"] = sorted({p.name for p in tmp.iterdir()} | {MARKER})
         (tmp / MARKER).write_text(json.dumps(meta, indent=2))
         _swap_in(tmp, check_target(out_dir, force, kind="adapter"))
     except OSError as exc:

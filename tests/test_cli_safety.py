@@ -75,6 +75,22 @@ def test_force_replaces_only_its_own_model_and_leaves_no_temp_dirs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
+@pytest.mark.parametrize("listed", [True, False])  # markers list their files; older ones did not
+def test_force_never_deletes_a_users_file_inside_its_own_model(tmp_path, listed):
+    out = init_model(tmp_path / "m", InitSpec(seed=0))
+    if not listed:
+        meta = json.loads((out / MARKER).read_text())
+        (out / MARKER).write_text(json.dumps({k: v for k, v in meta.items() if k != "files"}))
+    (out / "my-notes.txt").write_text("mine")
+    before = snapshot(out)
+    with pytest.raises(InitModelError, match=r"holds files tinygpt did not write \(my-notes.txt\)"):
+        init_model(out, InitSpec(seed=1), force=True)
+    assert snapshot(out) == before
+    (out / "my-notes.txt").unlink()
+    init_model(out, InitSpec(seed=1), force=True)  # only its own files left: replaced
+    assert json.loads((out / MARKER).read_text())["seed"] == 1
+
+
 @pytest.mark.parametrize("points_to", ["user", "model"])
 def test_force_never_follows_a_symlink(tmp_path, tiny_model_dir, points_to):
     real = tiny_model_dir if points_to == "model" else tmp_path / "user"

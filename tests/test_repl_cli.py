@@ -1,6 +1,7 @@
 """The chat/agent commands around the REPL: start-up checks, the random-init note, and how agent events print."""
 import io
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -100,3 +101,23 @@ def test_set_changes_one_sampling_setting_and_refuses_bad_values(capsys):
     assert box[0] == SamplingParams(max_tokens=100000, temperature=0.7, top_p=0.5)
     assert out[:3] == ["max-tokens = 100000", "temperature = 0.7", "top_p = 0.5"]
     assert [line.split(":")[0] for line in out[3:]] == ["error", "error", "error", "usage", "usage"]
+
+
+def test_agent_keeps_the_conversation_when_recording_fails(tiny_model_dir, tmp_path):
+    """A full disk under --trajectory-dir (here a file-size limit: EFBIG) stops recording, not the REPL."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
+
+    r = subprocess.run([sys.executable, "-m", "tinygpt.cli", "agent", "--model", str(tiny_model_dir), "--tools",
+                        "fs:virtual", "--max-tokens", "4", "--max-steps", "1", "--trajectory-dir",
+                        str(tmp_path / "traces")], input="hello\nagain\n/quit\n", capture_output=True, text=True,
+                       timeout=300, preexec_fn=small_files, env={**os.environ, "TINYGPT_CACHE": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("could not record this turn") == 1 and "Traceback" not in r.stderr
+    assert r.stdout.count(">>> ") >= 3  # both turns ran and the prompt came back for /quit

@@ -142,7 +142,7 @@ def main(argv: list[str]) -> int:
             system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params))
     except ValueError as exc:  # bad tool choice, grammar the backend cannot build, max_steps < 1
         p.error(str(exc))
-    recorder = make_recorder(cfg.trajectory_dir, engine, agent, a) if cfg.trajectory_dir else None
+    recording = [make_recorder(cfg.trajectory_dir, engine, agent, a)] if cfg.trajectory_dir else []
     print(f"tinygpt agent — model {engine.loaded.path}, tools {a.tools} ({len(toolset.names)}). /help for "
           "commands.", file=sys.stderr)
     random_init_note(engine)
@@ -171,11 +171,20 @@ def main(argv: list[str]) -> int:
         print("(new conversation)")
 
     def message(line: str) -> None:
+        from tinygpt.traces.errors import TraceWriteError
+
         events = agent.run(line)
-        stream = recorder(events) if recorder is not None else events
+        stream = recording[0](events) if recording else events
         try:
-            for event in stream:
-                printer.show(event)
+            try:
+                for event in stream:
+                    printer.show(event)
+            except TraceWriteError as exc:  # the disk filled or went away: keep the conversation, stop recording
+                recording.clear()
+                print(f"\nerror: could not record this turn ({exc}); recording is off for the rest of this "
+                      "session, the conversation goes on", file=sys.stderr)
+                for event in events:
+                    printer.show(event)
         finally:  # on Ctrl-C: end the generation (settling the KV) and leave the episode a .part file, now
             stream.close()
             events.close()

@@ -56,6 +56,30 @@ CASES = {  # name: (schema, {backend: None (compiles, outputs validate) or the s
                                  "outlines": "outlines-core could not build an index"}, []),
     "minItems > maxItems": (obj({"type": "array", "items": {"type": "integer"}, "minItems": 3, "maxItems": 2}),
                             {"llguidance": REFUSED_LLG, "outlines": "outlines-core could not build an index"}, []),
+    "const of another type": (obj({"type": "integer", "const": "x"}),
+                              {b: "response_format schema.properties.a: const 'x' fails the rest of its schema "
+                                  "(value: expected integer" for b in ("llguidance", "outlines")}, ['{"a": "x"}']),
+    "enum of another type": (obj({"type": "integer", "enum": ["x", "y"]}),
+                             {b: "response_format schema.properties.a: every enum member (['x', 'y']) fails the "
+                                 "rest of its schema" for b in ("llguidance", "outlines")}, ['{"a": "x"}']),
+    "enum partly of another type": (obj({"type": "integer", "enum": [1, "x"]}),
+                                    {"llguidance": None, "outlines": None}, ['{"a": "x"}', '{"a": 2}']),
+    "const past maxLength": (obj({"type": "string", "const": "abcdef", "maxLength": 2}),
+                             {b: "response_format schema.properties.a: const 'abcdef' fails the rest of its schema "
+                                 "(value: longer than maxLength 2)" for b in ("llguidance", "outlines")},
+                             ['{"a": "abcdef"}']),
+    "format date + maxLength": (obj({"type": "string", "format": "date", "maxLength": 3}),
+                                {"llguidance": REFUSED_LLG, "outlines": "schema.a: the outlines backend cannot "
+                                 "enforce format together with minLength/maxLength"}, ['{"a": "abc"}']),
+    "format email + maxLength": (obj({"type": "string", "format": "email", "maxLength": 5}),
+                                 {"llguidance": None, "outlines": "schema.a: the outlines backend cannot enforce "
+                                  "format together with minLength/maxLength"}, ['{"a": "abcde"}', '{"a": "a@bc.de"}']),
+    "format uri spells quotes": (obj({"type": "string", "format": "uri"}),
+                                 {"llguidance": None, "outlines": "schema.a: the outlines backend cannot enforce "
+                                  "format 'uri' (only date, date-time, time, uuid are exact"},
+                                 ['{"a": "http://ab.com#"x"}', '{"a": "x"}']),
+    "format date": (obj({"type": "string", "format": "date"}), {"llguidance": None, "outlines": None},
+                    ['{"a": "2020-13-01"}', '{"a": "x"}']),
 }
 
 

@@ -128,3 +128,36 @@ def test_a_chain_of_a_thousand_refs_is_refused_cleanly_in_any_order(order):
         check_schema(schema)
     chain = {f"A{i}": {"$ref": f"#/$defs/A{i + 1}"} for i in range(60)}
     check_schema({"$defs": {**chain, "A60": {"type": "integer"}}, "properties": {"x": {"$ref": "#/$defs/A0"}}})
+
+
+def test_strict_keeps_only_the_enum_members_that_pass_the_rest_of_their_schema():
+    assert strict({"type": "integer", "enum": [1, "x", 2.5, None, 3]})["enum"] == [1, 3]
+    assert strict({"type": "string", "maxLength": 2, "enum": ["ab", "abc"]})["enum"] == ["ab"]
+    pinned = strict({"properties": {"a": {}}, "const": {"a": 1, "b": 2}})
+    assert pinned["const"] == {"a": 1, "b": 2} and "additionalProperties" not in pinned  # the const stays valid
+
+
+@pytest.mark.parametrize("schema, message", [
+    ({"type": "integer", "const": "x"}, "const 'x' fails the rest of its schema (value: expected integer, got str"),
+    ({"type": "string", "pattern": "^b", "enum": ["a", "c"]}, "every enum member (['a', 'c']) fails the rest of its "
+                                                                "schema (value: does not match pattern '^b')"),
+    ({"const": 3, "enum": [1, 2]}, "const 3 fails the rest of its schema (value: 3 is not one of [1, 2])"),
+    ({"type": "number", "minimum": 5, "const": 4},
+     "const 4 fails the rest of its schema (value: 4 is below minimum 5)"),
+    ({"$ref": "#/$defs/S", "const": "abc"},
+     "const 'abc' fails the rest of its schema (value: longer than maxLength 2)"),
+    ({"type": "object", "properties": {"n": {"type": "integer"}}, "const": {"n": "1"}},
+     "const {'n': '1'} fails the rest of its schema (value.n: expected integer"),
+])
+def test_a_const_or_enum_nothing_can_satisfy_is_refused_where_it_is(schema, message):
+    root = {"$defs": {"S": {"type": "string", "maxLength": 2}}, "properties": {"a": schema}}
+    with pytest.raises(SchemaError) as err:
+        strict(root, "tool f parameters")
+    assert str(err.value).startswith(f"tool f parameters.properties.a: {message}")
+
+
+@pytest.mark.parametrize("backend", ["llguidance", "outlines"])
+def test_tools_with_an_unsatisfiable_const_are_refused_by_every_backend(backend, bpe_engine):
+    tool = {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "boolean", "const": 1}}}}
+    with pytest.raises(G.GrammarError, match="^tool f parameters.properties.a: const 1 fails the rest of its schema"):
+        G.compile_tools(bpe_engine.tokenizer, [tool], backend=backend)
