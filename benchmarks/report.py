@@ -194,6 +194,8 @@ def cli(r: dict, title: str) -> list[str]:
 SECTIONS = [
     ("engine.json", "Engine on CPU (issue 2: P1, P3, P4)", engine),
     ("engine_gpu.json", "Engine on an NVIDIA GPU (issue 2: P1, qwen3-4b bf16)", engine),
+    ("engine-gpu-h200.json", "Engine on an NVIDIA GPU after the one-scheduler change (issue 9: P1, qwen3-4b bf16)",
+     engine),
     ("grammar.json", "Constrained decoding (issue 3: P2)", grammar),
     ("traces.json", "traces-to-data throughput (issue 4: P9)", traces),
     ("serve.json", "Server concurrency and prefix cache (issue 5: P5), small preset", serve),
