@@ -187,6 +187,21 @@ def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = F
     model.update(tree_map(lambda w: w.astype(dtype), model.parameters()))
     mx.eval(model.parameters())
     step(f"writing {out}")
+    meta = dict(created_by="tinygpt init-model", preset=spec.preset, vocab=spec.vocab, dtype=spec.dtype,
+                seed=spec.seed, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def write(tmp: Path) -> None:
+        save_model(tmp, model)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        vocab.save_tokenizer(tok, tmp, model_max_length=spec.max_position_embeddings)
+
+    return _write_marked(out_dir, force, "model", write, meta)
+
+
+def _write_marked(out_dir, force: bool, kind: str, write: Callable[[Path], None], meta: dict) -> Path:
+    """Write a new directory with `write` plus the MARKER (listing its files) in a temp dir beside `out_dir`,
+    then swap it in; a failure leaves the old directory (if any) and no temp dir."""
+    out = Path(out_dir).expanduser()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -194,16 +209,12 @@ def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = F
         raise InitModelError(f"cannot create {out}: {exc.strerror or exc} ({exc.filename or out.parent}); "
                              "choose a writable directory") from exc
     try:
-        save_model(tmp, model)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-        vocab.save_tokenizer(tok, tmp, model_max_length=spec.max_position_embeddings)
-        meta = dict(created_by="tinygpt init-model", preset=spec.preset, vocab=spec.vocab, dtype=spec.dtype,
-                    seed=spec.seed, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        meta["files"] = sorted({p.name for p in tmp.iterdir()} | {MARKER})  # what --force may later replace
+        write(tmp)
+        meta = {**meta, "files": sorted({p.name for p in tmp.iterdir()} | {MARKER})}  # what --force may replace
         (tmp / MARKER).write_text(json.dumps(meta, indent=2))
-        _swap_in(tmp, check_target(out_dir, force))  # re-checked: the target may have changed meanwhile
+        _swap_in(tmp, check_target(out_dir, force, kind=kind))  # re-checked: the target may have changed meanwhile
     except OSError as exc:
-        raise InitModelError(f"cannot write the model to {out}: {exc.strerror or exc}"
+        raise InitModelError(f"cannot write the {kind} to {out}: {exc.strerror or exc}"
                              f"{f' ({exc.filename})' if exc.filename else ''}; free space or choose another "
                              "directory") from exc
     finally:
@@ -279,26 +290,11 @@ def init_adapter(base_dir: str | Path, out_dir: str | Path, *, rank: int = 8, nu
                 base_fingerprint=fingerprint(base), fine_tune_type=fine_tune_type, rank=rank,
                 num_layers=num_layers, scale=float(scale), seed=seed,
                 created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise InitModelError(f"cannot create {out}: {exc.strerror or exc} ({exc.filename or out.parent}); "
-                             "choose a writable directory") from exc
-    try:
+    def write(tmp: Path) -> None:
         mx.save_safetensors(str(tmp / "adapters.safetensors"), weights)
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=4, sort_keys=True))
-        meta["files"] = sorted({p.name for p in tmp.iterdir()} | {MARKER})
-        (tmp / MARKER).write_text(json.dumps(meta, indent=2))
-        _swap_in(tmp, check_target(out_dir, force, kind="adapter"))
-    except OSError as exc:
-        raise InitModelError(f"cannot write the adapter to {out}: {exc.strerror or exc}"
-                             f"{f' ({exc.filename})' if exc.filename else ''}; free space or choose another "
-                             "directory") from exc
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    return _write_marked(out_dir, force, "adapter", write, meta)
 
 
 def _random_adapter_weights(model, rank: int, scale: float, seed: int) -> dict:

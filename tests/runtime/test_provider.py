@@ -55,19 +55,16 @@ def adapter_bytes(path) -> int:
 
 
 def test_base_plus_two_specialists_cost_base_plus_adapters(store):
-    import mlx.core as mx
-
     provider = ModelProvider(store)
     base = provider.get("base")
-    before = mx.get_active_memory()
     a, b = provider.get("spec-a"), provider.get("spec-b")
-    grew = mx.get_active_memory() - before  # MLX's own count of live buffers: what the two specialists added
+    # counted over the arrays the models hold (shared arrays once); MLX's process-wide active-memory counter
+    # also sees whatever other tests and threads allocated meanwhile, so it is no basis for an assertion
     base_bytes = unique_nbytes([base.model])
     adapters = adapter_bytes(a.adapter_path) + adapter_bytes(b.adapter_path)
     together = unique_nbytes([base.model, a.model, b.model])
     assert together <= 1.10 * (base_bytes + adapters)
     assert together >= base_bytes + adapters  # each adapter's arrays are really there
-    assert grew <= 1.10 * adapters, (grew, adapters)
     assert provider.held_bytes() == together
     assert base.model is not a.model and a.model is not b.model
 
