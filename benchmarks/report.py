@@ -191,6 +191,11 @@ def cli(r: dict, title: str) -> list[str]:
     return out
 
 
+def notes(text: str, title: str) -> list[str]:
+    """A hand-written results note (measured by hand, machine and commands named in it)."""
+    return [f"## {title}", "", text.strip(), ""]
+
+
 SECTIONS = [
     ("engine.json", "Engine on CPU (issue 2: P1, P3, P4)", engine),
     ("engine_gpu.json", "Engine on an NVIDIA GPU (issue 2: P1, qwen3-4b bf16)", engine),
@@ -203,6 +208,8 @@ SECTIONS = [
     ("serve-gpu-qwen3-0.6b.json", "Server on an NVIDIA GPU (issue 5: P5), qwen3-0.6b shape bf16", serve),
     ("serve-gpu-qwen3-4b.json", "Server on an NVIDIA GPU (issue 5: P5), qwen3-4b shape bf16", serve),
     ("cli.json", "CLI start-up (issue 8)", cli),
+    ("scheduler-cpu.md", "One scheduler (issue 9): P1 and P5 before/after on this CPU, and adapters sharing a batch",
+     notes),
     ("kv_ttft-gpu-qwen3-4b.json", "Warm turn TTFT and session reload on an NVIDIA GPU (issue 9), qwen3-4b bf16", kv_ttft),
     ("kv_ttft-sdpa-gpu-qwen3-4b.json", "Fused attention at new key lengths on an NVIDIA GPU (issue 9)", sdpa_first_use),
     ("adapters.json", "Mixed-adapter batches and P12 (issue 9), small preset, CPU", adapters),
