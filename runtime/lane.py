@@ -325,13 +325,13 @@ class Lane:
         got = run.advance()
         if got is None:
             return
-        tok, logprobs = got
+        tok, logprobs, lp = got
         finish = None
         if tok in a.stop_ids:
             finish = "stop"
         elif len(run.out) >= run.max_tokens:
             finish = "length"
-        self._on_token(SOLO, a, tok, finish, None, host_row(logprobs))
+        self._on_token(SOLO, a, tok, finish, None, logprobs, lp)
 
     def _handoff(self) -> None:
         """A second job is runnable: move the solo job into the batch, where it goes on from where it is."""
@@ -363,23 +363,26 @@ class Lane:
         for r in responses or ():
             a = self.active.get(r.uid)
             if a is not None:
-                self._on_token(r.uid, a, r.token, r.finish_reason, r, host_row(r.logprobs))
+                self._on_token(r.uid, a, r.token, r.finish_reason, r, r.logprobs)
 
     @staticmethod
     def _top(host: HostRow, k: int) -> list[tuple[int, float]]:
-        if k <= 0:
-            return []
         row = host.full()
         idx = np.argpartition(-row, k - 1)[:k]
         return sorted(zip(idx.tolist(), row[idx].tolist()), key=lambda p: -p[1])
 
-    def _on_token(self, uid: int, a: _Active, tok: int, finish: str | None, r, row: HostRow) -> None:
+    def _on_token(self, uid: int, a: _Active, tok: int, finish: str | None, r, logprobs: mx.array,
+                  lp: float | None = None) -> None:
+        """`lp`: the token's logprob when the step already gave it (solo); else it is read from the row."""
         now = time.perf_counter()
         a.first = a.first or now
-        lp = row[tok]
+        k = a.job.params.top_logprobs
+        row = host_row(logprobs) if lp is None or k > 0 else None  # the whole row only when needed
+        if lp is None:
+            lp = row[tok]
         a.out.append(tok)
         a.lps.append(lp)
-        top = self._top(row, a.job.params.top_logprobs)
+        top = self._top(row, k) if k > 0 else []
         a.tops.append(top)
         if finish == "stop" and tok in a.stop_ids:
             a.detok.finalize()
