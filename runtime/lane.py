@@ -75,6 +75,7 @@ class _Active:
     lps: list[float] = field(default_factory=list)
     tops: list[list[tuple[int, float]]] = field(default_factory=list)
     first: float | None = None
+    last: float | None = None  # when the latest token was sampled: decode time ends there, not after bookkeeping
     load_s: float = 0.0
     sampler: Any = None
 
@@ -376,6 +377,7 @@ class Lane:
         """`lp`: the token's logprob when the step already gave it (solo); else it is read from the row."""
         now = time.perf_counter()
         a.first = a.first or now
+        a.last = now
         k = a.job.params.top_logprobs
         row = host_row(logprobs) if lp is None or k > 0 else None  # the whole row only when needed
         if lp is None:
@@ -418,10 +420,12 @@ class Lane:
     def _result(self, a: _Active, finish: str) -> GenerationResult:
         now = time.perf_counter()
         job, first = a.job, a.first or now
+        # decode time spans first to last token (as decode_tps counts it), not the cache bookkeeping after the
+        # last one (closing the solo run waits for generate_step's step ahead: one more forward pass)
         return GenerationResult(
             prompt_ids=list(job.prompt_ids), cached_tokens=a.cached, output_ids=list(a.out), logprobs=list(a.lps),
             top_logprobs=list(a.tops), text=a.scanner.text, finish_reason=finish, ttft_s=first - job.submitted,
-            decode_s=now - first, prefill_tokens=a.prefill)
+            decode_s=(a.last or now) - first, prefill_tokens=a.prefill)
 
     def _store_cache(self, job: Job, cache) -> None:
         if job.session is not None:
