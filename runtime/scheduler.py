@@ -292,13 +292,16 @@ class Scheduler:
 
     def _iterate(self, block: bool) -> None:
         lanes = self._unique()
-        busy = any(lane.busy for lane in lanes) or any(self._queued.values())
         if self._threaded:
+            busy = any(lane.busy for lane in lanes) or any(self._queued.values())
             self._take_inbox(block=block and not busy)
+            lanes = self._unique()  # a control message may have loaded or unloaded a model
         for lane in lanes:
             lane.reap_cancelled()
-        self._admit()
-        lanes = [lane for lane in self._unique() if lane.n_active]
+        if any(self._queued.values()) or any(lane.pending for lane in lanes):  # runs every token: skip when idle
+            self._admit()
+            lanes = self._unique()  # admitting may have loaded a model
+        lanes = [lane for lane in lanes if lane.n_active]
         if lanes:  # one step per model with work, starting from a different one each round
             self._round += 1
             k = self._round % len(lanes)
