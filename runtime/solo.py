@@ -16,8 +16,8 @@ whose caches cannot be batched), with its processors given to `generate_step`.
 An interrupted step (Ctrl-C inside a layer) can leave the layers holding different lengths: `close` trims every
 layer to what all of them hold (kv_cache.settle_cache), so the ids it returns are exactly the cache's.
 The sampled token's logprob is taken on the device inside the step (one gather behind the sampler, evaluated
-with the token), so reading it is one scalar: viewing the whole row on the host for every token cost a GPU
-~0.4 ms a token (P1). The row is still returned for top-k alternatives.
+with the token), so reading it is one scalar, not a host view of the whole vocabulary-wide row every token (the
+suspected cause of P1 falling to 0.943 on an H200). The row is still returned for top-k alternatives.
 Not here: scheduling (lane.py decides when a job runs solo and when it is handed over).
 """
 from __future__ import annotations
