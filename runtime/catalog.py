@@ -7,13 +7,16 @@ by name says why). Not here: loading itself (provider.py, models.py), the regist
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tinygpt.runtime.models import LoadedModel, ModelLoadError
 from tinygpt.runtime.provider import ModelProvider
-from tinygpt.runtime.store import DEFAULT, ModelStore, Resolved
+from tinygpt.runtime.store import DEFAULT, ModelStore, Resolved, StoreError
+
+log = logging.getLogger("tinygpt.serve")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,11 @@ class Catalog:
         out = [self.primary]
         if not self.include_store:
             return out
-        reg = self.store.read()
+        try:
+            reg = self.store.read()
+        except StoreError as exc:  # a damaged registry: the served model still answers; the rest is unlisted
+            log.warning("%s; listing only %s", exc, self.primary)
+            return out
         candidates = ([DEFAULT] if (self.store.default_dir / "config.json").exists() else [])
         candidates += [e.name for e in reg.models] + list(reg.aliases)
         for name in candidates:

@@ -221,13 +221,16 @@ class ModelStore:
     def remove(self, name: str) -> tuple[str, Path | None]:
         """Unregister `name`; returns (what it was, the directory deleted or None when files were left alone)."""
         reg = self.read()
+        alias_users = sorted(a for a, t in reg.aliases.items() if t == name)
         if name in reg.aliases:
+            if alias_users:  # an alias of this alias would dangle
+                raise StoreError(f"{name!r} is used by {', '.join(alias_users)}; remove those first")
             del reg.aliases[name]
             self._write(reg)
             return "alias", None
         entry = next((e for e in reg.models if e.name == name), None)
         refs = {name} | ({entry.path} if entry is not None and entry.kind == "base" else set())
-        users = [e.name for e in reg.models if e.base in refs] + [a for a, t in reg.aliases.items() if t == name]
+        users = [e.name for e in reg.models if e.base in refs] + alias_users
         if users:
             raise StoreError(f"{name!r} is used by {', '.join(sorted(users))}; remove those first")
         if name == DEFAULT:

@@ -140,16 +140,29 @@ def test_config_precedence_flag_over_file_over_default(cache, tmp_path, monkeypa
     assert (cfg.model, cfg.trajectory_dir, cfg.grammar_backend) == ("other", "runs/flag", "llguidance")
 
 
-def test_provider_budget_and_keep_alive_come_from_the_config(cache, tmp_path, monkeypatch):
+def test_negative_keep_alive_in_the_config_is_refused(cache, tmp_path, monkeypatch):
     from tinygpt.config import ConfigError, load_config
-    from tinygpt.model_arg import make_provider
 
-    assert (make_provider(load_config()).memory_budget_bytes, make_provider(load_config()).keep_alive_s) == (None, None)
     conf = tmp_path / "config.toml"
-    conf.write_text("model_memory_mb = 512\nmodel_keep_alive_s = 300\n")
+    conf.write_text("model_keep_alive_s = -1\n")
     monkeypatch.setenv("TINYGPT_CONFIG", str(conf))
-    p = make_provider(load_config())
-    assert (p.memory_budget_bytes, p.keep_alive_s, p.store.root) == (512 << 20, 300, cache / "models")
-    conf.write_text("model_memory_mb = -1\n")
-    with pytest.raises(ConfigError, match="key 'model_memory_mb' must be >= 0, got -1"):
+    with pytest.raises(ConfigError, match="key 'model_keep_alive_s' must be >= 0, got -1"):
         load_config()
+
+
+def test_add_takes_the_adapter_directory_after_base(cache, capsys, tiny_model_dir, adapter_dir):
+    assert models(capsys, "add", "base", str(tiny_model_dir))[0] == 0
+    code, out, err = models(capsys, "add", "spec", "--base", "base", str(adapter_dir))  # as --help shows it
+    assert code == 0 and out.startswith("registered specialist spec"), err
+
+
+def test_a_damaged_registry_leaves_the_served_model_listed(tmp_path, tiny_model_dir):
+    from tinygpt.runtime.catalog import Catalog
+    from tinygpt.runtime.store import ModelStore
+
+    store = ModelStore(tmp_path / "store")
+    catalog = Catalog(str(tiny_model_dir), store=store)
+    store.alias("fav", str(tiny_model_dir))
+    assert catalog.names() == [catalog.primary, "fav"]
+    (tmp_path / "store" / "registry.json").write_text("garbage{")
+    assert catalog.names() == [catalog.primary]  # not a StoreError on every request

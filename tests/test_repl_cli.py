@@ -38,9 +38,18 @@ def test_agent_takes_trajectory_dir_from_the_config_file(tiny_model_dir, tmp_pat
 def test_random_init_note_only_for_untrained_models_tinygpt_made(tmp_path, capsys, marker, noted):
     if marker is not None:
         (tmp_path / "tinygpt.json").write_text(json.dumps(marker))
-    random_init_note(SimpleNamespace(loaded=SimpleNamespace(path=str(tmp_path))))
+    random_init_note(SimpleNamespace(loaded=SimpleNamespace(path=str(tmp_path), name="m", adapter_path=None)))
     err = capsys.readouterr().err
     assert ("random-init (untrained): its output is noise" in err) is noted
+
+
+def test_banners_name_the_model_as_asked_and_what_it_is_made_of():
+    from tinygpt.repl import describe_model
+
+    spec = SimpleNamespace(name="my-spec", path="/m/base", adapter_path="/m/adapter")
+    assert describe_model(spec) == "my-spec (/m/base + adapter /m/adapter)"
+    assert describe_model(SimpleNamespace(name="small", path="models/small", adapter_path=None)) == \
+        "small (models/small)"
 
 
 def model_call(step):

@@ -126,7 +126,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         p.error(str(exc))
     from tinygpt.runtime.agent import Agent, AgentConfig
-    from tinygpt.repl import random_init_note, run_repl, set_command
+    from tinygpt.repl import describe_model, random_init_note, run_repl, set_command
     from tinygpt.tools.catalog import load_toolset
 
     cfg = resolve(a)
@@ -143,7 +143,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:  # bad tool choice, grammar the backend cannot build, max_steps < 1
         p.error(str(exc))
     recording = [make_recorder(cfg.trajectory_dir, engine, agent, a)] if cfg.trajectory_dir else []
-    print(f"tinygpt agent — model {engine.loaded.path}, tools {a.tools} ({len(toolset.names)}). /help for "
+    print(f"tinygpt agent — model {describe_model(engine.loaded)}, tools {a.tools} ({len(toolset.names)}). /help for "
           "commands.", file=sys.stderr)
     random_init_note(engine)
     printer = EventPrinter()

@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         p.error(str(exc))
     engine = load_engine(resolve(a))
-    from tinygpt.repl import random_init_note, run_repl, set_command
+    from tinygpt.repl import describe_model, random_init_note, run_repl, set_command
     from tinygpt.runtime.transcript import Transcript
 
     conv = SimpleNamespace(transcript=Transcript(engine=engine), session=engine.new_session(), params=params)
@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
         print(f"\n[{len(r.output_ids)} tok, prefilled {r.prefill_tokens}, cached {r.cached_tokens}, "
               f"{r.decode_tps:.1f} tok/s]", file=sys.stderr)
 
-    print(f"tinygpt chat — model {engine.loaded.path}. /help for commands.", file=sys.stderr)
+    print(f"tinygpt chat — model {describe_model(engine.loaded)}. /help for commands.", file=sys.stderr)
     random_init_note(engine)
     return run_repl(engine=engine, conv=conv, help_text=HELP + KEYS, on_message=message, on_reset=reset,
                     extra={"/set": set_command(lambda: conv.params, lambda v: setattr(conv, "params", v))},

@@ -54,7 +54,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     p = parser()
-    a = p.parse_args(argv)
+    a, extra = p.parse_known_args(argv)
+    if a.cmd in ("add", "register") and a.path is None and len(extra) == 1 and not extra[0].startswith("-"):
+        a.path = extra[0]  # `add NAME --base B DIR`: the optional positional may follow the options
+    elif extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
     if a.cmd in ("add", "register"):
         if (a.path is None) == (a.adapter is None):
             p.error("add takes a directory: `add NAME DIR`, or `add NAME --base BASE --adapter DIR`")

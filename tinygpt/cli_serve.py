@@ -52,7 +52,8 @@ def serve_config(args: argparse.Namespace):
         allowed_hosts=tuple(args.allowed_host), cors_origins=tuple(args.cors_origin),
         max_body_bytes=int(args.max_body_mb * (1 << 20)), request_timeout_s=args.request_timeout,
         max_tokens=args.max_tokens, max_batch=args.max_batch,
-        prefill_step=args.prefill_step or 0, max_sessions=args.max_sessions, keep_alive_s=args.keep_alive,
+        prefill_step=args.prefill_step or 0, max_sessions=args.max_sessions,
+        keep_alive_s=args.keep_alive if args.keep_alive is not None else (cfg.model_keep_alive_s or -1.0),
         batching=not args.no_batch, solo=not args.no_solo, grammar_backend=cfg.grammar_backend,
         prefix_cache_mb=cfg.prefix_cache_mb)
 
@@ -82,8 +83,9 @@ def parser() -> argparse.ArgumentParser:
                    help="prompt tokens per prefill step; smaller lets other requests in sooner "
                         "(default: 2048 on a GPU, 512 on the CPU)")
     p.add_argument("--max-sessions", type=int, default=16, help="server-side KV sessions kept (LRU; default 16)")
-    p.add_argument("--keep-alive", type=float, default=-1.0, metavar="SECONDS",
-                   help="unload the model after this idle time (default -1: never; Ollama's keep_alive overrides)")
+    p.add_argument("--keep-alive", type=float, default=None, metavar="SECONDS",
+                   help="unload a model after this idle time (default: config `model_keep_alive_s`, else -1: never; "
+                        "Ollama's keep_alive overrides)")
     p.add_argument("--no-batch", action="store_true", help="serve one request at a time (no batching)")
     p.add_argument("--no-solo", action="store_true",
                    help="decode a lone request in the batch too (default: outside it, which is faster, until a "

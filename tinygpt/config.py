@@ -22,7 +22,6 @@ class Config:
     trajectory_dir: str = ""
     prefix_cache_mb: int = 2048
     grammar_backend: str = "llguidance"
-    model_memory_mb: int = 0  # the model provider's budget for weights held in memory; 0 = no limit
     model_keep_alive_s: int = 0  # the provider drops a model unused this long; 0 = only when over budget
 
     def as_dict(self) -> dict:
@@ -74,7 +73,7 @@ def load_config(overrides: dict | None = None) -> Config:
     if cfg.default_preset not in PRESETS:
         raise ConfigError(f"{path}: key 'default_preset' must be one of {', '.join(PRESETS)}, "
                           f"got {cfg.default_preset!r}")
-    for key in ("prefix_cache_mb", "model_memory_mb", "model_keep_alive_s"):
+    for key in ("prefix_cache_mb", "model_keep_alive_s"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{path}: key {key!r} must be >= 0, got {getattr(cfg, key)}")
     return cfg

@@ -81,16 +81,6 @@ def load_engine(cfg: Config):
     return Engine(loaded, prefix_cache_bytes=cfg.prefix_cache_mb << 20)
 
 
-def make_provider(cfg: Config):
-    """The model provider for long-running commands (serve): the store, with the config's budget and keep-alive."""
-    from tinygpt.runtime.provider import ModelProvider
-    from tinygpt.runtime.store import ModelStore
-
-    return ModelProvider(ModelStore(default_preset=cfg.default_preset),
-                         memory_budget_bytes=(cfg.model_memory_mb << 20) or None,
-                         keep_alive_s=cfg.model_keep_alive_s or None)
-
-
 def add_model_flag(parser) -> None:
     parser.add_argument("--model", "-m", default=None,
                         help="model name (`tinygpt models ls`: registered model, alias, specialist), model "

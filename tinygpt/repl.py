@@ -173,6 +173,12 @@ def set_command(get: Callable, put: Callable) -> Callable[[str], None]:
     return run
 
 
+def describe_model(loaded) -> str:
+    """The model as the user named it, with what it is made of: `name (dir)` or `name (base dir + adapter dir)`."""
+    parts = f"{loaded.path} + adapter {loaded.adapter_path}" if loaded.adapter_path else str(loaded.path)
+    return loaded.name if parts == loaded.name else f"{loaded.name} ({parts})"
+
+
 def random_init_note(engine) -> None:
     """Warn, in the banner, when the model is one tinygpt initialised randomly and nothing has trained."""
     import sys
@@ -180,5 +186,5 @@ def random_init_note(engine) -> None:
     from tinygpt.runtime.presets import is_untrained
 
     if is_untrained(engine.loaded):
-        print(f"note: model {engine.loaded.path} is random-init (untrained): its output is noise; train it or use "
+        print(f"note: model {describe_model(engine.loaded)} is random-init (untrained): its output is noise; train it or use "
               "a real model (--model)", file=sys.stderr)

@@ -152,3 +152,14 @@ def test_rm_keeps_files_another_name_still_uses(store, tiny_model_dir, adapter_d
     store.remove("spec")
     assert store.remove("one") == ("base", None) and (ours / "config.json").is_file()  # "two" still uses it
     assert store.remove("two") == ("base", ours) and not ours.exists()
+
+
+def test_an_alias_used_by_another_alias_is_not_removed(tmp_path):
+    from tinygpt.runtime.store import ModelStore, StoreError
+
+    store = ModelStore(tmp_path / "store")
+    store.alias("x1", "default")
+    store.alias("fav3", "x1")
+    with pytest.raises(StoreError, match="'x1' is used by fav3"):
+        store.remove("x1")
+    assert store.remove("fav3") == ("alias", None) and store.remove("x1") == ("alias", None)

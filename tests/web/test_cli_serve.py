@@ -146,3 +146,14 @@ def test_a_bad_grammar_backend_in_the_config_file_exits_2(tiny_model, tmp_path, 
     assert main(["--model", str(tiny_model), "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "xgrammar" in err and "--grammar-backend" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags, file, want", [([], "model_keep_alive_s = 5\n", 5.0), (["--keep-alive", "3"],
+                                              "model_keep_alive_s = 5\n", 3.0), ([], "", -1.0)])
+def test_serve_takes_keep_alive_from_flag_then_config_then_default(tiny_model, tmp_path, monkeypatch, flags, file,
+                                                                   want):
+    from tinygpt.cli_serve import serve_config
+
+    (tmp_path / "config.toml").write_text(file)
+    monkeypatch.setenv("TINYGPT_CONFIG", str(tmp_path / "config.toml"))
+    assert serve_config(parser().parse_args(["--model", str(tiny_model), *flags])).keep_alive_s == want
