@@ -6,6 +6,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tiny test models decode ~3
 import tinygpt  # noqa: E402,F401  (must precede any mlx import)
 
 import pytest
+from hypothesis import settings
+
+# CI runs each property test on the same examples every time (a red CI is then a real, reproducible failure);
+# locally hypothesis keeps exploring new inputs.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
