@@ -194,6 +194,9 @@ class ModelStore:
         reg = self.read()
         self._check_new_name(reg, name)
         self.resolve(target)
+        local = Path(target).expanduser()
+        if target not in self.names() and local.is_dir():  # a directory: stored absolute, so it means the same
+            target = str(local.resolve())                    # from any working directory
         reg.aliases[name] = target
         self._write(reg)
 

@@ -166,3 +166,8 @@ def test_a_damaged_registry_leaves_the_served_model_listed(tmp_path, tiny_model_
     assert catalog.names() == [catalog.primary, "fav"]
     (tmp_path / "store" / "registry.json").write_text("garbage{")
     assert catalog.names() == [catalog.primary]  # not a StoreError on every request
+
+
+def test_models_alone_lists(cache, capsys):
+    code, out, _ = models(capsys)
+    assert code == 0 and out.splitlines()[0].split() == ["NAME", "KIND", "STATUS", "BASE", "PATH"]

@@ -27,7 +27,7 @@ EPILOG = """examples:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinygpt models", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{ls,show,add,alias,pull,rm}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{ls,show,add,alias,pull,rm} (default: ls)")
     ls = sub.add_parser("ls", help="list models, adapters, specialists and aliases")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     show = sub.add_parser("show", help="what a name resolves to, with its identity")
@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     p = parser()
-    a, extra = p.parse_known_args(argv)
+    a, extra = p.parse_known_args(argv or ["ls"])  # `tinygpt models` alone lists, as `ls`
     if a.cmd in ("add", "register") and a.path is None and len(extra) == 1 and not extra[0].startswith("-"):
         a.path = extra[0]  # `add NAME --base B DIR`: the optional positional may follow the options
     elif extra:

@@ -163,3 +163,12 @@ def test_an_alias_used_by_another_alias_is_not_removed(tmp_path):
     with pytest.raises(StoreError, match="'x1' is used by fav3"):
         store.remove("x1")
     assert store.remove("fav3") == ("alias", None) and store.remove("x1") == ("alias", None)
+
+
+def test_an_alias_of_a_directory_means_the_same_from_anywhere(tmp_path, tiny_model_dir, monkeypatch):
+    store = ModelStore(tmp_path / "store")
+    monkeypatch.chdir(tiny_model_dir.parent)
+    store.alias("al1", f"./{tiny_model_dir.name}")
+    assert store.read().aliases["al1"] == str(tiny_model_dir.resolve())
+    monkeypatch.chdir(tmp_path)
+    assert store.resolve("al1").base == store.resolve(str(tiny_model_dir)).base
