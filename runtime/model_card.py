@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tinygpt.runtime.models import LoadedModel
-from tinygpt.runtime.presets import is_random_init
+from tinygpt.runtime.presets import is_untrained
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class ModelCard:
     eos_token_ids: tuple[int, ...]
     created: int               # unix seconds (model directory mtime)
     random_init: bool = False  # made by `tinygpt init-model` and never trained: its output is noise
+    adapter_path: Path | None = None  # a specialist's adapter directory (its base is `path`)
 
     @property
     def ollama_name(self) -> str:
@@ -68,5 +69,5 @@ def describe(loaded: LoadedModel, name: str | None = None) -> ModelCard:
         family=str(config.get("model_type", "unknown")), quantization=quantization,
         chat_template=str(getattr(loaded.tokenizer, "chat_template", None) or ""),
         eos_token_ids=tuple(sorted(loaded.tokenizer.eos_token_ids)),
-        created=int(loaded.path.stat().st_mtime), random_init=is_random_init(loaded.path),
+        created=int(loaded.path.stat().st_mtime), random_init=is_untrained(loaded), adapter_path=loaded.adapter_path,
     )

@@ -161,7 +161,8 @@ async def show(request: Request) -> Response:
     caps = ["completion"] + (["tools"] if "tools" in c.chat_template else [])
     note = RANDOM_NOTE if c.random_init else ""
     return _json(w.ShowResponse(
-        modelfile=f"# served by tinygpt serve\n{note}FROM {c.path}\n", parameters=stops + "temperature 0.8\n"
+        modelfile=f"# served by tinygpt serve\n{note}FROM {c.path}\n"
+        + (f"ADAPTER {c.adapter_path}\n" if c.adapter_path else ""), parameters=stops + "temperature 0.8\n"
         "top_k 40\ntop_p 0.9", template=c.chat_template, details=_card_details(c), model_info=info, capabilities=caps,
         modified_at=c.modified_iso))
 

@@ -3,6 +3,8 @@ and specialists), each request names one, and an unknown name is a 404 that list
 Ollama's error shapes, through the real openai and ollama clients."""
 import ollama
 import openai
+from pathlib import Path
+
 import pytest
 
 from tinygpt.runtime.engine import Engine
@@ -83,3 +85,10 @@ def test_an_unknown_model_is_a_404_that_lists_what_exists(oai, oll, tiny_model):
     with pytest.raises(ollama.ResponseError) as e:
         oll.generate(model="nope", prompt="hi")
     assert e.value.status_code == 404
+
+
+def test_show_names_a_specialists_base_and_adapter(oll, tiny_model, store_root):
+    shown = oll.show("spec")
+    adapter = (Path(store_root).parent / "adapter").resolve()
+    assert f"FROM {tiny_model}" in shown.modelfile and f"ADAPTER {adapter}" in shown.modelfile, shown.modelfile
+    assert "ADAPTER" not in oll.show(tiny_model.name).modelfile
