@@ -1,10 +1,10 @@
 """One server, many models: /v1/models and /api/tags list the served model and every model in the store (bases
 and specialists), each request names one, and an unknown name is a 404 that lists what exists, in OpenAI's and
 Ollama's error shapes, through the real openai and ollama clients."""
-import ollama
-import openai
 from pathlib import Path
 
+import ollama
+import openai
 import pytest
 
 from tinygpt.runtime.engine import Engine
