@@ -22,7 +22,7 @@ from typing import Literal
 
 import msgspec
 
-from tinygpt.runtime.models import ModelLoadError
+from tinygpt.runtime.models import ModelLoadError, fingerprint
 
 Kind = Literal["base", "adapter", "specialist"]
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -172,6 +172,7 @@ class ModelStore:
             resolved = self.resolve(base)  # the base must resolve now, so a typo fails here, not at load time
             if resolved.adapter is not None:
                 raise StoreError(f"the base {base!r} is itself a specialist; name a base model")
+            _check_made_for(where, resolved.base)
             if base not in self.names() and Path(base).expanduser().is_dir():
                 base = str(resolved.base.resolve())  # a directory is recorded absolute (works from any cwd)
             kind = kind or "specialist"
@@ -353,3 +354,13 @@ def fetch_hub(hub_id: str) -> Path:
         raise ModelLoadError(f"no local directory or registered name {hub_id!r}, and it could not be fetched from "
                              f"the Hugging Face hub ({why}). Offline? Point --model at a local directory, or create "
                              f"one with `tinygpt init-model {hub_id}`") from exc
+
+
+def _check_made_for(adapter: Path, base: Path) -> None:
+    """Refuse an adapter whose tinygpt marker records another base (a wrong pairing would only fail at load)."""
+    from tinygpt.runtime.presets import adapter_marker  # light: no MLX at import
+
+    made_for = (adapter_marker(adapter) or {}).get("base_fingerprint")
+    if made_for and made_for != fingerprint(base):
+        raise StoreError(f"{adapter} was made for another base model (fingerprint {made_for}; {base} is "
+                         f"{fingerprint(base)}); name the base it was made for")

@@ -172,3 +172,14 @@ def test_an_alias_of_a_directory_means_the_same_from_anywhere(tmp_path, tiny_mod
     assert store.read().aliases["al1"] == str(tiny_model_dir.resolve())
     monkeypatch.chdir(tmp_path)
     assert store.resolve("al1").base == store.resolve(str(tiny_model_dir)).base
+
+
+def test_an_adapter_made_for_another_base_is_refused(tmp_path, tiny_model_dir):
+    from tinygpt.runtime.presets import InitSpec, init_adapter, init_model
+
+    other = init_model(tmp_path / "other", InitSpec(seed=3))
+    adapter = init_adapter(other, tmp_path / "ad", rank=2)
+    store = ModelStore(tmp_path / "store")
+    with pytest.raises(StoreError, match="was made for another base model"):
+        store.add("wrong", adapter, base=str(tiny_model_dir))
+    assert store.add("right", adapter, base=str(other)).kind == "specialist"
