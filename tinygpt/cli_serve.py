@@ -3,7 +3,8 @@ one) and every model in the store, each request naming one.
 
 Parses flags into a `ServeConfig` (each setting: flag, else config file, else default), loads the model (a bad
 model directory is a clear error and exit 2, before any socket is bound), binds the socket itself (a busy port is
-a clear error and exit 1) and runs uvicorn.
+a clear error and exit 1) and runs uvicorn; on shutdown (Ctrl-C) it stops the scheduler first, so running jobs
+end at once instead of holding their connections until uvicorn's graceful-shutdown timeout.
 Not here: the app (tinygpt/web/app.py).
 """
 from __future__ import annotations
@@ -153,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     # The generation thread wants the GIL back as soon as an MLX eval ends; the default 5 ms switch interval
     # lets the HTTP thread hold it that long on every decode step.
     sys.setswitchinterval(0.0005)
-    server = _server(uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5,
-                                    http=head_timeout_protocol(config.request_timeout_s)),
-                     banner=banner(app.state.tg.scheduler.cards[app.state.tg.default], sock, config))
+    server = make_server(uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5,
+                                        http=head_timeout_protocol(config.request_timeout_s)),
+                         app.state.tg.scheduler,
+                         banner=banner(app.state.tg.scheduler.cards[app.state.tg.default], sock, config))
     server.run(sockets=[sock])
     return 0
 
@@ -172,23 +174,29 @@ def banner(card, sock: socket.socket, config) -> str:
     return line
 
 
-def _server(config, banner: str):
-    """uvicorn's server, printing our banner once the socket accepts connections (not before)."""
+def make_server(config, scheduler, banner: str = ""):
+    """uvicorn's server for `config.app`, whose jobs `scheduler` runs; it prints `banner` once the socket accepts
+    connections (not before), and on shutdown ends every job before it waits for open responses."""
+    import asyncio
+
     import uvicorn
 
     class Server(uvicorn.Server):
-        """uvicorn's server, printing our banner once the socket accepts connections."""
-
-        def __init__(self, config, banner: str):
-            super().__init__(config)
-            self.banner = banner
+        """uvicorn's server: our banner once it accepts connections; the scheduler stopped before it drains them."""
 
         async def startup(self, sockets=None) -> None:
             await super().startup(sockets)
-            if self.started:
-                print(self.banner, flush=True)
+            if self.started and banner:
+                print(banner, flush=True)
 
-    return Server(config, banner)
+        async def shutdown(self, sockets=None) -> None:
+            # uvicorn lets open responses finish (up to timeout_graceful_shutdown) before the app's lifespan
+            # stops the scheduler, and a stream may run for minutes: stop it first, so every running job ends
+            # (its client gets an in-band 503) and its connection closes at once.
+            await asyncio.to_thread(scheduler.stop)
+            await super().shutdown(sockets)
+
+    return Server(config)
 
 
 def bind(host: str, port: int) -> socket.socket:

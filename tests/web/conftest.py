@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 import uvicorn
 
+from tinygpt.cli_serve import make_server
 from tinygpt.runtime.presets import InitSpec, init_model
 from tinygpt.web.app import create_app
 from tinygpt.web.config import ServeConfig
@@ -19,7 +20,8 @@ def tiny_model(tmp_path_factory):
 
 
 class RunningServer:
-    """A real uvicorn server in a thread; `.url` is its base URL, `.app` the FastAPI app."""
+    """A real uvicorn server in a thread, built as `tinygpt serve` builds it; `.url` is its base URL, `.app` the
+    FastAPI app."""
 
     def __init__(self, config: ServeConfig):
         self.app = create_app(config)
@@ -27,8 +29,9 @@ class RunningServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2,
-                                                   http=head_timeout_protocol(config.request_timeout_s)))
+        self.server = make_server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2,
+                                                 http=head_timeout_protocol(config.request_timeout_s)),
+                                  self.worker)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
