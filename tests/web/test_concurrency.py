@@ -57,7 +57,7 @@ def test_client_disconnect_stops_a_stream(start_server):
         for line in r.iter_lines():
             if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
                 break
-        assert srv.worker.active == 1
+        assert _wait(lambda: srv.worker.active == 1)  # (the count can lag the first text by a scheduler round)
     assert _wait(lambda: srv.worker.cancelled == 1), "generation went on after the client left"
     assert srv.worker.active == 0
 

@@ -123,7 +123,7 @@ def test_chunked_body_under_the_limit_is_served(guarded):
         yield body[10:]
 
     r = httpx.post(guarded.url + "/v1/chat/completions", content=gen(), headers={"Authorization": "Bearer s3cret"})
-    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
+    assert r.status_code == 200 and 1 <= r.json()["usage"]["completion_tokens"] <= 2  # sampled: EOS may come first
 
 
 def test_cors_allows_localhost_pages_only(server):
