@@ -48,10 +48,6 @@ class SessionStore:
             sess.cache, sess.ids = cache, list(ids)
         self._evict()
 
-    def drop(self, sid: str) -> bool:
-        self._busy.discard(sid)
-        return self._items.pop(sid, None) is not None
-
     def clear(self) -> None:
         self._items.clear()
         self._busy.clear()

@@ -50,10 +50,6 @@ class SoloRun:
         self._gen = None
         self._chosen: deque[mx.array] = deque()  # the sampled tokens' logprobs, one per step, in order
 
-    @property
-    def prefilling(self) -> bool:
-        return self._gen is None
-
     def _sample(self, logprobs: mx.array) -> mx.array:
         """The job's sampler, plus the sampled token's logprob gathered on the device with it."""
         token = self.sampler(logprobs)
