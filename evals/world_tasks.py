@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from tinygpt.runtime import agent_events as ev
-from tinygpt.traces.atraj import Reward, Verdict
+from tinygpt.traces.atraj import ModelCall, Reward, Verdict
 
 
 def call(name: str, **arguments) -> str:
@@ -72,7 +71,7 @@ def make_judge(task: WorldTask, fs):
     want = expected_state(task)
 
     def judge(events: list) -> tuple[Reward, Verdict]:
-        calls = [e for e in events if isinstance(e, ev.ModelCall)]
+        calls = [e for e in events if isinstance(e, ModelCall)]
         answer = calls[-1].content if calls and not calls[-1].tool_calls else ""
         state_ok = fs.to_bfcl() == want
         missing = [s for s in task.answer_contains if s not in answer]

@@ -3,8 +3,9 @@
 Each step: the policy (the engine, or a script) generates under the tool grammar from the transcript's exact
 ids on the session's persistent KV; calls are parsed from the sampled ids; each is run through the Toolset
 (a tool's failure is a result the model sees); results are appended as messages (tokenized once) and the next
-step begins, up to `max_steps`. Everything that happens is yielded as an event (agent_events.py) so the REPL,
-the server and the trajectory recorder all consume the same stream. It does not print or record by itself.
+step begins, up to `max_steps`. Everything that happens is yielded as an event so the REPL, the server and the
+trajectory recorder all consume the same stream: the `.atraj` records themselves (traces/atraj.py: Message,
+ModelCall, ToolCall, ToolResult) and the stream-only events of agent_events.py. It does not print or record.
 If the consumer stops mid-turn (Ctrl-C), the session is settled (engine.py) but the turn stays in the transcript;
 a caller that wants it gone rolls the transcript back to a `mark()` and rewinds the session (tinygpt/repl.py).
 """
@@ -14,11 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import msgspec
+
 from tinygpt.runtime import agent_events as ev
 from tinygpt.runtime.engine import Engine
 from tinygpt.runtime.policy import EnginePolicy, Policy
 from tinygpt.runtime.sampling import SamplingParams
 from tinygpt.runtime.transcript import Transcript
+from tinygpt.traces.atraj import Message, ModelCall, Sampling, ToolCall, ToolResult
 
 
 @dataclass
@@ -68,9 +72,9 @@ class Agent:
         if self.config.system and not self.transcript.messages:
             msgs.insert(0, {"role": "system", "content": self.config.system})
         pending = self.transcript.add_messages(*msgs)
-        yield ev.Message("user", user, list(pending))
+        yield Message(role="user", content=user, token_ids=list(pending))
         for step in range(1, self.config.max_steps + 1):
-            call_event = yield from self._model_step(step, pending)
+            call_event = yield from self._model_step(pending)
             if call_event.finish_reason == "truncated":
                 yield ev.Error(step, "the tool call was cut off by the token budget (max_tokens) and was not run")
                 yield ev.TurnEnd("truncated_call", step)
@@ -81,11 +85,11 @@ class Agent:
             if not call_event.tool_calls:
                 yield ev.TurnEnd("answer" if call_event.finish_reason == "stop" else "length", step)
                 return
-            pending = yield from self._run_tools(step, call_event.tool_calls)
+            pending = yield from self._run_tools(call_event.tool_calls)
         yield ev.Error(self.config.max_steps, f"stopped after {self.config.max_steps} steps without an answer")
         yield ev.TurnEnd("max_steps", self.config.max_steps)
 
-    def _model_step(self, step: int, pending: list[int]):
+    def _model_step(self, pending: list[int]) -> Iterator[ev.AgentEvent]:
         from tinygpt.runtime.tool_calls import parse_tool_calls
 
         t0 = time.perf_counter()
@@ -100,19 +104,19 @@ class Agent:
         parsed = parse_tool_calls(r.output_ids, self.engine.tokenizer, self.tools, finish_reason=r.finish_reason)
         self._invalid = parsed.error if parsed.error and not parsed.truncated else None
         calls = []
-        for c in parsed.calls:
+        for c in parsed.calls:  # numbered per agent, so a replayed conversation gets the same ids
             self._calls += 1
-            calls.append({"id": f"call_{self._calls}", "name": c.name, "arguments": c.arguments})
+            calls.append(ToolCall(id=f"call_{self._calls}", name=c.name, arguments=c.arguments))
         finish = "truncated" if parsed.truncated else ("tool_calls" if calls else r.finish_reason)
         message = {"role": "assistant", "content": parsed.content}
-        if calls:
-            message["tool_calls"] = [{"id": c["id"], "type": "function",
-                                      "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
+        if calls:  # the chat template's (OpenAI) shape
+            message["tool_calls"] = [{"id": c.id, "type": "function",
+                                      "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
         self.transcript.add_output(r.output_ids, message, stopped_on_eos=r.finish_reason == "stop")
-        call = ev.ModelCall(step=step, prompt_ids=list(pending), output_ids=list(r.output_ids),
-                            logprobs=list(r.logprobs), text=r.text, content=parsed.content, tool_calls=calls,
-                            finish_reason=finish, cached_tokens=r.cached_tokens,
-                            latency_s=time.perf_counter() - t0)
+        call = ModelCall(prompt_token_ids=list(pending), output_token_ids=list(r.output_ids),
+                         logprobs=list(r.logprobs), text=r.text, content=parsed.content, tool_calls=calls,
+                         finish_reason=finish, latency_s=time.perf_counter() - t0, cached_tokens=r.cached_tokens,
+                         sampling=sampling_record(self.config.sampling))
         yield call
         return call
 
@@ -122,18 +126,25 @@ class Agent:
         yield ev.Error(step, message)
         ids = self.transcript.add_messages({"role": "tool", "tool_call_id": "", "name": "invalid_call",
                                             "content": message})
-        yield ev.ToolResult(step, "", "invalid_call", message, True, 0.0, ids=list(ids))
+        yield ToolResult(call_id="", name="invalid_call", content=message, is_error=True, token_ids=list(ids))
         return ids
 
-    def _run_tools(self, step: int, calls: list[dict]):
+    def _run_tools(self, calls: list[ToolCall]) -> Iterator[ev.AgentEvent]:
+        """Run each call (yielding it first), append all results as one template turn, yield the results; the
+        last carries the ids appended for all of them."""
         results = []
         for c in calls:
-            yield ev.ToolCall(step, c["id"], c["name"], c["arguments"])
-            results.append(self.toolset.call(c["name"], c["arguments"]))
+            yield c
+            results.append(self.toolset.call(c.name, c.arguments, call_id=c.id))
         ids = self.transcript.add_messages(*[
-            {"role": "tool", "tool_call_id": c["id"], "name": c["name"], "content": res.content}
-            for c, res in zip(calls, results)])
-        for i, (c, res) in enumerate(zip(calls, results)):
-            yield ev.ToolResult(step, c["id"], c["name"], res.content, res.is_error, res.elapsed_s,
-                                ids=list(ids) if i == len(calls) - 1 else [])
+            {"role": "tool", "tool_call_id": res.call_id, "name": res.name, "content": res.content}
+            for res in results])
+        yield from results[:-1]
+        yield msgspec.structs.replace(results[-1], token_ids=list(ids))
         return ids
+
+
+def sampling_record(params: SamplingParams) -> Sampling:
+    """The `.atraj` record of the sampling parameters a call ran under."""
+    return Sampling(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k, min_p=params.min_p,
+                    max_tokens=params.max_tokens, seed=params.seed)

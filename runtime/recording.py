@@ -1,8 +1,9 @@
 """Record the agent's event stream as `.atraj` episodes (one per user turn), passing every event through.
 
-This is the only glue between the agent loop (agent_events.py) and the trajectory format (tinygpt.traces):
-it builds the header from the engine and agent, maps Message / ModelCall / ToolResult events to records, and
-ends the episode on TurnEnd with the reward and verdict a `judge` gives (none: reward 0 from "unjudged").
+This is the only glue between the agent loop and the trajectory format (tinygpt.traces): it builds the header
+from the engine and agent, writes the Message / ModelCall / ToolResult events as they are (they are the `.atraj`
+records), and ends the episode on TurnEnd with the reward and verdict a `judge` gives (none: reward 0 from
+"unjudged").
 If the consumer stops early or an exception escapes, the episode stays a `.part` file (readable, resumable).
 Conventions on top of traces/FORMAT.md: a step's tool results are appended as one template turn, so the last
 result of a step carries the ids of all of them (the others none); a call the model wrote that could not be used
@@ -21,7 +22,8 @@ import uuid
 from typing import Callable, Iterator
 
 from tinygpt.runtime import agent_events as ev
-from tinygpt.traces.atraj import Header, Reward, Sampling, ToolSpec, Verdict
+from tinygpt.runtime.agent import sampling_record
+from tinygpt.traces.atraj import Header, Message, ModelCall, Reward, ToolResult, ToolSpec, Verdict
 from tinygpt.traces.recorder import Recorder
 
 Judge = Callable[[list], tuple[Reward, Verdict | None]]
@@ -33,15 +35,13 @@ def make_header(engine, agent, *, task_id: str, split: str, episode_id: str | No
     tools = [ToolSpec(name=t["function"]["name"], description=t["function"].get("description", ""),
                       parameters=t["function"].get("parameters", {})) for t in agent.tools]
     tools_hash = hashlib.sha256(json.dumps(agent.tools, sort_keys=True).encode()).hexdigest()[:16]
-    s = agent.config.sampling
     return Header(
         episode_id=episode_id or uuid.uuid4().hex, task_id=task_id, split=split, created_at=time.time(),
         model=engine.loaded.name, model_fingerprint=engine.loaded.fingerprint,
         adapter_version=engine.loaded.identity.adapter,
         tokenizer_hash=engine.loaded.tokenizer_hash, chat_template_hash=engine.loaded.chat_template_hash,
         tools=tools, tools_hash=tools_hash, labels=labels or {},
-        sampling=Sampling(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, min_p=s.min_p,
-                          max_tokens=s.max_tokens, seed=s.seed),
+        sampling=sampling_record(agent.config.sampling),
     )
 
 
@@ -53,16 +53,8 @@ def record_episode(events: Iterator[ev.AgentEvent], directory, *, engine, agent,
     seen: list = []
     with Recorder(directory, header, fsync=fsync) as rec:
         for event in events:
-            if isinstance(event, ev.Message):
-                rec.message(event.role, event.content, event.ids)
-            elif isinstance(event, ev.ModelCall):
-                rec.model_call(prompt_token_ids=event.prompt_ids, output_token_ids=event.output_ids,
-                               logprobs=event.logprobs, text=event.text, content=event.content,
-                               tool_calls=event.tool_calls, finish_reason=event.finish_reason,
-                               latency_s=event.latency_s, token_exact=event.token_exact)
-            elif isinstance(event, ev.ToolResult):
-                rec.tool_result(call_id=event.call_id, name=event.name, content=event.content,
-                                token_ids=event.ids or None, is_error=event.is_error, latency_s=event.elapsed_s)
+            if isinstance(event, (Message, ModelCall, ToolResult)):
+                rec.record(event)
             if not isinstance(event, ev.Token):
                 seen.append(event)
             if isinstance(event, ev.TurnEnd):

@@ -10,6 +10,7 @@ from tinygpt import cli
 from tinygpt.cli_agent import EventPrinter
 from tinygpt.repl import random_init_note
 from tinygpt.runtime import agent_events as ev
+from tinygpt.traces.atraj import ModelCall, ToolCall, ToolResult
 
 
 @pytest.mark.parametrize("where", ["a_file", "a_file/below"])
@@ -52,9 +53,9 @@ def test_banners_name_the_model_as_asked_and_what_it_is_made_of():
         "small (models/small)"
 
 
-def model_call(step):
-    return ev.ModelCall(step=step, prompt_ids=[], output_ids=[], logprobs=[], text="", content="", tool_calls=[],
-                        finish_reason="stop", cached_tokens=0, latency_s=0.0)
+def model_call():
+    return ModelCall(prompt_token_ids=[], output_token_ids=[], logprobs=[], text="", content="",
+                     finish_reason="stop", latency_s=0.0)
 
 
 def test_agent_prints_each_tool_call_once_and_text_that_only_looked_like_one():
@@ -62,12 +63,12 @@ def test_agent_prints_each_tool_call_once_and_text_that_only_looked_like_one():
     p = EventPrinter(out)
     for text in ["Let me look", ".\n<tool", "_call>", '\n{"name": "ls", "arguments": {}}\n', "</tool_call>"]:
         p.show(ev.Token(0, text, 0.0))
-    p.show(model_call(1))
-    p.show(ev.ToolCall(1, "call_1", "ls", {}))
-    p.show(ev.ToolResult(1, "call_1", "ls", '{"current_directory_content": []}', False, 0.0))
+    p.show(model_call())
+    p.show(ToolCall(id="call_1", name="ls", arguments={}))
+    p.show(ToolResult(call_id="call_1", name="ls", content='{"current_directory_content": []}'))
     for text in ["It has <to", "ols> and <", "tool"]:  # never a call: the held-back text comes out at the end
         p.show(ev.Token(0, text, 0.0))
-    p.show(model_call(2))
+    p.show(model_call())
     p.show(ev.TurnEnd("answer", 2))
     assert out.getvalue() == ('Let me look.\n\n  \u2192 ls({})\n  \u2190 {"current_directory_content": []}\n'
                               "It has <tools> and <tool\n[answer, 2 steps]\n")

@@ -83,17 +83,18 @@ class EventPrinter:
     def show(self, event) -> None:
         """Print one agent event."""
         from tinygpt.runtime import agent_events as ev
+        from tinygpt.traces.atraj import ModelCall, ToolCall, ToolResult
 
         out = self.out
         if isinstance(event, ev.Token):
             self._stream(event.text)
-        elif isinstance(event, ev.ModelCall):  # the step is over: show held-back text that was not a call
+        elif isinstance(event, ModelCall):  # the step is over: show held-back text that was not a call
             if not self._in_call:
                 out.write(self._text[self._shown:])
             self.reset()
-        elif isinstance(event, ev.ToolCall):
+        elif isinstance(event, ToolCall):
             out.write(f"\n  \u2192 {event.name}({json.dumps(event.arguments, ensure_ascii=False)})\n")
-        elif isinstance(event, ev.ToolResult):
+        elif isinstance(event, ToolResult):
             mark = "\u2717" if event.is_error else "\u2190"
             body = event.content if len(event.content) < 400 else event.content[:400] + " \u2026"
             out.write(f"  {mark} {body}\n")

@@ -153,6 +153,7 @@ def run(a, engine, out: Path, console) -> dict:
     from tinygpt import blas
     from tinygpt.evals.world_tasks import TASKS
     from tinygpt.runtime import agent_events as ev
+    from tinygpt.traces.atraj import ToolCall
     from tinygpt.traces.to_data import ExportConfig, traces_to_data
 
     traces_dir, data_dir = out / "traces", out / "data"
@@ -165,7 +166,7 @@ def run(a, engine, out: Path, console) -> dict:
         for i, task in enumerate(TASKS):
             for kind in ("teacher", "model"):
                 events, passed = run_task(engine, task, kind, traces_dir, a.seed + i, a.max_tokens)
-                calls = [e for e in events if isinstance(e, ev.ToolCall)]
+                calls = [e for e in events if isinstance(e, ToolCall)]
                 end = next(e for e in events if isinstance(e, ev.TurnEnd))
                 verdicts[kind].append(passed)
                 console.print(f"{kind:>7} {task.id:<14} {len(calls)} calls, {end.reason}, "

@@ -7,12 +7,12 @@ from tinygpt.tools.fs_real import RealFileSystem
 from tinygpt.tools.fs_tools import FS_OPERATIONS, FileSystem, fs_toolset
 from tinygpt.tools.fs_virtual import FsFault, VirtualFileSystem
 from tinygpt.tools.jail import Jail, SandboxError, SandboxEscape, SandboxReadOnly
-from tinygpt.tools.registry import ToolResult, Toolset
+from tinygpt.tools.registry import Toolset
 from tinygpt.tools.tool import Tool, tool_from_function
 from tinygpt.tools.worlds import default_world
 
 __all__ = [
     "FS_OPERATIONS", "FileSystem", "FsFault", "Jail", "RealFileSystem", "SandboxError", "SandboxEscape",
-    "SandboxReadOnly", "Tool", "ToolResult", "Toolset", "ToolsetSpecError", "VirtualFileSystem",
+    "SandboxReadOnly", "Tool", "Toolset", "ToolsetSpecError", "VirtualFileSystem",
     "default_world", "fs_toolset", "load_toolset", "open_filesystem", "tool_from_function",
 ]

@@ -1,11 +1,12 @@
 """A Toolset: tools by name, their schemas, and `call`, which never raises for a model's fault.
 
-A wrong call (unknown tool, arguments that aren't a JSON object, missing/extra/ill-typed arguments), a
-tool that raises, a tool that runs past its timeout, or a tool that returns `{"error": ...}` all come
-back as a `ToolResult` with `is_error=True` and a message the model can act on. Output longer than the
-cap is cut, marked, and flagged `truncated`. Timeouts run the tool in a daemon worker thread; Python
-threads cannot be killed, so a timed-out call may keep running in the background (calls on one Toolset
-are serialized, so a later call waits for it and then reports that it could not start in time).
+`call` returns the one `ToolResult` type (traces/atraj.py), bound to the call id it is given; the agent adds the
+ids it appends for it. A wrong call (unknown tool, arguments that aren't a JSON object, missing/extra/ill-typed
+arguments), a tool that raises, a tool that runs past its timeout, or a tool that returns `{"error": ...}` all
+come back with `is_error=True` and a message the model can act on. Output longer than the cap is cut, marked,
+and flagged `truncated`. Timeouts run the tool in a daemon worker thread; Python threads cannot be killed, so a
+timed-out call may keep running in the background (calls on one Toolset are serialized, so a later call waits
+for it and then reports that it could not start in time).
 It does NOT parse model text into calls, and it does NOT sandbox a tool: tools do their own guarding.
 """
 from __future__ import annotations
@@ -18,18 +19,10 @@ from typing import Any, Callable, Iterable
 import msgspec
 
 from tinygpt.tools.tool import Tool, tool_from_function
+from tinygpt.traces.atraj import ToolResult
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_OUTPUT_CHARS = 16_000
-
-
-class ToolResult(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The outcome of one tool call, as the model will see it."""
-    name: str
-    content: str
-    is_error: bool = False
-    truncated: bool = False
-    elapsed_s: float = 0.0
 
 
 class Toolset:
@@ -72,22 +65,23 @@ class Toolset:
         """Every tool in the OpenAI function-calling shape, in registration order."""
         return [t.schema() for t in self._tools.values()]
 
-    def call(self, name: str, arguments: dict | str | bytes | None = None) -> ToolResult:
-        """Validate and run one call; every model fault comes back as an error ToolResult."""
+    def call(self, name: str, arguments: dict | str | bytes | None = None, *, call_id: str = "") -> ToolResult:
+        """Validate and run one call (`call_id` names it in the result); every model fault comes back as an
+        error ToolResult."""
         start = time.perf_counter()
         tool = self._tools.get(name) if isinstance(name, str) else None
         if tool is None:
-            return self._error(name, f"Unknown tool {name!r}. Available tools: {', '.join(self._tools)}.",
+            return self._error(call_id, name, f"Unknown tool {name!r}. Available tools: {', '.join(self._tools)}.",
                                start, cap=False)
         args = _decode_arguments(tool, arguments)
         if isinstance(args, str):
-            return self._error(tool.name, args, start, cap=False)
+            return self._error(call_id, tool.name, args, start, cap=False)
         kwargs = {p.name: getattr(args, p.name) for p in tool.params}
         outcome = self._run(tool, kwargs)
         if isinstance(outcome, _Failure):
-            return self._error(tool.name, outcome.message, start)
+            return self._error(call_id, tool.name, outcome.message, start)
         content, is_error = render(outcome.value)
-        return self._finish(tool.name, content, is_error, start)
+        return self._finish(call_id, tool.name, content, is_error, start)
 
     def _run(self, tool: Tool, kwargs: dict) -> "_Success | _Failure":
         if self.timeout_s is None:
@@ -128,14 +122,15 @@ class Toolset:
             raise box[0]
         return box[0]
 
-    def _error(self, name: Any, message: str, start: float, *, cap: bool = True) -> ToolResult:
+    def _error(self, call_id: str, name: Any, message: str, start: float, *, cap: bool = True) -> ToolResult:
         """An error result; the registry's own messages (cap=False) are short and always shown whole."""
-        return self._finish(str(name), message, True, start, cap=cap)
+        return self._finish(call_id, str(name), message, True, start, cap=cap)
 
-    def _finish(self, name: str, content: str, is_error: bool, start: float, *, cap: bool = True) -> ToolResult:
+    def _finish(self, call_id: str, name: str, content: str, is_error: bool, start: float, *,
+                cap: bool = True) -> ToolResult:
         content, truncated = cap_output(content, self.max_output_chars) if cap else (content, False)
-        return ToolResult(name=name, content=content, is_error=is_error, truncated=truncated,
-                          elapsed_s=time.perf_counter() - start)
+        return ToolResult(call_id=call_id, name=name, content=content, is_error=is_error, truncated=truncated,
+                          latency_s=time.perf_counter() - start)
 
 
 class _Success(msgspec.Struct, frozen=True):

@@ -2,14 +2,17 @@
 
 Every line of a file decodes to one member of `Line`, a tagged union on the field `kind`. The Structs are pure
 values (frozen, kw_only, unknown fields forbidden); framing, CRCs and files live in `line.py` / `writer.py`.
-This module does not read or write anything and does not know about tokenizers.
+They are also tinygpt's one definition of a tool spec, a tool call, a tool result, a message and a model call:
+the agent loop yields these very values and the recorder writes them as they are (only the HTTP wire in `web/`
+has its own Structs). This module does not read or write anything and does not know about tokenizers.
 """
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
-FORMAT_VERSION = 2
-"""Current `.atraj` version (2: lines carry `seq`). Readers accept any version <= this one; see FORMAT.md."""
+FORMAT_VERSION = 3
+"""Current `.atraj` version (3: calls carry `cached_tokens` and `sampling`, results `truncated`, messages
+`tool_calls`). Readers accept any version <= this one; see FORMAT.md."""
 
 Role = Literal["system", "user", "assistant", "tool"]
 TokenId = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]
@@ -49,7 +52,7 @@ class RouteDecision(_Value, kw_only=True):
 
 
 class ToolCall(_Value, kw_only=True):
-    """One tool call, parsed from the sampled ids (never the reverse)."""
+    """One tool call: parsed from the sampled ids (never the reverse), or returned by a remote model."""
 
     id: str
     name: str
@@ -93,11 +96,17 @@ class Header(_Value, kw_only=True, tag="header", tag_field="kind"):
 
 
 class Message(_Value, kw_only=True, tag="message", tag_field="kind"):
-    """A system or user message appended to the sequence; `token_ids` are the ids appended for it."""
+    """A message appended to the sequence; `token_ids` are the ids appended for it.
+
+    Messages appended together (a system message with the first user message, a loaded conversation's history)
+    are one run of ids, carried by the last of them (the others have None). Assistant messages appear only as
+    history the episode starts from, never sampled in it (those are ModelCalls); `tool_calls` are theirs.
+    """
 
     role: Role
     content: str
     token_ids: list[TokenId] | None = None
+    tool_calls: list[ToolCall] = []
 
 
 class ModelCall(_Value, kw_only=True, tag="model_call", tag_field="kind"):
@@ -105,7 +114,9 @@ class ModelCall(_Value, kw_only=True, tag="model_call", tag_field="kind"):
 
     `prompt_token_ids` are exactly the ids appended since the previous call's output (for the first call: the
     whole initial prompt); `output_token_ids` are the sampled ids, stop token included. Both are None, and
-    `token_exact` False, for a model that returns no ids (cloud, teacher over HTTP).
+    `token_exact` False, for a model that returns no ids (cloud, teacher over HTTP). `cached_tokens`: how many
+    ids of the call's whole prompt the engine already held (KV reuse) and did not prefill. `sampling`: this
+    call's parameters (None: the header's).
     """
 
     prompt_token_ids: list[TokenId] | None
@@ -118,10 +129,16 @@ class ModelCall(_Value, kw_only=True, tag="model_call", tag_field="kind"):
     latency_s: float
     token_exact: bool = True
     model: str | None = None
+    cached_tokens: int = 0
+    sampling: Sampling | None = None
 
 
 class ToolResult(_Value, kw_only=True, tag="tool_result", tag_field="kind"):
-    """A tool's result: its text, and the ids appended for it (a run inside the next call's prompt ids)."""
+    """A tool's result: its text, and the ids appended for it (a run inside the next call's prompt ids).
+
+    `call_id` names the call it answers ("" when it answers none: a call that could not be used, or a direct
+    `Toolset.call`); `truncated` says the text was cut to the tool set's output cap.
+    """
 
     call_id: str
     name: str
@@ -129,6 +146,7 @@ class ToolResult(_Value, kw_only=True, tag="tool_result", tag_field="kind"):
     token_ids: list[TokenId] | None = None
     is_error: bool = False
     latency_s: float = 0.0
+    truncated: bool = False
 
 
 class End(_Value, kw_only=True, tag="end", tag_field="kind"):
@@ -141,6 +159,11 @@ class End(_Value, kw_only=True, tag="end", tag_field="kind"):
 
 Event = Union[Message, ModelCall, ToolResult]
 Line = Union[Header, Message, ModelCall, ToolResult, End]
+
+ADDED_FIELDS: dict[int, dict[str, tuple[str, ...]]] = {
+    3: {"message": ("tool_calls",), "model_call": ("cached_tokens", "sampling"), "tool_result": ("truncated",)},
+}
+"""Fields each version added, by record kind: a file continued in an older version is written without them."""
 
 
 def check_model_call(call: ModelCall) -> None:

@@ -104,14 +104,14 @@ def calls_with_errors(episode) -> set[int]:
 
 def _chat_message(event) -> ChatMessage:
     tag = kind(event)
-    if tag == "message":
-        return ChatMessage(role=event.role, content=event.content)
-    if tag == "tool_result":
-        return ChatMessage(role="tool", content=event.content, tool_call_id=event.call_id, name=event.name)
     calls = [
         ChatToolCall(id=c.id, function=ChatFunction(name=c.name, arguments=_ARGS.encode(c.arguments).decode()))
         for c in event.tool_calls
-    ]
+    ] if tag != "tool_result" else []
+    if tag == "message":
+        return ChatMessage(role=event.role, content=event.content, tool_calls=calls)
+    if tag == "tool_result":
+        return ChatMessage(role="tool", content=event.content, tool_call_id=event.call_id, name=event.name)
     content = event.content if event.content is not None else event.text
     return ChatMessage(role="assistant", content=content, tool_calls=calls)
 
@@ -142,7 +142,8 @@ def dedupe_text(episode) -> str:
                 parts.append(event.content)
         elif tag == "tool_result":
             parts.append(event.content)
+            continue
         else:
             parts.append(event.content if event.content is not None else event.text)
-            parts.extend(f"{c.name} {_ARGS.encode(c.arguments).decode()}" for c in event.tool_calls)
+        parts.extend(f"{c.name} {_ARGS.encode(c.arguments).decode()}" for c in event.tool_calls)
     return "\n".join(parts)

@@ -1,7 +1,8 @@
 """Line framing of `.atraj` files: `<crc32 as 8 lowercase hex> <json>\\n`, CRC-32 over the exact JSON bytes.
 
 From version 2 every JSON object begins with `"seq":N`, the line's 0-based index, so a duplicated, dropped or
-reordered line (each CRC still good) is damage; version 1 lines have no `seq`. `encode_line` frames a record;
+reordered line (each CRC still good) is damage; version 1 lines have no `seq`. `encode_line` frames a record
+(in an older version's terms when continuing an older file: no `seq` before 2, no field added after it);
 `split_lines` cuts a file's bytes into checked payloads (with `seq` taken out) and says whether the tail was
 torn. Works on bytes only, so a tail cut inside a multi-byte UTF-8 character is just a torn line.
 This module does not open files and does not decode JSON into Structs.
@@ -10,7 +11,7 @@ import zlib
 
 import msgspec
 
-from tinygpt.traces.atraj import Line
+from tinygpt.traces.atraj import ADDED_FIELDS, FORMAT_VERSION, Line
 from tinygpt.traces.errors import CorruptTraceError
 
 _ENCODER = msgspec.json.Encoder()
@@ -19,12 +20,22 @@ _PREFIX = 9  # 8 hex digits and one space
 _SEQ = b'{"seq":'
 
 
-def encode_line(record: Line, seq: int | None) -> bytes:
-    """Return the framed line (with trailing newline) for one record; `seq` None writes a version-1 line."""
-    payload = _ENCODER.encode(record)
-    if seq is not None:
+def encode_line(record: Line, seq: int, version: int = FORMAT_VERSION) -> bytes:
+    """Return the framed line (with trailing newline) for record number `seq` of a file of `version`."""
+    payload = _ENCODER.encode(record) if version == FORMAT_VERSION else _older(record, version)
+    if version >= 2:
         payload = b'{"seq":%d,%s' % (seq, payload[1:])
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
+
+
+def _older(record: Line, version: int) -> bytes:
+    """`record` as JSON of an older `version`: the fields added since are left out (the file never mixes two)."""
+    tag = type(record).__struct_config__.tag
+    fields = msgspec.to_builtins(record)
+    for added in range(version + 1, FORMAT_VERSION + 1):
+        for name in ADDED_FIELDS.get(added, {}).get(tag, ()):
+            fields.pop(name, None)
+    return _ENCODER.encode(fields)
 
 
 def payload_ok(line: bytes) -> bool:

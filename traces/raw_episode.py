@@ -10,7 +10,7 @@ from typing import Union
 
 import msgspec
 
-from tinygpt.traces.atraj import End, Header, Role, ToolCall
+from tinygpt.traces.atraj import End, Header, Role, Sampling, ToolCall
 from tinygpt.traces.errors import CorruptTraceError
 from tinygpt.traces.line import split_lines
 from tinygpt.traces.reader import (
@@ -29,6 +29,7 @@ class RawMessage(_Raw, kw_only=True, tag="message", tag_field="kind"):
     role: Role
     content: str
     token_ids: msgspec.Raw = msgspec.Raw(b"null")
+    tool_calls: list[ToolCall] = []
 
 
 class RawModelCall(_Raw, kw_only=True, tag="model_call", tag_field="kind"):
@@ -42,6 +43,8 @@ class RawModelCall(_Raw, kw_only=True, tag="model_call", tag_field="kind"):
     latency_s: float
     token_exact: bool = True
     model: str | None = None
+    cached_tokens: int = 0
+    sampling: Sampling | None = None
 
 
 class RawToolResult(_Raw, kw_only=True, tag="tool_result", tag_field="kind"):
@@ -51,6 +54,7 @@ class RawToolResult(_Raw, kw_only=True, tag="tool_result", tag_field="kind"):
     token_ids: msgspec.Raw = msgspec.Raw(b"null")
     is_error: bool = False
     latency_s: float = 0.0
+    truncated: bool = False
 
 
 RawEvent = Union[RawMessage, RawModelCall, RawToolResult]

@@ -3,16 +3,16 @@
 Each record is one framed line written with O_APPEND (looping over short writes). A failed append truncates the
 file back to its last whole line, so the file never keeps a half line it knows about; a crash can leave one,
 which readers drop and `reopen` cuts off before appending. `finalize` fsyncs, renames `<id>.atraj.part` to
-`<id>.atraj` and fsyncs the directory. Lines carry their 0-based `seq` (a version-1 file being resumed gets
-version-1 lines). `discard` removes a file this writer created before any record reached it, so a failed header
-write leaves nothing behind. This module does not know what the records mean (see `recorder.py`).
+`<id>.atraj` and fsyncs the directory. Lines carry their 0-based `seq`; a file of an older version being resumed
+gets lines of its own version (line.encode_line). `discard` removes a file this writer created before any record
+reached it, so a failed header write leaves nothing behind. This module does not know what the records mean (see `recorder.py`).
 """
 import errno
 import os
 from pathlib import Path
 from typing import Literal
 
-from tinygpt.traces.atraj import Line
+from tinygpt.traces.atraj import FORMAT_VERSION, Line
 from tinygpt.traces.errors import TraceError, TraceWriteError
 from tinygpt.traces.line import encode_line
 from tinygpt.traces.reader import parse_records
@@ -33,10 +33,11 @@ def fsync_directory(directory: Path) -> None:
 class AppendWriter:
     """Appends framed records to one file; fsyncs per record ("event"), at finalize ("episode") or never."""
 
-    def __init__(self, path: Path, fd: int, size: int, records: int, fsync: FsyncPolicy, sequenced: bool = True):
+    def __init__(self, path: Path, fd: int, size: int, records: int, fsync: FsyncPolicy,
+                 version: int = FORMAT_VERSION):
         self.path = path
         self.records = records
-        self.sequenced = sequenced
+        self.version = version
         self._fd: int | None = fd
         self._size = size
         self._fsync = fsync
@@ -86,14 +87,14 @@ class AppendWriter:
         except BaseException:
             os.close(fd)
             raise
-        sequenced = not records or records[0].version >= 2
-        return cls(path, fd, size, len(records), fsync, sequenced), records, torn
+        version = records[0].version if records else FORMAT_VERSION
+        return cls(path, fd, size, len(records), fsync, version), records, torn
 
     def append(self, record: Line) -> None:
         """Append one record as a line; raise TraceWriteError (file left at its last whole line) on failure."""
         if self._fd is None:
             raise TraceError(f"{self.path} is closed; no more records can be appended")
-        line = encode_line(record, self.records if self.sequenced else None)
+        line = encode_line(record, self.records, self.version)
         view = memoryview(line)
         try:
             while view:

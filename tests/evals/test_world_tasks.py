@@ -2,13 +2,13 @@
 import pytest
 
 from tinygpt.evals.world_tasks import TASKS, expected_state, make_judge
-from tinygpt.runtime import agent_events as ev
+from tinygpt.traces.atraj import ModelCall
 from tinygpt.tools.catalog import open_filesystem
 
 
 def answer_event(text):
-    return ev.ModelCall(step=1, prompt_ids=[1], output_ids=[2], logprobs=[0.0], text=text, content=text,
-                        tool_calls=[], finish_reason="stop", cached_tokens=0, latency_s=0.0)
+    return ModelCall(prompt_token_ids=[1], output_token_ids=[2], logprobs=[0.0], text=text, content=text,
+                     finish_reason="stop", latency_s=0.0)
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.id)

@@ -10,6 +10,7 @@ from tinygpt.runtime.recording import record_episode
 from tinygpt.runtime.sampling import SamplingParams
 from tinygpt.tools.catalog import open_filesystem
 from tinygpt.tools.fs_tools import fs_toolset
+from tinygpt.traces.atraj import Message, ModelCall, ToolCall, ToolResult
 from tinygpt.traces.export import training_row
 from tinygpt.traces.reader import list_traces, read_episode
 
@@ -17,8 +18,8 @@ from tinygpt.traces.reader import list_traces, read_episode
 def ids_from_events(events):
     out = []
     for e in events:
-        if isinstance(e, ev.ModelCall):
-            out += e.prompt_ids + e.output_ids
+        if isinstance(e, ModelCall):
+            out += e.prompt_token_ids + e.output_token_ids
     return out
 
 
@@ -32,15 +33,20 @@ def test_scripted_policy_solves_each_task_and_the_trace_exports_the_exact_ids(ti
     kinds = [type(e).__name__ for e in events]
     assert kinds[0] == "Message" and kinds[-1] == "TurnEnd"
     assert events[-1].reason == "answer" and events[-1].steps == len(task.teacher)
-    results = [e for e in events if isinstance(e, ev.ToolResult)]
+    results = [e for e in events if isinstance(e, ToolResult)]
     assert len(results) == len(task.teacher) - 1 and not any(r.is_error for r in results)
     assert ids_from_events(events) == agent.transcript.ids
     (path,) = list_traces(tmp_path)
     episode = read_episode(path)
     assert episode.end.verdict.passed
+    # what the loop yielded is what the file holds: the same records, no conversion
+    assert episode.events == [e for e in events if isinstance(e, (Message, ModelCall, ToolResult))]
+    ran = [e for e in events if isinstance(e, ToolCall)]
+    assert ran == [c for e in events if isinstance(e, ModelCall) for c in e.tool_calls]
+    assert [r.call_id for r in results] == [c.id for c in ran]
     row = training_row(episode)
     assert row.input_ids == agent.transcript.ids
-    sampled = [i for e in events if isinstance(e, ev.ModelCall) for i in e.output_ids]
+    sampled = [i for e in events if isinstance(e, ModelCall) for i in e.output_token_ids]
     assert [i for i, m in zip(row.input_ids, row.loss_mask) if m] == sampled
 
 
@@ -50,14 +56,14 @@ def test_tiny_model_with_required_calls_runs_tools_on_persistent_kv(tiny_engine)
                       sampling=SamplingParams(temperature=1.0, max_tokens=96, seed=11))
     agent = Agent(tiny_engine, fs_toolset(fs, timeout_s=None), cfg)
     events = list(agent.run("look around"))
-    calls = [e for e in events if isinstance(e, ev.ModelCall)]
+    calls = [e for e in events if isinstance(e, ModelCall)]
     assert calls, events
     for c in calls:
         assert c.finish_reason in ("tool_calls", "truncated")
         for tc in c.tool_calls:
-            assert tc["name"] in agent.toolset.names and isinstance(tc["arguments"], dict)
-    ran = [e for e in events if isinstance(e, ev.ToolCall)]
-    assert len([e for e in events if isinstance(e, ev.ToolResult)]) == len(ran)
+            assert tc.name in agent.toolset.names and isinstance(tc.arguments, dict)
+    ran = [e for e in events if isinstance(e, ToolCall)]
+    assert len([e for e in events if isinstance(e, ToolResult)]) == len(ran)
     # later steps reuse the KV of everything before them
     assert all(c.cached_tokens > 0 for c in calls[1:])
     assert agent.session.ids == agent.transcript.ids[: len(agent.session.ids)]
@@ -70,7 +76,7 @@ def test_tool_choice_none_never_calls_and_answers(tiny_engine):
     agent = Agent(tiny_engine, fs_toolset(open_filesystem("fs:virtual"), timeout_s=None),
                   AgentConfig(tool_choice="none", sampling=SamplingParams(temperature=1.0, max_tokens=24, seed=2)))
     events = list(agent.run("hello"))
-    assert not [e for e in events if isinstance(e, ev.ToolCall)]
+    assert not [e for e in events if isinstance(e, ToolCall)]
     assert events[-1].reason in ("answer", "length") and events[-1].steps == 1
 
 
@@ -113,10 +119,10 @@ def test_zero_drift_when_re_encoding_would_change_the_ids(tiny_engine, tmp_path)
                   policy=ForcedPolicy(tiny_engine, [split]))
     events = list(record_episode(agent.run("say it"), tmp_path, engine=tiny_engine, agent=agent,
                                  task_id="drift", split="test"))
-    (call,) = [e for e in events if isinstance(e, ev.ModelCall)]
-    assert call.output_ids == split + [tok.eos_token_id]
+    (call,) = [e for e in events if isinstance(e, ModelCall)]
+    assert call.output_token_ids == split + [tok.eos_token_id]
     row = training_row(read_episode(list_traces(tmp_path)[0]))
-    assert row.input_ids == agent.transcript.ids == call.prompt_ids + call.output_ids
+    assert row.input_ids == agent.transcript.ids == call.prompt_token_ids + call.output_token_ids
     assert tiny_engine.encode(tok.decode(row.input_ids)) != row.input_ids
 
 
@@ -126,10 +132,10 @@ def test_an_invalid_call_is_shown_to_the_model_which_gets_another_step(tiny_engi
                   policy=ScriptedPolicy(tiny_engine, [bad, "sorry, done"]))
     events = list(agent.run("list"))
     errors = [e for e in events if isinstance(e, ev.Error)]
-    results = [e for e in events if isinstance(e, ev.ToolResult)]
+    results = [e for e in events if isinstance(e, ToolResult)]
     assert errors and "could not be used" in errors[0].message
-    assert results[0].is_error and results[0].ids
-    assert not [e for e in events if isinstance(e, ev.ToolCall)]
+    assert results[0].is_error and results[0].token_ids and results[0].name == "invalid_call"
+    assert not [e for e in events if isinstance(e, ToolCall)]
     assert events[-1].reason == "answer" and events[-1].steps == 2
     assert ids_from_events(events) == agent.transcript.ids
 
@@ -165,6 +171,6 @@ def test_ctrl_c_mid_turn_leaves_a_consistent_session_and_the_turn_can_be_dropped
     held = len(s.ids)
     agent.config.max_steps = 1
     events = list(agent.run("third"))
-    (call,) = [e for e in events if isinstance(e, ev.ModelCall)]
+    (call,) = [e for e in events if isinstance(e, ModelCall)]
     assert events[-1].reason == "max_steps" and call.cached_tokens == held
-    assert call.prompt_ids == agent.transcript.ids[len(kept): len(kept) + len(call.prompt_ids)]
+    assert call.prompt_token_ids == agent.transcript.ids[len(kept): len(kept) + len(call.prompt_token_ids)]

@@ -6,7 +6,8 @@ from typing import Literal, Optional
 import msgspec
 import pytest
 
-from tinygpt.tools.registry import ToolResult, Toolset, cap_output, render
+from tinygpt.tools.registry import Toolset, cap_output, render
+from tinygpt.traces.atraj import ToolResult
 
 
 def tail(file_name: str, lines: int = 10) -> dict:
@@ -41,8 +42,9 @@ def toolset():
 
 def test_a_good_call_runs_and_renders_json(toolset):
     result = toolset.call("tail", {"file_name": "ü.txt"})
-    assert result == ToolResult(name="tail", content='{"file": "ü.txt", "lines": 10}', elapsed_s=result.elapsed_s)
-    assert not result.is_error and not result.truncated and result.elapsed_s >= 0
+    assert result == ToolResult(call_id="", name="tail", content='{"file": "ü.txt", "lines": 10}',
+                                latency_s=result.latency_s)
+    assert not result.is_error and not result.truncated and result.latency_s >= 0
     assert toolset.call("tail", '{"file_name": "a", "lines": 3}').content == '{"file": "a", "lines": 3}'
     assert toolset.call("scale", {"x": 2}).content == "[4.0, null]"        # int accepted for float
     assert toolset.call("scale", {"x": 1.0, "mode": "down", "note": None}).content == "[0.5, null]"
@@ -166,8 +168,11 @@ def test_toolset_surface_and_bad_construction():
         Toolset([tail], max_output_chars=0)
 
 
-def test_tool_result_is_a_strict_wire_format():
-    result = ToolResult(name="t", content="c", is_error=True, truncated=False, elapsed_s=0.5)
-    assert msgspec.json.decode(msgspec.json.encode(result), type=ToolResult) == result
-    with pytest.raises(msgspec.ValidationError, match="unknown field `extra`"):
-        msgspec.json.decode(b'{"name":"t","content":"c","extra":1}', type=ToolResult)
+def test_a_result_is_the_trajectory_record_bound_to_its_call_id():
+    ts = Toolset([tail, big], timeout_s=None, max_output_chars=10)
+    result = ts.call("tail", {"file_name": "a"}, call_id="call_7")
+    assert type(result) is ToolResult and result.call_id == "call_7" and result.token_ids is None
+    assert ts.call("nope", {}, call_id="call_8").call_id == "call_8"  # an error result answers its call too
+    cut = ts.call("big", {}, call_id="call_9")
+    assert cut.truncated and cut.call_id == "call_9"
+    assert msgspec.json.decode(msgspec.json.encode(cut), type=ToolResult) == cut

@@ -26,7 +26,7 @@ def test_line_is_crc_space_json_newline(header_factory):
     crc, payload = line[:8], line[9:-1]
     assert line.endswith(b"\n") and line[8:9] == b" " and b"\n" not in payload
     assert int(crc, 16) == zlib.crc32(payload)
-    assert payload.startswith(b'{"seq":0,"kind":"header","version":2,')
+    assert payload.startswith(b'{"seq":0,"kind":"header","version":%d,' % FORMAT_VERSION)
     assert decode_payload(b"{" + payload[payload.index(b",") + 1:]) == header
 
 
@@ -201,10 +201,42 @@ def test_version_1_files_are_still_read_resumed_and_exported(tmp_path, header_fa
     assert row["input_ids"] == [1, 2, 3] and row["loss_mask"] == [0, 0, 1]
 
 
+def _v2_line(seq: int, fields: dict) -> bytes:
+    """A version-2 line, written out by hand (version 2 had no cached_tokens, sampling, truncated, tool_calls)."""
+    payload = json.dumps({"seq": seq, **fields}, separators=(",", ":")).encode()
+    return b"%08x %s\n" % (zlib.crc32(payload), payload)
+
+
+def test_version_2_files_are_read_and_resumed_in_version_2(tmp_path, header_factory):
+    from tinygpt.traces.atraj import Sampling, ToolCall, ToolResult
+    from tinygpt.traces.recorder import Recorder
+    header = msgspec.to_builtins(msgspec.structs.replace(header_factory("two"), version=2))
+    lines = [header, {"kind": "message", "role": "user", "content": "hi", "token_ids": [1]},
+             {"kind": "model_call", "prompt_token_ids": [1, 2], "output_token_ids": [3], "logprobs": None,
+              "text": "x", "content": None, "tool_calls": [{"id": "c1", "name": "ls", "arguments": {}}],
+              "finish_reason": "tool_calls", "latency_s": 0.1, "token_exact": True, "model": None}]
+    part = tmp_path / "two.atraj.part"
+    part.write_bytes(b"".join(_v2_line(n, f) for n, f in enumerate(lines)))
+    episode = read_episode(part)
+    assert episode.events[1].cached_tokens == 0 and episode.events[1].sampling is None  # the defaults
+    rec = Recorder.resume(part)
+    rec.record(ToolResult(call_id="c1", name="ls", content="a" * 3, token_ids=[4], truncated=True))
+    rec.record(Message(role="user", content="more", token_ids=[5], tool_calls=[ToolCall(id="c", name="ls")]))
+    rec.record(ModelCall(prompt_token_ids=[4, 5], output_token_ids=[6], text="y", finish_reason="stop",
+                         latency_s=0.1, cached_tokens=3, sampling=Sampling(temperature=0.5)))
+    final = rec.end(Reward(value=1.0, source="t"))
+    written = final.read_bytes().split(b"\n", 1)[1]  # the events (the header has a sampling of its own)
+    for added in (b'"truncated"', b'"tool_calls":[{"id":"c"', b'"cached_tokens"', b'"sampling"'):
+        assert added not in written  # the file stays version 2 throughout
+    episode = read_episode(final)
+    assert episode.header.version == 2 and len(episode.events) == 5 and episode.complete
+    assert episode.events[-1].cached_tokens == 0 and not episode.events[2].truncated
+
+
 def test_framing_must_match_the_header_version(header_factory):
-    v2_header_v1_lines = b"".join(_v1_line(r) for r in [header_factory(), Message(role="user", content="x")])
-    with pytest.raises(CorruptTraceError, match="says version 2 but the lines lack sequence numbers"):
-        parse_records(v2_header_v1_lines, "a.atraj.part")
+    header_v1_lines = b"".join(_v1_line(r) for r in [header_factory(), Message(role="user", content="x")])
+    with pytest.raises(CorruptTraceError, match=f"says version {FORMAT_VERSION} but the lines lack sequence numbers"):
+        parse_records(header_v1_lines, "a.atraj.part")
     v1_header_v2_lines = b"".join(encode_line(r, n) for n, r in enumerate(
         [msgspec.structs.replace(header_factory(), version=1), Message(role="user", content="x")]))
     with pytest.raises(CorruptTraceError, match="says version 1 but the lines carry sequence numbers"):
