@@ -60,9 +60,15 @@ def unique_nbytes(models, exclude: set[int] | None = None) -> int:
 
 
 def _array_ids(model) -> set[int]:
+    return set(weight_arrays(model))
+
+
+def weight_arrays(model) -> dict[int, int]:
+    """{id: bytes} of a model's weight arrays, to count arrays shared between models once by merging these.
+    The ids stay valid while the model holds its arrays."""
     from mlx.utils import tree_flatten
 
-    return {id(a) for _, a in tree_flatten(model.parameters())}
+    return {id(a): a.nbytes for _, a in tree_flatten(model.parameters())}
 
 
 def footprint(base: Path, adapter: Path | None = None) -> dict[str, int]:

@@ -40,7 +40,7 @@ from tinygpt.runtime.memory_budget import plan_room
 from tinygpt.runtime.model_card import ModelCard, describe
 from tinygpt.runtime.models import LoadedModel, load
 from tinygpt.runtime.multi_adapter import AdapterError
-from tinygpt.runtime.provider import footprint, unique_nbytes
+from tinygpt.runtime.provider import footprint, weight_arrays
 from tinygpt.runtime.store import ModelStore
 
 log = logging.getLogger("tinygpt.scheduler")
@@ -145,6 +145,7 @@ class Scheduler:
         self.expires: dict[str, float | None] = {}  # monotonic time a loaded model unloads; None: never
         self.sizes: dict[str, int] = {}  # bytes of the weights each loaded model runs on
         self._loaded: dict[str, LoadedModel] = {}  # each loaded name's model (a shared lane's specialists too)
+        self._arrays: dict[str, dict[int, int]] = {}  # each loaded name's weight arrays, {id: bytes}
         self._used: dict[str, int] = {}  # when each loaded model was last used, in ticks: the one LRU order
         self._tick = 0
         self._waiter: str | None = None  # the model waiting for memory; models not loaded yet wait behind it
@@ -200,9 +201,11 @@ class Scheduler:
         """Bytes of the weights the loaded models hold, each shared array once (as if `without` were unloaded).
         A shared lane's stacked adapter copies count too. In the scheduler's thread."""
         lanes = [lane for lane in self._unique() if all(lane is not w for w in without)]
-        models = [lane.loaded.model for lane in lanes]
-        models += [m.model for n, m in self._loaded.items() if any(self.lanes[n] is lane for lane in lanes)]
-        return unique_nbytes(models) + sum(lane.multi.nbytes for lane in lanes if lane.multi is not None)
+        arrays: dict[int, int] = {}
+        for n, lane in self.lanes.items():  # a lane's base arrays are in every model it serves
+            if any(lane is kept for kept in lanes):
+                arrays.update(self._arrays[n])
+        return sum(arrays.values()) + sum(lane.multi.nbytes for lane in lanes if lane.multi is not None)
 
     def names(self) -> list[str]:
         return self.models.names()
@@ -409,12 +412,11 @@ class Scheduler:
             if name in self.lanes and (self.lanes[name].n_active or self.lanes[name].pending
                                          or self._queued.get(name)):
                 self.expires[name] = time.monotonic()  # unload once the running jobs are done
-                fut.set_result(0.0)
             else:
                 self._unload(name)
-                fut.set_result(0.0)
+            _settle(fut, 0.0)
         except Exception as exc:  # noqa: BLE001 — reported to the waiting caller
-            fut.set_exception(exc)
+            _settle(fut, error=exc)
 
     def _set_expiry(self, name: str, keep_alive_s: float | None) -> None:
         ka = self.config.keep_alive_s if keep_alive_s is None else keep_alive_s
@@ -451,7 +453,8 @@ class Scheduler:
             self.models.release(name)  # the source must not keep a model that no lane serves
             raise
         self._loaded[name] = loaded
-        self.sizes[name] = unique_nbytes([loaded.model])
+        self._arrays[name] = weight_arrays(loaded.model)
+        self.sizes[name] = sum(self._arrays[name].values())
         self._set_expiry(name, None)
         self._use(name)
         self._trim_to_budget(name)
@@ -572,7 +575,7 @@ class Scheduler:
         self._free()
 
     def _forget(self, name: str) -> None:
-        for d in (self.lanes, self.expires, self._loaded, self.sizes, self._used):
+        for d in (self.lanes, self.expires, self._loaded, self._arrays, self.sizes, self._used):
             d.pop(name, None)
 
     @staticmethod
@@ -587,6 +590,12 @@ class Scheduler:
                 kept = [job for job in jobs if not job.cancelled]
                 jobs.clear()
                 jobs.extend(kept)
+        for name, waits in list(self._load_waits.items()):  # nor a load whose caller went away
+            waits[:] = [w for w in waits if not w[1].cancelled()]
+            if not waits:
+                del self._load_waits[name]
+        if self._waiter is not None and not self._queued.get(self._waiter) and self._waiter not in self._load_waits:
+            self._waiter, self._held_back = None, []  # nobody waits for it any more: the drained take work again
         asked = {n: jobs[0].submitted for n, jobs in self._queued.items() if jobs}
         for n, waits in self._load_waits.items():
             asked[n] = min(asked.get(n, waits[0][2]), waits[0][2])
@@ -598,6 +607,8 @@ class Scheduler:
                 continue  # drains: its new jobs wait until the waiting model has loaded
             if name not in self.lanes and self._waiter not in (None, name):
                 continue  # models to load wait behind the one that waits for memory, in turn
+            if name == self._waiter and not all(self._idle(lane) for lane in self._held_back):
+                continue  # the drain is not over: planning again cannot find room (it runs every token)
             try:
                 load_s = self._ensure_loaded(name)
             except Exception as exc:  # noqa: BLE001 — a bad or changed model directory; tell every waiter
@@ -612,7 +623,7 @@ class Scheduler:
             loads[name] = load_s
             for keep_alive, fut, _ in self._load_waits.pop(name, []):
                 self._set_expiry(name, keep_alive)
-                fut.set_result(load_s)
+                _settle(fut, load_s)
             jobs = self._queued.get(name)
             if jobs:
                 self.lanes[name].pending.extend(jobs)
@@ -629,7 +640,7 @@ class Scheduler:
         while jobs:
             self._post(jobs.popleft(), Failed(503, f"the model {name!r} could not be loaded: {exc}"))
         for _, fut, _ in self._load_waits.pop(name, []):
-            fut.set_exception(exc)
+            _settle(fut, error=exc)
 
     def _fail_all(self, status: int, message: str) -> None:
         for lane in self._unique():
@@ -639,7 +650,7 @@ class Scheduler:
                 self._post(jobs.popleft(), Failed(status, message))
         for waits in self._load_waits.values():
             for _, fut, _ in waits:
-                fut.set_exception(ShuttingDown(message) if status == 503 else RuntimeError(message))
+                _settle(fut, error=ShuttingDown(message) if status == 503 else RuntimeError(message))
         self._load_waits.clear()
         self._waiter, self._held_back = None, []
 
@@ -662,6 +673,17 @@ class Scheduler:
                 job.delivered = True
             deliver(outbox)
         self._flushed = time.perf_counter()
+
+
+def _settle(fut: concurrent.futures.Future, result=None, error: BaseException | None = None) -> None:
+    """Complete a control future, unless its caller cancelled it meanwhile (from another thread)."""
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 def default_prefill_step() -> int:

@@ -135,6 +135,29 @@ def test_a_load_request_waits_for_a_busy_model_to_finish(world, tiny_model_dir):
     assert loading.result(0) > 0 and list(s.lanes) == ["m2"]
 
 
+def test_when_the_waiting_request_goes_away_the_drained_model_takes_work_again(world, tiny_model_dir):
+    s = scheduler(world, tiny_model_dir, budget=int(1.5 * ONE))
+    ends = []
+    long_job, long_events = job("m1", 40, ends)
+    s.submit(long_job)
+    while not any(isinstance(e, Chunk) for e in long_events):
+        s.pump()
+    waiting, _ = job("m2", 4, ends)
+    s.submit(waiting)
+    loading = s.control("load", "m2")
+    s.pump()
+    again, _ = job("m1", 4, ends)
+    s.submit(again)
+    s.pump()
+    assert ends == []  # m1's new job is held back behind m2
+    s.cancel(waiting)  # both callers that wanted m2 go away
+    assert loading.cancel()
+    while len(ends) < 2:
+        s.pump()
+    assert ends == [("m1", 4, "Finished"), ("m1", 40, "Finished")]  # it joined the running batch, m2 never came
+    assert list(s.lanes) == ["m1"]
+
+
 def test_a_base_and_its_specialists_count_their_shared_weights_once(world, tiny_model_dir):
     s = scheduler(world, tiny_model_dir, budget=int(1.5 * ONE))  # base + two adapters fit; two bases do not
     for name in ("base", "spec-a", "spec-b"):
