@@ -88,7 +88,12 @@ def main(argv: list[str]) -> int:
                   f"{len(tasks)} tasks x {a.passes} passes, temperature {settings.resolved_temperature()}, "
                   f"top-p {a.top_p}, max {a.max_tokens} tokens/step, seed {a.seed}, "
                   f"grammar {settings.grammar_backend} -> {a.out}")
-    manifest, rows = _run(console, engine, suite, tasks, settings, a.out, model, a.split)
+    try:
+        manifest, rows = _run(console, engine, suite, tasks, settings, a.out, model, a.split)
+    except BaseException:
+        console.print(f"the run did not finish: its manifest in {a.out} still says \"running\", so eval-gate will not "
+                      "use its partial results; run the eval again")
+        raise
     return _report(console, a, manifest, rows)
 
 

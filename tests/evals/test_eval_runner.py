@@ -83,3 +83,18 @@ def test_scripted_replies_are_in_the_models_tool_call_format(tiny_engine):
     assert scripted_replies(task, "model", tiny_engine.tokenizer) is None
     with pytest.raises(ValueError, match="unknown policy"):
         scripted_replies(task, "oracle", tiny_engine.tokenizer)
+
+
+def test_an_interrupted_run_is_left_incomplete_and_refused(tiny_engine, one_per_category, tmp_path):
+    from tinygpt.evals.errors import EvalError
+
+    def stop_after_one(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(tiny_engine, fileops, one_per_category[:3], RunSettings(policy="gold"), tmp_path, model="tiny",
+                  split="validation", on_row=stop_after_one)
+    (rows_file,) = tmp_path.glob("*.results.jsonl")
+    assert len(rows_file.read_text().splitlines()) == 1  # the finished episode's row is kept
+    with pytest.raises(EvalError, match="did not complete"):
+        read_results(tmp_path)
