@@ -2,7 +2,9 @@
 
 The REPL itself (editing, history, multi-line input, Ctrl-C, /save /load) is tinygpt/repl.py; this module
 builds the agent and prints its events: the model's text streams until a tool call opens, and each call is
-then shown once, formatted (not also as the raw call text). Heavy imports happen inside `main` only.
+then shown once, formatted (not also as the raw call text). With --trajectory-dir each conversation is recorded
+as one episode, ended by /reset, /load, /bye or Ctrl-D; an exchange dropped with Ctrl-C is dropped from it too,
+and a crash leaves it a resumable .part. Heavy imports happen inside functions only.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from tinygpt.repl import KEYS
 EPILOG = """examples:
   tinygpt agent                                   default model, the embedded virtual file system
   tinygpt agent --tools fs:./workspace:ro         a real directory, read-only, jailed to ./workspace
-  tinygpt agent --tool-choice required --trajectory-dir runs/   record every episode as .atraj
+  tinygpt agent --tool-choice required --trajectory-dir runs/   record each conversation as one .atraj
 
 REPL commands:
   /tools        list the tools and their parameters
@@ -49,17 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("--grammar-backend", default=None, choices=["llguidance", "outlines"],
                    help="constrained-decoding backend (default: config, else llguidance)")
-    p.add_argument("--trajectory-dir", default=None, help="record each user turn as an .atraj episode here")
+    p.add_argument("--trajectory-dir", default=None,
+                   help="record each conversation (ended by /reset, /load or leaving) as an .atraj episode here")
     return p
 
 
 class EventPrinter:
-    """Prints agent events for a person; the raw text of a tool call is held back and the call shown formatted."""
+    """Prints agent events for a person; the raw text of a tool call (from the format's `trigger` on) is held back
+    and the call shown formatted."""
 
-    def __init__(self, out=sys.stdout):
-        from tinygpt.runtime.tool_calls import CALL_OPEN
-
-        self.out, self.call_open = out, CALL_OPEN
+    def __init__(self, trigger: str, out=None):
+        self.out, self.call_open = out or sys.stdout, trigger
         self.reset()
 
     def _stream(self, text: str) -> None:
@@ -127,7 +129,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         p.error(str(exc))
     from tinygpt.runtime.agent import Agent, AgentConfig
-    from tinygpt.repl import describe_model, random_init_note, run_repl, set_command
+    from tinygpt.repl import describe_model, random_init_note
     from tinygpt.tools.catalog import load_toolset
 
     cfg = resolve(a)
@@ -143,11 +145,69 @@ def main(argv: list[str]) -> int:
             system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params))
     except ValueError as exc:  # bad tool choice, grammar the backend cannot build, max_steps < 1
         p.error(str(exc))
-    recording = [make_recorder(cfg.trajectory_dir, engine, agent, a)] if cfg.trajectory_dir else []
     print(f"tinygpt agent — model {describe_model(engine.loaded)}, tools {a.tools} ({len(toolset.names)}). /help for "
           "commands.", file=sys.stderr)
     random_init_note(engine)
-    printer = EventPrinter()
+    return repl(engine, agent, trajectory_dir=cfg.trajectory_dir)
+
+
+class Recording:
+    """The REPL's trajectory recording: one episode per conversation (runtime/recording.py). A failed write turns
+    recording off for the rest of the session; the conversation always goes on."""
+
+    def __init__(self, engine, agent, directory: str | None):
+        from tinygpt.runtime.recording import ConversationRecorder
+
+        self.conversation = (ConversationRecorder(directory, engine, agent, task_id="repl", split="interactive")
+                             if directory else None)
+
+    def stream(self, events):
+        return self.conversation.record(events) if self.conversation else events
+
+    def mark(self):
+        return self.conversation.mark() if self.conversation else None
+
+    def rollback(self, mark) -> None:
+        self._guard(lambda c: c.rollback(mark))
+
+    def end(self, status: str) -> None:
+        """The conversation is over (/reset, /load, leaving): finish its episode, if one is open."""
+        path = self._guard(lambda c: c.end(status))
+        if path is not None:
+            print(f"(conversation recorded in {path})", file=sys.stderr)
+
+    def close(self) -> None:
+        """Leave the open episode a resumable .part (the REPL died)."""
+        self._guard(lambda c: c.close())
+
+    def failed(self, exc) -> None:
+        if self.conversation is not None:
+            self.conversation.close()
+        self.conversation = None
+        print(f"\nerror: could not record this conversation ({exc}); recording is off for the rest of this "
+              "session, the conversation goes on", file=sys.stderr)
+
+    def _guard(self, action):
+        from tinygpt.traces.errors import TraceWriteError
+
+        if self.conversation is None:
+            return None
+        try:
+            return action(self.conversation)
+        except TraceWriteError as exc:  # the disk filled or went away
+            self.failed(exc)
+            return None
+
+
+def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
+    """The agent REPL on `agent`, recording each conversation as one episode under `trajectory_dir` (if given)."""
+    from tinygpt.repl import run_repl, set_command
+    from tinygpt.traces.errors import TraceWriteError
+
+    from tinygpt.runtime import tool_formats
+
+    recording = Recording(engine, agent, trajectory_dir)
+    printer = EventPrinter(tool_formats.resolve(None, engine.tokenizer).trigger)
 
     def tools(_: str) -> None:
         for schema in agent.tools:
@@ -168,39 +228,36 @@ def main(argv: list[str]) -> int:
         print(f"max-steps = {agent.config.max_steps}")
 
     def reset() -> None:
+        recording.end("reset")
         agent.reset()
         print("(new conversation)")
 
     def message(line: str) -> None:
-        from tinygpt.traces.errors import TraceWriteError
-
+        mark = recording.mark()
         events = agent.run(line)
-        stream = recording[0](events) if recording else events
+        stream = recording.stream(events)
         try:
             try:
                 for event in stream:
                     printer.show(event)
-            except TraceWriteError as exc:  # the disk filled or went away: keep the conversation, stop recording
-                recording.clear()
-                print(f"\nerror: could not record this turn ({exc}); recording is off for the rest of this "
-                      "session, the conversation goes on", file=sys.stderr)
+            except TraceWriteError as exc:
+                recording.failed(exc)
                 for event in events:
                     printer.show(event)
-        finally:  # on Ctrl-C: end the generation (settling the KV) and leave the episode a .part file, now
+        except KeyboardInterrupt:  # the exchange is dropped (tinygpt/repl.py): from the episode too
+            recording.rollback(mark)
+            raise
+        finally:  # on Ctrl-C: end the generation now (settling the KV)
             stream.close()
             events.close()
             printer.reset()
 
-    return run_repl(engine=engine, conv=agent, help_text=EPILOG.split("REPL commands:\n", 1)[1] + KEYS,
-                    on_message=message, on_reset=reset, history="agent",
-                    extra={"/tools": tools, "/set": set_})
-
-
-def make_recorder(directory, engine, agent, args):
-    """Wrap the event stream so each user turn is written as one .atraj episode."""
-    from tinygpt.runtime.recording import record_episode
-
-    def wrap(events):
-        return record_episode(events, directory, engine=engine, agent=agent, task_id="repl", split="interactive")
-
-    return wrap
+    try:
+        code = run_repl(engine=engine, conv=agent, help_text=EPILOG.split("REPL commands:\n", 1)[1] + KEYS,
+                        on_message=message, on_reset=reset, on_load=lambda: recording.end("load"),
+                        history="agent", extra={"/tools": tools, "/set": set_})
+    except BaseException:
+        recording.close()
+        raise
+    recording.end("quit")
+    return code
