@@ -57,11 +57,14 @@ def test_load_refuses_corrupt_foreign_and_mismatched_files(tiny_engine, conv, tm
     good = json.loads((tmp_path / "c.chat.json").read_text())
     cases = {"garbage": "{not json", "list": "[1, 2]", "ids": json.dumps({**good, "ids": ["x"]}),
              "vocab": json.dumps({**good, "ids": good["ids"] + [10**6]}),
-             "model": json.dumps({**good, "model_fingerprint": "another"})}
+             "model": json.dumps({**good, "model_fingerprint": "another"}),
+             "role": json.dumps({**good, "messages": [{"role": "wizard", "content": "hi"}]}),
+             "call": json.dumps({**good, "messages": [{"role": "assistant", "content": "",
+                                                       "tool_calls": [{"function": {"arguments": {}}}]}]})}
     for name, text in cases.items():
         (tmp_path / f"{name}.chat.json").write_text(text)
         (tmp_path / f"{name}.kv.safetensors").write_bytes((tmp_path / "c.kv.safetensors").read_bytes())
-        with pytest.raises(SavedChatError):
+        with pytest.raises(SavedChatError, match=None if name not in ("role", "call") else "not a readable saved"):
             load_chat(tiny_engine, tmp_path / name)
     tools = [{"type": "function", "function": {"name": "ls", "parameters": {"type": "object", "properties": {}}}}]
     with pytest.raises(SavedChatError, match="another tool list"):
