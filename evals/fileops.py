@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from tinygpt.evals.episode import TurnSummary
 from tinygpt.evals.fileops_tasks import FAMILIES, Plan
 from tinygpt.evals.fileops_world import make_world
 from tinygpt.evals.suite import Check, Episode, Step, Task
@@ -123,13 +124,8 @@ def replay(task: Task, turns: tuple[tuple[Step, ...], ...], *, tools: bool = Tru
                     episode.toolset.call(call.name, call.arguments)
                 else:
                     getattr(fs, call.name)(**call.arguments)
-        checks.append(episode.check(i, _Answer(answer)) if episode else judge(task, i, fs.to_bfcl(), answer))
+        checks.append(episode.check(i, TurnSummary(answer)) if episode else judge(task, i, fs.to_bfcl(), answer))
     return checks
-
-
-@dataclass(frozen=True)
-class _Answer:
-    answer: str
 
 
 def content_hash(category: str, plan: Plan, world: dict) -> str:

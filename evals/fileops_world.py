@@ -96,7 +96,8 @@ class World:
 
 def line(rng: random.Random) -> str:
     """One line of file text, e.g. 'carol approved the invoice on friday (17)'."""
-    return f"{rng.choice(PEOPLE)} {rng.choice(VERBS)} the {rng.choice(NOUNS)} on {rng.choice(DAYS)} ({rng.randint(1, 99)})"
+    who, did, what, day = rng.choice(PEOPLE), rng.choice(VERBS), rng.choice(NOUNS), rng.choice(DAYS)
+    return f"{who} {did} the {what} on {day} ({rng.randint(1, 99)})"
 
 
 def text(rng: random.Random, lines: int) -> str:

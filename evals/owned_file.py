@@ -13,6 +13,8 @@ from typing import Callable
 
 from tinygpt.evals.errors import EvalError
 
+_MAX_OWNED = 64 << 20  # a result or chart tinygpt wrote is far smaller; a bigger file is someone else's
+
 
 def check_owned(path: str | Path, ours: Callable[[bytes], bool], flag: str) -> Path:
     """`path` if it is free or holds a file `ours` recognises; else EvalError telling the user to pick another."""
@@ -24,10 +26,12 @@ def check_owned(path: str | Path, ours: Callable[[bytes], bool], flag: str) -> P
         raise EvalError(f"{flag} {path} is a directory; give a file path")
     if path.exists():
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read(_MAX_OWNED + 1)
         except OSError as exc:
-            raise EvalError(f"{flag} {path} exists and cannot be read ({exc.strerror}); choose another {flag}") from None
-        if not ours(data):
+            raise EvalError(f"{flag} {path} exists and cannot be read ({exc.strerror}); choose another {flag}"
+                            ) from None
+        if len(data) > _MAX_OWNED or not ours(data):
             raise EvalError(f"{flag} {path} exists and was not written by tinygpt; it is left alone. Choose another "
                             f"{flag} or move that file")
     return path

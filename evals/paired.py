@@ -94,7 +94,8 @@ def pair(runs: list[Run], *, candidate: str, baseline: str, suite: str, split: s
         parts = [f"{len(s)} task(s) only for {name!r} ({_listing(s)})" for s, name in
                  ((only_c, candidate), (only_b, baseline)) if s]
         raise EvalError(f"suite {suite}: the arms ran different tasks: {'; '.join(parts)}. Missing results are "
-                        "never counted as a pass: run both models on the same split and tasks (or pick one split with --split)")
+                        "never counted as a pass: run both models on the same split and tasks (or pick one split "
+                        "with --split)")
     for task, category in cand.categories.items():
         if base.categories[task] != category:
             raise EvalError(f"suite {suite}: task {task} is category {category!r} for {candidate!r} but "

@@ -28,22 +28,28 @@ def signed(estimate: float, lo: float, hi: float) -> str:
     return f"{estimate * 100:+.1f} [{lo * 100:+.1f}, {hi * 100:+.1f}]"
 
 
+def pass_rate(rows: list[ResultRow]) -> tuple[float, float, float]:
+    """The mean per-task pass rate of `rows` and its Wilson 95% interval (the task is the unit, not the pass)."""
+    by_task: dict[str, list[bool]] = defaultdict(list)
+    for row in rows:
+        by_task[row.task_id].append(row.passed)
+    rates = [sum(v) / len(v) for v in by_task.values()]
+    return (sum(rates) / len(rates), *wilson(sum(rates), len(rates)))
+
+
 def run_table(rows: list[ResultRow], title: str) -> Table:
     """Pass rate per category and overall (Wilson 95%, the task as the unit), with mean steps and tokens."""
-    by_category: dict[str, dict[str, list[ResultRow]]] = defaultdict(lambda: defaultdict(list))
+    by_category: dict[str, list[ResultRow]] = defaultdict(list)
     for row in rows:
-        by_category[row.category][row.task_id].append(row)
+        by_category[row.category].append(row)
     table = Table(title=title)
     for name in ("category", "tasks", "passed", "pass rate [95%]", "steps", "tokens in/out"):
         table.add_column(name, justify="left" if name == "category" else "right")
-    groups = sorted(by_category.items()) + [("all", {t: r for c in by_category.values() for t, r in c.items()})]
-    for name, tasks in groups:
-        rates = [sum(r.passed for r in rs) / len(rs) for rs in tasks.values()]
-        flat = [r for rs in tasks.values() for r in rs]
-        lo, hi = wilson(sum(rates), len(rates))
-        table.add_row(name, str(len(tasks)), str(sum(r.passed for r in flat)) + f"/{len(flat)}",
-                      interval(sum(rates) / len(rates), lo, hi), f"{sum(r.steps for r in flat) / len(flat):.1f}",
-                      f"{sum(r.prompt_tokens for r in flat) // len(flat)}/{sum(r.output_tokens for r in flat) // len(flat)}",
+    for name, group in sorted(by_category.items()) + [("all", rows)]:
+        n = len(group)
+        table.add_row(name, str(len({r.task_id for r in group})), f"{sum(r.passed for r in group)}/{n}",
+                      interval(*pass_rate(group)), f"{sum(r.steps for r in group) / n:.1f}",
+                      f"{sum(r.prompt_tokens for r in group) // n}/{sum(r.output_tokens for r in group) // n}",
                       style="bold" if name == "all" else None)
     return table
 

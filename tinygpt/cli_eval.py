@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from dataclasses import fields
 
 from tinygpt.flags import SEED_MAX, float_in, int_in
 from tinygpt.model_arg import add_model_flag, load_engine, resolve
@@ -77,9 +79,8 @@ def main(argv: list[str]) -> int:
         return 0
     console = Console(stderr=True, soft_wrap=not sys.stderr.isatty(), markup=False, highlight=False)
     cfg = resolve(a)
-    settings = RunSettings(passes=a.passes, seed=a.seed, policy=a.policy, max_tokens=a.max_tokens,
-                           temperature=a.temperature, top_p=a.top_p,
-                           grammar_backend=a.grammar_backend or cfg.grammar_backend)
+    values = {f.name: getattr(a, f.name) for f in fields(RunSettings)}  # each flag is its field's kebab-case
+    settings = RunSettings(**{**values, "grammar_backend": a.grammar_backend or cfg.grammar_backend})
     if a.passes > 1 and settings.resolved_temperature() == 0:
         console.print("note: --temperature 0 is greedy, so all passes of a task will be the same episode")
     engine = load_engine(cfg)
@@ -88,13 +89,28 @@ def main(argv: list[str]) -> int:
                   f"{len(tasks)} tasks x {a.passes} passes, temperature {settings.resolved_temperature()}, "
                   f"top-p {a.top_p}, max {a.max_tokens} tokens/step, seed {a.seed}, "
                   f"grammar {settings.grammar_backend} -> {a.out}")
+    started = time.time()
     try:
         manifest, rows = _run(console, engine, suite, tasks, settings, a.out, model, a.split)
     except BaseException:
-        console.print(f"the run did not finish: its manifest in {a.out} still says \"running\", so eval-gate will not "
-                      "use its partial results; run the eval again")
+        for path in _unfinished(a.out, started):
+            console.print(f"the run did not finish: {path} says \"running\", so eval-gate will not use its partial "
+                          "results; run the eval again")
         raise
     return _report(console, a, manifest, rows)
+
+
+def _unfinished(out: str, since: float) -> list:
+    """Manifests in `out` of runs started at or after `since` that are still "running"."""
+    from pathlib import Path
+
+    from tinygpt.evals.results import MANIFEST_SUFFIX, read_manifest
+
+    directory = Path(out)
+    if not directory.is_dir():
+        return []
+    return [p for p in sorted(directory.glob(f"*{MANIFEST_SUFFIX}"))
+            if (m := read_manifest(p)).status == "running" and m.started_at >= since]
 
 
 def _run(console, engine, suite, tasks, settings, out, model, split):
@@ -118,27 +134,21 @@ def _run(console, engine, suite, tasks, settings, out, model, split):
 def _report(console, a, manifest, rows) -> int:
     from rich.console import Console
 
-    from tinygpt.evals.report import run_table
-    from tinygpt.evals.stats import wilson
+    from tinygpt.evals.report import pass_rate, run_table
 
-    rates = {}
-    for row in rows:
-        rates.setdefault(row.task_id, []).append(row.passed)
-    per_task = [sum(v) / len(v) for v in rates.values()]
-    rate = sum(per_task) / len(per_task)
-    lo, hi = wilson(sum(per_task), len(per_task))
-    results = f"{a.out}/{manifest.run_id}.results.jsonl"
+    rate, lo, hi = pass_rate(rows)
+    out = a.out.rstrip("/")
+    files = {"results": f"{out}/{manifest.run_id}.results.jsonl", "manifest": f"{out}/{manifest.run_id}.run.json",
+             "traces": f"{out}/traces/{manifest.run_id}"}
     if a.json:
         print(json.dumps({"run_id": manifest.run_id, "suite": manifest.suite, "split": manifest.split,
                           "model": manifest.model, "model_fingerprint": manifest.model_fingerprint,
                           "policy": manifest.policy, "tasks": manifest.tasks, "passes": manifest.passes,
-                          "pass_rate": rate, "interval_95": [lo, hi], "results": results,
-                          "manifest": f"{a.out}/{manifest.run_id}.run.json", "traces": f"{a.out}/traces/{manifest.run_id}"},
-                         indent=2))
+                          "pass_rate": rate, "interval_95": [lo, hi], **files}, indent=2))
     else:
-        Console(width=None if sys.stdout.isatty() else 160).print(run_table(rows, f"{manifest.suite}/{manifest.split}: {manifest.model}, "
-                                                      f"policy {manifest.policy}"))
-        console.print(f"results: {results}  (traces: {a.out}/traces/{manifest.run_id})")
+        title = f"{manifest.suite}/{manifest.split}: {manifest.model}, policy {manifest.policy}"
+        Console(width=None if sys.stdout.isatty() else 160).print(run_table(rows, title))
+        console.print(f"results: {files['results']}  (traces: {files['traces']})")
     expected = {"gold": 1.0, "drop-last": 0.0}.get(a.policy)
     if expected is not None and rate != expected:
         console.print(f"the {a.policy} replay should score {expected:.0%} and scored {rate:.1%}: the suite or the "
