@@ -112,9 +112,12 @@ def _verdict(target: SuiteResult, guards: list[SuiteResult], cfg: GateConfig) ->
         return "reject", [f"{line}: worse than the baseline by more than the margin ({cfg.margin_for(t.suite):.1%})"]
     if t.status == "too-few-tasks":
         return "inconclusive", [f"{line}: fewer than min_tasks = {cfg.min_tasks} tasks; add {t.more_tasks} tasks"]
-    if t.status == "undecided":
+    if t.status == "undecided" and t.more_tasks:
         return "inconclusive", [f"{line}: the improvement is not significant; about {t.more_tasks} more tasks "
                                 f"would resolve it at the observed effect (power {cfg.power:.0%})"]
+    if t.status == "undecided":  # the normal approximation says this many tasks should do: a borderline result
+        return "inconclusive", [f"{line}: the improvement is not significant, though this many tasks would usually "
+                                f"show the observed effect (power {cfg.power:.0%}): a borderline result; add tasks"]
     reasons = [f"{line}: improves"]
     weak = [g for g in guards if g.status != "holds"]
     for g in guards:
