@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare examples by identity
 class Example:
     """Token ids (int32) and loss mask (uint8, same length); `group` is the unit of the train/valid split
     (an episode id, or a file line), `source` says where to find it (file:line)."""
