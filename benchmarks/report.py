@@ -33,8 +33,9 @@ def engine(r: dict, title: str) -> list[str]:
             f"| tinygpt engine | {p1['engine_median']:.2f} | "
             f"{', '.join(f'{x:.1f}' for x in p1['engine_tps'])} |",
             "", f"**P1** engine ÷ raw = **{p1['ratio']:.3f}** (target ≥ 0.97; {p1['tokens']} tokens per run, runs "
-            "interleaved, greedy" + (f", {r['date']}" if r.get("date") else "") + ")." + (f" {r['note']}" if r.get("note") else ""),
-            ""]
+            "interleaved, greedy" + (f", {r['date']}" if r.get("date") else "") + ")."
+            + (f" Median of each engine run ÷ the raw run just before it: **{p1['pair_ratio_median']:.3f}**."
+               if "pair_ratio_median" in p1 else "") + (f" {r['note']}" if r.get("note") else ""), ""]
     if "p3" in r:
         out += ["| history tokens | full re-prefill TTFT s | persistent KV TTFT s | **P3** ratio | reload-from-disk "
                 "+ first token s | **P4** ratio |", "|---|---|---|---|---|---|"]
@@ -90,7 +91,7 @@ def serve(r: dict, title: str) -> list[str]:
             "(target ≥ 4x); tinygpt ÷ mlx_lm.server tok/s at 1/4/8 streams = "
             f"{', '.join(str(v) for v in ch['tinygpt_vs_mlx_lm_tok_per_s'].values())} (target ≥ 1). TTFT prefix: "
             f"{r['ttft_prompt_prefix_tokens']} shared tokens.", ""]
-    return out
+    return out + [r["note"], ""] if r.get("note") else out
 
 
 def traces(r: dict, title: str) -> list[str]:
@@ -186,6 +187,20 @@ def reload(r: dict, title: str) -> list[str]:
     return out + ["", r["note"], ""] if r.get("note") else out + [""]
 
 
+def kv_read(runs: list[dict], title: str) -> list[str]:
+    r0 = runs[0]
+    routes = list(r0["median_s"])
+    out = [f"## {title}", "", f"Machine: {_machine(r0['machine'])}. One saved session's KV file per row (random-init "
+           f"qwen3-4b shape, bf16), each route timed {r0['reps']} times interleaved, medians in ms (GiB/s), "
+           f"{r0['date']}. Script: `benchmarks/bench_kv_read.py`.", "",
+           "| history | file MiB | " + " | ".join(routes) + " |", "|---|---|" + "---|" * len(routes)]
+    for r in sorted(runs, key=lambda x: x["tokens"]):
+        out.append(f"| {r['tokens']} | {r['file_bytes'] / 2**20:.0f} | " + " | ".join(
+            f"{r['median_s'][k] * 1e3:.0f} ({r['gib_per_s'][k]:.2f})" for k in routes) + " |")
+    notes = [r["note"] for r in runs if r.get("note")]
+    return out + ["", *notes, ""] if notes else out + [""]
+
+
 def decode_path(r: dict, title: str) -> list[str]:
     cfg = r.get("model_config", {})
     out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model: random-init Qwen3, hidden "
@@ -241,7 +256,15 @@ SECTIONS = [
     ("cli.json", "CLI start-up (issue 8)", cli),
     ("scheduler-cpu.md", "One scheduler (issue 9): P1 and P5 before/after on this CPU, and adapters sharing a batch",
      notes),
-    ("kv_ttft-gpu-qwen3-4b.json", "Warm turn TTFT and session reload on an NVIDIA GPU (issue 9), qwen3-4b bf16", kv_ttft),
+    ("decode_path-gpu-qwen3-4b.json", "P1 by layer on an NVIDIA GPU (issue 9), qwen3-4b bf16", decode_path),
+    ("serve-gpu-h200-qwen3-4b.json", "Server on an NVIDIA GPU after the one-scheduler change (issue 9: P5), qwen3-4b "
+     "shape bf16", serve),
+    ("kv_ttft-gpu-qwen3-4b.json", "Warm turn TTFT on an NVIDIA GPU (issue 9), qwen3-4b bf16", kv_ttft),
+    ("kv_ttft-gpu-qwen3-4b-earlier.json", "Warm turn TTFT on an NVIDIA GPU (issue 9), qwen3-4b bf16: the earlier run",
+     kv_ttft),
+    ("reload-gpu-qwen3-4b.json", "Reloading a saved session on an NVIDIA GPU (issue 9: P4), qwen3-4b bf16", reload),
+    ("kv_read-gpu-qwen3-4b-*.json", "What bounds reading a KV file into the GPU (issue 9: P4)", kv_read),
+    ("reload-cpu-qwen3-0.6b.json", "Reloading a saved session on this CPU (issue 9: P4), qwen3-0.6b shape", reload),
     ("kv_ttft-sdpa-gpu-qwen3-4b.json", "Fused attention at new key lengths on an NVIDIA GPU (issue 9)", sdpa_first_use),
     ("adapters.json", "Mixed-adapter batches and P12 (issue 9), small preset, CPU", adapters),
     ("adapters-gpu-qwen3-0.6b.json", "Mixed-adapter batches on an NVIDIA GPU (issue 9), qwen3-0.6b bf16", adapters),
@@ -255,6 +278,11 @@ def main() -> None:
              "times are quoted only from the GPU.", ""]
     for name, title, render in SECTIONS:
         path = RESULTS / name
+        if "*" in name:  # one section over several results files
+            found = sorted(RESULTS.glob(name))
+            if found:
+                lines += render([json.loads(f.read_text()) for f in found], title)
+                continue
         if path.exists():
             text = path.read_text()
             lines += render(json.loads(text) if name.endswith(".json") else text, title)
