@@ -16,8 +16,9 @@ whose caches cannot be batched), with its processors given to `generate_step`.
 An interrupted step (Ctrl-C inside a layer) can leave the layers holding different lengths: `close` trims every
 layer to what all of them hold (kv_cache.settle_cache), so the ids it returns are exactly the cache's.
 The sampled token's logprob is taken on the device inside the step (one gather behind the sampler, evaluated
-with the token), so reading it is one scalar, not a host view of the whole vocabulary-wide row every token (the
-suspected cause of P1 falling to 0.943 on an H200). The row is still returned for top-k alternatives.
+with the token), so reading it is one scalar, not a host view of the whole vocabulary-wide row every token. The
+row is still returned for top-k alternatives. On an H200 this loop decodes within noise of raw `generate_step`
+(benchmarks/bench_decode_path.py).
 Each prefill chunk's time goes to prefill_meter.py (what recomputing a saved session would cost here).
 Not here: scheduling (lane.py decides when a job runs solo and when it is handed over).
 """
