@@ -123,7 +123,8 @@ def main() -> int:
         k: cfg.get(k) for k in ("hidden_size", "num_hidden_layers", "vocab_size", "torch_dtype")},
         "tok_s": runs, "median_tok_s": med, "ratio_to_raw": {k: v / med["raw"] for k, v in med.items()},
         "profile_engine": buf.getvalue(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    print(json.dumps({k: round(v, 3) for k, v in res["ratio_to_raw"].items()}), {k: round(v, 1) for k, v in med.items()})
+    print(json.dumps({k: round(v, 3) for k, v in res["ratio_to_raw"].items()}),
+          {k: round(v, 1) for k, v in med.items()})
     print(buf.getvalue())
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))

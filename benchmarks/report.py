@@ -178,7 +178,8 @@ def reload(r: dict, title: str) -> list[str]:
         fp, q = v["file_parts"], v["int8"]
         parts.append(f"| {n} | {fp['read_bytes_s'] * 1e3:.0f} | {fp['mx_load_s'] * 1e3:.0f} | "
                      f"{fp['numpy_read_mx_array_s'] * 1e3:.0f} | {q['file_bytes'] / 2**20:.0f} | "
-                     f"{q['load_dequantize_s'] * 1e3:.0f} | {'yes' if q['greedy16_equal'] else 'no, from token ' + str(q['greedy16_same_prefix'])} |")
+                     f"{q['load_dequantize_s'] * 1e3:.0f} | "
+                     f"{'yes' if q['greedy16_equal'] else 'no, from token ' + str(q['greedy16_same_prefix'])} |")
     last = list(r["lengths"].values())[-1]
     out += ["", f"Auto's reasoning at the longest history: {last['auto_reason']}.", "",
             "The file path's parts (once each, ms) and 8-bit KV (mx.quantize, group 64; not built into the runtime):",

@@ -33,8 +33,6 @@ from tinygpt.runtime import prefill_meter
 from tinygpt.runtime.prefill import bucketed, make_cache, plain, prefill
 
 FORMAT = "tinygpt-kv/1"
-
-
 HOW = ("auto", "file", "prefill")
 BAIL = 1.5  # a recompute that projects this many times the file's read time still to go reads the file instead
 
