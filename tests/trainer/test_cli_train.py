@@ -1,0 +1,123 @@
+"""`tinygpt train` on the command line: flag > config file > default, the resolved config printed and saved,
+what a run directory holds, --json, and one clear line (exit 2) for every bad input, with nothing written."""
+import json
+
+import pytest
+
+from tinygpt import cli
+from tinygpt.trainer.config import TrainConfig, read_toml, resolve, to_toml
+from tinygpt.trainer.errors import TrainError
+
+
+def train(capsys, *args):
+    code = cli.main(["train", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(code, err):
+    assert code == 2 and "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_flags_beat_the_config_file_which_beats_the_defaults(tmp_path):
+    conf = tmp_path / "run.toml"
+    conf.write_text('rank = 4\nlearning_rate = 5e-4\nkeys = ["self_attn.q_proj"]\nschedule = "wsd"\n')
+    cfg = resolve({"rank": 16, "schedule": None}, conf)
+    assert (cfg.rank, cfg.learning_rate, cfg.keys, cfg.schedule, cfg.batch_size) == (
+        16, 5e-4, ["self_attn.q_proj"], "wsd", TrainConfig().batch_size)
+    (tmp_path / "again.toml").write_text(to_toml(cfg))
+    assert resolve({}, tmp_path / "again.toml") == cfg  # the saved config reads back to the same config
+
+
+@pytest.mark.parametrize("text, says", [
+    ("rnak = 4\n", "unknown keys rnak"),
+    ("rank = 0\n", "key rank must be in [1, 4096], got 0"),
+    ("method = 'qlora'\n", "key method must be one of lora, dora, full, got 'qlora'"),
+    ("learning_rate = 'fast'\n", "key learning_rate must be a number, got 'fast'"),
+    ("rank = [\n", "not valid TOML"),
+])
+def test_bad_config_files_are_one_error(tmp_path, text, says):
+    conf = tmp_path / "c.toml"
+    conf.write_text(text)
+    with pytest.raises(TrainError, match=says.replace("[", r"\[").replace("(", r"\(")):
+        read_toml(conf)
+
+
+def test_a_run_directory_holds_everything_and_json_is_the_summary(capsys, tiny_model_dir, task_data, tmp_path):
+    run = tmp_path / "run"
+    code, out, err = train(capsys, str(task_data / "data" / "rows.jsonl"), "--model", str(tiny_model_dir),
+                           "--out", str(run), "--iters", "3", "--val-every", "2", "--save-every", "2", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["status"] == "complete" and summary["step"] == summary["iters"] == 3
+    assert summary["tokens_trained"] > 0 and summary["tokens_per_s"] > 0 and summary["peak_memory_mb"] > 0
+    assert f"tinygpt train -> {run}" in err and "  rank = 8" in err  # the resolved config, printed first
+    assert "step 3/3" in err and "val_loss" in err
+    assert sorted(p.name for p in run.iterdir()) == ["adapter", "checkpoints", "config.toml", "data-report.json",
+                                                    "loss.png", "metrics.jsonl", "run.json"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000002", "step-0000003"]
+    assert read_toml(run / "config.toml")["iters"] == 3
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "complete" and status["summary"]["adapter"] == str(run / "adapter")
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3]
+    assert [m["step"] for m in metrics if "val_loss" in m] == [0, 2, 3]
+    report = json.loads((run / "data-report.json").read_text())
+    assert report["train_examples"] + report["valid_examples"] == 48
+
+
+def test_a_foreign_directory_is_never_written(capsys, tiny_model_dir, task_data, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    code, _, err = train(capsys, str(task_data / "data"), "--model", str(tiny_model_dir), "--out", str(mine))
+    assert error_line(code, err) == (f"tinygpt train: error: --out {mine} exists and is not an empty directory; a "
+                                     f"run writes only into a new one (continue a run with --resume {mine})")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("args, says", [
+    ([], "--data is required"),
+    (["nowhere.jsonl"], "--data nowhere.jsonl: no such file or directory"),
+    (["DATA", "--num-layers", "9"], "--num-layers 9: the model has only 2 layers"),
+    (["DATA", "--keys", "attn.nope"], "--keys attn.nope name no module of the adapted layers"),
+])
+def test_bad_input_is_one_line(capsys, tiny_model_dir, task_data, tmp_path, args, says):
+    args = [str(task_data / "data") if a == "DATA" else a for a in args]
+    code, _, err = train(capsys, *args, "--model", str(tiny_model_dir), "--out", str(tmp_path / "run"))
+    assert says in error_line(code, err)
+    status = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert status["status"] == "failed" and says in status["error"]
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--rank", "0", "argument --rank: must be an integer in [1, 4096], got 0"),
+    ("--learning-rate", "0", "argument --learning-rate: must be a number > 0.0, got 0"),
+    ("--method", "qlora", "argument --method: invalid choice: 'qlora'"),
+    ("--valid-fraction", "0.9", "argument --valid-fraction: must be a number in [0.0, 0.5], got 0.9"),
+])
+def test_flags_are_checked_by_the_parser(capsys, flag, value, says):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", flag, value])
+    assert stop.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_a_taken_register_name_is_refused_before_anything_runs(capsys, tiny_model_dir, task_data, tmp_path,
+                                                                 store_env):
+    from tinygpt.runtime.store import ModelStore
+
+    ModelStore().add("taken", tiny_model_dir)
+    code, _, err = train(capsys, str(task_data / "data"), "--model", str(tiny_model_dir), "--out",
+                         str(tmp_path / "run"), "--register", "taken")
+    assert "--register 'taken': the name is taken" in error_line(code, err)
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_teaches_with_examples(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    for needed in ("examples:", "--resume runs/spec", "--only-passed", "--method dora", "data formats",
+                   "mlx_lm.generate --adapter-path", "--grad-checkpoint", "wsd"):
+        assert needed in text
