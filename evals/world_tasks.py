@@ -1,31 +1,52 @@
 """Tasks in the embedded tool world (tools/worlds.py), each with a scripted teacher and a checker.
 
 A task is a user request on a fresh copy of the default virtual file system. Its teacher is the list of
-assistant replies (tool calls, then an answer) that solves it; its checker passes an episode when the final
-file-system state equals the state the teacher's calls produce and the final answer contains what it must.
+assistant steps (tool calls, then an answer) that solves it, written as replies in a model's tool-call format
+(`replies(fmt)`; `teacher` is in tinygpt's own chat template's format); its checker passes an episode when the
+final file-system state equals the state the teacher's calls produce and the final answer contains what it must.
 The quickstart uses these to show the trace -> data loop on real recorded episodes. Not BFCL (see bfcl).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
+from tinygpt.runtime import tool_formats
 from tinygpt.traces.atraj import ModelCall, Reward, Verdict
 
+OWN_FORMAT = "hermes"  # the tool-call format of the chat template tinygpt writes into its own models
 
-def call(name: str, **arguments) -> str:
-    """A teacher reply making one call, in the chat template's tool-call format."""
-    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>"
+
+@dataclass(frozen=True)
+class Call:
+    """A teacher step that calls one tool."""
+
+    name: str
+    arguments: dict
+
+
+def call(name: str, **arguments) -> Call:
+    return Call(name, arguments)
 
 
 @dataclass(frozen=True)
 class WorldTask:
-    """One task: prompt, teacher replies, and what the answer must contain."""
+    """One task: prompt, teacher steps (calls, then the answer text), and what the answer must contain."""
 
     id: str
     prompt: str
-    teacher: tuple[str, ...]
+    steps: tuple[Call | str, ...]
     answer_contains: tuple[str, ...] = field(default_factory=tuple)
+
+    def replies(self, fmt: tool_formats.ToolFormat | str = OWN_FORMAT) -> tuple[str, ...]:
+        """The teacher's replies as a model in `fmt` writes them (call ids, where it writes them, numbered)."""
+        fmt = tool_formats.get(fmt) if isinstance(fmt, str) else fmt
+        return tuple(fmt.render([(s.name, s.arguments, f"c{i:08d}")]) if isinstance(s, Call) else s
+                     for i, s in enumerate(self.steps))
+
+    @property
+    def teacher(self) -> tuple[str, ...]:
+        """The replies in tinygpt's own models' format (OWN_FORMAT)."""
+        return self.replies()
 
 
 TASKS = (
@@ -57,12 +78,11 @@ def expected_state(task: WorldTask) -> dict:
     from tinygpt.tools.catalog import open_filesystem
 
     fs = open_filesystem("fs:virtual")
-    for reply in task.teacher:
-        if reply.startswith("<tool_call>"):
-            body = json.loads(reply.split("\n", 1)[1].rsplit("\n", 1)[0])
-            result = getattr(fs, body["name"])(**body["arguments"])
+    for step in task.steps:
+        if isinstance(step, Call):
+            result = getattr(fs, step.name)(**step.arguments)
             if isinstance(result, dict) and "error" in result:
-                raise ValueError(f"task {task.id}: teacher call {body} fails: {result['error']}")
+                raise ValueError(f"task {task.id}: teacher call {step} fails: {result['error']}")
     return fs.to_bfcl()
 
 

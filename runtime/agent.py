@@ -36,6 +36,7 @@ class AgentConfig:
     max_steps: int = 20
     system: str | None = None
     grammar_backend: str = "llguidance"
+    tool_format: str = ""  # a tool-format name; "": the one the model's chat template writes
     sampling: SamplingParams = SamplingParams(max_tokens=256)
 
 
@@ -58,7 +59,7 @@ class Agent:
             choice = {"type": "function", "function": {"name": choice}}
         self.grammar = compile_tools(engine.tokenizer, self.tools, tool_choice=choice,
                                      parallel_tool_calls=config.parallel_tool_calls,
-                                     backend=config.grammar_backend)
+                                     backend=config.grammar_backend, tool_format=config.tool_format or None)
         self._invalid: str | None = None
         self.reset()
 
@@ -109,7 +110,8 @@ class Agent:
         finally:  # stopped early (Ctrl-C, consumer closed): settle the KV session now
             gen.close()
         r = gen.result
-        parsed = parse_tool_calls(r.output_ids, self.engine.tokenizer, self.tools, finish_reason=r.finish_reason)
+        parsed = parse_tool_calls(r.output_ids, self.engine.tokenizer, self.tools, tool_format=self.grammar.format,
+                                  finish_reason=r.finish_reason)
         self._invalid = parsed.error if parsed.error and not parsed.truncated else None
         calls = list(parsed.calls)  # ids as the tool format gives them (some families sample their own)
         finish = "truncated" if parsed.truncated else ("tool_calls" if calls else r.finish_reason)

@@ -1,11 +1,13 @@
 """Grammar-constrained decoding: compile tool-call and JSON grammars for a tokenizer, and hand out a fresh
 logits processor per generation that masks every token the grammar does not allow.
 
-Backends are modules chosen by name (BACKENDS): `llguidance` (default; lazy "free text until <tool_call>")
-and `outlines` (outlines-core regex index). Each exports `prepare(hf_tokenizer, eos_ids)`,
-`compile(spec, vocab)` and `matcher(compiled, vocab)`. Compiled grammars are kept in an LRU keyed by
-(backend, tokenizer, mode, parallel, tools/schema hash): the server compiles per request.
-Calls are exactly the chat template's text (json.dumps separators, no free whitespace). Schemas reach the
+Backends are modules chosen by name (BACKENDS): `llguidance` (default; lazy "free text until the format's
+trigger, then a constrained call") and `outlines` (outlines-core regex index). Each exports
+`prepare(hf_tokenizer, eos_ids)`, `compile(spec, vocab)` and `matcher(compiled, vocab)`. The call syntax comes
+from the model family's tool format (runtime/tool_formats/: picked from the chat template unless named).
+Compiled grammars are kept in an LRU keyed by (backend, tokenizer, format, mode, parallel, tools/schema hash):
+the server compiles per request. Calls are exactly the chat template's text (json.dumps separators, no free
+whitespace). Schemas reach the
 backends in `strict` form; a oneOf whose branches may overlap is refused here for both (no backend can enforce
 "exactly one"). Every refusal is a GrammarError (a ValueError; the web layer maps it to 400).
 Not here: parsing calls out of the output (tool_calls.py), the decoding loop (engine.py).
@@ -27,13 +29,15 @@ from typing import Any, Sequence
 import mlx.core as mx
 import numpy as np
 
+from tinygpt.runtime import tool_formats
 from tinygpt.runtime.grammar_schema import SchemaError, check_schema, strict
-from tinygpt.runtime.tool_calls import ToolSpec, tool_specs
+from tinygpt.runtime.tool_calls import tool_specs
+from tinygpt.runtime.tool_formats import ToolFormat, ToolFormatError
+from tinygpt.traces.atraj import ToolSpec
 
 BACKENDS = {"llguidance": "tinygpt.runtime.grammar_llguidance", "outlines": "tinygpt.runtime.grammar_outlines"}
 DEFAULT_BACKEND = "llguidance"
 TOOL_CHOICES = ("none", "auto", "required")
-EOS_NAMES = ("<|im_end|>", "<|endoftext|>")
 CACHE_SIZE = 64
 
 
@@ -44,12 +48,14 @@ class GrammarError(ValueError):
 @dataclass(frozen=True)
 class GrammarSpec:
     """What to constrain, backend-neutral. mode: none | auto | required | json. Named tool_choice arrives
-    as required with that one tool and parallel=False. Tool parameters are already `strict`."""
+    as required with that one tool and parallel=False. Tool parameters are already `strict`; `format` is the
+    call syntax (None only in json mode)."""
 
     mode: str
     tools: tuple[ToolSpec, ...] = ()
     parallel: bool = False
     schema: dict | None = None
+    format: ToolFormat | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class Grammar:
     spec: GrammarSpec
     choice: str  # "none" | "auto" | "required" | "named:<name>" | "json"
     backend: str
+    format: ToolFormat | None  # the call syntax (what tool_calls.parse_tool_calls must read); None for json
     compiled: Any
     vocab: Any
     n_tokens: int  # tokenizer size; logits beyond it (model vocab padding) are always masked
@@ -142,25 +149,30 @@ def _eos_mask(n_tokens: int, eos_ids: Sequence[int]) -> np.ndarray:
 
 # ---- compiling ----------------------------------------------------------------------------------------
 def compile_tools(tokenizer: Any, tools: Sequence[dict], *, tool_choice: str | dict = "auto",
-                  parallel_tool_calls: bool = True, backend: str = DEFAULT_BACKEND) -> Grammar:
+                  parallel_tool_calls: bool = True, backend: str = DEFAULT_BACKEND,
+                  tool_format: ToolFormat | str | None = None) -> Grammar:
     """Grammar for an assistant turn with `tools` (OpenAI shape) under `tool_choice`:
-    none = any text but never a call; auto = free text, then optionally calls (several if parallel), then
-    EOS; required = only calls (at least one); {"type": "function", "function": {"name": N}} = exactly one
-    call of N. Calls follow the chat template exactly: `<tool_call>\\n{"name": ..., "arguments": ...}
-    \\n</tool_call>`, several joined by "\\n". Raises GrammarError on bad tools or tool_choice."""
+    none = any text but never a call; auto = free text, then optionally calls (several if parallel and the
+    format allows it), then EOS; required = only calls (at least one); {"type": "function", "function":
+    {"name": N}} = exactly one call of N. Calls are written exactly as the chat template writes them in
+    `tool_format` (a format or its name; None: the one the tokenizer's chat template writes).
+    Raises GrammarError on bad tools, tool_choice or format name."""
     try:
+        fmt = tool_formats.resolve(tool_format, tokenizer)
         specs = tuple(ToolSpec(name=s.name, parameters=_grammar_form(s.parameters, f"tool {s.name} parameters"))
                       for s in tool_specs(tools))
-    except SchemaError as exc:
+    except (SchemaError, ToolFormatError) as exc:
         raise GrammarError(str(exc)) from exc
     mode, name = _choice(tool_choice, specs)
     if mode == "named":
-        spec = GrammarSpec(mode="required", tools=tuple(s for s in specs if s.name == name), parallel=False)
+        spec = GrammarSpec(mode="required", tools=tuple(s for s in specs if s.name == name), parallel=False,
+                           format=fmt)
         choice = f"named:{name}"
     elif mode == "none" or not specs:
-        spec, choice = GrammarSpec(mode="none"), mode
+        spec, choice = GrammarSpec(mode="none", format=fmt), mode
     else:
-        spec, choice = GrammarSpec(mode=mode, tools=specs, parallel=bool(parallel_tool_calls)), mode
+        parallel = bool(parallel_tool_calls) and fmt.parallel
+        spec, choice = GrammarSpec(mode=mode, tools=specs, parallel=parallel, format=fmt), mode
     return _compile_cached(tokenizer, spec, choice, backend)
 
 
@@ -235,14 +247,16 @@ def hf_tokenizer(tokenizer: Any) -> Any:
 
 
 def eos_ids(tokenizer: Any) -> tuple[int, ...]:
-    """The tokenizer's EOS ids plus <|im_end|> and <|endoftext|> where the vocabulary has them."""
+    """The tokenizer's EOS ids plus the end-of-turn tokens the tool formats name (e.g. <|im_end|>,
+    <|eot_id|>, </s>) where the vocabulary has them as tokens of their own."""
     hf = hf_tokenizer(tokenizer)
     ids = set(getattr(tokenizer, "eos_token_ids", None) or [])
     if hf.eos_token_id is not None:
         ids.add(hf.eos_token_id)
-    for name in EOS_NAMES:
+    added = {t.content for t in hf.added_tokens_decoder.values()}
+    for name in {t for fmt in tool_formats.all_formats() for t in fmt.stop_tokens} & added:
         tid = hf.convert_tokens_to_ids(name)
-        if isinstance(tid, int) and tid != hf.unk_token_id and tid >= 0:
+        if isinstance(tid, int) and tid >= 0:
             ids.add(tid)
     if not ids:
         raise GrammarError("the tokenizer has no EOS token; a grammar needs one to end the output")
@@ -264,8 +278,8 @@ def _vocab(backend: str, tokenizer: Any) -> tuple[int, Any]:
 def _compile_cached(tokenizer: Any, spec: GrammarSpec, choice: str, backend: str) -> Grammar:
     mod = _backend(backend)
     serial, vocab = _vocab(backend, tokenizer)
-    body = json.dumps([spec.mode, spec.parallel, spec.schema, [[t.name, t.parameters] for t in spec.tools]],
-                      sort_keys=True)
+    body = json.dumps([spec.mode, spec.parallel, spec.schema, [[t.name, t.parameters] for t in spec.tools],
+                       spec.format.name if spec.format else None], sort_keys=True)
     key = (backend, serial, hashlib.sha256(body.encode()).hexdigest())
     with _lock:
         if key in _grammars:
@@ -273,7 +287,7 @@ def _compile_cached(tokenizer: Any, spec: GrammarSpec, choice: str, backend: str
             return dataclasses.replace(_grammars[key], choice=choice)
     t0 = time.perf_counter()
     compiled = mod.compile(spec, vocab)
-    grammar = Grammar(spec=spec, choice=choice, backend=backend, compiled=compiled, vocab=vocab,
+    grammar = Grammar(spec=spec, choice=choice, backend=backend, format=spec.format, compiled=compiled, vocab=vocab,
                       n_tokens=len(hf_tokenizer(tokenizer)), eos_ids=eos_ids(tokenizer),
                       compile_s=time.perf_counter() - t0)
     with _lock:

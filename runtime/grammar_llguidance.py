@@ -1,11 +1,12 @@
 """llguidance grammar backend (the default): builds a Lark grammar with inline %json schemas and steps an
 LLMatcher.
 
-`<tool_call>` is named as a special token when the vocabulary has it as one (llguidance treats added tokens
-as special), else as text after a lazy free-text lexeme. Free text never contains the text `<tool_call>`
-either, so a call can only start through the grammar. JSON uses json.dumps separators, no free whitespace.
-Compiling builds one pristine matcher; each generation works on a deep copy. Not here: caching, masks on
-logits (grammar.py).
+The call syntax is the tool format's (runtime/tool_formats/): each of its markers is named as a special token
+(`<[id]>`) where the vocabulary has it as one (llguidance treats added tokens as special), else spelled as text.
+In auto mode free text runs until the format's trigger (a marker free text never contains, or the call
+object's own start, which free text never begins with), then the grammar writes the calls; a text trigger is
+the end of the free-text lexeme. JSON uses json.dumps separators, no free whitespace. Compiling builds one
+pristine matcher; each generation works on a deep copy. Not here: caching, masks on logits (grammar.py).
 """
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ import numpy as np
 from llguidance import LLMatcher, LLTokenizer
 
 from tinygpt.runtime.grammar import GrammarError, GrammarSpec
-from tinygpt.runtime.tool_calls import CALL_CLOSE, CALL_OPEN, ToolSpec
+from tinygpt.runtime.tool_formats import ToolFormat
+from tinygpt.traces.atraj import ToolSpec
 
 # json.dumps(ensure_ascii=False) layout (what the chat template's tojson writes): ", " and ": " separators, no
 # other whitespace, and only the short escapes, so every string has exactly one spelling.
 JSON_STYLE = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False,
               "json_allowed_escapes": 'nrbtf\\"'}
-NO_CALL = "~/(?s:.*)<tool_call>(?s:.*)/"  # free text never spells the call opener either
 
 
 def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> LLTokenizer:
@@ -58,38 +59,69 @@ def _one_line(message: str) -> str:
 
 
 def lark(spec: GrammarSpec, vocab: LLTokenizer) -> str:
-    """The Lark text for a tools spec (mode none / auto / required). In auto, text before the first call is
-    empty or ends in "\\n" after at least one character, as the chat template writes content + "\\n"."""
-    opener, closer = _marker(vocab, CALL_OPEN), _marker(vocab, CALL_CLOSE)
-    more = ' ("\\n" call)*' if spec.parallel else ""
-    lines = ["%llguidance {}", f"TEXT: /(?s:.*)/ & {NO_CALL}", f"LEAD: /(?s:.+\\n)/ & {NO_CALL}"]
+    """The Lark text for a tools spec (mode none / auto / required) in the spec's tool format. Where the format
+    lets content precede the calls, text before them is empty or ends in the format's lead after at least one
+    character, as the chat template writes content + lead."""
+    fmt = spec.format
+    trigger = _regex(fmt.trigger)
+    no_call = f"~/(?s:.*){trigger}(?s:.*)/" if fmt.anywhere else f"~/{trigger}(?s:.*)/"
+    lines = ["%llguidance {}", f"TEXT: /(?s:.*)/ & {no_call}"]
+    opening = fmt.section[0] + fmt.call[0]
+    lead = "LEAD?" if fmt.lead is not None else ""
+    more = f"({_seq(_lit(fmt, vocab, fmt.sep), 'call')})*" if spec.parallel else ""
+    rest = _seq("body", _lit(fmt, vocab, fmt.call[1]), more, _lit(fmt, vocab, fmt.section[1]))  # after the opening
     if spec.mode == "none":
         lines.append("start: TEXT")
     elif spec.mode == "required":
-        lines.append(f"start: call{more}")
-    elif opener.startswith("<"):  # auto, special-token trigger: free text can never contain it
-        lines.append(f"start: TEXT | LEAD? call{more}")
-    else:  # auto, text trigger: one lexeme runs up to and including the first "<tool_call>"
-        lines += [f"start: TEXT | head call_body{more}", "head: HEAD", f"HEAD: LEAD? {opener}"]
+        lines.append(f"start: {_seq(_lit(fmt, vocab, opening), rest)}")
+    elif not fmt.anywhere or _special(vocab, fmt.trigger) is not None:  # the trigger is a token, or opens the answer
+        lines.append(f"start: TEXT | {_seq(lead, _lit(fmt, vocab, opening), rest)}")
+    else:  # auto, text trigger: one lexeme runs up to and including the first trigger
+        lines += [f"start: TEXT | {_seq('head', _lit(fmt, vocab, opening[len(fmt.trigger):]), rest)}",
+                  "head: HEAD", f"HEAD: {_seq(lead, json.dumps(fmt.trigger))}"]
+    if fmt.lead is not None:
+        lines.append(f"LEAD: /(?s:.+){_regex(fmt.lead)}/ & {no_call}")
     if spec.mode != "none":
-        lines += [f"call: {opener} call_body", f'call_body: "\\n" body "\\n" {closer}',
+        lines += [f"call: {_seq(_lit(fmt, vocab, fmt.call[0]), 'body', _lit(fmt, vocab, fmt.call[1]))}",
                   "body: " + " | ".join(f"tool{i}" for i in range(len(spec.tools)))]
-        lines += [f"tool{i}: {_tool_rule(t)}" for i, t in enumerate(spec.tools)]
+        lines += [f"tool{i}: {_tool_rule(fmt, t)}" for i, t in enumerate(spec.tools)]
+        if fmt.id_key is not None:
+            lines.append(f"CALL_ID: /{fmt.id_pattern}/")
     return "\n".join(lines) + "\n"
 
 
-def _marker(vocab: LLTokenizer, text: str) -> str:
-    """`<tool_call>` as special-token syntax when it is one special token, else as a string literal."""
+def _seq(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def _regex(text: str) -> str:
+    """`text` as a regex matching only itself, safe inside Lark's /.../ (every non-alphanumeric escaped)."""
+    return "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):X}}}" for c in text)
+
+
+def _special(vocab: LLTokenizer, text: str) -> int | None:
+    """The id of `text` when it is one special token of the vocabulary, else None."""
     ids = vocab.tokenize_str(text, parse_special=True)
-    if len(ids) == 1 and vocab.is_special_token(ids[0]):
-        return text
-    return json.dumps(text)
+    return ids[0] if len(ids) == 1 and vocab.is_special_token(ids[0]) else None
 
 
-def _tool_rule(tool: ToolSpec) -> str:
-    head = '{"name": ' + json.dumps(tool.name) + ', "arguments": '
+def _lit(fmt: ToolFormat, vocab: LLTokenizer, literal: str) -> str:
+    """Grammar syntax for a literal of the format: its markers as special tokens where they are, else text."""
+    parts = []
+    for text, marker in fmt.pieces(literal):
+        tid = _special(vocab, text) if marker else None
+        parts.append(f"<[{tid}]>" if tid is not None else json.dumps(text))
+    return " ".join(parts)
+
+
+def _tool_rule(fmt: ToolFormat, tool: ToolSpec) -> str:
     schema = {**tool.parameters, "x-guidance": JSON_STYLE}
-    return f"{json.dumps(head)} %json {json.dumps(schema)} {json.dumps('}')}"
+    if fmt.id_key is None:
+        tail = json.dumps(fmt.tail())
+    else:
+        before, after = fmt.id_slot()
+        tail = f"{json.dumps(before)} CALL_ID {json.dumps(after)}"
+    return f"{json.dumps(fmt.head(tool.name))} %json {json.dumps(schema)} {tail}"
 
 
 class Matcher:

@@ -1,7 +1,9 @@
 """outlines-core grammar backend (the second choice): each mode becomes one regex, compiled into an
-outlines-core `Index` over token bytes and stepped by a `Guide`. Free text is "any text without `<tool_call>`"
-written out as a regex, so `auto` is exact. JSON is outlines' schema regex with json.dumps separators.
-EOS ids and the `<tool_call>`/`</tool_call>` tokens stand for private characters no other token can spell;
+outlines-core `Index` over token bytes and stepped by a `Guide`. The call syntax is the tool format's
+(runtime/tool_formats/); free text is "any text without the format's trigger" (or, where calls open the
+answer, "any text that does not start with it") written out as a regex, so `auto` is exact. JSON is outlines'
+schema regex with json.dumps separators. EOS ids and the formats' marker tokens (where the vocabulary has them
+as tokens of their own) stand for private characters no other token can spell;
 the EOS sentinel also works around outlines-core 0.2.14 dropping tokens that end one byte past a possible
 match end (fixed upstream later). Local $refs are inlined (recursive ones refused); string patterns are
 spliced in as regexes over the JSON text (grammar_regex.py). Everything outlines-core 0.2 would compile and
@@ -26,14 +28,14 @@ from outlines_core.json_schema import build_regex_from_schema
 from tinygpt.runtime.grammar import GrammarError, GrammarSpec
 from tinygpt.runtime.grammar_regex import PatternError, ecma_pattern, json_text_pattern
 from tinygpt.runtime.grammar_schema import ANNOTATIONS, resolve
-from tinygpt.runtime.tool_calls import CALL_CLOSE, CALL_OPEN, ToolSpec
+from tinygpt.runtime.tool_formats import ToolFormat, all_formats
 
 SLOT = "\u27e8WS\u27e9"  # placeholder whitespace pattern, replaced after outlines builds the regex
 PLACEHOLDER = "tinygptpattern"  # + n: stands for the n-th string pattern while outlines builds the regex
 # Private characters no token can spell (tokens holding their lead byte 0xF4 are left out): EOS ids are the
-# only spelling of SENTINEL, and the <tool_call>/</tool_call> tokens, where they exist, of their MARKS.
+# only spelling of SENTINEL, and each format's marker tokens, where the vocabulary has them, of their MARKS.
 SENTINEL = "\U0010ffff"
-MARKS = {CALL_OPEN: "\U0010fffd", CALL_CLOSE: "\U0010fffc"}
+MARKS = {m: chr(0x10FFFD - i) for i, m in enumerate(dict.fromkeys(m for f in all_formats() for m in f.markers))}
 MAX_ENUM_RANGE = 1000
 MAX_INLINED = 2000  # subschemas after inlining $refs
 STRING_ESCAPES = r'\\["\\/bfnrt]'  # outlines' escape class inside strings; json.dumps never writes \/
@@ -50,15 +52,15 @@ COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
 
 class Vocab:
     """Token bytes for outlines plus what the matcher needs: EOS ids, the mask size, and how the regex
-    spells each call marker (its private character when it is one token, else its text)."""
+    spells each format marker (its private character when it is one token, else its text)."""
 
     def __init__(self, vocabulary: Vocabulary, eos_ids: list[int], n_tokens: int, spell: dict[str, str]):
         self.vocabulary, self.eos_ids, self.n_tokens, self.spell = vocabulary, eos_ids, n_tokens, spell
 
 
 def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> Vocab:
-    """Map each ordinary token to its bytes, the `<tool_call>`/`</tool_call>` tokens to their marker
-    characters and the EOS ids to the sentinel; every other added token is left out, so never allowed.
+    """Map each ordinary token to its bytes, the formats' marker tokens to their private characters and the
+    EOS ids to the sentinel; every other added token is left out, so never allowed.
     outlines' own EOS slot gets an id past the tokenizer (never sampled: those logits are always masked)."""
     decoder = getattr(hf_tokenizer.backend_tokenizer, "decoder", None)
     if type(decoder).__name__ != "ByteLevel":
@@ -121,21 +123,55 @@ def regex(spec: GrammarSpec, spell: dict[str, str], budget: _Budget) -> str:
 
 
 def body_regex(spec: GrammarSpec, spell: dict[str, str], budget: _Budget) -> str:
-    """The whole output as one regex; `spell` maps each call marker to what stands for it."""
+    """The whole output as one regex; `spell` maps each format marker to what stands for it."""
     if spec.mode == "json":
         return _json_regex(spec.schema, budget)
+    fmt = spec.format
     marks = "".join(c for c in spell.values() if len(c) == 1)  # free text never holds a marker token
-    text = no_substring(CALL_OPEN, banned=marks)
+    text = _free_text(fmt, marks, nonempty=False)
     if spec.mode == "none":
         return text
-    bodies = "|".join(_lit('{"name": ' + json.dumps(t.name) + ', "arguments": ') + _json_regex(t.parameters, budget)
-                      + _lit("}") for t in spec.tools)
-    call = _lit(spell[CALL_OPEN] + "\n") + f"(?:{bodies})" + _lit("\n" + spell[CALL_CLOSE])
-    calls = call + (f"(?:{_lit(chr(10))}{call})*" if spec.parallel else "")
+
+    def lit(literal: str) -> str:
+        return _lit("".join(spell.get(t, t) if marker else t for t, marker in fmt.pieces(literal)))
+
+    if fmt.id_key is None:
+        tail = _lit(fmt.tail())
+    else:
+        before, after = fmt.id_slot()
+        tail = _lit(before) + f"(?:{fmt.id_pattern})" + _lit(after)
+    bodies = "|".join(_lit(fmt.head(t.name)) + _json_regex(t.parameters, budget) + tail for t in spec.tools)
+    rest = f"(?:{bodies})" + lit(fmt.call[1])
+    more = f"(?:{lit(fmt.sep)}{lit(fmt.call[0])}{rest})*" if spec.parallel else ""
+    calls = lit(fmt.section[0] + fmt.call[0]) + rest + more + lit(fmt.section[1])
     if spec.mode == "required":
         return calls
-    lead = no_substring(CALL_OPEN, nonempty=True, banned=marks) + _lit("\n")  # content + "\n" (template)
+    if fmt.lead is None:
+        return f"{text}|{calls}"
+    lead = _free_text(fmt, marks, nonempty=True) + _lit(fmt.lead)  # content + lead (the template's layout)
     return f"{text}|(?:{lead})?{calls}"
+
+
+def _free_text(fmt: ToolFormat, banned: str, nonempty: bool) -> str:
+    """Text that cannot start the calls: without the trigger anywhere, or (where calls open the answer) not
+    starting with it; never a character of `banned`."""
+    if fmt.anywhere:
+        return no_substring(fmt.trigger, nonempty=nonempty, banned=banned)
+    return not_prefixed(fmt.trigger, banned=banned)
+
+
+def not_prefixed(word: str, banned: str = "") -> str:
+    """Regex for any text that does not start with `word` and holds no character of `banned`: its first k
+    characters then another one, then anything (one shared tail: separate tails per k make outlines-core's
+    index build grow exponentially with len(word)), or a proper prefix of it."""
+    no = "".join(_lit(c) for c in banned)
+    differ, prefix = "", ""
+    for c in reversed(word):
+        first = f"[^{_lit(c)}{no}]"
+        differ = f"(?:{first}|{_lit(c)}{differ})" if differ else first
+        prefix = f"(?:{_lit(c)}{prefix})?"
+    anything = f"[^{no}]*" if no else "[\\s\\S]*"
+    return f"(?:{differ}{anything}|{prefix})"
 
 
 def _lit(text: str) -> str:

@@ -1,7 +1,9 @@
-"""Random-init Qwen3-architecture models that tinygpt creates offline (`tinygpt init-model`).
+"""Random-init models that tinygpt creates offline (`tinygpt init-model`).
 
-A preset is a shape for mlx-lm's own `qwen3` model; weights are random (seeded), the tokenizer is either a
-small BPE trained here or the real Qwen vocabulary (see vocab.py). The model directory is a normal mlx-lm /
+A preset is a shape for one of mlx-lm's own models; weights are random (seeded). The vocabulary picks the
+family: a small BPE trained here or the real Qwen vocabulary (mlx-lm's `qwen3`), Llama 3's (`llama`) or
+Mistral Nemo's (`mistral`), each with its family's special tokens and chat template (see vocab.py), so a tiny
+model writes tool calls in its family's format. The model directory is a normal mlx-lm /
 Hugging Face layout (config.json, model.safetensors, tokenizer files), so everything that loads a model
 loads these too. Written to a temp dir and renamed: a failure never leaves a half model or overwrites one.
 Safety rule: `init_model` writes only a new or empty directory, and with `force` replaces only a directory that
@@ -11,6 +13,7 @@ carries its own MARKER; never a symlink, `""`, `.`, `~`, the current directory o
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -32,7 +35,11 @@ PRESETS: dict[str, dict] = {
     "qwen3-4b": dict(hidden_size=2560, num_hidden_layers=36, intermediate_size=9728, num_attention_heads=32,
                      num_key_value_heads=8, head_dim=128),
 }
-VOCABS = ("bpe", "qwen")
+VOCABS = ("bpe", "qwen", "llama3", "mistral")
+# per vocabulary: mlx-lm model type, embedding rows (None: the tokenizer's size), rope theta
+MLX_MODULES = {"qwen3": "qwen3", "llama": "llama", "mistral": "llama"}  # mlx-lm loads "mistral" as llama
+ARCHITECTURES = {"bpe": ("qwen3", None, 1_000_000.0), "qwen": ("qwen3", 151936, 1_000_000.0),
+                 "llama3": ("llama", 128256, 500_000.0), "mistral": ("mistral", 131072, 1_000_000.0)}
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -87,17 +94,24 @@ class InitSpec:
 
 
 def _config(spec: InitSpec, tok) -> dict:
-    shape = PRESETS[spec.preset]
-    real = spec.vocab == "qwen"
-    from tinygpt.runtime.vocab import QWEN_VOCAB_SIZE
+    from tinygpt.runtime.vocab import FAMILIES
+    from tinygpt.runtime.tool_formats import get
 
-    vocab_size = QWEN_VOCAB_SIZE if real else tok.get_vocab_size()
+    shape = PRESETS[spec.preset]
+    model_type, rows, theta = ARCHITECTURES[spec.vocab]
+    family = FAMILIES[spec.vocab]
+    if model_type == "qwen3":  # Qwen's template ends a turn with <|im_end|>; <|endoftext|> ends a document
+        eos = [family.eos, "<|endoftext|>"]
+    else:  # the family's end-of-turn tokens (Llama 3.1: <|end_of_text|>, <|eom_id|>, <|eot_id|>)
+        eos = [t for t in tok.get_vocab() if t in get({"llama": "llama3", "mistral": "mistral"}[model_type]).stop_tokens]
+    arch = {"qwen3": "Qwen3ForCausalLM", "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM"}[model_type]
     return dict(
-        architectures=["Qwen3ForCausalLM"], model_type="qwen3", vocab_size=vocab_size,
-        rms_norm_eps=1e-6, rope_theta=1_000_000.0, max_position_embeddings=spec.max_position_embeddings,
+        architectures=[arch], model_type=model_type, vocab_size=rows or tok.get_vocab_size(),
+        rms_norm_eps=1e-6 if model_type == "qwen3" else 1e-5, rope_theta=theta,
+        max_position_embeddings=spec.max_position_embeddings,
         tie_word_embeddings=spec.preset in ("tiny", "small", "qwen3-0.6b", "qwen3-4b"),
-        torch_dtype=spec.dtype, bos_token_id=None,
-        eos_token_id=[tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")],
+        torch_dtype=spec.dtype, bos_token_id=tok.token_to_id(family.bos) if family.bos else None,
+        eos_token_id=sorted(tok.token_to_id(t) for t in eos),
         **shape,
     )
 
@@ -158,31 +172,34 @@ def _files_not_written_by_tinygpt(out: Path, meta: dict) -> list[str]:
 
 def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = False,
                progress: Callable[[str], None] | None = None) -> Path:
-    """Create a random-init Qwen3 model directory at `out_dir`; refuses to overwrite unless `force`.
+    """Create a random-init model directory at `out_dir` (architecture by vocabulary, see ARCHITECTURES);
+    refuses to overwrite unless `force`.
 
     `progress`, if given, is called with a short description as each step starts (STEPS in all)."""
     step = progress or (lambda _msg: None)
     if spec.preset not in PRESETS:
         raise InitModelError(f"unknown preset {spec.preset!r}; choose one of {', '.join(PRESETS)}")
     if spec.vocab not in VOCABS:
-        raise InitModelError(f"unknown vocab {spec.vocab!r}; choose 'bpe' (small, trained here) or 'qwen' (real)")
+        raise InitModelError(f"unknown vocab {spec.vocab!r}; choose 'bpe' (small, trained here) or a real one: "
+                             "'qwen', 'llama3', 'mistral'")
     if spec.dtype not in DTYPES:
         raise InitModelError(f"unknown dtype {spec.dtype!r}; choose one of {', '.join(DTYPES)}")
     out = check_target(out_dir, force)
     step("loading MLX")
     import mlx.core as mx
     from mlx.utils import tree_map
-    from mlx_lm.models import qwen3
     from mlx_lm.utils import save_model
 
     from tinygpt.runtime import vocab
 
     step(f"building the {spec.vocab} tokenizer")
-    tok = vocab.qwen_tokenizer() if spec.vocab == "qwen" else vocab.small_bpe_tokenizer()
+    tok = vocab.tokenizer_for(spec.vocab)
     config = _config(spec, tok)
+    template = vocab.chat_template(spec.vocab)  # fetched with the vocabulary, before any weights are made
     step(f"initialising {spec.preset} weights (seed {spec.seed}, {spec.dtype})")
     mx.random.seed(spec.seed)
-    model = qwen3.Model(qwen3.ModelArgs.from_dict(config))
+    module = importlib.import_module(f"mlx_lm.models.{MLX_MODULES[config['model_type']]}")
+    model = module.Model(module.ModelArgs.from_dict(config))
     dtype = getattr(mx, spec.dtype)
     model.update(tree_map(lambda w: w.astype(dtype), model.parameters()))
     mx.eval(model.parameters())
@@ -191,9 +208,14 @@ def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = F
                 seed=spec.seed, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     def write(tmp: Path) -> None:
+        import transformers
+
         save_model(tmp, model)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-        vocab.save_tokenizer(tok, tmp, model_max_length=spec.max_position_embeddings)
+        # the version that writes the tokenizer files; transformers reads it to know they need no regex repair
+        (tmp / "config.json").write_text(json.dumps({**config, "transformers_version": transformers.__version__},
+                                                    indent=2, sort_keys=True))
+        vocab.save_tokenizer(tok, tmp, model_max_length=spec.max_position_embeddings, vocab=spec.vocab,
+                             template=template)
 
     return _write_marked(out_dir, force, "model", write, meta)
 

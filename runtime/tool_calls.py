@@ -1,41 +1,27 @@
-"""Tool calls in the Qwen3 format (`<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`): the
-tool list normalised from OpenAI shape, and the parser that splits a model's output into content and calls.
+"""Tool calls in a model family's format (runtime/tool_formats/): the tool list normalised from OpenAI shape, and
+the parser that splits a model's output into content and calls.
 
-The parser works on the decoded text of the sampled ids. A call cut off by the token budget is reported as
-`truncated` and never returned; a call that does not parse, names an unknown tool, or whose arguments fail
-their schema is left out and described in `error` (a model fault is data, not an exception). A call ends
-at the first `</tool_call>` outside a JSON string (`call_end`), so string arguments may hold the markers: the
-parser reads back every call the grammar allows.
-Not here: constraining generation (grammar.py) or running tools.
+The parser works on the decoded text of the sampled ids, read by the format's `Splitter` (the same reader the
+server streams with). A call cut off by the token budget is reported as `truncated` and never returned; a call
+that does not parse, names an unknown tool, or whose arguments fail their schema is left out and described in
+`error` (a model fault is data, not an exception). A call object ends where its braces balance outside JSON
+strings, so string arguments may hold the format's markers: the parser reads back every call the grammar allows.
+Tools and calls are the `.atraj` types (traces/atraj.py). Not here: constraining generation (grammar.py) or
+running tools.
 """
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any, Sequence
 
 import msgspec
 
+from tinygpt.runtime import tool_formats
 from tinygpt.runtime.grammar_schema import SchemaError, check_schema, validate
+from tinygpt.runtime.tool_formats.split import CallDone, Content, Fault, Splitter
+from tinygpt.traces.atraj import ToolCall, ToolSpec
 
-CALL_OPEN = "<tool_call>"
-CALL_CLOSE = "</tool_call>"
 EMPTY_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": False}
-
-
-class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """One callable tool: its name and JSON Schema for its arguments (an object schema)."""
-
-    name: str
-    parameters: dict
-
-
-class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
-    """A parsed, schema-valid call."""
-
-    id: str
-    name: str
-    arguments: dict
 
 
 class ParsedOutput(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,19 +52,10 @@ def tool_specs(tools: Sequence[dict]) -> list[ToolSpec]:
             raise SchemaError(f"tools[{i}] ({name}) parameters must be an object schema (type 'object')")
         if any(s.name == name for s in specs):
             raise SchemaError(f"tools[{i}]: duplicate tool name {name!r}; tool names must be unique")
-        specs.append(ToolSpec(name=name, parameters=params))
+        description = fn.get("description")
+        specs.append(ToolSpec(name=name, description=description if isinstance(description, str) else "",
+                              parameters=params))
     return specs
-
-
-def call_text(name: str, arguments: dict) -> str:
-    """The exact text of one call block as the chat template writes it (its tojson is
-    json.dumps(ensure_ascii=False): ", " and ": " separators)."""
-    body = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
-    return f"{CALL_OPEN}\n{body}\n{CALL_CLOSE}"
-
-
-def new_call_id() -> str:
-    return "call_" + secrets.token_hex(12)
 
 
 def decode_output(output_ids: Sequence[int], tokenizer: Any) -> tuple[str, bool]:
@@ -91,91 +68,38 @@ def decode_output(output_ids: Sequence[int], tokenizer: Any) -> tuple[str, bool]
     return tokenizer.decode(ids, skip_special_tokens=False), ended
 
 
-def parse_tool_calls(output: Sequence[int] | str, tokenizer: Any, tools: Sequence[dict] | Sequence[ToolSpec],
-                     *, finish_reason: str | None = None) -> ParsedOutput:
-    """Split `output` (sampled ids, or their text) into content and calls validated against `tools`.
+def parse_tool_calls(output: Sequence[int] | str, tokenizer: Any, tools: Sequence[dict] | Sequence[ToolSpec], *,
+                     tool_format: tool_formats.ToolFormat | str | None = None,
+                     finish_reason: str | None = None) -> ParsedOutput:
+    """Split `output` (sampled ids, or their text) into content and calls validated against `tools`, read in
+    `tool_format` (a format or its name; None: the one `tokenizer`'s chat template writes).
 
     An unclosed call counts as truncated unless the output is known to have stopped on its own
     (ids ending in EOS, or finish_reason == "stop"); then it is an error."""
+    fmt = tool_formats.resolve(tool_format, tokenizer)
     if isinstance(output, str):
         text, stopped = output, finish_reason == "stop"
     else:
         text, stopped = decode_output(output, tokenizer)
         stopped = stopped or finish_reason == "stop"
     specs = {s.name: s for s in (tools if tools and isinstance(tools[0], ToolSpec) else tool_specs(tools))}
-    start = text.find(CALL_OPEN)
-    if start < 0:
-        return ParsedOutput(content=text, calls=[], truncated=False, error=None)
-    content = text[:start][:-1] if text[:start].endswith("\n") else text[:start]
+    splitter = Splitter(fmt)
+    pieces = splitter.feed(text) + splitter.finish(stopped)
+    content = "".join(p.text for p in pieces if isinstance(p, Content))
     calls: list[ToolCall] = []
-    errors: list[str] = []
-    pos, truncated = start, False
-    while pos < len(text):
-        if not text.startswith(CALL_OPEN, pos):
-            if not stopped and CALL_OPEN.startswith(text[pos:]):  # cut off while opening another call
-                truncated = True
-                break
-            errors.append(f"unexpected text after a tool call: {text[pos:pos + 80]!r}; nothing may follow "
-                          f"the calls")
-            break
-        body_start = pos + len(CALL_OPEN)
-        end = call_end(text, body_start)
-        if end < 0 and stopped:  # a model fault, not a cut: end a malformed call at the first marker
-            end = text.find(CALL_CLOSE, body_start)
-        if end < 0:
-            if stopped:
-                errors.append(f"a tool call was opened but never closed with {CALL_CLOSE}")
-            truncated = not stopped
-            break
-        call, err = _parse_body(text[body_start:end], specs)
+    errors = [p.message for p in pieces if isinstance(p, Fault) and p.message]
+    for done in (p for p in pieces if isinstance(p, CallDone)):
+        call, err = _checked(done, specs)
         if err:
             errors.append(err)
         else:
             calls.append(call)
-        pos = end + len(CALL_CLOSE)
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-    return ParsedOutput(content=content, calls=calls, truncated=truncated, error=errors[0] if errors else None)
+    return ParsedOutput(content=content, calls=calls, truncated=splitter.truncated,
+                        error=errors[0] if errors else None)
 
 
-def call_end(text: str, start: int) -> int:
-    """Index of the `</tool_call>` that closes the call whose body starts at `text[start]`, or -1.
-
-    The marker counts only outside JSON strings, so a string argument may contain `</tool_call>` (the
-    grammar allows it): the grammar and this parser agree on every call. Text that ends inside a string
-    has no end yet (-1), like text without the marker."""
-    in_string = escaped = False
-    for i in range(start, len(text)):
-        c = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c == "<" and text.startswith(CALL_CLOSE, i):
-            return i
-    return -1
-
-
-def _parse_body(body: str, specs: dict[str, ToolSpec]) -> tuple[ToolCall | None, str | None]:
-    try:
-        obj = json.loads(body)
-    except json.JSONDecodeError as exc:
-        return None, f"tool call is not valid JSON ({exc.msg} at char {exc.pos}): {body.strip()[:120]!r}"
-    except RecursionError:
-        return None, f"tool call is nested too deeply to parse: {body.strip()[:120]!r}"
-    except ValueError as exc:  # e.g. an integer longer than Python's int_max_str_digits
-        return None, f"tool call is not valid JSON ({exc}): {body.strip()[:120]!r}"
-    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-        return None, f'tool call must be {{"name": ..., "arguments": {{...}}}}, got {body.strip()[:120]!r}'
-    extra = set(obj) - {"name", "arguments"}
-    if extra:
-        return None, f"tool call has unexpected key(s) {', '.join(sorted(extra))}; only name and arguments"
-    name, args = obj["name"], obj.get("arguments", {})
+def _checked(done: CallDone, specs: dict[str, ToolSpec]) -> tuple[ToolCall | None, str | None]:
+    name, args = done.name, done.arguments
     if isinstance(args, str):
         try:
             args = json.loads(args)
@@ -192,4 +116,4 @@ def _parse_body(body: str, specs: dict[str, ToolSpec]) -> tuple[ToolCall | None,
         err = "the arguments are nested too deeply to check"
     if err:
         return None, f"arguments of {name} do not match its schema: {err}"
-    return ToolCall(id=new_call_id(), name=name, arguments=args), None
+    return ToolCall(id=done.id, name=name, arguments=args), None

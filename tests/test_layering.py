@@ -113,3 +113,19 @@ def test_the_mlx_checkers_see_violations(tmp_path):
     assert _mlx_imports(f) == ["mlx.core", "mlx_lm.generate", "mlx_lm.utils", "mlx_lm.utils"]
     assert _decoders(f) == ["mlx_lm.generate.generate_step"]
     assert sorted(_private_mlx_lm(f)) == ["mlx_lm.utils._download", "mlx_lm.utils._hidden"]
+
+
+NO_MLX = ("tinygpt.runtime.tool_formats", "tinygpt.runtime.tool_formats.split", "tinygpt.runtime.tool_calls")
+
+
+def test_tool_formats_and_the_call_parser_load_without_mlx():
+    """The web layer streams and parses tool calls with them, so importing them must not load MLX."""
+    import subprocess
+    import sys
+
+    names = ", ".join(NO_MLX)
+    code = (f"import sys, {names}; from tinygpt.runtime.tool_formats import all_formats; all_formats(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'mlx', 'mlx_lm'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+    assert [m for p in (ROOT / "runtime" / "tool_formats").glob("*.py") for m in _mlx_imports(p)] == []

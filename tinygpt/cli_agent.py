@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from tinygpt.cli_generate import add_sampling_flags, sampling_from
+from tinygpt.flags import add_tool_format_flag
 from tinygpt.model_arg import add_model_flag, load_engine, resolve
 from tinygpt.repl import KEYS
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("--grammar-backend", default=None, choices=["llguidance", "outlines"],
                    help="constrained-decoding backend (default: config, else llguidance)")
+    add_tool_format_flag(p)
     p.add_argument("--trajectory-dir", default=None,
                    help="record each conversation (ended by /reset, /load or leaving) as an .atraj episode here")
     return p
@@ -142,7 +144,8 @@ def main(argv: list[str]) -> int:
     try:
         agent = Agent(engine, toolset, AgentConfig(
             tool_choice=a.tool_choice, parallel_tool_calls=not a.no_parallel, max_steps=a.max_steps,
-            system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params))
+            system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params,
+            tool_format=cfg.tool_format))
     except ValueError as exc:  # bad tool choice, grammar the backend cannot build, max_steps < 1
         p.error(str(exc))
     print(f"tinygpt agent — model {describe_model(engine.loaded)}, tools {a.tools} ({len(toolset.names)}). /help for "
@@ -204,10 +207,8 @@ def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
     from tinygpt.repl import run_repl, set_command
     from tinygpt.traces.errors import TraceWriteError
 
-    from tinygpt.runtime import tool_formats
-
     recording = Recording(engine, agent, trajectory_dir)
-    printer = EventPrinter(tool_formats.resolve(None, engine.tokenizer).trigger)
+    printer = EventPrinter(agent.grammar.format.trigger)  # the format the agent's grammar writes (--tool-format)
 
     def tools(_: str) -> None:
         for schema in agent.tools:

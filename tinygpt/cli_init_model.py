@@ -1,4 +1,5 @@
-"""`tinygpt init-model DIR`: create a random-init Qwen3-architecture model offline.
+"""`tinygpt init-model DIR`: create a random-init model offline (Qwen3 architecture, or the family's with
+`--vocab llama3` / `--vocab mistral`).
 
 Writes only a new or empty directory; `--force` replaces only a model directory init-model made itself
 (presets.check_target has the rule). Progress goes to stderr; the result line (or --json) to stdout.
@@ -17,9 +18,13 @@ EPILOG = """examples:
   tinygpt init-model models/q06 --preset qwen3-0.6b --vocab qwen
                                                           Qwen3-0.6B shape, real 151,936-token vocabulary
   tinygpt init-model models/q4 --preset qwen3-4b --vocab qwen --dtype bfloat16   (for GPUs)
+  tinygpt init-model models/tiny-llama --vocab llama3     Llama architecture, Llama 3 vocabulary + 3.1 template
+  tinygpt init-model models/tiny-mistral --vocab mistral  Mistral architecture, Nemo's tekken vocabulary + template
 
-The real vocabulary is read from ggml-vocab-qwen2.gguf in the llama-cpp-python==0.3.36 sdist, downloaded once
-from PyPI into the user cache (~/.cache/tinygpt). Weights are random: these models are for tests, benchmarks
+The real vocabularies come from package releases on PyPI, downloaded once into the user cache
+(~/.cache/tinygpt): ggml-vocab-qwen2.gguf / ggml-vocab-llama-bpe.gguf and llama.cpp's chat templates from the
+llama-cpp-python==0.3.36 sdist, tekken_240718.json from the mistral-common==1.12.0 wheel. Each model writes tool
+calls in its family's format (docs/tool-formats.md). Weights are random: these models are for tests, benchmarks
 and as a starting point for training, not for chatting.
 """
 
@@ -30,7 +35,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("out_dir", help="directory to create (must not exist or be empty, unless --force)")
     p.add_argument("--preset", choices=list(PRESETS), default="tiny", help="model shape (default: tiny)")
     p.add_argument("--vocab", choices=VOCABS, default="bpe",
-                   help="bpe: small BPE trained here; qwen: the real Qwen2/3 vocabulary (default: bpe)")
+                   help="bpe: small BPE trained here; qwen, llama3, mistral: that family's real vocabulary, special "
+                        "tokens and chat template (default: bpe)")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="weight dtype (default float32: MLX's CPU backend has no fast bf16 path)")
     p.add_argument("--seed", type=int_in(0, SEED_MAX), default=0, help="random seed for the weights (default 0)")

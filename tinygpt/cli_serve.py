@@ -17,6 +17,8 @@ import os
 import socket
 import sys
 
+from tinygpt.flags import add_tool_format_flag
+
 from tinygpt.flags import int_in
 
 EXAMPLES = """\
@@ -50,7 +52,8 @@ def serve_config(args: argparse.Namespace):
     from tinygpt.web.config import ServeConfig
 
     cfg = load_config({"model": args.model, "grammar_backend": args.grammar_backend,
-                       "prefix_cache_mb": args.prefix_cache_mb, "model_memory_mb": args.model_memory_mb})
+                       "prefix_cache_mb": args.prefix_cache_mb, "model_memory_mb": args.model_memory_mb,
+                       "tool_format": args.tool_format})
     return ServeConfig(
         model=model_path(cfg), model_name=args.model_name, host=args.host, port=args.port,
         api_key=args.api_key or None,
@@ -60,6 +63,7 @@ def serve_config(args: argparse.Namespace):
         prefill_step=args.prefill_step or 0, max_sessions=args.max_sessions,
         keep_alive_s=args.keep_alive if args.keep_alive is not None else (cfg.model_keep_alive_s or -1.0),
         batching=not args.no_batch, solo=not args.no_solo, grammar_backend=cfg.grammar_backend,
+        tool_format="" if cfg.tool_format == "auto" else cfg.tool_format,
         prefix_cache_mb=cfg.prefix_cache_mb, model_memory_mb=cfg.model_memory_mb)
 
 
@@ -105,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
                         "second request arrives)")
     p.add_argument("--grammar-backend", default=None, choices=GRAMMAR_BACKENDS,
                    help="backend for tools / JSON constraints (default: config `grammar_backend`, else llguidance)")
+    add_tool_format_flag(p)
     p.add_argument("--prefix-cache-mb", type=int, default=None, metavar="MB",
                    help="prefix cache per loaded model in MiB (default: config `prefix_cache_mb`, else 2048)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))

@@ -25,6 +25,7 @@ class Config:
     trajectory_dir: str = ""
     prefix_cache_mb: int = 2048
     grammar_backend: str = "llguidance"
+    tool_format: str = ""  # tool-call format name (runtime/tool_formats); "" or "auto": the model's chat template's
     model_keep_alive_s: int = 0  # serve unloads a model idle this long; 0 = keep it until room is needed
     model_memory_mb: int = field(default_factory=lambda: default_model_memory_mb())  # loaded weights; -1 = no limit
 
@@ -77,6 +78,12 @@ def load_config(overrides: dict | None = None) -> Config:
     if cfg.default_preset not in PRESETS:
         raise ConfigError(f"{path}: key 'default_preset' must be one of {', '.join(PRESETS)}, "
                           f"got {cfg.default_preset!r}")
+    from tinygpt.runtime.tool_formats import ToolFormatError, check_name  # light: no MLX at import
+
+    try:
+        check_name(cfg.tool_format)
+    except ToolFormatError as exc:
+        raise ConfigError(f"{path}: key 'tool_format': {exc}") from None
     for key in ("prefix_cache_mb", "model_keep_alive_s"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{path}: key {key!r} must be >= 0, got {getattr(cfg, key)}")

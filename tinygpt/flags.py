@@ -1,7 +1,9 @@
-"""argparse value types that check a number's range, so a bad flag is argparse's one-line error (exit 2).
+"""argparse value types that check a value, so a bad flag is argparse's one-line error (exit 2).
 
 `int_in(lo, hi)` / `float_in(lo, hi, lo_open=...)` build the `type=` callables; the message names the range.
-This module only checks values; commands own their flags and defaults. Standard library only (fast --help).
+`add_tool_format_flag` adds the one `--tool-format` flag the commands that write tool calls share (its choices
+are the known tool-format names). This module only checks values; commands own their flags and defaults.
+Light imports only (fast --help).
 """
 from __future__ import annotations
 
@@ -48,3 +50,13 @@ def float_in(lo: float, hi: float | None = None, lo_open: bool = False):
 
     parse.__name__ = "number"
     return parse
+
+
+def add_tool_format_flag(parser: argparse.ArgumentParser) -> None:
+    """`--tool-format NAME` (dest tool_format, config key `tool_format`): an unknown name is argparse's error
+    listing the known ones."""
+    from tinygpt.runtime.tool_formats import FORMATS  # pure Python, no MLX
+
+    parser.add_argument("--tool-format", default=None, choices=["auto", *FORMATS], metavar="NAME",
+                        help=f"tool-call format: {', '.join(FORMATS)}, or auto (default: config `tool_format`, "
+                             "else auto: the one the model's chat template writes)")

@@ -44,6 +44,7 @@ class ServeConfig:
     batching: bool = True
     solo: bool = True                       # a lone request decodes outside the batch (faster) until a second
     grammar_backend: str = "llguidance"
+    tool_format: str = ""                   # tool-call format by name; "": each model's, from its chat template
     prefix_cache_mb: int = 1024             # prefix cache per loaded model
     store: str | None = None                # model store root (None: the user cache's); its models are served too
     serve_store: bool = True                # False: serve only `model`

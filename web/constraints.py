@@ -13,15 +13,16 @@ from typing import Any
 
 from tinygpt.runtime import grammar_union
 from tinygpt.runtime.grammar import GrammarError, compile_json, compile_tools
+from tinygpt.runtime.tool_formats import ToolFormat
 from tinygpt.runtime.penalties import combined
 from tinygpt.web.errors import ApiError
 
 
 def tools_grammar(tokenizer: Any, tools: list[dict], tool_choice: str | dict, parallel: bool, backend: str,
-                  param: str = "tools"):
+                  param: str = "tools", tool_format: ToolFormat | None = None):
     try:
         return compile_tools(tokenizer, tools, tool_choice=tool_choice, parallel_tool_calls=parallel,
-                             backend=backend)
+                             backend=backend, tool_format=tool_format)
     except GrammarError as exc:
         raise ApiError(400, str(exc), param=param) from exc
 

@@ -27,7 +27,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from tinygpt.runtime.model_card import ModelCard
+from tinygpt.runtime import tool_formats
 from tinygpt.runtime.tool_calls import parse_tool_calls
+from tinygpt.runtime.tool_formats.split import CallStream, Content
 from tinygpt.web import constraints, prompts
 from tinygpt.web import wire_ollama as w
 from tinygpt.web.config import ServerState, ollama_name
@@ -36,7 +38,6 @@ from tinygpt.runtime.jobs import Chunk, Failed, Finished, Job
 from tinygpt.runtime.penalties import penalties
 from tinygpt.web.generation import Outcome, collect, events, sampling, start
 from tinygpt.web.openapi import responses_of, body_of
-from tinygpt.web.toolstream import Content, ToolStream
 
 router = APIRouter()
 NDJSON = "application/x-ndjson"
@@ -184,6 +185,7 @@ class Plan:
                  prompt_ids: list[int], tools: list[dict]):
         self.card = card
         self.tools = tools
+        self.format = tool_formats.resolve(state.config.tool_format or None, card.tokenizer)
         self.prompt_ids = prompts.check_ids(card, prompt_ids)
         self.grammar = self._grammar(state, req)
         o = req.options or w.Options()
@@ -199,8 +201,8 @@ class Plan:
         backend = state.config.grammar_backend
         fmt = req.format
         if fmt in (None, ""):
-            return constraints.tools_grammar(self.card.tokenizer, self.tools, "auto", True, backend) \
-                if self.tools else None
+            return constraints.tools_grammar(self.card.tokenizer, self.tools, "auto", True, backend,
+                                             tool_format=self.format) if self.tools else None
         if self.tools:
             raise ApiError(400, "format together with tools is not supported; drop one of them", param="format")
         if isinstance(fmt, str) and fmt != "json":
@@ -288,7 +290,7 @@ async def _run(s: ServerState, request: Request, req, plan: Plan, keep: float | 
 
 
 async def _stream(s: ServerState, handle, request: Request, req, plan: Plan, chat: bool) -> AsyncIterator[bytes]:
-    splitter = ToolStream() if plan.tools else None
+    splitter = CallStream(plan.format) if plan.tools else None
     out = Outcome()
     async for batch in events(s, handle, request):
         for ev in batch:
@@ -306,7 +308,7 @@ async def _stream(s: ServerState, handle, request: Request, req, plan: Plan, cha
     if out.result is None:
         return
     if splitter is not None:
-        rest = "".join(p.text for p in splitter.finish() if isinstance(p, Content))
+        rest = "".join(p.text for p in splitter.finish(out.result.finish_reason == "stop") if isinstance(p, Content))
         if rest:
             yield _line(_piece(plan.card, rest, chat, None))
     yield _line(_final(s, req, plan, out, chat, whole=False))
@@ -337,7 +339,8 @@ def _final(s: ServerState, req, plan: Plan, out: Outcome, chat: bool, *, whole: 
     r = out.result
     text, calls = (r.text if whole else ""), UNSET
     if plan.tools:
-        parsed = parse_tool_calls(r.output_ids, plan.card.tokenizer, plan.tools, finish_reason=r.finish_reason)
+        parsed = parse_tool_calls(r.output_ids, plan.card.tokenizer, plan.tools, tool_format=plan.format,
+                                  finish_reason=r.finish_reason)
         if parsed.calls:
             calls = [w.OllamaOutToolCall(id=c.id, function=w.OutCallFunction(name=c.name, arguments=c.arguments,
                                                                               index=i))

@@ -25,7 +25,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tinygpt.runtime.model_card import ModelCard
+from tinygpt.runtime import tool_formats
 from tinygpt.runtime.tool_calls import parse_tool_calls
+from tinygpt.runtime.tool_formats.split import CallArgs, CallStart, CallStream, Content
 from tinygpt.web import constraints, prompts
 from tinygpt.web import wire_openai as w
 from tinygpt.web.config import ServerState
@@ -34,7 +36,6 @@ from tinygpt.runtime.penalties import penalties
 from tinygpt.web.generation import Outcome, collect, events, logit_bias_ids, sampling, start
 from tinygpt.runtime.jobs import Chunk, Failed, Finished, Job, Scored
 from tinygpt.web.openapi import body_of, responses_of
-from tinygpt.web.toolstream import CallArgs, CallStart, Content, ToolStream
 
 router = APIRouter()
 SSE = "text/event-stream"
@@ -61,6 +62,7 @@ class ChatPlan:
             raise ApiError(400, f"{param} needs {'functions' if self.legacy else 'tools'}; pass them or leave "
                                 f"{param} out", param=param)
         self.calls_enabled = bool(self.tools) and self.choice != "none"
+        self.format = tool_formats.resolve(state.config.tool_format or None, card.tokenizer)
         messages = prompts.openai_messages(req.messages)
         self.prompt_ids = prompts.check_ids(card, prompts.encode(
             card, prompts.render(card, messages, self.tools)), "messages")
@@ -109,11 +111,12 @@ class ChatPlan:
             return json_g
         if json_g is None:
             return constraints.tools_grammar(self.card.tokenizer, self.tools, self.choice, parallel, backend,
-                                             param=param)
+                                             param=param, tool_format=self.format)
         if not self.calls_enabled:
             return json_g
         choice = "required" if self.choice == "auto" else self.choice
-        calls = constraints.tools_grammar(self.card.tokenizer, self.tools, choice, parallel, backend, param=param)
+        calls = constraints.tools_grammar(self.card.tokenizer, self.tools, choice, parallel, backend, param=param,
+                                          tool_format=self.format)
         return calls if self.choice != "auto" else constraints.Union((calls, json_g))
 
 
@@ -181,7 +184,8 @@ def _chat_answer(state: ServerState, plan: ChatPlan, req: w.ChatCompletionReques
     content, finish = r.text, r.finish_reason
     message = w.AssistantMessage(content=content)
     if plan.calls_enabled:
-        parsed = parse_tool_calls(r.output_ids, plan.card.tokenizer, plan.tools, finish_reason=r.finish_reason)
+        parsed = parse_tool_calls(r.output_ids, plan.card.tokenizer, plan.tools, tool_format=plan.format,
+                                  finish_reason=r.finish_reason)
         if parsed.calls:
             calls = [w.OutFunctionCall(name=c.name, arguments=json.dumps(c.arguments)) for c in parsed.calls]
             if plan.legacy:
@@ -238,7 +242,7 @@ def _deltas(pieces: list, legacy: bool = False) -> list[w.Delta]:
 
 async def _chat_stream(state: ServerState, handle, request: Request, plan: ChatPlan, req: w.ChatCompletionRequest,
                        meta: _Meta, include_usage: bool) -> AsyncIterator[bytes]:
-    splitter = ToolStream() if plan.calls_enabled else None
+    splitter = CallStream(plan.format) if plan.calls_enabled else None
     yield sse(_chunk(meta, w.Delta(role="assistant", content="")))
     async for batch in events(state, handle, request):
         for ev in batch:
@@ -263,7 +267,7 @@ def _stream_end(splitter, r, plan: ChatPlan, req: w.ChatCompletionRequest, meta:
                 include_usage: bool) -> list[bytes]:
     out = []
     if splitter is not None:
-        out += [sse(_chunk(meta, d)) for d in _deltas(splitter.finish(), plan.legacy)]
+        out += [sse(_chunk(meta, d)) for d in _deltas(splitter.finish(r.finish_reason == "stop"), plan.legacy)]
     finish = r.finish_reason
     if splitter is not None and splitter.calls and finish == "stop":
         finish = "function_call" if plan.legacy else "tool_calls"

@@ -2,7 +2,9 @@
 
 `qwen_engine` uses the real 151,936-slot Qwen vocabulary (tokenizer 151,669: the model has more logits than
 the tokenizer has tokens); `texttag_engine` has a tokenizer without `<tool_call>`/`</tool_call>` tokens (so
-calls are spelled as text), with 6 fewer tokens than the model has logits.
+calls are spelled as text), with 6 fewer tokens than the model has logits. `llama3_engine` and `mistral_engine`
+are tiny models of those families (real vocabulary, special tokens and chat template); `plain_engine` is the
+tiny BPE model with a chat template that names no tool-call format (so the generic json format is picked).
 """
 import ctypes
 import json
@@ -58,4 +60,39 @@ def texttag_engine(tiny_model_dir, tmp_path_factory):
     cut = next(t["id"] for t in spec["added_tokens"] if t["content"] == "<tool_call>")
     spec["added_tokens"] = [t for t in spec["added_tokens"] if t["id"] < cut]
     (out / "tokenizer.json").write_text(json.dumps(spec))
+    return Engine(load(str(out)))
+
+
+def _family_engine(tmp_path_factory, vocab: str):
+    from tinygpt.runtime.engine import Engine
+    from tinygpt.runtime.models import load
+    from tinygpt.runtime.presets import InitSpec, init_model
+
+    path = init_model(tmp_path_factory.mktemp("models") / f"tiny-{vocab}", InitSpec(preset="tiny", vocab=vocab))
+    return Engine(load(str(path)))
+
+
+@pytest.fixture(scope="session")
+def llama3_engine(tmp_path_factory):
+    return _family_engine(tmp_path_factory, "llama3")
+
+
+@pytest.fixture(scope="session")
+def mistral_engine(tmp_path_factory):
+    return _family_engine(tmp_path_factory, "mistral")
+
+
+PLAIN_TEMPLATE = ("{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}"
+                  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def plain_engine(tiny_model_dir, tmp_path_factory):
+    """The tiny BPE model with a ChatML template that knows no tools."""
+    from tinygpt.runtime.engine import Engine
+    from tinygpt.runtime.models import load
+
+    out = tmp_path_factory.mktemp("models") / "tiny-plain"
+    shutil.copytree(tiny_model_dir, out, dirs_exist_ok=True)
+    (out / "chat_template.jinja").write_text(PLAIN_TEMPLATE)
     return Engine(load(str(out)))

@@ -9,7 +9,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinygpt.runtime import grammar as G
-from tinygpt.runtime.tool_calls import CALL_CLOSE, CALL_OPEN, call_end, call_text, parse_tool_calls
+from tinygpt.runtime.tool_calls import parse_tool_calls
+from tinygpt.runtime.tool_formats import hermes
+
+CALL_OPEN, CALL_CLOSE = hermes.OPEN, hermes.CLOSE
+
+
+def call_text(name: str, arguments: dict) -> str:
+    return hermes.FORMAT.render([(name, arguments, None)])
+
 
 TOOLS = [
     {"type": "function", "function": {"name": "echo", "parameters": {
@@ -31,7 +39,7 @@ CALLS = st.one_of(
 
 def test_a_string_argument_holding_the_close_marker_parses_to_that_call():
     text = call_text("echo", {"s": 'a</tool_call>b\n</tool_call>"'}) + "\n" + call_text("pwd", {})
-    out = parse_tool_calls(text, None, TOOLS, finish_reason="stop")
+    out = parse_tool_calls(text, None, TOOLS, tool_format="hermes", finish_reason="stop")
     assert out.error is None and not out.truncated
     assert [(c.name, c.arguments) for c in out.calls] == [("echo", {"s": 'a</tool_call>b\n</tool_call>"'}),
                                                           ("pwd", {})]
@@ -40,27 +48,30 @@ def test_a_string_argument_holding_the_close_marker_parses_to_that_call():
 def test_a_call_cut_inside_a_string_holding_the_marker_is_truncated_not_an_error():
     text = call_text("echo", {"s": "x</tool_call>y, and more"})[:-20]
     assert CALL_CLOSE in text
-    out = parse_tool_calls(text, None, TOOLS, finish_reason="length")
+    out = parse_tool_calls(text, None, TOOLS, tool_format="hermes", finish_reason="length")
     assert out.truncated and out.error is None and out.calls == []
-    stopped = parse_tool_calls(text, None, TOOLS, finish_reason="stop")
+    stopped = parse_tool_calls(text, None, TOOLS, tool_format="hermes", finish_reason="stop")
     assert not stopped.truncated and stopped.calls == [] and stopped.error.startswith("tool call is not valid JSON")
 
 
-def test_call_end_skips_markers_inside_strings_and_escaped_quotes():
-    body = '\n{"name": "echo", "arguments": {"s": "\\"</tool_call>\\\\"}}\n</tool_call>'
-    assert call_end(body, 0) == body.rindex(CALL_CLOSE)
-    assert call_end('\n{"s": "</tool_call>', 0) == -1
+def test_markers_inside_strings_and_escaped_quotes_do_not_end_a_call():
+    text = '<tool_call>\n{"name": "echo", "arguments": {"s": "\\"</tool_call>\\\\"}}\n</tool_call>'
+    out = parse_tool_calls(text, None, TOOLS, tool_format="hermes", finish_reason="stop")
+    assert out.error is None and [c.arguments for c in out.calls] == [{"s": '"</tool_call>\\'}]
+    cut = parse_tool_calls('<tool_call>\n{"name": "echo", "arguments": {"s": "</tool_call>', None, TOOLS,
+                           tool_format="hermes", finish_reason="length")
+    assert cut.truncated and cut.calls == [] and cut.error is None
 
 
 def test_a_malformed_call_that_stopped_still_ends_at_the_first_marker_and_the_next_call_is_kept():
     text = '<tool_call>\n{"name": "echo", "arguments": {"s": "x}\n</tool_call>\n' + call_text("pwd", {})
-    out = parse_tool_calls(text, None, TOOLS, finish_reason="stop")
+    out = parse_tool_calls(text, None, TOOLS, tool_format="hermes", finish_reason="stop")
     assert [c.name for c in out.calls] == ["pwd"] and out.error.startswith("tool call is not valid JSON")
 
 
 def test_a_deeply_nested_call_body_is_a_model_fault_not_a_crash():
     text = '<tool_call>\n{"name": "echo", "arguments": {"s": "a", "t": ' + "[" * 100_000 + "]" * 100_000 + "}}\n</tool_call>"
-    out = parse_tool_calls(text, None, TOOLS, finish_reason="stop")
+    out = parse_tool_calls(text, None, TOOLS, tool_format="hermes", finish_reason="stop")
     assert out.calls == [] and out.error.startswith("tool call is nested too deeply")
 
 
@@ -101,9 +112,10 @@ def test_every_call_the_grammar_accepts_parses_back_to_itself(calls, content, gr
 def test_an_over_long_integer_argument_is_a_model_fault_not_a_crash():
     tools = [{"name": "f", "parameters": {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 3}}}}]
     text = '<tool_call>\n{"name": "f", "arguments": {"n": ' + "1" * 5000 + "}}\n</tool_call>"
-    out = parse_tool_calls(text, None, tools, finish_reason="stop")
+    out = parse_tool_calls(text, None, tools, tool_format="hermes", finish_reason="stop")
     assert out.calls == [] and out.error.startswith("tool call is not valid JSON (Exceeds the limit")
     big = '<tool_call>\n{"name": "f", "arguments": {"n": 1' + "0" * 400 + "}}\n</tool_call>"
-    out = parse_tool_calls(big, None, tools, finish_reason="stop")  # exact multipleOf on ints past float range
+    # exact multipleOf on integers past the float range
+    out = parse_tool_calls(big, None, tools, tool_format="hermes", finish_reason="stop")
     assert out.calls == [] and out.error.startswith("arguments of f do not match its schema: $.n: 1000")
     assert out.error.endswith("is not a multiple of 3")

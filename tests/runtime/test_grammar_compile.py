@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from tinygpt.runtime import grammar as G
 from tinygpt.runtime.grammar_outlines import no_substring
-from tinygpt.runtime.tool_calls import call_text
+from tinygpt.runtime.tool_formats import hermes
+
+
+def call_text(name: str, arguments: dict) -> str:
+    """One call as the Hermes format (tinygpt's own chat template) writes it."""
+    return hermes.FORMAT.render([(name, arguments, None)])
+
 
 TOOLS = [
     {"type": "function", "function": {"name": "cp", "parameters": {

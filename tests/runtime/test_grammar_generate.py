@@ -15,7 +15,14 @@ import pytest
 from tinygpt.runtime import grammar as G
 from tinygpt.runtime.grammar_schema import validate
 from tinygpt.runtime.sampling import SamplingParams
-from tinygpt.runtime.tool_calls import CALL_OPEN, call_text, decode_output, parse_tool_calls
+from tinygpt.runtime.tool_calls import decode_output, parse_tool_calls
+from tinygpt.runtime.tool_formats import hermes
+
+
+def call_text(name: str, arguments: dict) -> str:
+    """One call as the Hermes format (tinygpt's own chat template) writes it."""
+    return hermes.FORMAT.render([(name, arguments, None)])
+
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
@@ -62,7 +69,7 @@ def problems_of(parsed, proc, result, mode, parallel, text) -> list[str]:
         err = validate(c.arguments, SCHEMAS[c.name]) if c.name in SCHEMAS else "unknown tool"
         if err:
             bad.append(f"returned call {c.name} fails validation: {err}")
-    if mode == "none" and (parsed.calls or CALL_OPEN in text or parsed.truncated):
+    if mode == "none" and (parsed.calls or hermes.OPEN in text or parsed.truncated):
         bad.append("mode none produced a call")
     if mode in ("required", "named") and (parsed.content or (stopped and not parsed.calls)):
         bad.append("mode required/named produced no call or produced text")
@@ -88,7 +95,7 @@ def run_many(engine, mode, parallel, n, *, seed0=0, backend="llguidance"):
     grammar = G.compile_tools(tok, TOOLS, tool_choice=NAMED if mode == "named" else mode,
                               parallel_tool_calls=parallel, backend=backend)
     prompt = engine.encode_chat([{"role": "user", "content": "copy a.txt to b.txt"}], tools=TOOLS)
-    opener = tok.convert_tokens_to_ids(CALL_OPEN)
+    opener = tok.convert_tokens_to_ids(hermes.OPEN)
     counts = dict(generations=0, with_calls=0, calls=0, truncated=0, stopped=0)
     problems = []
     for seed in range(seed0, seed0 + n):

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 from tinygpt.runtime import grammar as G
 from tinygpt.runtime.grammar_schema import validate
 from tinygpt.runtime.sampling import SamplingParams
-from tinygpt.runtime.tool_calls import call_text, decode_output, parse_tool_calls
+from tinygpt.runtime.tool_calls import decode_output, parse_tool_calls
+from tinygpt.runtime.tool_formats import hermes
+
+
+def call_text(name: str, arguments: dict) -> str:
+    """One call as the Hermes format (tinygpt's own chat template) writes it."""
+    return hermes.FORMAT.render([(name, arguments, None)])
+
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 CHARS = st.characters(max_codepoint=0xFFFF, blacklist_categories=("Cs", "Cc")) | st.sampled_from("\n\t\"\\")

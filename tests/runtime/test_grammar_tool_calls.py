@@ -3,7 +3,14 @@ never returned as calls."""
 import pytest
 
 from tinygpt.runtime.grammar_schema import SchemaError
-from tinygpt.runtime.tool_calls import call_text, parse_tool_calls, tool_specs
+from tinygpt.runtime.tool_calls import parse_tool_calls, tool_specs
+from tinygpt.runtime.tool_formats import hermes
+
+
+def call_text(name: str, arguments: dict) -> str:
+    """One call as the Hermes format (tinygpt's own chat template) writes it."""
+    return hermes.FORMAT.render([(name, arguments, None)])
+
 
 TOOLS = [
     {"type": "function", "function": {"name": "cp", "description": "copy", "parameters": {
@@ -26,7 +33,7 @@ def test_call_text_matches_the_chat_template(bpe_engine):
 
 
 def test_content_and_parallel_calls():
-    out = parse_tool_calls("Sure.\n" + CP + "\n" + PWD, None, TOOLS)
+    out = parse_tool_calls("Sure.\n" + CP + "\n" + PWD, None, TOOLS, tool_format="hermes")
     assert out.content == "Sure." and out.error is None and not out.truncated
     assert [(c.name, c.arguments) for c in out.calls] == [("cp", {"source": "a.txt", "destination": "b.txt"}),
                                                           ("pwd", {})]
@@ -34,7 +41,7 @@ def test_content_and_parallel_calls():
 
 
 def test_plain_text_has_no_calls():
-    out = parse_tool_calls("just words <tool", None, TOOLS)
+    out = parse_tool_calls("just words <tool", None, TOOLS, tool_format="hermes")
     assert (out.content, out.calls, out.truncated, out.error) == ("just words <tool", [], False, None)
 
 
@@ -54,8 +61,8 @@ def test_an_unclosed_call_that_stopped_on_eos_is_an_error_not_truncation(bpe_eng
     eos = bpe_engine.tokenizer.convert_tokens_to_ids("<|im_end|>")
     out = parse_tool_calls(bpe_engine.encode(CP[:-12]) + [eos], bpe_engine.tokenizer, TOOLS)
     assert not out.truncated and out.calls == [] and "never closed" in out.error
-    assert parse_tool_calls(CP[:-12], None, TOOLS, finish_reason="stop").truncated is False
-    assert parse_tool_calls(CP[:-12], None, TOOLS, finish_reason="length").truncated is True
+    assert parse_tool_calls(CP[:-12], None, TOOLS, tool_format="hermes", finish_reason="stop").truncated is False
+    assert parse_tool_calls(CP[:-12], None, TOOLS, tool_format="hermes", finish_reason="length").truncated is True
 
 
 @pytest.mark.parametrize("body, message", [
@@ -68,18 +75,19 @@ def test_an_unclosed_call_that_stopped_on_eos_is_an_error_not_truncation(bpe_eng
     ('["pwd"]', "tool call must be"),
 ])
 def test_bad_calls_are_left_out_and_described(body, message):
-    out = parse_tool_calls(f"<tool_call>\n{body}\n</tool_call>\n" + PWD, None, TOOLS)
+    out = parse_tool_calls(f"<tool_call>\n{body}\n</tool_call>\n" + PWD, None, TOOLS, tool_format="hermes")
     assert [c.name for c in out.calls] == ["pwd"]  # the good call after the bad one is kept
     assert out.error.startswith(message)
 
 
 def test_arguments_given_as_a_json_string_are_accepted():
-    out = parse_tool_calls('<tool_call>\n{"name": "pwd", "arguments": "{}"}\n</tool_call>', None, TOOLS)
+    out = parse_tool_calls('<tool_call>\n{"name": "pwd", "arguments": "{}"}\n</tool_call>', None, TOOLS,
+                           tool_format="hermes")
     assert [(c.name, c.arguments) for c in out.calls] == [("pwd", {})]
 
 
 def test_text_after_the_calls_is_an_error():
-    out = parse_tool_calls(CP + "\nand more", None, TOOLS)
+    out = parse_tool_calls(CP + "\nand more", None, TOOLS, tool_format="hermes")
     assert [c.name for c in out.calls] == ["cp"] and out.error.startswith("unexpected text after a tool call")
 
 

@@ -1,0 +1,169 @@
+"""Each tool-call format with a tiny random model of its family (real vocabulary, special tokens and chat template:
+Qwen -> hermes, Llama 3 -> llama3, Mistral Nemo -> mistral, a template naming no format -> json): the format is
+picked from the template; under every tool_choice mode, what the grammar lets the model write parses, validates
+against the tools' schemas and is byte-exact template text; a string argument holding the format's markers
+round-trips through the real tokenizer, the grammar and the parser.
+
+Default run: a few generations per (family, mode) chosen by hypothesis; `-m slow`: 60 per (family, mode). In auto
+mode every other run lifts the format's trigger tokens, so calls are exercised (the grammar decides the rest).
+"""
+import json
+import math
+import re
+
+import mlx.core as mx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinygpt.runtime import grammar as G
+from tinygpt.runtime import tool_formats
+from tinygpt.runtime.grammar_schema import validate
+from tinygpt.runtime.sampling import SamplingParams
+from tinygpt.runtime.tool_calls import decode_output, parse_tool_calls
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+S6 = {"type": "string", "maxLength": 6}
+TOOLS = [
+    {"type": "function", "function": {"name": "cp", "description": "copy a file", "parameters": {
+        "type": "object", "properties": {"source": S6, "destination": S6},
+        "required": ["source", "destination"], "additionalProperties": False}}},
+    {"type": "function", "function": {"name": "tail", "description": "last lines", "parameters": {
+        "type": "object", "properties": {"file": {"enum": ["a.txt", "notes.md"]},
+                                         "lines": {"type": "integer", "minimum": 0, "maximum": 50}},
+        "required": ["file"], "additionalProperties": False}}},
+    {"type": "function", "function": {"name": "echo", "description": "say", "parameters": {
+        "type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"], "additionalProperties": False}}},
+]
+SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+FAMILIES = {"hermes": "qwen_engine", "llama3": "llama3_engine", "mistral": "mistral_engine", "json": "plain_engine"}
+MODES = ["none", "auto", "required", "named"]
+MAX_TOKENS = {"none": 24, "auto": 64, "required": 80, "named": 64}
+
+
+@pytest.fixture(scope="module")
+def engines(request):
+    return {name: request.getfixturevalue(fixture) for name, fixture in FAMILIES.items()}
+
+
+def lift(ids: list[int]):
+    """Make the output start with `ids` (the trigger's tokens) wherever the grammar allows them (~95% each)."""
+    step = 0
+
+    def processor(tokens, logits):
+        nonlocal step
+        if step < len(ids):
+            top = logits.max() + math.log(logits.shape[-1]) + 3.0
+            logits = mx.where(mx.arange(logits.shape[-1]) == ids[step], top, logits)
+        step += 1
+        return logits
+    return processor
+
+
+def problems(engine, fmt, mode, seed) -> list[str]:
+    """One constrained generation checked against every rule of the bar."""
+    tok = engine.tokenizer
+    choice = {"type": "function", "function": {"name": "tail"}} if mode == "named" else mode
+    grammar = G.compile_tools(tok, TOOLS, tool_choice=choice)
+    assert grammar.format == fmt  # picked from the model's chat template
+    proc = grammar.processor()
+    trigger = engine.encode(fmt.trigger)
+    extra = [lift(trigger)] if mode == "auto" and seed % 2 == 0 else []
+    prompt = engine.encode_chat([{"role": "user", "content": "copy a.txt to b.txt"}], tools=TOOLS)
+    r = engine.generate(prompt, SamplingParams(temperature=1.0, max_tokens=MAX_TOKENS[mode], seed=seed),
+                        logits_processors=extra + [proc])
+    parsed = parse_tool_calls(r.output_ids, tok, TOOLS, tool_format=grammar.format, finish_reason=r.finish_reason)
+    text, _ = decode_output(r.output_ids, tok)
+    stopped = r.finish_reason == "stop"
+    bad = [f"grammar error: {proc.error[:200]}"] if proc.error else []
+    bad += [f"parse error: {parsed.error}"] if parsed.error else []
+    bad += [f"{c.name} fails its schema" for c in parsed.calls if validate(c.arguments, SCHEMAS[c.name])]
+    if mode == "none" and (parsed.calls or parsed.truncated):
+        bad.append("mode none produced a call")
+    if mode in ("required", "named") and (parsed.content or (stopped and not parsed.calls)):
+        bad.append("mode required/named produced no call or produced text")
+    if mode == "named" and any(c.name != "tail" for c in parsed.calls):
+        bad.append("named mode called another tool")
+    if (not fmt.parallel or mode == "named") and len(parsed.calls) > 1:
+        bad.append("more than one call where one is the most")
+    if stopped and not proc.accepted(r.output_ids):
+        bad.append("stopped on EOS outside an accepting state")
+    if parsed.truncated and (stopped or proc.accepted(r.output_ids)):
+        bad.append("truncated although the output is complete")
+    if stopped and parsed.calls:
+        want = fmt.render([(c.name, c.arguments, c.id) for c in parsed.calls], parsed.content)
+        if text != want:
+            bad.append(f"not template-exact: {text!r} != {want!r}")
+    return [f"{fmt.name} {mode} seed {seed}: {b}; text={text!r}" for b in bad]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("mode", MODES)
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_what_the_grammar_lets_a_model_of_the_family_write_parses_and_validates(family, mode, seed, engines):
+    assert problems(engines[family], tool_formats.get(family), mode, seed) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("mode", MODES)
+def test_sixty_generations_per_family_and_mode(family, mode, engines):
+    engine, fmt = engines[family], tool_formats.get(family)
+    bad = [p for seed in range(30_000, 30_060) for p in problems(engine, fmt, mode, seed)]
+    assert bad == [], bad[:5]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_calls_do_happen_so_the_property_above_checks_them(family, engines):
+    engine, fmt = engines[family], tool_formats.get(family)
+    grammar = G.compile_tools(engine.tokenizer, TOOLS, tool_choice="required")
+    prompt = engine.encode_chat([{"role": "user", "content": "copy a.txt to b.txt"}], tools=TOOLS)
+    finished = 0
+    for seed in range(4):
+        r = engine.generate(prompt, SamplingParams(temperature=1.0, max_tokens=MAX_TOKENS["required"], seed=seed),
+                            logits_processors=[grammar.processor()])
+        parsed = parse_tool_calls(r.output_ids, engine.tokenizer, TOOLS, tool_format=fmt)
+        finished += r.finish_reason == "stop" and bool(parsed.calls) and parsed.error is None
+    assert finished >= 1
+
+
+def test_each_family_template_picks_its_format_and_names_its_special_tokens(engines):
+    for name, engine in engines.items():
+        fmt = tool_formats.detect(engine.tokenizer.chat_template)
+        assert fmt.name == name
+        hf = G.hf_tokenizer(engine.tokenizer)
+        added = {t.content for t in hf.added_tokens_decoder.values()}
+        assert set(fmt.markers) <= added and set(fmt.stop_tokens) <= added | {"<|endoftext|>"}
+        assert set(G.eos_ids(engine.tokenizer)) >= {hf.convert_tokens_to_ids(t) for t in fmt.stop_tokens if t in added}
+
+
+def ordinary_ids(hf, text: str) -> list[int]:
+    """Ids for `text` spelled with ordinary tokens only: each added token's text is split after its first character
+    (as a model writes marker text inside a JSON string; the grammar never lets a marker token in there)."""
+    specials = sorted({t.content for t in hf.added_tokens_decoder.values()}, key=len, reverse=True)
+    ids: list[int] = []
+    for part in re.split("(" + "|".join(map(re.escape, specials)) + ")", text):
+        for piece in ([part[:1], part[1:]] if part in specials else [part]):
+            ids += hf.encode(piece, add_special_tokens=False) if piece else []
+    return ids
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_string_holding_the_formats_markers_round_trips_through_tokens_grammar_and_parser(family, engines):
+    engine, fmt = engines[family], tool_formats.get(family)
+    hf = G.hf_tokenizer(engine.tokenizer)
+    tricky = "".join([*fmt.markers, fmt.trigger, fmt.call[1], fmt.sep, fmt.section[1], *fmt.prefixes, '"}]']) + "é"
+    call = ("echo", {"s": tricky}, "aB3dE5gH9")
+    text = fmt.render([call])
+    args = json.dumps(call[1], ensure_ascii=False)
+    before, after = text.split(args)
+    ids = engine.encode(before) + ordinary_ids(hf, args) + engine.encode(after)
+    assert engine.tokenizer.decode(ids, skip_special_tokens=False) == text
+    for backend in ("llguidance", "outlines"):
+        # echo alone: the outlines backend refuses maxLength bounds on a 150k vocabulary (grammar_outlines.MAX_WORK)
+        grammar = G.compile_tools(engine.tokenizer, TOOLS[2:], tool_choice="required", backend=backend)
+        assert grammar.processor().accepted(ids + [grammar.eos_ids[0]]), backend
+    out = parse_tool_calls(ids + [grammar.eos_ids[0]], engine.tokenizer, TOOLS)
+    assert out.error is None and [(c.name, c.arguments) for c in out.calls] == [call[:2]]
