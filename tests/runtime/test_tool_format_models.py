@@ -129,8 +129,16 @@ def test_calls_do_happen_so_the_property_above_checks_them(family, engines):
     assert finished >= 1
 
 
+ARCH = {"hermes": ("qwen3", ["<|endoftext|>", "<|im_end|>"]), "json": ("qwen3", ["<|endoftext|>", "<|im_end|>"]),
+        "llama3": ("llama", ["<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"]), "mistral": ("mistral", ["</s>"])}
+
+
 def test_each_family_template_picks_its_format_and_names_its_special_tokens(engines):
     for name, engine in engines.items():
+        config = json.loads((engine.loaded.path / "config.json").read_text())
+        model_type, eos = ARCH[name]
+        hf_eos = [G.hf_tokenizer(engine.tokenizer).convert_tokens_to_ids(t) for t in eos]
+        assert config["model_type"] == model_type and sorted(config["eos_token_id"]) == sorted(hf_eos)
         fmt = tool_formats.detect(engine.tokenizer.chat_template)
         assert fmt.name == name
         hf = G.hf_tokenizer(engine.tokenizer)

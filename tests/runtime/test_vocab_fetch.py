@@ -1,7 +1,8 @@
-"""First-use fetch of the Qwen vocabulary, against a real package index served on 127.0.0.1.
+"""First-use fetch of the real vocabularies, against a real package index served on 127.0.0.1.
 
-The index serves a small stand-in for the llama-cpp-python sdist (same file name, same member paths), so these
-tests check the fetch (progress, hash, temp-then-rename, cache errors) without PyPI.
+The index serves small stand-ins for the llama-cpp-python sdist and the mistral-common wheel (same file names,
+same member paths), so these tests check the fetch (progress, hash, temp-then-rename, cache errors, one download
+per archive for every vocabulary it holds) without PyPI.
 """
 import hashlib
 import io
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,19 +23,32 @@ from tinygpt.runtime import index_fetch, vocab
 
 MEMBER = "llama_cpp_python-0.3.36/" + vocab.GGUF_MEMBER
 PAYLOAD = {"": os.urandom(200_000), ".inp": b"hello\n__ggml_vocab_test__\nworld", ".out": b"1 2\n3"}
+NEMO = "mistralai-Mistral-Nemo-Instruct-2407.jinja"  # also in the sdist: kept by the first download of it
+NEMO_TEXT = b"{{ bos_token }}[TOOL_CALLS]["
+TEKKEN = b'{"config": {}, "vocab": []}'
 
 
 def _sdist() -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for suffix, data in PAYLOAD.items():
-            info = tarfile.TarInfo(MEMBER + suffix)
+        members = {MEMBER + suffix: data for suffix, data in PAYLOAD.items()}
+        members["llama_cpp_python-0.3.36/" + vocab.SDIST.members[NEMO]] = NEMO_TEXT
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
+def _wheel() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(vocab.MISTRAL_WHEEL.members["tekken_240718.json"], TEKKEN)
+    return buf.getvalue()
+
+
 SDIST = _sdist()
+FILES = {"llama-cpp-python": (vocab.SDIST_FILE, SDIST), "mistral-common": (vocab.MISTRAL_WHEEL.filename, _wheel())}
 
 
 class Index:
@@ -50,24 +65,26 @@ class Index:
 
             def do_GET(self):
                 index.requests.append(self.path)
-                sha = hashlib.sha256(SDIST).hexdigest() if index.mode != "bad-hash" else "0" * 64
-                if self.path == "/simple/llama-cpp-python/":
-                    if index.mode == "html":
-                        body = (f'<html><body><a href="../../files/{vocab.SDIST_FILE}#sha256={sha}">'
-                                f'{vocab.SDIST_FILE}</a></body></html>').encode()
-                        return self._send(body, "text/html")
-                    files = [{"filename": vocab.SDIST_FILE, "url": f"/files/{vocab.SDIST_FILE}",
-                              "hashes": {"sha256": sha}, "size": len(SDIST)}]
-                    return self._send(json.dumps({"files": files}).encode(), "application/vnd.pypi.simple.v1+json")
-                if self.path == f"/files/{vocab.SDIST_FILE}":
-                    if index.mode == "truncated":
-                        self.send_response(200)
-                        self.send_header("Content-Length", str(len(SDIST)))
-                        self.end_headers()
-                        self.wfile.write(SDIST[: len(SDIST) // 2])
-                        self.close_connection = True
-                        return
-                    return self._send(SDIST, "application/octet-stream")
+                for project, (filename, data) in FILES.items():
+                    sha = hashlib.sha256(data).hexdigest() if index.mode != "bad-hash" else "0" * 64
+                    if self.path == f"/simple/{project}/":
+                        if index.mode == "html":
+                            body = (f'<html><body><a href="../../files/{filename}#sha256={sha}">'
+                                    f'{filename}</a></body></html>').encode()
+                            return self._send(body, "text/html")
+                        files = [{"filename": filename, "url": f"/files/{filename}",
+                                  "hashes": {"sha256": sha}, "size": len(data)}]
+                        return self._send(json.dumps({"files": files}).encode(),
+                                          "application/vnd.pypi.simple.v1+json")
+                    if self.path == f"/files/{filename}":
+                        if index.mode == "truncated":
+                            self.send_response(200)
+                            self.send_header("Content-Length", str(len(data)))
+                            self.end_headers()
+                            self.wfile.write(data[: len(data) // 2])
+                            self.close_connection = True
+                            return
+                        return self._send(data, "application/octet-stream")
                 self.send_error(404)
 
             def _send(self, body, kind):
@@ -111,7 +128,7 @@ def test_fetch_writes_the_vocab_with_a_few_plain_progress_lines(cache, index, ca
     assert path == cache / "vocab" / "ggml-vocab-qwen2.gguf"
     for suffix, data in PAYLOAD.items():
         assert path.with_name(path.name + suffix).read_bytes() == data
-    assert sorted(p.name for p in path.parent.iterdir()) == sorted(path.name + s for s in PAYLOAD)
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([NEMO] + [path.name + s for s in PAYLOAD])
     lines = capsys.readouterr().err.splitlines()
     assert 3 <= len(lines) <= 7, lines
     assert "0.2 MB" in lines[1] and vocab.SDIST_FILE in lines[1]
@@ -184,3 +201,21 @@ def test_an_index_without_the_project_is_a_one_line_vocab_error(cache, index, mo
     msg = str(err.value)
     assert msg.startswith("could not read the package index page http://127.0.0.1:") and "Not Found" in msg
     assert "\n" not in msg and not (cache / "vocab" / "ggml-vocab-qwen2.gguf").exists()
+
+
+def test_each_archive_is_downloaded_once_for_every_vocabulary_it_holds(cache, index):
+    seen = len(index.requests)
+    files = vocab.vocab_files("mistral")  # the wheel's tekken file and the sdist's Nemo template
+    assert [p.name for p in files] == ["tekken_240718.json", NEMO]
+    assert files[0].read_bytes() == TEKKEN and files[1].read_bytes() == NEMO_TEXT
+    downloads = [r for r in index.requests[seen:] if r.startswith("/files/")]
+    assert sorted(downloads) == sorted(f"/files/{f}" for f, _ in FILES.values())
+    assert vocab.qwen_gguf_path().read_bytes() == PAYLOAD[""]  # kept from that one sdist download
+    assert [r for r in index.requests[seen:] if r.startswith("/files/")] == downloads
+
+
+def test_a_member_missing_from_its_archive_is_a_vocab_error_saying_what_to_put_where(cache, index):
+    with pytest.raises(vocab.VocabError) as err:
+        vocab.vocab_files("llama3")  # the stand-in sdist has no Llama files
+    msg = str(err.value)
+    assert "ggml-vocab-llama-bpe.gguf" in msg and str(cache / "vocab") in msg and "\n" not in msg
