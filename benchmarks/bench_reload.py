@@ -8,13 +8,16 @@ measured its prefill rate, as a chat that built its history would have); then, i
 and the file path's parts and alternatives once: reading the bytes, `mx.load` of every tensor, numpy's read
 plus `mx.array` and a first device op, and 8-bit KV (mx.quantize, group 64: file size, load + dequantize time,
 and whether 16 greedy tokens after it equal those after the exact KV). Writes JSON (medians and raw runs).
-Usage: python benchmarks/bench_reload.py --model DIR [--lengths 1024,4096,16384] [--reps 3] [--out FILE]
+With --cold, each measurement runs in a fresh process instead (a restarted chat: nothing measured, no kernel built
+yet, so `auto` goes by the rate recorded in the file): re-prefill, file and auto, each + the turn, per length.
+Usage: python benchmarks/bench_reload.py --model DIR [--lengths 1024,4096,16384] [--reps 3] [--cold] [--out FILE]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -130,14 +133,62 @@ def bench_length(engine: Engine, n: int, reps: int, turn_len: int, rng, vocab: i
     return r
 
 
+def cold_one(a) -> int:
+    """One measurement in this fresh process: `--one` way (reprefill, file, auto) on `--file`, + the turn."""
+    engine = Engine(load(a.model))
+    vocab = min(engine.loaded.vocab_size, len(engine.tokenizer._tokenizer)) - 300
+    rng = np.random.default_rng(1)
+    turn = rng.integers(0, vocab, size=a.turn).tolist()
+    t0 = time.perf_counter()
+    if a.one == "reprefill":
+        hist = rng.integers(0, vocab, size=a.history).tolist()
+        engine.generate(hist + turn, ONE, session=engine.new_session())
+        how = "reprefill"
+    else:
+        s = engine.load_session(a.file, how=a.one)
+        engine.generate(s.ids + turn, ONE, session=s)
+        how = s.reload.how
+    print(json.dumps({"s": time.perf_counter() - t0, "how": how}))
+    return 0
+
+
+def cold(a, engine: Engine, res: dict, rng, vocab: int) -> None:
+    """Per length: save a session here, then time each way in fresh processes (--reps each, interleaved)."""
+    res["cold"] = {}
+    with tempfile.TemporaryDirectory() as d:
+        for n in (int(x) for x in a.lengths.split(",")):
+            session = engine.new_session()
+            engine.generate(rng.integers(0, vocab, size=n).tolist(), ONE, session=session)
+            path = engine.save_session(session, Path(d) / f"kv{n}")  # records this process's prefill rate
+            r: dict = {"history": len(session.ids), "reprefill_s": [], "file_s": [], "auto_s": [], "auto_how": []}
+            for _ in range(a.reps):
+                for way in ("reprefill", "file", "auto"):
+                    out = subprocess.run([sys.executable, __file__, "--model", a.model, "--one", way, "--file",
+                                          str(path), "--history", str(len(session.ids)), "--turn", str(a.turn)],
+                                         capture_output=True, text=True, timeout=600, check=True)
+                    got = json.loads(out.stdout.strip().splitlines()[-1])
+                    r[f"{way}_s"].append(got["s"])
+                    if way == "auto":
+                        r["auto_how"].append(got["how"])
+            res["cold"][str(n)] = r
+            print(f"cold, history {n}: " + ", ".join(f"{k} {statistics.median(v) * 1e3:.0f} ms" for k, v in r.items()
+                                                      if k.endswith("_s")) + f", auto {r['auto_how']}", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--lengths", default="1024,4096,16384")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--turn", type=int, default=24)
+    ap.add_argument("--cold", action="store_true", help="each measurement in a fresh process")
+    ap.add_argument("--one", choices=("reprefill", "file", "auto"), help=argparse.SUPPRESS)
+    ap.add_argument("--file", help=argparse.SUPPRESS)
+    ap.add_argument("--history", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--out", default="benchmarks/results/reload.json")
     a = ap.parse_args()
+    if a.one:
+        return cold_one(a)
     engine = Engine(load(a.model))
     cfg = engine.loaded.config
     vocab = min(engine.loaded.vocab_size, len(engine.tokenizer._tokenizer)) - 300
@@ -145,13 +196,15 @@ def main() -> int:
     engine.generate(rng.integers(0, vocab, size=64).tolist(), ONE)  # warm-up
     res = {"machine": machine_info(), "model": a.model, "turn_tokens": a.turn, "reps": a.reps, "model_config": {
         k: cfg.get(k) for k in ("hidden_size", "num_hidden_layers", "vocab_size", "torch_dtype")}, "lengths": {}}
-    for n in (int(x) for x in a.lengths.split(",")):
+    for n in (int(x) for x in a.lengths.split(",")) if not a.cold else ():
         r = bench_length(engine, n, a.reps, a.turn, rng, vocab)
         res["lengths"][str(n)] = r
         med = {k: round(statistics.median(v) * 1e3, 1) for k, v in r.items()
                if isinstance(v, list) and v and isinstance(v[0], float)}
         print(f"history {n}: ms {med} auto={r['auto_how']} ({r['auto_reason']}); parts "
               f"{ {k: round(v * 1e3, 1) for k, v in r['file_parts'].items()} }; int8 {r['int8']}", flush=True)
+    if a.cold:
+        cold(a, engine, res, rng, vocab)
     res["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))

@@ -202,6 +202,21 @@ def kv_read(runs: list[dict], title: str) -> list[str]:
     return out + ["", *notes, ""] if notes else out + [""]
 
 
+def reload_cold(r: dict, title: str) -> list[str]:
+    cfg, med = r.get("model_config", {}), statistics.median
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model: random-init Qwen3, hidden "
+           f"{cfg.get('hidden_size')}, {cfg.get('num_hidden_layers')} layers, {cfg.get('torch_dtype')}; each "
+           f"measurement in a fresh process (as after a restart: nothing measured, no kernel built; auto goes by the "
+           f"rate the saving process recorded), then a {r['turn_tokens']}-token turn; medians of {r['reps']}, "
+           f"{r['date']}. Script: `benchmarks/bench_reload.py --cold`.", "",
+           "| history | full re-prefill ms | reload from file + turn ms | **auto** + turn ms (its choice) |",
+           "|---|---|---|---|"]
+    for n, v in r["cold"].items():
+        out.append(f"| {n} | {med(v['reprefill_s']) * 1e3:.0f} | {med(v['file_s']) * 1e3:.0f} | "
+                   f"**{med(v['auto_s']) * 1e3:.0f}** ({'/'.join(sorted(set(v['auto_how'])))}) |")
+    return out + ["", r["note"], ""] if r.get("note") else out + [""]
+
+
 def decode_path(r: dict, title: str) -> list[str]:
     cfg = r.get("model_config", {})
     out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model: random-init Qwen3, hidden "
@@ -264,6 +279,8 @@ SECTIONS = [
     ("kv_ttft-gpu-qwen3-4b-earlier.json", "Warm turn TTFT on an NVIDIA GPU (issue 9), qwen3-4b bf16: the earlier run",
      kv_ttft),
     ("reload-gpu-qwen3-4b.json", "Reloading a saved session on an NVIDIA GPU (issue 9: P4), qwen3-4b bf16", reload),
+    ("reload-cold-gpu-qwen3-4b.json", "Reloading a saved session after a restart on an NVIDIA GPU (issue 9: P4)",
+     reload_cold),
     ("kv_read-gpu-qwen3-4b-*.json", "What bounds reading a KV file into the GPU (issue 9: P4)", kv_read),
     ("reload-cpu-qwen3-0.6b.json", "Reloading a saved session on this CPU (issue 9: P4), qwen3-0.6b shape", reload),
     ("kv_ttft-sdpa-gpu-qwen3-4b.json", "Fused attention at new key lengths on an NVIDIA GPU (issue 9)", sdpa_first_use),
