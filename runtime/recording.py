@@ -12,6 +12,9 @@ processors (the grammar mask) and before temperature, i.e. of the constrained di
 Model fields of the header: `model` is the name the model was loaded under (registry name, alias, hub id, or a
 local directory's name), `model_fingerprint` its identity key (models.Identity.key: the base fingerprint, plus
 "+<adapter fingerprint>" for a specialist) and `adapter_version` the adapter's fingerprint (None for a base).
+For a message-level (remote) model (`engine` None): `model` is the name it is asked for, `model_fingerprint`
+"remote:<base URL>#<model>" (remote_policy.remote_fingerprint: where it ran, as its weights are unknown here),
+`adapter_version` None and `tokenizer_hash` / `chat_template_hash` "" (no local tokenizer or template took part).
 """
 from __future__ import annotations
 
@@ -31,18 +34,27 @@ Judge = Callable[[list], tuple[Reward, Verdict | None]]
 
 def make_header(engine, agent, *, task_id: str, split: str, episode_id: str | None = None,
                 labels: dict[str, str] | None = None) -> Header:
-    """The `.atraj` header for an episode run by `agent` on `engine`."""
+    """The `.atraj` header for an episode run by `agent` on `engine` (None: on the agent's message-level policy)."""
     tools = [ToolSpec(name=t["function"]["name"], description=t["function"].get("description", ""),
                       parameters=t["function"].get("parameters", {})) for t in agent.tools]
     tools_hash = hashlib.sha256(json.dumps(agent.tools, sort_keys=True).encode()).hexdigest()[:16]
     return Header(
         episode_id=episode_id or uuid.uuid4().hex, task_id=task_id, split=split, created_at=time.time(),
-        model=engine.loaded.name, model_fingerprint=engine.loaded.fingerprint,
-        adapter_version=engine.loaded.identity.adapter,
-        tokenizer_hash=engine.loaded.tokenizer_hash, chat_template_hash=engine.loaded.chat_template_hash,
+        **_model_fields(engine, agent),
         tools=tools, tools_hash=tools_hash, labels=labels or {},
         sampling=sampling_record(agent.config.sampling),
     )
+
+
+def _model_fields(engine, agent) -> dict:
+    """The header's model fields: the loaded model's, or (no engine) the agent's message-level policy's."""
+    if engine is None:
+        policy = agent.policy
+        return dict(model=policy.model, model_fingerprint=policy.fingerprint, adapter_version=None,
+                    tokenizer_hash="", chat_template_hash="")
+    loaded = engine.loaded
+    return dict(model=loaded.name, model_fingerprint=loaded.fingerprint, adapter_version=loaded.identity.adapter,
+                tokenizer_hash=loaded.tokenizer_hash, chat_template_hash=loaded.chat_template_hash)
 
 
 def record_episode(events: Iterator[ev.AgentEvent], directory, *, engine, agent, task_id: str, split: str,
@@ -55,7 +67,7 @@ def record_episode(events: Iterator[ev.AgentEvent], directory, *, engine, agent,
         for event in events:
             if isinstance(event, (Message, ModelCall, ToolResult)):
                 rec.record(event)
-            if not isinstance(event, ev.Token):
+            if not isinstance(event, (ev.Token, ev.TextDelta)):
                 seen.append(event)
             if isinstance(event, ev.TurnEnd):
                 reward, verdict = judge(seen) if judge else (Reward(value=0.0, source="unjudged"), None)
