@@ -31,7 +31,7 @@ EPILOG = """examples:
 
 REPL commands:
   /tools        list the tools and their parameters
-  /save PATH    save the conversation + KV cache (PATH.chat.json + PATH.kv.safetensors)
+  /save PATH    save the conversation + KV cache (PATH.chat.json + PATH.kv.safetensors); a local model only
   /load PATH    load one (refused if made by another model)
   /save PATH    replaces only a chat saved there before, never another file
   /reset        start a new conversation (the tool world keeps its state)
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "server's model")
     remote.add_argument("--api-key-env", metavar="VAR", default=None,
                         help="read the server's API key from environment variable VAR (default: send no key)")
-    remote.add_argument("--timeout", type=float_in(0.0, lo_open=True), default=None,
+    remote.add_argument("--timeout", metavar="S", type=float_in(0.0, lo_open=True), default=None,
                         help="seconds to wait for the server (default 120)")
     return p
 

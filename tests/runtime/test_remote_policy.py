@@ -45,8 +45,9 @@ def sse(chunks: list[dict]) -> bytes:
 
 
 class ScriptedServer:
-    """A real HTTP server: each POST gets the next scripted body (bytes, sent as an event stream) or, for None,
-    no answer until the server stops. `requests` holds the JSON bodies it received."""
+    """A real HTTP server: each POST gets the next scripted body (bytes, sent as an event stream), for None no
+    answer, and for ("partial", bytes) those bytes and then nothing more, until the server stops (or, for a
+    partial answer, the client hangs up). `requests` holds the JSON bodies it received."""
 
     def __init__(self, bodies: list[bytes | None]):
         self.bodies, self.requests, self.release = list(bodies), [], threading.Event()
@@ -60,6 +61,14 @@ class ScriptedServer:
                 server.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 body = server.bodies.pop(0)
                 if body is None:
+                    server.release.wait()
+                    return
+                if isinstance(body, tuple):  # headers and the start of a stream; the rest never comes
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    self.wfile.write(body[1])
+                    self.wfile.flush()
                     server.release.wait()
                     return
                 self.send_response(200)
@@ -192,6 +201,27 @@ def test_a_server_that_never_answers_times_out_with_one_line(scripted):
     assert events[-2].message == f"{server.url} did not answer within 0.5 s (timed out); check the server or raise " \
                                  "the timeout (--timeout)"
     assert events[-1] == ev.TurnEnd("remote_error", 1)
+
+
+def test_stopping_mid_answer_closes_the_stream_and_the_turn_can_be_dropped(scripted, tmp_path):
+    """As the REPL's Ctrl-C: the consumer stops at the first streamed text; nothing waits for the rest."""
+    server = scripted(("partial", b"data: " + json.dumps(chunk({"content": "Hel"})).encode() + b"\n\n"),
+                      sse(answer("fine")))
+    agent = remote_agent(server.url)
+    mark = agent.transcript.mark()
+    run = agent.run("hi")
+    events = record_episode(run, tmp_path, engine=None, agent=agent, task_id="stop", split="test")
+    for event in events:
+        if isinstance(event, ev.TextDelta):
+            assert event.text == "Hel"
+            break
+    events.close()  # as tinygpt agent does: both return at once, the connection closed, not read to its end
+    run.close()
+    assert list_traces(tmp_path) == [] and len(list_traces(tmp_path, include_partial=True)) == 1
+    agent.transcript.rollback(mark)
+    assert agent.transcript.messages == []
+    assert list(agent.run("again"))[-1] == ev.TurnEnd("answer", 1)
+    assert server.requests[1]["messages"] == [{"role": "user", "content": "again"}]
 
 
 def test_nothing_listening_is_one_line_and_the_episode_ends_remote_error(tmp_path):
