@@ -1,11 +1,12 @@
 """Where warm time-to-first-token goes as a session's history grows (issue 9), measured side by side in one run.
 
-For each history length: a full re-prefill through the engine; a persistent-KV turn through the engine (24 new
-tokens appended to the session); the same 24-token forward pass straight through mlx-lm's model on a prefilled
-plain cache (no engine), and through runtime/prefill.py's shape-bucketed prefill; and the attention alone for 24 queries over the history, fused
-(`mx.fast.scaled_dot_product_attention`) vs plain matmuls. Then reloading the saved session from disk: the file
-read, the `load_prompt_cache` and the first token after it. Prints a profile of one engine turn at the longest
-history. Writes JSON (median of runs). It changes nothing; it only measures.
+For each history length: a full re-prefill through the engine (a fresh session each time, so no prefix-cache
+hit); a persistent-KV turn through the engine (24 new tokens appended to the session); the same 24-token forward
+pass straight through mlx-lm's model on a prefilled plain cache (no engine), and through runtime/prefill.py's
+shape-bucketed prefill; and the attention alone for 24 queries over the history, fused
+(`mx.fast.scaled_dot_product_attention`) vs plain matmuls. Prints a profile of one engine turn at the longest
+history. Writes JSON (median of runs). It changes nothing; it only measures. Reloading a saved session is
+bench_reload.py's.
 Usage: python benchmarks/bench_kv_ttft.py --model DIR [--lengths 1024,4096,16384] [--out FILE]
 """
 from __future__ import annotations
@@ -17,13 +18,12 @@ import json
 import pstats
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import tinygpt  # noqa: F401  (fast BLAS before mlx)
 import mlx.core as mx
-from mlx_lm.models.cache import load_prompt_cache, make_prompt_cache
+from mlx_lm.models.cache import make_prompt_cache
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import machine_info  # noqa: E402
@@ -177,7 +177,8 @@ def main() -> int:
     for length in [int(x) for x in a.lengths.split(",")]:
         r: dict = {}
         history = ids(length)
-        r["full_reprefill_s"] = [engine.generate(history + ids(a.turn), ONE).ttft_s for _ in range(a.reps)]
+        r["full_reprefill_s"] = [engine.generate(history + ids(a.turn), ONE, session=engine.new_session()).ttft_s
+                                 for _ in range(a.reps)]  # a fresh session: a true prefill, never a prefix-cache hit
         session = engine.new_session()
         engine.generate(history, ONE, session=session)
         warm = []
@@ -211,20 +212,6 @@ def main() -> int:
         print({k: [round(x * 1000, 1) for x in v] for k, v in r["shape_costs"].items()}, flush=True)
         r["attention_q_turn"] = attention_only(cfg, length, a.turn, a.reps, dtype)
         r["attention_q1"] = attention_only(cfg, length, 1, a.reps, dtype)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = engine.save_session(session, Path(tmp) / "kv")
-            r["kv_file_bytes"] = path.stat().st_size
-            r["file_read_s"] = timed(lambda: path.read_bytes(), a.reps)
-
-            def reload():
-                c = load_prompt_cache(str(path))
-                mx.eval([x.state for x in c])
-            r["load_prompt_cache_s"] = timed(reload, a.reps)
-
-            def reload_and_token():
-                s = engine.load_session(path)
-                engine.generate(s.ids + ids(a.turn), ONE, session=s)
-            r["reload_then_first_token_s"] = timed(reload_and_token, a.reps)
         res["lengths"][str(length)] = r
         med = {k: statistics.median(v) for k, v in r.items() if isinstance(v, list)}
         print(f"history {length}: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in med.items()) +

@@ -33,7 +33,8 @@ def engine(r: dict, title: str) -> list[str]:
             f"| tinygpt engine | {p1['engine_median']:.2f} | "
             f"{', '.join(f'{x:.1f}' for x in p1['engine_tps'])} |",
             "", f"**P1** engine ÷ raw = **{p1['ratio']:.3f}** (target ≥ 0.97; {p1['tokens']} tokens per run, runs "
-            "interleaved, greedy).", ""]
+            "interleaved, greedy" + (f", {r['date']}" if r.get("date") else "") + ")." + (f" {r['note']}" if r.get("note") else ""),
+            ""]
     if "p3" in r:
         out += ["| history tokens | full re-prefill TTFT s | persistent KV TTFT s | **P3** ratio | reload-from-disk "
                 "+ first token s | **P4** ratio |", "|---|---|---|---|---|---|"]
@@ -150,20 +151,50 @@ def kv_ttft(r: dict, title: str) -> list[str]:
            "| history | full re-prefill ms | **warm turn TTFT ms** (engine) | target: bucketed prefill + 2 decode "
            "steps ms | forward, plain cache ms (before) | forward, bucketed ms | decode step ms |",
            "|---|---|---|---|---|---|---|"]
-    rows = []
     for n, v in r["lengths"].items():
         target = med(v["bucketed_forward_s"]) + 2 * med(v["decode_step_s"])
         out.append(f"| {n} | {med(v['full_reprefill_s']) * 1e3:.1f} | **{med(v['persistent_s']) * 1e3:.1f}** | "
                    f"{target * 1e3:.1f} ({'met' if med(v['persistent_s']) <= target else 'not met'}) | "
                    f"{med(v['raw_forward_s']) * 1e3:.1f} | {med(v['bucketed_forward_s']) * 1e3:.1f} | "
                    f"{med(v['decode_step_s']) * 1e3:.1f} |")
-        rows.append(f"| {n} | {v['kv_file_bytes'] / 2 ** 20:.0f} | {med(v['file_read_s']) * 1e3:.0f} | "
-                    f"{med(v['load_prompt_cache_s']) * 1e3:.0f} | {med(v['reload_then_first_token_s']) * 1e3:.0f} | "
-                    f"{med(v['full_reprefill_s']) * 1e3:.0f} |")
-    out += ["", "Reloading a saved session (P4 on the GPU): target cheaper than re-prefill from 4k tokens up.", "",
-            "| history | KV file MiB | read file ms | load_prompt_cache ms | reload + first token ms | re-prefill ms |",
-            "|---|---|---|---|---|---|", *rows, ""]
-    return out
+    return out + ["", r["note"], ""] if r.get("note") else out + [""]
+
+
+def reload(r: dict, title: str) -> list[str]:
+    cfg, med = r.get("model_config", {}), statistics.median
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model: random-init Qwen3, hidden "
+           f"{cfg.get('hidden_size')}, {cfg.get('num_hidden_layers')} layers, {cfg.get('torch_dtype')}; a saved "
+           f"session, then a {r['turn_tokens']}-token turn; medians of {r['reps']} interleaved runs, {r['date']}. "
+           "Script: `benchmarks/bench_reload.py`.", "",
+           "| history | KV file MiB | full re-prefill ms | reload from file + turn ms | recompute from ids + turn ms "
+           "| **auto** + turn ms (its choice) | auto ÷ re-prefill |", "|---|---|---|---|---|---|---|"]
+    parts = []
+    for n, v in r["lengths"].items():
+        full, auto = med(v["full_reprefill_s"]), med(v["auto_s"])
+        choice = "/".join(sorted(set(v["auto_how"])))
+        out.append(f"| {n} | {v['kv_file_bytes'] / 2**20:.0f} | {full * 1e3:.1f} | {med(v['file_s']) * 1e3:.1f} | "
+                   f"{med(v['prefill_s']) * 1e3:.1f} | **{auto * 1e3:.1f}** ({choice}) | {auto / full:.2f} |")
+        fp, q = v["file_parts"], v["int8"]
+        parts.append(f"| {n} | {fp['read_bytes_s'] * 1e3:.0f} | {fp['mx_load_s'] * 1e3:.0f} | "
+                     f"{fp['numpy_read_mx_array_s'] * 1e3:.0f} | {q['file_bytes'] / 2**20:.0f} | "
+                     f"{q['load_dequantize_s'] * 1e3:.0f} | {'yes' if q['greedy16_equal'] else 'no, from token ' + str(q['greedy16_same_prefix'])} |")
+    last = list(r["lengths"].values())[-1]
+    out += ["", f"Auto's reasoning at the longest history: {last['auto_reason']}.", "",
+            "The file path's parts (once each, ms) and 8-bit KV (mx.quantize, group 64; not built into the runtime):",
+            "", "| history | read bytes | mx.load all tensors | numpy read + mx.array + device op | 8-bit file MiB | "
+            "8-bit load + dequantize | 16 greedy tokens equal exact KV's |", "|---|---|---|---|---|---|---|", *parts]
+    return out + ["", r["note"], ""] if r.get("note") else out + [""]
+
+
+def decode_path(r: dict, title: str) -> list[str]:
+    cfg = r.get("model_config", {})
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model: random-init Qwen3, hidden "
+           f"{cfg.get('hidden_size')}, {cfg.get('num_hidden_layers')} layers, {cfg.get('torch_dtype')}; "
+           f"{r['tokens']} greedy tokens per run, {r['reps']} interleaved runs, {r['date']}. Script: "
+           "`benchmarks/bench_decode_path.py`.", "", "| path | median decode tok/s | ÷ raw | runs |", "|---|---|---|---|"]
+    for k, v in r["tok_s"].items():
+        out.append(f"| {k} | {r['median_tok_s'][k]:.1f} | {r['ratio_to_raw'][k]:.3f} | {', '.join(f'{x:.1f}' for x in v)} |")
+    return out + ["", r["note"], ""] if r.get("note") else out + [""]
 
 
 def sdpa_first_use(r: dict, title: str) -> list[str]:

@@ -1,1 +1,1 @@
-"""tinygpt.evals: BFCL harness, file-ops gate and the eval gate. Not built yet."""
+"""tinygpt.evals: result rows, eval suites (the file-ops gate; BFCL to come), the runner and the eval gate."""

@@ -8,6 +8,8 @@ loop without an engine: its step (message_step.py) sends messages and gets text 
 has ids (token_exact False). Everything that happens is yielded as an event so the REPL, the server and the
 trajectory recorder all consume the same stream: the `.atraj` records themselves (traces/atraj.py: Message,
 ModelCall, ToolCall, ToolResult) and the stream-only events of agent_events.py. It does not print or record.
+A call's `prompt_token_ids` are the ids appended since the previous output of the conversation, whatever turn
+it was in, so the calls of a conversation concatenate to exactly the ids the engine consumed (recording.py).
 If the consumer stops mid-turn (Ctrl-C), the session is settled (engine.py) but the turn stays in the transcript;
 a caller that wants it gone rolls the transcript back to a `mark()` and rewinds the session (tinygpt/repl.py).
 """
@@ -66,7 +68,6 @@ class Agent:
         self.grammar = None if self.remote else compile_tools(
             engine.tokenizer, self.tools, tool_choice=choice, parallel_tool_calls=config.parallel_tool_calls,
             backend=config.grammar_backend)
-        self._calls = 0
         self._invalid: str | None = None
         self.reset()
 
@@ -81,12 +82,13 @@ class Agent:
     def run(self, user: str) -> Iterator[ev.AgentEvent]:
         """Handle one user message: yield every event until the turn ends."""
         msgs = [{"role": "user", "content": user}]
-        if self.config.system and not self.transcript.messages:
-            msgs.insert(0, {"role": "system", "content": self.config.system})
-        pending = self.transcript.add_messages(*msgs)
-        if len(msgs) == 2:  # the system message is recorded too; the user message carries the ids of both
-            yield Message(role="system", content=self.config.system)
-        yield Message(role="user", content=user, token_ids=None if pending is None else list(pending))
+        system = self.config.system if not self.transcript.messages else None
+        if system:
+            msgs.insert(0, {"role": "system", "content": system})
+        ids = self.transcript.add_messages(*msgs)
+        if system:  # appended together with the user message: the user message carries the ids of both
+            yield Message(role="system", content=system)
+        yield Message(role="user", content=user, token_ids=None if ids is None else list(ids))
         for step in range(1, self.config.max_steps + 1):
             if self.remote:  # a message-level policy's step (message_step imports this module: imported here)
                 from tinygpt.runtime.message_step import message_step
@@ -96,24 +98,28 @@ class Agent:
                     yield ev.TurnEnd(ended, step)
                     return
                 continue
-            call_event = yield from self._model_step(pending)
+            call_event = yield from self._model_step()
             if call_event.finish_reason == "truncated":
                 yield ev.Error(step, "the tool call was cut off by the token budget (max_tokens) and was not run")
                 yield ev.TurnEnd("truncated_call", step)
                 return
             if self._invalid is not None:  # a model fault: shown to the model, which gets another step
-                pending = yield from self._report_invalid(step)
+                yield from self._report_invalid(step)
                 continue
             if not call_event.tool_calls:
                 yield ev.TurnEnd("answer" if call_event.finish_reason == "stop" else "length", step)
                 return
-            pending = yield from self._run_tools(call_event.tool_calls)
+            yield from self._run_tools(call_event.tool_calls)
         yield ev.Error(self.config.max_steps, f"stopped after {self.config.max_steps} steps without an answer")
         yield ev.TurnEnd("max_steps", self.config.max_steps)
 
-    def _model_step(self, pending: list[int]) -> Iterator[ev.AgentEvent]:
+    def _model_step(self) -> Iterator[ev.AgentEvent]:
+        """One model call; its prompt_token_ids are what it adds to what the engine was given before: every id
+        appended since the last output (tool results of a turn that ended at max_steps included), or, in a new or
+        loaded conversation, all of them."""
         from tinygpt.runtime.tool_calls import parse_tool_calls
 
+        pending = self.transcript.since_output()
         t0 = time.perf_counter()
         gen = self.policy.stream(self.transcript.ids, self.config.sampling, self.session,
                                  self.grammar.processor())
@@ -125,10 +131,7 @@ class Agent:
         r = gen.result
         parsed = parse_tool_calls(r.output_ids, self.engine.tokenizer, self.tools, finish_reason=r.finish_reason)
         self._invalid = parsed.error if parsed.error and not parsed.truncated else None
-        calls = []
-        for c in parsed.calls:  # numbered per agent, so a replayed conversation gets the same ids
-            self._calls += 1
-            calls.append(ToolCall(id=f"call_{self._calls}", name=c.name, arguments=c.arguments))
+        calls = list(parsed.calls)  # ids as the tool format gives them (some families sample their own)
         finish = "truncated" if parsed.truncated else ("tool_calls" if calls else r.finish_reason)
         message = {"role": "assistant", "content": parsed.content}
         if calls:  # the chat template's (OpenAI) shape
@@ -149,7 +152,6 @@ class Agent:
         ids = self.transcript.add_messages({"role": "tool", "tool_call_id": "", "name": "invalid_call",
                                             "content": message})
         yield ToolResult(call_id="", name="invalid_call", content=message, is_error=True, token_ids=list(ids))
-        return ids
 
     def _run_tools(self, calls: list[ToolCall]) -> Iterator[ev.AgentEvent]:
         """Run each call (yielding it first), append all results as one template turn, yield the results; the
@@ -163,7 +165,6 @@ class Agent:
             for res in results])
         yield from results[:-1]
         yield msgspec.structs.replace(results[-1], token_ids=list(ids))
-        return ids
 
 
 def sampling_record(params: SamplingParams) -> Sampling:

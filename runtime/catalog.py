@@ -1,8 +1,11 @@
 """What a server can serve: the model it was started with, plus every model the store knows (bases, adapters on
 their base, specialists, aliases), each by name, loaded through the provider (specialists share their base's
-weights). A `ModelSource` for the scheduler, and a file-only `ModelInfo` per name for listings, so listing never
-loads a model or imports MLX. A registered model whose files are gone is left out of the list (asking for it
-by name says why). Not here: loading itself (provider.py, models.py), the registry file (store.py).
+weights). A `ModelSource` for the scheduler: `get` loads through the provider, `release` lets the provider drop
+what the scheduler unloaded, `footprint` says what a model will occupy before it loads (for the scheduler's
+memory budget); and a file-only `ModelInfo` per name for listings, so listing never loads a model or imports
+MLX. A registered model whose files are gone is left out of the list (asking for it by name says why).
+Not here: loading itself (provider.py, models.py), the registry file (store.py), which models stay loaded
+(scheduler.py).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinygpt.runtime.models import LoadedModel, ModelLoadError
-from tinygpt.runtime.provider import ModelProvider
+from tinygpt.runtime.provider import ModelProvider, footprint
 from tinygpt.runtime.store import DEFAULT, ModelStore, Resolved, StoreError
 
 log = logging.getLogger("tinygpt.serve")
@@ -76,19 +79,29 @@ class Catalog:
             out.append(name)
         return out
 
+    def _ref(self, name: str) -> str:
+        return self._primary_ref if name == self.primary else name
+
     def get(self, name: str) -> LoadedModel:
-        """The model `name` means, loaded through the provider (shared base weights), named `name`."""
-        if name == self.primary:
-            r = self._primary
-            loaded = self.provider.get(self._primary_ref)
-            return loaded if loaded.name == name else _renamed(loaded, name)
-        return self.provider.get(name)
+        """The model `name` means, loaded through the provider (shared base weights), named `name`; held until
+        `release(name)`."""
+        loaded = self.provider.get(self._ref(name))
+        return loaded if loaded.name == name else _renamed(loaded, name)
+
+    def release(self, name: str) -> None:
+        """The scheduler unloaded `name`: the provider lets go of it (and of its base once nothing uses that)."""
+        self.provider.unload(self._ref(name))
+
+    def footprint(self, name: str) -> dict[str, int]:
+        """{directory: bytes} of the weights `name` runs on once loaded (its base's, its adapter's), not loading."""
+        r = self._resolved(name)
+        return footprint(r.base, r.adapter)
 
     def base_model(self, loaded: LoadedModel) -> LoadedModel:
         """The base `loaded` runs on (itself for a base): the provider's one copy of the base's weights."""
         if loaded.adapter_path is None:
             return loaded
-        return self.provider.get(str(loaded.path))
+        return self.provider.base(loaded)
 
     def info(self, name: str) -> ModelInfo:
         r = self._resolved(name)

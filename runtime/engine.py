@@ -93,10 +93,12 @@ class Engine:
 
     def save_session(self, session: Session, path) -> Any:
         return save_session(session, path, fingerprint=self.loaded.fingerprint,
-                            tokenizer_hash=self.loaded.tokenizer_hash)
+                            tokenizer_hash=self.loaded.tokenizer_hash, model=self.model)
 
-    def load_session(self, path) -> Session:
-        return load_session(path, fingerprint=self.loaded.fingerprint, tokenizer_hash=self.loaded.tokenizer_hash)
+    def load_session(self, path, how: str = "auto") -> Session:
+        """A saved session, read from its file or recomputed from its ids, whichever is cheaper (kv_cache.py)."""
+        return load_session(path, fingerprint=self.loaded.fingerprint, tokenizer_hash=self.loaded.tokenizer_hash,
+                            model=self.model, prefill_step=self.prefill_step_size, how=how)
 
     def settle(self, session: Session, ids: list[int]) -> None:
         """Make `session` hold exactly the longest prefix of `ids` that every cache layer holds.

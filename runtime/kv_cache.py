@@ -7,6 +7,10 @@ must match before reuse (the fingerprint is the model's identity key, models.Ide
 never loaded by its base or a sibling, nor the other way round); writes go to a temp file and are renamed, so
 a failure never overwrites a good file.
 `save_session` replaces only a tinygpt KV file (read from its header); any other file, or a symlink, is refused.
+`load_session` brings a session back the cheaper way here: reading the file, or recomputing the KV from the
+saved ids (a GPU can prefill faster than a KV file of that length can be read and copied to it; on a CPU the
+file wins by far). It weighs the prefill throughput measured in this process (prefill_meter.py; else the rate the
+saving process recorded, on the same device) against the read time measured on the file's first layer.
 The cross-request prefix cache is mlx-lm's own `LRUPromptCache` (used by engine.py), not re-implemented here.
 """
 from __future__ import annotations
@@ -15,7 +19,8 @@ import json
 import os
 import struct
 import tempfile
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +29,28 @@ from mlx_lm.models.cache import (
     can_trim_prompt_cache, load_prompt_cache, save_prompt_cache, trim_prompt_cache,
 )
 
-from tinygpt.runtime.prefill import bucketed, make_cache, plain
+from tinygpt.runtime import prefill_meter
+from tinygpt.runtime.prefill import bucketed, make_cache, plain, prefill
 
 FORMAT = "tinygpt-kv/1"
 
 
+HOW = ("auto", "file", "prefill")
+BAIL = 1.5  # a recompute that projects this many times the file's read time still to go reads the file instead
+
+
 class KVCacheError(RuntimeError):
     """A saved KV cache cannot be used (corrupt, or made by another model/tokenizer)."""
+
+
+@dataclass(frozen=True)
+class Reload:
+    """How `load_session` brought a session back and why; the estimates (seconds) it compared, where it made them."""
+
+    how: str  # "file" or "prefill"
+    reason: str
+    file_s: float | None = None
+    prefill_s: float | None = None
 
 
 @dataclass
@@ -39,6 +59,7 @@ class Session:
 
     cache: list[Any]
     ids: list[int] = field(default_factory=list)
+    reload: Reload | None = None  # set when the session came from a saved file
 
     @classmethod
     def new(cls, model) -> "Session":
@@ -107,8 +128,19 @@ def saved_format(path: Path) -> str | None:
     return meta.get("0.format") if isinstance(meta, dict) else None  # mlx-lm flattens [metadata, ...]
 
 
-def save_session(session: Session, path: str | Path, *, fingerprint: str, tokenizer_hash: str) -> Path:
-    """Write the session's KV + metadata to `path` (.safetensors), atomically; never replaces a user's file."""
+def device_name() -> str:
+    """The device prefill rates are measured on (e.g. 'NVIDIA H200', 'Apple M2 Max', 'AMD EPYC')."""
+    try:
+        return str(mx.device_info().get("device_name", mx.default_device()))
+    except (AttributeError, RuntimeError):
+        return str(mx.default_device())
+
+
+def save_session(session: Session, path: str | Path, *, fingerprint: str, tokenizer_hash: str,
+                 model=None) -> Path:
+    """Write the session's KV + metadata to `path` (.safetensors), atomically; never replaces a user's file.
+
+    With `model`, the prefill rate measured for it in this process is recorded too (for a later reload's choice)."""
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_name(path.name + ".safetensors")
@@ -126,6 +158,9 @@ def save_session(session: Session, path: str | Path, *, fingerprint: str, tokeni
     tmp = Path(name)
     meta = {"format": FORMAT, "fingerprint": fingerprint, "tokenizer_hash": tokenizer_hash,
             "ids": json.dumps(session.ids)}
+    rate = prefill_meter.rate(model) if model is not None else None
+    if rate:
+        meta.update(prefill_tok_s=f"{rate:.1f}", device=device_name())
     try:
         save_prompt_cache(str(tmp), plain(session.cache), meta)  # mlx-lm reloads caches by class name
         with open(tmp, "rb+") as f:
@@ -137,15 +172,25 @@ def save_session(session: Session, path: str | Path, *, fingerprint: str, tokeni
     return path
 
 
-def load_session(path: str | Path, *, fingerprint: str, tokenizer_hash: str) -> Session:
-    """Load a saved session; raise KVCacheError if it is unreadable or belongs to another model/tokenizer."""
+def load_session(path: str | Path, *, fingerprint: str, tokenizer_hash: str, model=None,
+                 prefill_step: int = 2048, how: str = "auto") -> Session:
+    """Load a saved session; raise KVCacheError if it is unreadable or belongs to another model/tokenizer.
+
+    `how`: "file" reads the KV; "prefill" recomputes it from the saved ids with `model`; "auto" (the default)
+    does whichever is estimated cheaper here (`_choose`), and reads the file when no prefill rate is known (or no
+    model is given).
+    `session.reload` says which way it went and why."""
+    if how not in HOW:
+        raise ValueError(f"how must be one of {', '.join(HOW)}, not {how!r}")
+    if how == "prefill" and model is None:
+        raise ValueError("how='prefill' needs the model (to recompute the KV from the saved ids)")
     path = Path(path)
     if not path.exists() and path.with_name(path.name + ".safetensors").exists():
         path = path.with_name(path.name + ".safetensors")
     if not path.exists():
         raise KVCacheError(f"no saved KV cache at {path}")
     try:
-        cache, meta = load_prompt_cache(str(path), return_metadata=True)
+        cache, meta = load_prompt_cache(str(path), return_metadata=True)  # lazy: only the header is read here
     except Exception as exc:  # noqa: BLE001 — mlx raises RuntimeError/ValueError/KeyError on bad files
         raise KVCacheError(f"{path} is not a readable KV cache file ({type(exc).__name__}: {exc})") from exc
     if meta.get("format") != FORMAT:
@@ -159,7 +204,67 @@ def load_session(path: str | Path, *, fingerprint: str, tokenizer_hash: str) -> 
         ids = [int(i) for i in json.loads(meta["ids"])]
     except (KeyError, ValueError, TypeError) as exc:
         raise KVCacheError(f"{path}: token ids in the metadata are missing or corrupt") from exc
-    session = Session(cache=bucketed(cache), ids=ids)
-    if session.offset() != len(ids):
-        raise KVCacheError(f"{path}: cache holds {session.offset()} tokens but metadata lists {len(ids)}")
-    return session
+    held = cache[0].offset if cache else 0
+    if held != len(ids):
+        raise KVCacheError(f"{path}: cache holds {held} tokens but metadata lists {len(ids)}")
+    reload = _choose(cache, ids, model, meta, path) if how == "auto" else Reload(how, "asked for")
+    if reload.how == "prefill":
+        kv = _recompute(model, ids, prefill_step, BAIL * reload.file_s if reload.file_s is not None else None)
+        if kv is not None:
+            return Session(cache=kv, ids=ids, reload=reload)
+        reload = replace(reload, how="file", reason=reload.reason + "; the recompute fell behind, so read the file")
+    _read(cache, path)
+    return Session(cache=bucketed(cache), ids=ids, reload=reload)
+
+
+def _read(cache: list, path: Path, layers: slice = slice(None)) -> None:
+    """Evaluate (read from the file) the lazily loaded layers of `cache`; a short or damaged file is KVCacheError."""
+    try:
+        mx.eval([c.state for c in cache[layers]])
+    except Exception as exc:  # noqa: BLE001 — mlx raises RuntimeError on a short read
+        raise KVCacheError(f"{path}: the KV data cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def _nbytes(layer) -> int:
+    return sum(a.nbytes for a in layer.state if isinstance(a, mx.array))
+
+
+def _choose(cache: list, ids: list[int], model, meta: dict, path: Path) -> Reload:
+    """File or recompute, whichever is estimated cheaper: the saved ids over the measured prefill rate, against
+    the file's size over the read rate measured by reading its first layer (kept: the file path goes on from it)."""
+    if model is None:
+        return Reload("file", "no model given to recompute with")
+    rate = prefill_meter.rate(model)
+    source = "measured in this process"
+    if rate is None and meta.get("device") == device_name():
+        try:
+            rate, source = float(meta["prefill_tok_s"]), "recorded by the process that saved it"
+        except (KeyError, ValueError):
+            rate = None
+    if rate is None or not cache or not ids:
+        return Reload("file", "no prefill rate measured for this model on this device yet")
+    prefill_s = len(ids) / rate
+    t0 = time.perf_counter()
+    _read(cache, path, slice(0, 1))
+    first = time.perf_counter() - t0
+    total = sum(_nbytes(c) for c in cache)
+    file_s = first * total / max(1, _nbytes(cache[0]))
+    how = "prefill" if prefill_s < file_s else "file"
+    return Reload(how, f"{len(ids)} ids at {rate:.0f} tok/s ({source}) ~{prefill_s:.3f} s vs {total / 2**20:.0f} "
+                       f"MiB read ~{file_s:.3f} s", file_s, prefill_s)
+
+
+def _recompute(model, ids: list[int], step: int, budget_s: float | None) -> list | None:
+    """A cache holding `ids`, prefilled chunk by chunk; None if it projects more than `budget_s` still to go."""
+    cache = make_cache(model)
+    step = max(1, step)
+    for i in range(0, len(ids), step):
+        chunk = ids[i:i + step]
+        t0 = time.perf_counter()
+        prefill(model, cache, chunk, step)
+        dt = time.perf_counter() - t0
+        prefill_meter.record(model, len(chunk), dt)
+        left = len(ids) - i - len(chunk)
+        if budget_s is not None and left and left * dt / len(chunk) > budget_s:
+            return None
+    return cache

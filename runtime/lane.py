@@ -123,6 +123,15 @@ class Lane:
         self.adapters[name] = name if loaded.adapter_path is not None else None
         self.keys[name] = loaded.fingerprint
 
+    def remove_model(self, name: str) -> None:
+        """Stop serving `name` in this shared lane (its adapter and sessions go; the base and the others stay)."""
+        if name == self.name or name not in self.keys:
+            return
+        if self.adapters.pop(name) is not None:
+            self.multi.remove(name)
+        del self.keys[name]
+        self.sessions.drop(lambda sid: sid.startswith(f"{name}\x00"))
+
     def models(self) -> list[str]:
         return list(self.keys)
 
@@ -170,6 +179,8 @@ class Lane:
             self.bg.close()
         self.bg = None
         self.sessions.clear()
+        if self.multi is not None:  # the base model object is the provider's: give it back its plain layers
+            self.multi.detach()
 
     def fail_active(self, status: int, message: str) -> None:
         if self.solo is not None:  # its cache was changed in place: keep what it consistently holds

@@ -171,12 +171,20 @@ def attach_adapter(base: LoadedModel, adapter_dir, name: str | None = None) -> L
                                adapter_path=adapter_dir)
 
 
+def upcasts_to_float32(config: dict) -> bool:
+    """Whether loading a model of this config turns its bf16/fp16 weights (and its adapters') into float32: on the
+    CPU backend, for an unquantized model (the one statement of the dtype policy; provider.footprint reads it)."""
+    import mlx.core as mx
+
+    return mx.default_device() == mx.cpu and "quantization" not in config
+
+
 def _cpu_float32(model, config: dict) -> None:
     """On the CPU backend, upcast bf16/fp16 weights of an unquantized model to float32 (in place)."""
     import mlx.core as mx
     from mlx.utils import tree_flatten, tree_map
 
-    if mx.default_device() != mx.cpu or "quantization" in config:
+    if not upcasts_to_float32(config):
         return
     params = model.parameters()
     if any(v.dtype in (mx.bfloat16, mx.float16) for _, v in tree_flatten(params)):

@@ -17,6 +17,7 @@ from tinygpt.runtime.kv_cache import FORMAT as KV_FORMAT, KVCacheError, Session,
 from tinygpt.runtime.transcript import Transcript
 
 FORMAT = "tinygpt-chat/1"
+ROLES = ("system", "user", "assistant", "tool")
 
 
 class SavedChatError(KVCacheError):
@@ -88,6 +89,18 @@ def save_chat(engine, transcript: Transcript, session: Session, path: str | Path
     return chat_path, replaced
 
 
+def _check_messages(messages: list) -> None:
+    """Raise ValueError unless each item is a chat message as the transcript writes them."""
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content") or "", str):
+            raise ValueError(f"message {i} is not a chat message (role {ROLES}, text content)")
+        for call in m.get("tool_calls") or ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not (isinstance(fn, dict) and isinstance(fn.get("name"), str)
+                    and isinstance(fn.get("arguments", {}), dict)):
+                raise ValueError(f"message {i} has a tool call without a name and an arguments object")
+
+
 def load_chat(engine, path: str | Path, tools: list[dict] | None = None) -> tuple[Transcript, Session]:
     """Read a saved chat made by this model with these `tools`; raises SavedChatError/KVCacheError if the files
     are missing, corrupt, from another model or tool list, or were saved apart."""
@@ -103,8 +116,9 @@ def load_chat(engine, path: str | Path, tools: list[dict] | None = None) -> tupl
         ids = [int(i) for i in data["ids"]]
         messages = list(data["messages"])
         pending = data.get("pending_close", "")
-        if not all(isinstance(m, dict) for m in messages) or not isinstance(pending, str):
-            raise ValueError("messages or pending_close have the wrong type")
+        if not isinstance(pending, str):
+            raise ValueError("pending_close has the wrong type")
+        _check_messages(messages)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise SavedChatError(f"{chat_path} is not a readable saved chat ({exc})") from exc
     if data.get("model_fingerprint") != engine.loaded.fingerprint:

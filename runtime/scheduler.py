@@ -1,8 +1,14 @@
 """The one scheduler every caller generates through: the server, the CLI, the agent loop and (next) evals.
 
 It serves jobs for several models by name: each loaded model is served by a `Lane` (lane.py: its batch, solo
-job, prefix cache and sessions). Models come from a `ModelSource` (`get(name)` loads one; `names()` lists what
-can be served); a model unloads after its keep-alive runs out. When the source can give a specialist's base
+job, prefix cache and sessions). Models come from a `ModelSource` (`get(name)` loads one, `release(name)` lets the
+source drop it once unloaded, `footprint(name)` says what it will occupy, `names()` lists what can be served).
+A model unloads after its keep-alive runs out, and whenever room is needed: the scheduler owns the one memory
+budget (`memory_budget_bytes`, weights only, each shared array once) and the one least-recently-used order;
+before a model loads, idle models (no running or queued jobs) unload, least recently used first, until it fits
+(memory_budget.py). A model with work in flight is never unloaded: if the new one cannot fit without it, the new
+one's jobs wait while the busy model drains (it finishes what it runs; its new jobs wait behind the new model);
+a model that fits nothing loads when it would be alone. When the source can give a specialist's base
 (`base_model`, as the server's catalog does), a base and all its specialists share one lane: their rows go into
 one batch, one forward pass of the base with per-row adapter deltas (multi_adapter.py). Each round every lane
 with work runs one step, in turn, so a long stream on one model never starves another's short requests.
@@ -30,9 +36,12 @@ import mlx.core as mx
 
 from tinygpt.runtime.jobs import Chunk, Event, Failed, Finished, Job, deliver
 from tinygpt.runtime.lane import Lane, LaneConfig
+from tinygpt.runtime.memory_budget import plan_room
 from tinygpt.runtime.model_card import ModelCard, describe
 from tinygpt.runtime.models import LoadedModel, load
 from tinygpt.runtime.multi_adapter import AdapterError
+from tinygpt.runtime.provider import footprint, weight_arrays
+from tinygpt.runtime.store import ModelStore
 
 log = logging.getLogger("tinygpt.scheduler")
 FLUSH_S = 0.02  # longest a generated token waits before it is handed to its caller (threaded mode)
@@ -47,15 +56,22 @@ class UnknownModel(LookupError):
 
 
 class ModelSource(Protocol):
-    """Where the scheduler gets models: `names()` lists the servable ones, `get(name)` loads one."""
+    """Where the scheduler gets models: `names()` lists the servable ones, `get(name)` loads one, `release(name)`
+    says the scheduler unloaded it (the source must not keep its weights alive for it), `footprint(name)` is
+    {directory: bytes} of the weights it will run on once loaded (base first, then its adapter), not loading."""
 
     def names(self) -> list[str]: ...
 
     def get(self, name: str) -> LoadedModel: ...
 
+    def release(self, name: str) -> None: ...
+
+    def footprint(self, name: str) -> dict[str, int]: ...
+
 
 class StaticModels:
-    """A fixed set of models by name: each a path or hub id (loaded on first use) or an already loaded model."""
+    """A fixed set of models by name: each a path or hub id (loaded on each `get`, dropped when the scheduler
+    unloads it) or an already loaded model (the caller's: it stays in memory whatever the scheduler does)."""
 
     def __init__(self, models: dict[str, str | LoadedModel]):
         self._models = dict(models)
@@ -69,12 +85,23 @@ class StaticModels:
         m = self._models[name]
         return m if isinstance(m, LoadedModel) else load(m)
 
+    def release(self, name: str) -> None:
+        """Nothing to do: this source keeps no reference to what it loads."""
+
+    def footprint(self, name: str) -> dict[str, int]:
+        m = self._models[name]
+        if isinstance(m, LoadedModel):
+            return footprint(m.path, m.adapter_path)
+        r = ModelStore().resolve(m)
+        return footprint(r.base, r.adapter)
+
 
 @dataclass
 class SchedulerConfig(LaneConfig):
     """The lanes' settings plus the scheduler's own."""
 
-    keep_alive_s: float = -1.0      # after a model's last job; < 0: keep loaded forever
+    keep_alive_s: float = -1.0      # after a model's last job; < 0: keep loaded (until room is needed)
+    memory_budget_bytes: int | None = None  # weights of all loaded models (shared arrays once); None: no limit
     share_adapters: bool = True     # a base and its specialists share one lane (one batch) where the source allows
     max_pending: int = 256          # queued jobs beyond this are refused (Failed 429 / QueueFull)
 
@@ -94,6 +121,16 @@ class ShuttingDown(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class Resident:
+    """A loaded model, as /api/ps shows it."""
+
+    name: str
+    nbytes: int             # the weights it runs on (a specialist: its base's and its adapter's)
+    expires: float | None   # monotonic time its keep-alive ends; None: kept until room is needed or it is unloaded
+    on_gpu: bool            # its weights are in the accelerator's memory (MLX's default device is a GPU)
+
+
 class Scheduler:
     """Jobs for many models, one MLX owner. `submit` jobs (any thread when started); events come back to each job."""
 
@@ -106,6 +143,15 @@ class Scheduler:
         self.lanes: dict[str, Lane] = {}  # model name -> the lane serving it (specialists share their base's)
         self._groups: dict[str, Lane] = {}  # base directory -> its shared lane
         self.expires: dict[str, float | None] = {}  # monotonic time a loaded model unloads; None: never
+        self.sizes: dict[str, int] = {}  # bytes of the weights each loaded model runs on
+        self._loaded: dict[str, LoadedModel] = {}  # each loaded name's model (a shared lane's specialists too)
+        self._arrays: dict[str, dict[int, int]] = {}  # each loaded name's weight arrays, {id: bytes}
+        self._used: dict[str, int] = {}  # when each loaded model was last used, in ticks: the one LRU order
+        self._tick = 0
+        self._waiter: str | None = None  # the model waiting for memory; models not loaded yet wait behind it
+        self._held_back: list[Lane] = []  # lanes that take no new jobs until the waiter loads
+        self._load_waits: dict[str, list[tuple[float | None, concurrent.futures.Future, float]]] = {}  # control
+        self._on_gpu = mx.default_device().type == mx.DeviceType.gpu
         self._queued: dict[str, deque[Job]] = {}
         self._inbox: queue.Queue = queue.Queue()
         self._outbox: list[tuple[Job, Event]] = []
@@ -145,6 +191,21 @@ class Scheduler:
 
     def is_loaded(self, name: str) -> bool:
         return name in self.lanes
+
+    def resident(self) -> list[Resident]:
+        """The loaded models (any thread may ask)."""
+        lanes, expires = dict(self.lanes), dict(self.expires)
+        return [Resident(name, self.sizes.get(name, 0), expires.get(name), self._on_gpu) for name in lanes]
+
+    def held_bytes(self, without: list[Lane] = ()) -> int:
+        """Bytes of the weights the loaded models hold, each shared array once (as if `without` were unloaded).
+        A shared lane's stacked adapter copies count too. In the scheduler's thread."""
+        lanes = [lane for lane in self._unique() if all(lane is not w for w in without)]
+        arrays: dict[int, int] = {}
+        for n, lane in self.lanes.items():  # a lane's base arrays are in every model it serves
+            if any(lane is kept for kept in lanes):
+                arrays.update(self._arrays[n])
+        return sum(arrays.values()) + sum(lane.multi.nbytes for lane in lanes if lane.multi is not None)
 
     def names(self) -> list[str]:
         return self.models.names()
@@ -188,7 +249,8 @@ class Scheduler:
             self._inbox.put(("wake",))
 
     def control(self, op: str, name: str = "", keep_alive_s: float | None = None) -> concurrent.futures.Future:
-        """'load' (the result is the load time in seconds) or 'unload' model `name`, in the scheduler's thread."""
+        """'load' (the result is the load time in seconds; it may wait for memory like a job) or 'unload' model
+        `name`, in the scheduler's thread. Inline, a load that waits completes in a later `pump`."""
         name = self.resolve(name)
         fut: concurrent.futures.Future = concurrent.futures.Future()
         if not self._threaded:
@@ -254,14 +316,16 @@ class Scheduler:
     def lane(self, name: str = "") -> Lane:
         """The loaded lane of model `name` (loading it); for callers that run in the scheduler's thread."""
         name = self.resolve(name)
-        self._ensure_loaded(name)
+        if self._ensure_loaded(name) is None:
+            raise RuntimeError(f"the model {name!r} does not fit the memory budget while "
+                               f"{', '.join(lane.name for lane in self._held_back)} run; retry when they are done")
         return self.lanes[name]
 
     # ---- the scheduler's thread -----------------------------------------------------------------------------
     def _main(self) -> None:
         try:
             for name in self._preload:
-                self._ensure_loaded(name)
+                self._ensure_loaded(name)  # nothing runs yet: it never waits
         except BaseException as exc:  # noqa: BLE001 — handed to start()'s caller, who reports it
             self._start_error = exc
             mx.clear_streams()  # before start() returns: its caller may exit at once, and MLX aborts a live stream
@@ -293,12 +357,12 @@ class Scheduler:
     def _iterate(self, block: bool) -> None:
         lanes = self._unique()
         if self._threaded:
-            busy = any(lane.busy for lane in lanes) or any(self._queued.values())
+            busy = any(lane.busy for lane in lanes) or any(self._queued.values()) or bool(self._load_waits)
             self._take_inbox(block=block and not busy)
             lanes = self._unique()  # a control message may have loaded or unloaded a model
         for lane in lanes:
             lane.reap_cancelled()
-        if any(self._queued.values()) or any(lane.pending for lane in lanes):  # runs every token: skip when idle
+        if any(self._queued.values()) or self._load_waits or any(lane.pending for lane in lanes):  # skip when idle
             self._admit()
             lanes = self._unique()  # admitting may have loaded a model
         lanes = [lane for lane in lanes if lane.n_active]
@@ -340,19 +404,19 @@ class Scheduler:
         self._queued.setdefault(job.model, deque()).append(job)
 
     def _control(self, op: str, name: str, keep_alive: float | None, fut: concurrent.futures.Future) -> None:
+        if op == "load":  # admitted like a job: within the budget, behind a model that waits for memory
+            self._load_waits.setdefault(name, []).append((keep_alive, fut, time.perf_counter()))
+            self._admit()
+            return
         try:
-            if op == "load":
-                fut.set_result(self._ensure_loaded(name))
-                self._set_expiry(name, keep_alive)
-            elif name in self.lanes and (self.lanes[name].n_active or self.lanes[name].pending
+            if name in self.lanes and (self.lanes[name].n_active or self.lanes[name].pending
                                          or self._queued.get(name)):
                 self.expires[name] = time.monotonic()  # unload once the running jobs are done
-                fut.set_result(0.0)
             else:
                 self._unload(name)
-                fut.set_result(0.0)
+            _settle(fut, 0.0)
         except Exception as exc:  # noqa: BLE001 — reported to the waiting caller
-            fut.set_exception(exc)
+            _settle(fut, error=exc)
 
     def _set_expiry(self, name: str, keep_alive_s: float | None) -> None:
         ka = self.config.keep_alive_s if keep_alive_s is None else keep_alive_s
@@ -360,19 +424,44 @@ class Scheduler:
 
     def _touch(self, job: Job) -> None:
         self._set_expiry(job.model, job.keep_alive_s)
+        self._use(job.model)
+
+    def _use(self, name: str) -> None:
+        if name in self.lanes:
+            self._tick += 1
+            self._used[name] = self._tick
 
     def _maybe_unload(self) -> None:
         now = time.monotonic()
         for name in list(self.lanes):
-            t = self.expires.get(name)
-            if t is not None and now >= t and not self._queued.get(name) and not self.lanes[name].pending:
+            t, lane = self.expires.get(name), self.lanes.get(name)
+            if lane is not None and t is not None and now >= t and not self._queued.get(name) and not lane.pending:
                 self._unload(name)
 
-    def _ensure_loaded(self, name: str) -> float:
+    def _ensure_loaded(self, name: str) -> float | None:
+        """Load `name` after making room for it within the memory budget: the load time in seconds (0.0 if it
+        was loaded), or None when it must wait for busy models to drain (then they take no new jobs)."""
         if name in self.lanes:
             return 0.0
+        if not self._make_room(name):
+            return None
         t0 = time.perf_counter()
         loaded = self.models.get(name)
+        try:
+            self._serve(name, loaded)
+        except BaseException:
+            self.models.release(name)  # the source must not keep a model that no lane serves
+            raise
+        self._loaded[name] = loaded
+        self._arrays[name] = weight_arrays(loaded.model)
+        self.sizes[name] = sum(self._arrays[name].values())
+        self._set_expiry(name, None)
+        self._use(name)
+        self._trim_to_budget(name)
+        return time.perf_counter() - t0
+
+    def _serve(self, name: str, loaded: LoadedModel) -> None:
+        """Give `name` a lane: its own, or its base's shared one."""
         if name not in self.cards:
             self.cards[name] = describe(loaded, name)
         base_of = getattr(self.models, "base_model", None) if self.config.share_adapters else None
@@ -389,43 +478,169 @@ class Scheduler:
                 lane.add_model(name, loaded)
             except AdapterError as exc:  # e.g. an embedding adapter: served on its own, batched per adapter
                 log.warning("%s cannot share its base's batch (%s); it gets a batch of its own", name, exc)
+                if not self._names_of(lane):  # made for it alone: it must not hold the base
+                    del self._groups[key]
+                    lane.close()
                 lane = Lane(name, loaded, self.config.lane_config(), self._post, self._touch)
             self.lanes[name] = lane
-        self._set_expiry(name, None)
-        return time.perf_counter() - t0
+
+    def _parts(self, lanes: list[Lane]) -> set[str]:
+        """The weight directories (bases, adapters) the models of `lanes` run on."""
+        parts = set()
+        for n, m in self._loaded.items():
+            if any(self.lanes[n] is lane for lane in lanes):
+                parts.add(str(Path(m.path).resolve()))
+                if m.adapter_path is not None:
+                    parts.add(str(Path(m.adapter_path).resolve()))
+        return parts
+
+    def _by_age(self, keep: str) -> list[Lane]:
+        """Lanes that may unload to make room for `keep` (not those on its base), least recently used first."""
+        lanes = [lane for lane in self._unique() if keep not in self._parts([lane])]
+        return sorted(lanes, key=lambda lane: max(self._used.get(n, 0) for n in self._names_of(lane)))
+
+    def _names_of(self, lane: Lane) -> list[str]:
+        return [n for n, other in self.lanes.items() if other is lane]
+
+    def _idle(self, lane: Lane) -> bool:
+        """No job runs or waits in it (jobs held back for the waiter do not count: they wait for it anyway)."""
+        if lane.n_active or lane.pending:
+            return False
+        return any(lane is h for h in self._held_back) or not any(self._queued.get(n) for n in self._names_of(lane))
+
+    def _make_room(self, name: str) -> bool:
+        """Unload idle models, least recently used first, until `name` fits the budget; False: it must wait."""
+        budget = self.config.memory_budget_bytes
+        if budget is None:
+            return True
+        want = self.models.footprint(name)
+        base = next(iter(want))
+        held_parts = self._parts(self._unique())
+        need = sum(b for part, b in want.items() if part not in held_parts)
+        room = plan_room(budget, need, self._by_age(base), self._idle, self.held_bytes)
+        if not room.fits:
+            self._held_back = room.evict + room.drain
+            return False
+        self._held_back = []
+        for lane in room.evict:
+            log.info("unloading %s to make room for %s (memory budget %d MiB)", ", ".join(self._names_of(lane)),
+                     name, budget >> 20)
+            self._evict(lane)
+        if self.held_bytes() + need > budget:
+            log.warning("%s (%d MiB) does not fit the memory budget of %d MiB; it is served as the only model",
+                        name, need >> 20, budget >> 20)
+        return True
+
+    def _trim_to_budget(self, name: str) -> None:
+        """After a load, measured: if the estimate fell short, unload more idle models (never a busy one)."""
+        budget = self.config.memory_budget_bytes
+        if budget is None:
+            return
+        base = str(Path(self._loaded[name].path).resolve())
+        for lane in self._by_age(base):
+            if self.held_bytes() <= budget:
+                return
+            if self._idle(lane):
+                self._evict(lane)
 
     def _unload(self, name: str) -> None:
-        lane = self.lanes.pop(name, None)
-        self.expires.pop(name, None)
-        if lane is None or any(other is lane for other in self.lanes.values()):
-            return  # another model still uses this shared lane (the adapter stays attached: a few MiB)
+        """Unload `name`. In a lane shared with other loaded models only its adapter and sessions leave (the base
+        stays while any model on it is loaded); otherwise the lane closes. The source lets go of its weights."""
+        lane = self.lanes.get(name)
+        if lane is None:
+            self.expires.pop(name, None)
+            return
+        if len(self._names_of(lane)) > 1:
+            self._forget(name)
+            lane.remove_model(name)
+            self.models.release(name)
+            self._free()
+        else:
+            self._evict(lane)
+
+    def _evict(self, lane: Lane) -> None:
+        """Unload every model of `lane` and close it."""
+        names = self._names_of(lane)
+        for n in names:
+            self._forget(n)
         self._groups = {k: v for k, v in self._groups.items() if v is not lane}
-        lane.fail_all(503, f"the model {name!r} was unloaded")
+        self._held_back = [h for h in self._held_back if h is not lane]
+        lane.fail_all(503, f"the model {', '.join(map(repr, names))} was unloaded")
         for key in ("cancelled", "solo_jobs", "handoffs"):
             self._gone[key] += getattr(lane, key)
         self._gone["peak_active"] = max(self._gone["peak_active"], lane.peak_active)
         lane.close()
+        for n in names:
+            self.models.release(n)
+        self._free()
+
+    def _forget(self, name: str) -> None:
+        for d in (self.lanes, self.expires, self._loaded, self._arrays, self.sizes, self._used):
+            d.pop(name, None)
+
+    @staticmethod
+    def _free() -> None:
         gc.collect()
         mx.clear_cache()
 
     def _admit(self) -> None:
         loads: dict[str, float] = {}
-        for name, jobs in list(self._queued.items()):
-            if not jobs:
-                continue
+        for jobs in self._queued.values():  # a cancelled job that never started needs no model
+            if any(job.cancelled for job in jobs):
+                kept = [job for job in jobs if not job.cancelled]
+                jobs.clear()
+                jobs.extend(kept)
+        for name, waits in list(self._load_waits.items()):  # nor a load whose caller went away
+            waits[:] = [w for w in waits if not w[1].cancelled()]
+            if not waits:
+                del self._load_waits[name]
+        if self._waiter is not None and not self._queued.get(self._waiter) and self._waiter not in self._load_waits:
+            self._waiter, self._held_back = None, []  # nobody waits for it any more: the drained take work again
+        asked = {n: jobs[0].submitted for n, jobs in self._queued.items() if jobs}
+        for n, waits in self._load_waits.items():
+            asked[n] = min(asked.get(n, waits[0][2]), waits[0][2])
+        # the model waiting for memory first, then in the order asked: a later job for a model that must make
+        # room for an earlier one is held back, or the earlier one could wait forever
+        wanted = sorted(asked, key=lambda n: (n != self._waiter, asked[n]))
+        for name in wanted:
+            if any(self.lanes.get(name) is h for h in self._held_back):
+                continue  # drains: its new jobs wait until the waiting model has loaded
+            if name not in self.lanes and self._waiter not in (None, name):
+                continue  # models to load wait behind the one that waits for memory, in turn
+            if name == self._waiter and not all(self._idle(lane) for lane in self._held_back):
+                continue  # the drain is not over: planning again cannot find room (it runs every token)
             try:
                 load_s = self._ensure_loaded(name)
-            except Exception as exc:  # noqa: BLE001 — the model directory changed under us; tell every waiter
+            except Exception as exc:  # noqa: BLE001 — a bad or changed model directory; tell every waiter
                 log.exception("loading the model %s failed", name)
-                while jobs:
-                    self._post(jobs.popleft(), Failed(503, f"the model {name!r} could not be loaded: {exc}"))
+                self._fail_loading(name, exc)
                 continue
+            if load_s is None:
+                self._waiter = name
+                continue
+            if self._waiter == name:
+                self._waiter, self._held_back = None, []
             loads[name] = load_s
-            self.lanes[name].pending.extend(jobs)
-            jobs.clear()
+            for keep_alive, fut, _ in self._load_waits.pop(name, []):
+                self._set_expiry(name, keep_alive)
+                _settle(fut, load_s)
+            jobs = self._queued.get(name)
+            if jobs:
+                self.lanes[name].pending.extend(jobs)
+                jobs.clear()
+                self._use(name)
         for lane in self._unique():
             if lane.pending:  # the first job admitted after a load reports its time
                 lane.admit(max((loads.get(n, 0.0) for n in lane.models()), default=0.0))
+
+    def _fail_loading(self, name: str, exc: Exception) -> None:
+        if self._waiter == name:
+            self._waiter, self._held_back = None, []
+        jobs = self._queued.get(name) or deque()
+        while jobs:
+            self._post(jobs.popleft(), Failed(503, f"the model {name!r} could not be loaded: {exc}"))
+        for _, fut, _ in self._load_waits.pop(name, []):
+            _settle(fut, error=exc)
 
     def _fail_all(self, status: int, message: str) -> None:
         for lane in self._unique():
@@ -433,6 +648,11 @@ class Scheduler:
         for jobs in self._queued.values():
             while jobs:
                 self._post(jobs.popleft(), Failed(status, message))
+        for waits in self._load_waits.values():
+            for _, fut, _ in waits:
+                _settle(fut, error=ShuttingDown(message) if status == 503 else RuntimeError(message))
+        self._load_waits.clear()
+        self._waiter, self._held_back = None, []
 
     def _post(self, job: Job, event: Event) -> None:
         self._outbox.append((job, event))
@@ -453,6 +673,17 @@ class Scheduler:
                 job.delivered = True
             deliver(outbox)
         self._flushed = time.perf_counter()
+
+
+def _settle(fut: concurrent.futures.Future, result=None, error: BaseException | None = None) -> None:
+    """Complete a control future, unless its caller cancelled it meanwhile (from another thread)."""
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 def default_prefill_step() -> int:

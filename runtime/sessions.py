@@ -48,6 +48,11 @@ class SessionStore:
             sess.cache, sess.ids = cache, list(ids)
         self._evict()
 
+    def drop(self, which) -> None:
+        """Forget every idle session whose id `which(sid)` selects (a model that left its shared lane)."""
+        for sid in [sid for sid in self._items if sid not in self._busy and which(sid)]:
+            del self._items[sid]
+
     def clear(self) -> None:
         self._items.clear()
         self._busy.clear()

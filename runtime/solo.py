@@ -18,10 +18,12 @@ layer to what all of them hold (kv_cache.settle_cache), so the ids it returns ar
 The sampled token's logprob is taken on the device inside the step (one gather behind the sampler, evaluated
 with the token), so reading it is one scalar, not a host view of the whole vocabulary-wide row every token (the
 suspected cause of P1 falling to 0.943 on an H200). The row is still returned for top-k alternatives.
+Each prefill chunk's time goes to prefill_meter.py (what recomputing a saved session would cost here).
 Not here: scheduling (lane.py decides when a job runs solo and when it is handed over).
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any, Callable
 
@@ -29,6 +31,7 @@ import mlx.core as mx
 from mlx_lm.generate import generate_step
 from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
+from tinygpt.runtime import prefill_meter
 from tinygpt.runtime.kv_cache import settle_cache
 from tinygpt.runtime.prefill import prefill
 
@@ -61,7 +64,9 @@ class SoloRun:
         """Prefill one chunk (returns None) or decode one token (returns it, its logprob row and its logprob)."""
         if len(self.rest) > 1:
             chunk = self.rest[: min(self.step, len(self.rest) - 1)]
+            t0 = time.perf_counter()
             prefill(self.model, self.cache, chunk, self.step)  # shape-bucketed when the cache is (sessions)
+            prefill_meter.record(self.model, len(chunk), time.perf_counter() - t0)  # evaluated: device time
             self.ids += chunk
             del self.rest[: len(chunk)]
             return None

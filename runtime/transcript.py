@@ -5,9 +5,11 @@ engine's persistent KV holds, what the agent recorded and what training sees are
 new messages comes from the model's own chat template: render(history + new) minus render(history); if a
 template re-renders earlier turns differently, fall back to rendering the new messages after a probe turn.
 The model's sampled ids are appended verbatim; the rest of the template's turn closer (e.g. the "\n" after
-`<|im_end|>`) is added in front of the next message. A `mark()` taken before a turn lets a cancelled turn be
-dropped whole (`rollback`), as Ollama drops an interrupted exchange; the caller then rewinds the engine session
-to `ids` (Engine.rewind). Not here: generation (engine.py), tools (agent.py).
+`<|im_end|>`) is added in front of the next message. `output_end` is where the last sampled ids end, so
+`since_output()` is exactly what the next model call adds to what the engine was given (a new or loaded
+transcript has none: all of it). A `mark()` taken before a turn lets a cancelled turn be dropped whole
+(`rollback`), as Ollama drops an interrupted exchange; the caller then rewinds the engine session to `ids`
+(Engine.rewind). Not here: generation (engine.py), tools (agent.py).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class Transcript:
     messages: list[dict] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
+    output_end: int = 0
     _pending_close: str = ""
 
     def _render(self, msgs: list[dict], gen: bool) -> str:
@@ -73,21 +76,25 @@ class Transcript:
     def add_output(self, output_ids: list[int], message: dict, stopped_on_eos: bool) -> None:
         """Append the model's sampled ids verbatim, with `message` the parsed assistant message for history."""
         self.ids.extend(output_ids)
+        self.output_end = len(self.ids)
         self.segments.append(Segment("output", list(output_ids), message.get("content") or ""))
         self.messages.append(message)
         closer = self._closer()
         eos_text = self.engine.tokenizer.decode(output_ids[-1:]) if stopped_on_eos and output_ids else ""
         self._pending_close = closer[len(eos_text):] if eos_text and closer.startswith(eos_text) else closer
 
-    def mark(self) -> tuple[int, int, int, str]:
-        """A point to roll back to: the lengths of messages, ids and segments, and the pending closer."""
-        return len(self.messages), len(self.ids), len(self.segments), self._pending_close
+    def since_output(self) -> list[int]:
+        """The ids appended since the last sampled ones (all ids when nothing was sampled in this transcript)."""
+        return self.ids[self.output_end:]
 
-    def rollback(self, mark: tuple[int, int, int, str]) -> None:
+    def mark(self) -> tuple[int, int, int, int, str]:
+        """A point to roll back to: the lengths of messages, ids and segments, `output_end`, the pending closer."""
+        return len(self.messages), len(self.ids), len(self.segments), self.output_end, self._pending_close
+
+    def rollback(self, mark: tuple[int, int, int, int, str]) -> None:
         """Drop everything appended since `mark` (a half-appended step included)."""
-        n_msgs, n_ids, n_segs, pending = mark
+        n_msgs, n_ids, n_segs, self.output_end, self._pending_close = mark
         del self.messages[n_msgs:], self.ids[n_ids:], self.segments[n_segs:]
-        self._pending_close = pending
 
     def _closer(self) -> str:
         """The text the template puts after an assistant message's body, e.g. "<|im_end|>\\n"."""

@@ -29,3 +29,69 @@ def tiny_engine(tiny_model_dir):
     from tinygpt.runtime.models import load
 
     return Engine(load(str(tiny_model_dir)))
+
+
+class Forced:
+    """A logits processor that makes the engine sample exactly `ids` then EOS (any sampler); with `interrupt_at`,
+    it raises KeyboardInterrupt at that step instead, as a Ctrl-C landing mid-answer."""
+
+    def __init__(self, ids, eos, interrupt_at=None):
+        self.ids, self.n, self.interrupt_at = list(ids) + [eos], 0, interrupt_at
+
+    def __call__(self, tokens, logits):
+        import mlx.core as mx
+
+        if self.n == self.interrupt_at:
+            raise KeyboardInterrupt
+        want = self.ids[min(self.n, len(self.ids) - 1)]
+        self.n += 1
+        mask = mx.full(logits.shape, -1e9)
+        mask[..., want] = 0.0
+        return logits + mask
+
+
+class ForcedPolicy:
+    """An agent policy that runs the real engine on the real session but forces what it samples: each reply is a
+    text (encoded once), a list of ids, or ("interrupt", text, n): Ctrl-C after n sampled tokens. `generations`
+    keeps each call's Generation, whose `result` says what the engine consumed (None when interrupted)."""
+
+    def __init__(self, engine, replies):
+        self.engine, self.replies, self.generations = engine, list(replies), []
+
+    def stream(self, ids, params, session, processor):
+        reply, interrupt_at = self.replies.pop(0), None
+        if isinstance(reply, tuple):
+            _, reply, interrupt_at = reply
+        out = self.engine.encode(reply) if isinstance(reply, str) else list(reply)
+        forced = Forced(out, self.engine.tokenizer.eos_token_id, interrupt_at)
+        gen = self.engine.stream(ids, params, session=session, logits_processors=[forced])
+        self.generations.append(gen)
+        return gen
+
+
+@pytest.fixture(scope="session")
+def forced_policy():
+    """The ForcedPolicy class (see above)."""
+    return ForcedPolicy
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """`scripted(lines)` makes input() return `lines` in order (an exception item is raised), then EOFError."""
+    import builtins
+
+    def feed(lines):
+        items = iter(lines)
+
+        def fake_input(prompt=""):
+            try:
+                line = next(items)
+            except StopIteration:
+                raise EOFError from None
+            if isinstance(line, BaseException):
+                raise line
+            return line
+
+        monkeypatch.setattr(builtins, "input", fake_input)
+
+    return feed

@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from tinygpt.traces.atraj import Message
+from tinygpt.traces.export import training_row
 from tinygpt.traces.reader import list_traces, read_episode
 
 UP = b"\x1b[A"
@@ -192,11 +194,28 @@ def test_agent_in_a_pty_tools_history_save_load_ctrl_c_and_traces(tiny_model_dir
         t.expect(">>> ")
         t.send(f"/load {tmp_path}/s2\n".encode())  # transcript and KV agree after the interruption
         assert "loaded 5 messages" in t.expect(">>> ")
+        t.send(b"/set max-steps 1\n")
+        t.expect(">>> ")
+        t.send(b"once more\n")
+        assert "[max_steps, 1 step]" in t.expect(">>> ", timeout=120)
+        t.send(f"/save {tmp_path}/s3\n".encode())
+        t.expect(">>> ")
         t.send(CTRL_D)
         assert t.wait() == 0
     finally:
         t.close()
-    (episode_path,) = list_traces(tmp_path / "traces")  # the interrupted turn stays a .part file
-    episode = read_episode(episode_path)
-    assert episode.header.task_id == "repl" and episode.end is not None
-    assert len(list_traces(tmp_path / "traces", include_partial=True)) == 2
+    # two conversations, two finished episodes: before /reset, and the one loaded from s2 (its Ctrl-C'd first
+    # exchange left nothing); each row is exactly the ids its saved chat holds, up to the tool results its last
+    # (max_steps) turn appended and no call consumed
+    paths = list_traces(tmp_path / "traces", include_partial=True)
+    first, second = sorted((read_episode(p) for p in paths), key=lambda e: e.header.created_at)
+    assert [p.name.endswith(".atraj") for p in paths] == [True, True]
+    assert (first.header.task_id, first.end.status, second.end.status) == ("repl", "reset", "quit")
+    saved = {name: json.loads((tmp_path / f"{name}.chat.json").read_text())["ids"] for name in ("s", "s2", "s3")}
+    assert saved["s2"] == saved["s"]
+    for episode, ids in ((first, saved["s"]), (second, saved["s3"])):
+        row = training_row(episode)
+        assert ids == row.input_ids + episode.events[-1].token_ids
+    assert [m.content for m in second.events if isinstance(m, Message) and m.role == "user"] == \
+        ["what is here?", "once more"]  # the loaded history, then the new turn (not "keep going")
+    assert second.events[4].token_ids == saved["s2"]

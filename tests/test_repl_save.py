@@ -1,6 +1,5 @@
 """/save and /load: never overwrite a user's file, write atomically, and any failure is reported while the REPL
 and its conversation go on (run in-process with scripted input; the pty tests cover the terminal)."""
-import builtins
 import json
 import resource
 import signal
@@ -58,11 +57,14 @@ def test_load_refuses_corrupt_foreign_and_mismatched_files(tiny_engine, conv, tm
     good = json.loads((tmp_path / "c.chat.json").read_text())
     cases = {"garbage": "{not json", "list": "[1, 2]", "ids": json.dumps({**good, "ids": ["x"]}),
              "vocab": json.dumps({**good, "ids": good["ids"] + [10**6]}),
-             "model": json.dumps({**good, "model_fingerprint": "another"})}
+             "model": json.dumps({**good, "model_fingerprint": "another"}),
+             "role": json.dumps({**good, "messages": [{"role": "wizard", "content": "hi"}]}),
+             "call": json.dumps({**good, "messages": [{"role": "assistant", "content": "",
+                                                       "tool_calls": [{"function": {"arguments": {}}}]}]})}
     for name, text in cases.items():
         (tmp_path / f"{name}.chat.json").write_text(text)
         (tmp_path / f"{name}.kv.safetensors").write_bytes((tmp_path / "c.kv.safetensors").read_bytes())
-        with pytest.raises(SavedChatError):
+        with pytest.raises(SavedChatError, match=None if name not in ("role", "call") else "not a readable saved"):
             load_chat(tiny_engine, tmp_path / name)
     tools = [{"type": "function", "function": {"name": "ls", "parameters": {"type": "object", "properties": {}}}}]
     with pytest.raises(SavedChatError, match="another tool list"):
@@ -71,23 +73,8 @@ def test_load_refuses_corrupt_foreign_and_mismatched_files(tiny_engine, conv, tm
         load_chat(tiny_engine, tmp_path / "missing")
 
 
-def scripted(monkeypatch, lines):
-    feed = iter(lines)
-
-    def fake_input(prompt=""):
-        try:
-            line = next(feed)
-        except StopIteration:
-            raise EOFError from None
-        if isinstance(line, BaseException):
-            raise line
-        return line
-
-    monkeypatch.setattr(builtins, "input", fake_input)
-
-
 def test_failing_save_and_load_are_reported_and_the_repl_goes_on(tiny_engine, conv, tmp_path, monkeypatch,
-                                                                 capsys):
+                                                                 capsys, scripted):
     (tmp_path / "afile").write_text("x")
     monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path / "afile" / "cache"))  # history unwritable: ignored
     (tmp_path / "adir.chat.json").mkdir()
@@ -100,7 +87,7 @@ def test_failing_save_and_load_are_reported_and_the_repl_goes_on(tiny_engine, co
         resource.setrlimit(resource.RLIMIT_FSIZE, (1024 if arg == "on" else limits[0], limits[1]))
 
     said = []
-    scripted(monkeypatch, [f"/save {tmp_path}/good", f"/save {tmp_path}/adir", f"/save {tmp_path}/afile/x",
+    scripted([f"/save {tmp_path}/good", f"/save {tmp_path}/adir", f"/save {tmp_path}/afile/x",
                            f"/save {tmp_path}/notes", "/full on", f"/save {tmp_path}/good", "/full off",
                            f"/load {tmp_path}/bad", f"/load {tmp_path}", "hello", "/bye"])
     good = None
@@ -130,7 +117,7 @@ def test_failing_save_and_load_are_reported_and_the_repl_goes_on(tiny_engine, co
 
 
 def test_ctrl_c_during_an_answer_drops_the_exchange_and_rewinds_the_session(tiny_engine, conv, monkeypatch,
-                                                                             capsys, tmp_path):
+                                                                             capsys, tmp_path, scripted):
     monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path))
     kept = list(conv.transcript.ids)
 
@@ -144,7 +131,7 @@ def test_ctrl_c_during_an_answer_drops_the_exchange_and_rewinds_the_session(tiny
         finally:
             gen.close()
 
-    scripted(monkeypatch, ["interrupt me", KeyboardInterrupt(), '"""', "two", "lines", '"""', "/quit"])
+    scripted(["interrupt me", KeyboardInterrupt(), '"""', "two", "lines", '"""', "/quit"])
     seen = []
     code = run_repl(engine=tiny_engine, conv=conv, help_text="", on_reset=lambda: None,
                     on_message=lambda t: seen.append(t) or (on_message(t) if t == "interrupt me" else None))
@@ -155,8 +142,8 @@ def test_ctrl_c_during_an_answer_drops_the_exchange_and_rewinds_the_session(tiny
     assert [c.offset for c in conv.session.cache] == [len(kept)] * len(conv.session.cache)
 
 
-def test_read_message_joins_a_triple_quoted_block(monkeypatch):
-    scripted(monkeypatch, ['"""first', "second", 'third"""'])
+def test_read_message_joins_a_triple_quoted_block(scripted):
+    scripted(['"""first', "second", 'third"""'])
     assert read_message() == "first\nsecond\nthird"
-    scripted(monkeypatch, ['  """one line"""'])
+    scripted(['  """one line"""'])
     assert read_message() == "one line"

@@ -24,6 +24,10 @@ COMMANDS = {
     "serve": ("tinygpt.cli_serve", "OpenAI- and Ollama-compatible HTTP server"),
     "traces": ("tinygpt.cli_traces:traces_main", "list, show and summarise .atraj trajectories"),
     "traces-to-data": ("tinygpt.cli_traces:traces_to_data_main", "turn trajectories into training rows"),
+    "train": ("tinygpt.cli_train", "fine-tune (LoRA, DoRA, full) on traces, rows or chat data; resume exactly"),
+    "fuse": ("tinygpt.cli_fuse", "fuse an adapter into its base: a standalone model directory"),
+    "eval": ("tinygpt.cli_eval", "run an eval suite on a model, recording every episode and its result row"),
+    "eval-gate": ("tinygpt.cli_eval_gate", "ship / routed-ship / reject / inconclusive: a candidate vs a baseline"),
 }
 
 HELP = "usage: tinygpt <command> [options]\n\ncommands:\n" + "\n".join(
@@ -37,6 +41,7 @@ _USER_ERRORS = (
     ("tinygpt.runtime.presets", "InitModelError"),
     ("tinygpt.runtime.vocab", "VocabError"), ("tinygpt.tools.catalog", "ToolsetSpecError"),
     ("tinygpt.cli_quickstart", "RunDirError"), ("tinygpt.traces.errors", "TraceError"),
+    ("tinygpt.trainer.errors", "TrainError"), ("tinygpt.evals.errors", "EvalError"),
 )
 # errno values that describe the user's files or disk, not a bug in tinygpt
 _PLACE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EISDIR,

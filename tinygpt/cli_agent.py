@@ -6,7 +6,9 @@ with token_exact false). The API key, if the server needs one, is read from the 
 `--api-key-env` names, never from a flag, and never printed.
 The REPL itself (editing, history, multi-line input, Ctrl-C, /save /load) is tinygpt/repl.py; this module
 builds the agent and prints its events: the model's text streams until a tool call opens, and each call is
-then shown once, formatted (not also as the raw call text). Heavy imports happen inside `main` only.
+then shown once, formatted (not also as the raw call text). With --trajectory-dir each conversation is recorded
+as one episode, ended by /reset, /load, /bye or Ctrl-D; an exchange dropped with Ctrl-C is dropped from it too,
+and a crash leaves it a resumable .part. Heavy imports happen inside functions only.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from tinygpt.repl import KEYS
 EPILOG = """examples:
   tinygpt agent                                   default model, the embedded virtual file system
   tinygpt agent --tools fs:./workspace:ro         a real directory, read-only, jailed to ./workspace
-  tinygpt agent --tool-choice required --trajectory-dir runs/   record every episode as .atraj
+  tinygpt agent --tool-choice required --trajectory-dir runs/   record each conversation as one .atraj
   tinygpt agent --remote http://127.0.0.1:8000/v1 --model qwen3 --api-key-env MY_KEY --trajectory-dir runs/
                                                   a model on an OpenAI-compatible server drives the tools
 
@@ -56,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("--grammar-backend", default=None, choices=["llguidance", "outlines"],
                    help="constrained-decoding backend (default: config, else llguidance)")
-    p.add_argument("--trajectory-dir", default=None, help="record each user turn as an .atraj episode here")
+    p.add_argument("--trajectory-dir", default=None,
+                   help="record each conversation (ended by /reset, /load or leaving) as an .atraj episode here")
     remote = p.add_argument_group("remote model (an OpenAI-compatible server drives the agent)")
     remote.add_argument("--remote", metavar="URL", default=None,
                         help="the server's API base URL, e.g. http://127.0.0.1:8000/v1; --model then names the "
@@ -69,19 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class EventPrinter:
-    """Prints agent events for a person; the raw text of a tool call is held back and the call shown formatted."""
+    """Prints agent events for a person; the raw text of a tool call (from the format's `trigger` on) is held back
+    and the call shown formatted. A remote model's calls come apart from its text: its trigger is ""."""
 
-    def __init__(self, out=None):
-        from tinygpt.runtime.tool_calls import CALL_OPEN
-
-        self.out, self.call_open = out or sys.stdout, CALL_OPEN  # sys.stdout now, not as it was at import
+    def __init__(self, trigger: str, out=None):
+        self.out, self.call_open = out or sys.stdout, trigger
         self.reset()
 
     def _stream(self, text: str) -> None:
         if self._in_call:
             return
         self._text += text
-        at = self._text.find(self.call_open, self._shown)
+        at = self._text.find(self.call_open, self._shown) if self.call_open else -1
         if at >= 0:
             self._in_call = True
             self.out.write(self._text[self._shown:at])
@@ -101,10 +103,8 @@ class EventPrinter:
         from tinygpt.traces.atraj import ModelCall, ToolCall, ToolResult
 
         out = self.out
-        if isinstance(event, ev.Token):
+        if isinstance(event, (ev.Token, ev.TextDelta)):
             self._stream(event.text)
-        elif isinstance(event, ev.TextDelta):  # a remote model's text: its calls come apart from it
-            out.write(event.text)
         elif isinstance(event, ModelCall):  # the step is over: show held-back text that was not a call
             if not self._in_call:
                 out.write(self._text[self._shown:])
@@ -144,7 +144,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         p.error(str(exc))
     from tinygpt.runtime.agent import Agent, AgentConfig
-    from tinygpt.repl import describe_model, random_init_note, run_repl, set_command
+    from tinygpt.repl import describe_model, random_init_note
     from tinygpt.tools.catalog import load_toolset
 
     cfg = resolve(a)
@@ -162,13 +162,74 @@ def main(argv: list[str]) -> int:
             policy=policy)
     except ValueError as exc:  # bad tool choice, grammar the backend cannot build, max_steps < 1
         p.error(str(exc))
-    recording = [make_recorder(cfg.trajectory_dir, engine, agent, a)] if cfg.trajectory_dir else []
     model = (f"remote model {policy.model} at {policy.address} (OpenAI-compatible)" if policy
              else f"model {describe_model(engine.loaded)}")
     print(f"tinygpt agent — {model}, tools {a.tools} ({len(toolset.names)}). /help for commands.", file=sys.stderr)
     if engine is not None:
         random_init_note(engine)
-    printer = EventPrinter()
+    return repl(engine, agent, trajectory_dir=cfg.trajectory_dir)
+
+
+class Recording:
+    """The REPL's trajectory recording: one episode per conversation (runtime/recording.py). A failed write turns
+    recording off for the rest of the session; the conversation always goes on."""
+
+    def __init__(self, engine, agent, directory: str | None):
+        from tinygpt.runtime.recording import ConversationRecorder
+
+        self.conversation = (ConversationRecorder(directory, engine, agent, task_id="repl", split="interactive")
+                             if directory else None)
+
+    def stream(self, events):
+        return self.conversation.record(events) if self.conversation else events
+
+    def mark(self):
+        return self.conversation.mark() if self.conversation else None
+
+    def rollback(self, mark) -> None:
+        self._guard(lambda c: c.rollback(mark))
+
+    def end(self, status: str) -> None:
+        """The conversation is over (/reset, /load, leaving): finish its episode, if one is open."""
+        path = self._guard(lambda c: c.end(status))
+        if path is not None:
+            print(f"(conversation recorded in {path})", file=sys.stderr)
+
+    def close(self) -> None:
+        """Leave the open episode a resumable .part (the REPL died)."""
+        self._guard(lambda c: c.close())
+
+    def failed(self, exc) -> None:
+        if self.conversation is not None:
+            self.conversation.close()
+        self.conversation = None
+        print(f"\nerror: could not record this conversation ({exc}); recording is off for the rest of this "
+              "session, the conversation goes on", file=sys.stderr)
+
+    def _guard(self, action):
+        from tinygpt.traces.errors import TraceWriteError
+
+        if self.conversation is None:
+            return None
+        try:
+            return action(self.conversation)
+        except TraceWriteError as exc:  # the disk filled or went away
+            self.failed(exc)
+            return None
+
+
+def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
+    """The agent REPL on `agent`, recording each conversation as one episode under `trajectory_dir` (if given)."""
+    from tinygpt.repl import run_repl, set_command
+    from tinygpt.traces.errors import TraceWriteError
+
+    recording = Recording(engine, agent, trajectory_dir)
+    if engine is None:  # a remote model's calls come apart from its text: no call text to hold back
+        printer = EventPrinter("")
+    else:
+        from tinygpt.runtime import tool_formats
+
+        printer = EventPrinter(tool_formats.resolve(None, engine.tokenizer).trigger)
 
     def tools(_: str) -> None:
         for schema in agent.tools:
@@ -189,32 +250,39 @@ def main(argv: list[str]) -> int:
         print(f"max-steps = {agent.config.max_steps}")
 
     def reset() -> None:
+        recording.end("reset")
         agent.reset()
         print("(new conversation)")
 
     def message(line: str) -> None:
-        from tinygpt.traces.errors import TraceWriteError
-
+        mark = recording.mark()
         events = agent.run(line)
-        stream = recording[0](events) if recording else events
+        stream = recording.stream(events)
         try:
             try:
                 for event in stream:
                     printer.show(event)
-            except TraceWriteError as exc:  # the disk filled or went away: keep the conversation, stop recording
-                recording.clear()
-                print(f"\nerror: could not record this turn ({exc}); recording is off for the rest of this "
-                      "session, the conversation goes on", file=sys.stderr)
+            except TraceWriteError as exc:
+                recording.failed(exc)
                 for event in events:
                     printer.show(event)
-        finally:  # on Ctrl-C: end the generation (settling the KV) and leave the episode a .part file, now
+        except KeyboardInterrupt:  # the exchange is dropped (tinygpt/repl.py): from the episode too
+            recording.rollback(mark)
+            raise
+        finally:  # on Ctrl-C: end the generation now (settling the KV)
             stream.close()
             events.close()
             printer.reset()
 
-    return run_repl(engine=engine, conv=agent, help_text=EPILOG.split("REPL commands:\n", 1)[1] + KEYS,
-                    on_message=message, on_reset=reset, history="agent",
-                    extra={"/tools": tools, "/set": set_})
+    try:
+        code = run_repl(engine=engine, conv=agent, help_text=EPILOG.split("REPL commands:\n", 1)[1] + KEYS,
+                        on_message=message, on_reset=reset, on_load=lambda: recording.end("load"),
+                        history="agent", extra={"/tools": tools, "/set": set_})
+    except BaseException:
+        recording.close()
+        raise
+    recording.end("quit")
+    return code
 
 
 def remote_policy(p: argparse.ArgumentParser, a):
@@ -239,13 +307,3 @@ def remote_policy(p: argparse.ArgumentParser, a):
         return OpenAIPolicy(a.remote, a.model, api_key=key, timeout=120.0 if a.timeout is None else a.timeout)
     except ValueError as exc:
         p.error(str(exc))
-
-
-def make_recorder(directory, engine, agent, args):
-    """Wrap the event stream so each user turn is written as one .atraj episode."""
-    from tinygpt.runtime.recording import record_episode
-
-    def wrap(events):
-        return record_episode(events, directory, engine=engine, agent=agent, task_id="repl", split="interactive")
-
-    return wrap

@@ -5,6 +5,8 @@ Parses flags into a `ServeConfig` (each setting: flag, else config file, else de
 model directory is a clear error and exit 2, before any socket is bound), binds the socket itself (a busy port is
 a clear error and exit 1) and runs uvicorn; on shutdown (Ctrl-C) it stops the scheduler first, so running jobs
 end at once instead of holding their connections until uvicorn's graceful-shutdown timeout.
+`--model-memory-mb` (config `model_memory_mb`, default half this machine's memory) is the one memory budget of
+loaded models, enforced by the scheduler (runtime/scheduler.py); the banner says what it resolved to.
 Not here: the app (tinygpt/web/app.py).
 """
 from __future__ import annotations
@@ -14,6 +16,8 @@ import errno
 import os
 import socket
 import sys
+
+from tinygpt.flags import int_in
 
 EXAMPLES = """\
 examples:
@@ -46,7 +50,7 @@ def serve_config(args: argparse.Namespace):
     from tinygpt.web.config import ServeConfig
 
     cfg = load_config({"model": args.model, "grammar_backend": args.grammar_backend,
-                       "prefix_cache_mb": args.prefix_cache_mb})
+                       "prefix_cache_mb": args.prefix_cache_mb, "model_memory_mb": args.model_memory_mb})
     return ServeConfig(
         model=model_path(cfg), model_name=args.model_name, host=args.host, port=args.port,
         api_key=args.api_key or None,
@@ -56,7 +60,7 @@ def serve_config(args: argparse.Namespace):
         prefill_step=args.prefill_step or 0, max_sessions=args.max_sessions,
         keep_alive_s=args.keep_alive if args.keep_alive is not None else (cfg.model_keep_alive_s or -1.0),
         batching=not args.no_batch, solo=not args.no_solo, grammar_backend=cfg.grammar_backend,
-        prefix_cache_mb=cfg.prefix_cache_mb)
+        prefix_cache_mb=cfg.prefix_cache_mb, model_memory_mb=cfg.model_memory_mb)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,8 +89,16 @@ def parser() -> argparse.ArgumentParser:
                         "(default: 2048 on a GPU, 512 on the CPU)")
     p.add_argument("--max-sessions", type=int, default=16, help="server-side KV sessions kept (LRU; default 16)")
     p.add_argument("--keep-alive", type=float, default=None, metavar="SECONDS",
-                   help="unload a model after this idle time (default: config `model_keep_alive_s`, else -1: never; "
-                        "Ollama's keep_alive overrides)")
+                   help="unload a model after this idle time (default: config `model_keep_alive_s`, else -1: only "
+                        "when --model-memory-mb needs the room; Ollama's keep_alive overrides)")
+    p.add_argument("--model-memory-mb", type=int_in(-1), default=None, metavar="MB",
+                   help="keep the weights of loaded models within MB MiB (a base shared by its specialists counts "
+                        "once): before a model loads, idle ones unload, least recently used first; a model "
+                        "with requests running is never unloaded, so a request for a model that does not fit "
+                        "waits until they finish (as Ollama's do); a lone model larger than MB still loads. "
+                        "0: one model (with its specialists) at a time; -1: no limit. Default: config "
+                        "`model_memory_mb`, else half of this machine's memory "
+                        f"({_half_memory()})")
     p.add_argument("--no-batch", action="store_true", help="serve one request at a time (no batching)")
     p.add_argument("--no-solo", action="store_true",
                    help="decode a lone request in the batch too (default: outside it, which is faster, until a "
@@ -97,6 +109,13 @@ def parser() -> argparse.ArgumentParser:
                    help="prefix cache per loaded model in MiB (default: config `prefix_cache_mb`, else 2048)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     return p
+
+
+def _half_memory() -> str:
+    from tinygpt.config import default_model_memory_mb
+
+    mb = default_model_memory_mb()
+    return f"{mb} MiB here" if mb >= 0 else "unknown here: no limit"
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -171,7 +190,8 @@ def banner(card, sock: socket.socket, config) -> str:
     if card.random_init:
         line += ("\ntinygpt serve: note: this model has random weights (made by `tinygpt init-model`, never "
                  "trained); its answers are noise")
-    return line
+    budget = (f"kept within {config.model_memory_mb} MiB" if config.model_memory_mb >= 0 else "not limited")
+    return line + f"\ntinygpt serve: loaded models' weights {budget} (--model-memory-mb)"
 
 
 def make_server(config, scheduler, banner: str = ""):

@@ -169,6 +169,14 @@ def _id_lines(show: bool, **named: list[int] | None) -> str:
     return "".join(f"\n[dim]{name} ids: {escape(str(ids))}[/]" for name, ids in named.items() if ids is not None)
 
 
+def _calls(calls) -> str:
+    """Tool calls as rich markup lines: `→ name(arguments)  id`."""
+    from rich.markup import escape
+
+    return "".join(f"\n[bold yellow]→ {escape(c.name)}[/]({escape(json.dumps(c.arguments, ensure_ascii=False))})"
+                   f"  [dim]{escape(c.id)}[/]" for c in calls)
+
+
 def _render_event(event, show_ids: bool, expand: bool):
     """One event as a rich Panel (as wide as the terminal when `expand`, else as wide as its text)."""
     from functools import partial
@@ -179,24 +187,26 @@ def _render_event(event, show_ids: bool, expand: bool):
     from tinygpt.traces.atraj import Message, ToolResult
 
     Panel = partial(Panel, expand=expand, title_align="left", subtitle_align="right")  # noqa: N806
-    if isinstance(event, Message):
+    if isinstance(event, Message):  # an assistant message is history the episode starts from (a loaded chat)
         style = {"system": "magenta", "user": "cyan"}.get(event.role, "white")
-        return Panel(escape(event.content) + _id_lines(show_ids, message=event.token_ids),
-                     title=f"[{style}]{event.role}[/]", subtitle=_count(event.token_ids))
+        title = f"[{style}]{event.role}[/]" + (" (history)" if event.role == "assistant" else "")
+        return Panel(escape(event.content) + _calls(event.tool_calls) + _id_lines(show_ids, message=event.token_ids),
+                     title=title, subtitle=_count(event.token_ids))
     if isinstance(event, ToolResult):
         title = f"[yellow]tool {escape(event.name)}[/] ← {escape(event.call_id)}"
         if event.is_error:
             title += " [red](error)[/]"
+        if event.truncated:
+            title += " (truncated)"
         return Panel(escape(event.content) + _id_lines(show_ids, result=event.token_ids), title=title,
                      subtitle=_count(event.token_ids))
-    body = escape(event.content if event.content is not None else event.text)
-    for call in event.tool_calls:
-        args = json.dumps(call.arguments, ensure_ascii=False)
-        body += f"\n[bold yellow]→ {escape(call.name)}[/]({escape(args)})  [dim]{escape(call.id)}[/]"
+    body = escape(event.content if event.content is not None else event.text) + _calls(event.tool_calls)
     body += _id_lines(show_ids, prompt=event.prompt_token_ids, output=event.output_token_ids)
     facts = [event.finish_reason, f"{event.latency_s * 1000:.0f} ms"]
     if event.token_exact:  # a remote model's turn has messages, no ids to count
         facts[:0] = [f"prompt +{_count(event.prompt_token_ids)}", f"output {_count(event.output_token_ids)}"]
+    if event.cached_tokens:
+        facts.append(f"{event.cached_tokens} cached")
     if event.logprobs:
         facts.append(f"mean logprob {sum(event.logprobs) / len(event.logprobs):.3f}")
     if not event.token_exact:

@@ -4,12 +4,15 @@ The file is $TINYGPT_CONFIG or ~/.config/tinygpt/config.toml; keys are the field
 kebab-case of its field. This module resolves values; it does not parse command lines.
 A $TINYGPT_CONFIG that names a missing or unreadable file is an error (the user asked for it); the default
 path is optional. Imports stay light (standard library only) so `--help` is fast.
+`model_memory_mb` defaults to half of this machine's memory: it bounds loaded models' weights only, and the rest
+is for what grows with use (KV caches, prefix caches of `prefix_cache_mb` per model, activations) and the system;
+a lone model larger than it still loads (docs/server.md, "Many models and memory").
 """
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 
@@ -22,7 +25,8 @@ class Config:
     trajectory_dir: str = ""
     prefix_cache_mb: int = 2048
     grammar_backend: str = "llguidance"
-    model_keep_alive_s: int = 0  # the provider drops a model unused this long; 0 = only when over budget
+    model_keep_alive_s: int = 0  # serve unloads a model idle this long; 0 = keep it until room is needed
+    model_memory_mb: int = field(default_factory=lambda: default_model_memory_mb())  # loaded weights; -1 = no limit
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,7 +80,18 @@ def load_config(overrides: dict | None = None) -> Config:
     for key in ("prefix_cache_mb", "model_keep_alive_s"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{path}: key {key!r} must be >= 0, got {getattr(cfg, key)}")
+    if cfg.model_memory_mb < -1:
+        raise ConfigError(f"{path}: key 'model_memory_mb' must be -1 (no limit) or a number of MiB >= 0, got "
+                          f"{cfg.model_memory_mb}")
     return cfg
+
+
+def default_model_memory_mb() -> int:
+    """Half of this machine's physical memory, in MiB (-1, no limit, where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2 >> 20
+    except (ValueError, OSError, AttributeError):
+        return -1
 
 
 def default_model_dir(preset: str = "tiny") -> Path:

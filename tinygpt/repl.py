@@ -74,16 +74,18 @@ def read_message() -> str:
 
 
 def run_repl(*, engine, conv, help_text: str, on_message: Callable[[str], None], on_reset: Callable[[], None],
-             extra: dict[str, Callable[[str], None]] | None = None, history: str = "chat") -> int:
-    """Read messages until /quit, /bye or end of input; returns the exit code."""
+             on_load: Callable[[], None] = lambda: None, extra: dict[str, Callable[[str], None]] | None = None,
+             history: str = "chat") -> int:
+    """Read messages until /quit, /bye or end of input; returns the exit code. `on_load` runs after a /load
+    replaced the conversation (the previous one is over)."""
     save_history = _history(history)
     try:
-        return _loop(engine, conv, help_text, on_message, on_reset, extra or {})
+        return _loop(engine, conv, help_text, on_message, on_reset, on_load, extra or {})
     finally:
         save_history()
 
 
-def _loop(engine, conv, help_text, on_message, on_reset, extra) -> int:
+def _loop(engine, conv, help_text, on_message, on_reset, on_load, extra) -> int:
     while True:
         try:
             text = read_message()
@@ -97,12 +99,12 @@ def _loop(engine, conv, help_text, on_message, on_reset, extra) -> int:
         if cmd in QUIT and "\n" not in text:
             return 0
         try:
-            dispatch(engine, conv, help_text, on_message, on_reset, extra, text, cmd, arg.strip())
+            dispatch(engine, conv, help_text, on_message, on_reset, on_load, extra, text, cmd, arg.strip())
         except KeyboardInterrupt:  # during a command (an answer handles its own)
             print("\n(interrupted)")
 
 
-def dispatch(engine, conv, help_text, on_message, on_reset, extra, text: str, cmd: str, arg: str) -> None:
+def dispatch(engine, conv, help_text, on_message, on_reset, on_load, extra, text: str, cmd: str, arg: str) -> None:
     """Run one slash command, or send `text` as a message."""
     if not cmd:
         return
@@ -117,7 +119,8 @@ def dispatch(engine, conv, help_text, on_message, on_reset, extra, text: str, cm
     elif cmd in ("/save", "/load") and engine is None:
         print(f"error: {cmd} keeps a local model's KV cache with the chat; a remote model's conversation has none")
     elif cmd in ("/save", "/load"):
-        save_or_load(engine, conv, cmd, arg)
+        if save_or_load(engine, conv, cmd, arg) and cmd == "/load":
+            on_load()
     elif cmd in extra:
         extra[cmd](arg)
     else:
@@ -137,8 +140,8 @@ def answer(engine, conv, on_message: Callable[[str], None], text: str) -> None:
               "messages)")
 
 
-def save_or_load(engine, conv, cmd: str, arg: str) -> None:
-    """/save or /load; any failure is printed and the conversation goes on."""
+def save_or_load(engine, conv, cmd: str, arg: str) -> bool:
+    """/save or /load; True if it was done. Any failure is printed and the conversation goes on."""
     from tinygpt.runtime.kv_cache import KVCacheError
     from tinygpt.runtime.saved_chat import load_chat, save_chat
 
@@ -149,12 +152,14 @@ def save_or_load(engine, conv, cmd: str, arg: str) -> None:
         else:
             conv.transcript, conv.session = load_chat(engine, arg, tools=getattr(conv, "tools", None))
             print(f"loaded {len(conv.transcript.messages)} messages, {len(conv.transcript.ids)} tokens")
+        return True
     except KVCacheError as exc:  # SavedChatError included: the message names the file
         print(f"error: {exc}")
     except OSError as exc:
         print(f"error: {cmd} {arg}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
     except Exception as exc:  # noqa: BLE001 — e.g. MLX's own errors on a full disk: the conversation outlives them
         print(f"error: {cmd} {arg} failed ({type(exc).__name__}: {exc}); the conversation is unchanged")
+    return False
 
 
 def set_command(get: Callable, put: Callable) -> Callable[[str], None]:

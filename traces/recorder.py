@@ -3,7 +3,9 @@
 `Recorder(dir, header)` writes `<dir>/<episode_id>.atraj.part`; `message`, `model_call` and `tool_result`
 append one line each; `end` appends the end line and renames the file to `<episode_id>.atraj`. A header that
 cannot be written leaves no file (and no open descriptor); `resume` continues a `.part` after a crash, or only
-finishes the rename when the crash came after the end line. Each call checks
+finishes the rename when the crash came after the end line. `mark` / `rollback` cut an unfinished episode back
+to an earlier line (an exchange the user dropped with Ctrl-C is then in neither the conversation nor the file),
+and `discard` removes an unfinished episode whole. Each call checks
 what the loop hands it (ids inside the next prompt, one logprob per token) so a wiring bug fails loudly here,
 not silently in training. It does not tokenize, decode or parse tool calls: the loop gives it ids and text.
 """
@@ -62,6 +64,7 @@ class Recorder:
         if self.final_path.exists():
             raise TraceError(f"episode {header.episode_id!r} is already recorded at {self.final_path}")
         self._writer = AppendWriter.create(directory / f"{header.episode_id}{PART_SUFFIX}", fsync)
+        self._created = True
         self._pending: list[tuple[str, list[int]]] = []
         self.torn_bytes = 0
         try:
@@ -96,6 +99,7 @@ class Recorder:
         self.header = records[0]
         self.final_path = part_path.with_name(part_path.name[: -len(PART_SUFFIX)] + FINAL_SUFFIX)
         self._writer = writer
+        self._created = False
         self.torn_bytes = torn
         self._pending = []
         if isinstance(records[-1], End):
@@ -157,6 +161,27 @@ class Recorder:
         self._writer.append(event)
         self._track(event)
         return event
+
+    def mark(self) -> tuple:
+        """A point of this unfinished episode to roll back to."""
+        self._check_open()
+        return self._writer.mark(), list(self._pending)
+
+    def rollback(self, mark: tuple) -> None:
+        """Drop every record appended since `mark` (a line torn by an interruption included)."""
+        self._check_open()
+        at, pending = mark
+        self._writer.truncate(at)
+        self._pending = list(pending)
+
+    def discard(self) -> None:
+        """Remove the file of an unfinished episode this recorder created (everything in it was dropped); nothing
+        more can be recorded. A resumed episode holds an earlier session's records and is never discarded."""
+        self._check_open()
+        if not self._created:
+            raise TraceError(f"{self.path} was resumed, not created by this recorder; it is kept")
+        self._writer.truncate((0, 0))
+        self._writer.discard()
 
     def end(self, reward: Reward, verdict: Verdict | None = None, status: str = "done") -> Path:
         """Append the end line, fsync, rename to `<id>.atraj`; return the final path."""

@@ -5,7 +5,9 @@ file back to its last whole line, so the file never keeps a half line it knows a
 which readers drop and `reopen` cuts off before appending. `finalize` fsyncs, renames `<id>.atraj.part` to
 `<id>.atraj` and fsyncs the directory. Lines carry their 0-based `seq`; a file of an older version being resumed
 gets lines of its own version (line.encode_line). `discard` removes a file this writer created before any record
-reached it, so a failed header write leaves nothing behind. This module does not know what the records mean (see `recorder.py`).
+reached it, so a failed header write leaves nothing behind; `truncate` cuts the file back to an earlier whole
+line (an exchange the user dropped, see Recorder.rollback). This module does not know what the records mean
+(see `recorder.py`).
 """
 import errno
 import os
@@ -105,6 +107,27 @@ class AppendWriter:
             raise self._write_failed(err) from err
         self._size += len(line)
         self.records += 1
+
+    def mark(self) -> tuple[int, int]:
+        """Where the file ends now: (bytes, records), for `truncate`."""
+        return self._size, self.records
+
+    def truncate(self, mark: tuple[int, int]) -> None:
+        """Cut the file back to `mark` (a line boundary this writer reached), dropping every later line, a
+        half-written one included; fsynced unless the policy is "none"."""
+        if self._fd is None:
+            raise TraceError(f"{self.path} is closed; it cannot be cut back")
+        size, records = mark
+        if not (0 <= size <= self._size and 0 <= records <= self.records):
+            raise TraceError(f"cannot cut {self.path} back to {size} bytes: it was never that long")
+        try:
+            os.ftruncate(self._fd, size)
+            if self._fsync != "none":
+                os.fsync(self._fd)
+        except OSError as err:
+            raise TraceWriteError(err.errno, f"could not cut {self.path} back to its first {records} records "
+                                  f"({err.strerror}); the records after them are still in it") from err
+        self._size, self.records = size, records
 
     def _write_failed(self, err: OSError) -> TraceWriteError:
         name = errno.errorcode.get(err.errno or 0, "?")

@@ -40,6 +40,7 @@ class ServeConfig:
     prefill_step: int = 0                   # 0: by device (scheduler.default_prefill_step)
     max_sessions: int = 16
     keep_alive_s: float = -1.0              # unload after this idle time; < 0 never
+    model_memory_mb: int = -1               # weights of loaded models kept within this (LRU); -1: no limit
     batching: bool = True
     solo: bool = True                       # a lone request decodes outside the batch (faster) until a second
     grammar_backend: str = "llguidance"
@@ -50,7 +51,8 @@ class ServeConfig:
     def scheduler_config(self) -> SchedulerConfig:
         return SchedulerConfig(max_batch=self.max_batch, prefill_batch=self.max_batch, prefill_step=self.prefill_step,
                                batching=self.batching, solo=self.solo, max_sessions=self.max_sessions,
-                               keep_alive_s=self.keep_alive_s, prefix_cache_bytes=self.prefix_cache_mb << 20)
+                               keep_alive_s=self.keep_alive_s, prefix_cache_bytes=self.prefix_cache_mb << 20,
+                               memory_budget_bytes=None if self.model_memory_mb < 0 else self.model_memory_mb << 20)
 
     def host_allow_list(self) -> frozenset[str] | None:
         """Host header names accepted, or None (no check) when not bound to loopback."""

@@ -7,8 +7,9 @@ content); `format` ("json" or a JSON schema) is enforced by the grammar; `keep_a
 stays loaded after the request, and a request without messages (or prompt) only loads or, with keep_alive 0,
 unloads it. An error after the stream has started is sent as an `{"error": ...}` line. Defaults follow
 Ollama's (temperature 0.8, top_k 40, top_p 0.9). /api/tags lists every model the server can serve (its own,
-then the store's bases and specialists), /api/ps the loaded ones; each request names one (an unknown name is
-a 404 that lists them). Not here: the OpenAI surface, the scheduler.
+then the store's bases and specialists), /api/ps the loaded ones with their bytes in memory, as the scheduler
+measured them; each request names one (an unknown name is a 404 that lists them). Not here: the OpenAI
+surface, the scheduler.
 """
 from __future__ import annotations
 
@@ -125,19 +126,23 @@ async def tags(request: Request) -> Response:
 
 @router.get("/api/ps", responses=responses_of("PsResponse", ollama=True), response_class=Response)
 async def ps(request: Request) -> Response:
+    """The loaded models: `size` is the bytes of the weights each runs on in memory (a specialist: its base's and
+    its adapter's; the base is in memory once however many specialists share it), `size_vram` the part of that
+    in an accelerator's memory (all of it on a GPU, none on the CPU backend); `expires_at` is when its
+    keep-alive ends (year 9999: kept until the memory budget needs the room)."""
     s = state_of(request)
     out = []
-    for name in s.names():
-        card = s.scheduler.cards.get(name)
-        if card is None or not s.scheduler.is_loaded(name):
+    for r in s.scheduler.resident():
+        card = s.scheduler.cards.get(r.name)
+        if card is None:
             continue
-        exp = s.scheduler.expires.get(name)
-        wall = time.time() + (exp - time.monotonic()) if exp is not None else 253402300799.0  # 9999-12-31
+        wall = time.time() + (r.expires - time.monotonic()) if r.expires is not None else 253402300799.0  # 9999
         expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
-        info = s.catalog.info(name)
-        out.append(w.RunningModel(name=ollama_name(name), model=ollama_name(name), size=card.size_bytes,
+        info = s.catalog.info(r.name)
+        out.append(w.RunningModel(name=ollama_name(r.name), model=ollama_name(r.name), size=r.nbytes,
                                   digest=_digest(f"{info.base}|{info.adapter}"), details=_card_details(card),
-                                  expires_at=expires, size_vram=0, context_length=card.context_length))
+                                  expires_at=expires, size_vram=r.nbytes if r.on_gpu else 0,
+                                  context_length=card.context_length))
     return _json(w.PsResponse(models=out))
 
 

@@ -1,12 +1,11 @@
 """The agent loop end to end: a scripted policy and a tiny random model, recorded token-exact."""
-import mlx.core as mx
 import pytest
 
 from tinygpt.evals.world_tasks import TASKS, make_judge
 from tinygpt.runtime import agent_events as ev
 from tinygpt.runtime.agent import Agent, AgentConfig
-from tinygpt.runtime.policy import EnginePolicy, ScriptedPolicy
-from tinygpt.runtime.recording import record_episode
+from tinygpt.runtime.policy import ScriptedPolicy
+from tinygpt.runtime.recording import ConversationRecorder, record_episode
 from tinygpt.runtime.sampling import SamplingParams
 from tinygpt.tools.catalog import open_filesystem
 from tinygpt.tools.fs_tools import fs_toolset
@@ -85,38 +84,14 @@ def test_unknown_tool_choice_is_a_clear_error(tiny_engine):
         Agent(tiny_engine, fs_toolset(open_filesystem("fs:virtual")), AgentConfig(tool_choice="rm_rf"))
 
 
-class Forced:
-    """A logits processor that makes the real engine sample exactly `ids`, then EOS."""
-
-    def __init__(self, ids, eos):
-        self.ids, self.eos, self.n = list(ids) + [eos], eos, 0
-
-    def __call__(self, tokens, logits):
-        want = self.ids[min(self.n, len(self.ids) - 1)]
-        self.n += 1
-        mask = mx.full(logits.shape, -1e9)
-        mask[..., want] = 0.0
-        return logits + mask
-
-
-class ForcedPolicy(EnginePolicy):
-    def __init__(self, engine, outputs):
-        super().__init__(engine)
-        self.outputs = list(outputs)
-
-    def stream(self, ids, params, session, processor):
-        forced = Forced(self.outputs.pop(0), self.engine.tokenizer.eos_token_id)
-        return self.engine.stream(ids, params, session=session, logits_processors=[forced])
-
-
-def test_zero_drift_when_re_encoding_would_change_the_ids(tiny_engine, tmp_path):
+def test_zero_drift_when_re_encoding_would_change_the_ids(tiny_engine, tmp_path, forced_policy):
     tok = tiny_engine.tokenizer
     canonical = tiny_engine.encode("the file")
     split = [i for piece in ["t", "h", "e", " ", "f", "i", "l", "e"] for i in tiny_engine.encode(piece)]
     assert tok.decode(split) == tok.decode(canonical) and split != canonical  # re-encoding would differ
     fs = open_filesystem("fs:virtual")
     agent = Agent(tiny_engine, fs_toolset(fs, timeout_s=None), AgentConfig(tool_choice="none"),
-                  policy=ForcedPolicy(tiny_engine, [split]))
+                  policy=forced_policy(tiny_engine, [split]))
     events = list(record_episode(agent.run("say it"), tmp_path, engine=tiny_engine, agent=agent,
                                  task_id="drift", split="test"))
     (call,) = [e for e in events if isinstance(e, ModelCall)]
@@ -140,12 +115,15 @@ def test_an_invalid_call_is_shown_to_the_model_which_gets_another_step(tiny_engi
     assert ids_from_events(events) == agent.transcript.ids
 
 
-def test_ctrl_c_mid_turn_leaves_a_consistent_session_and_the_turn_can_be_dropped(tiny_engine, tmp_path):
+def test_ctrl_c_mid_turn_leaves_a_consistent_session_and_the_dropped_turn_leaves_no_trace(tiny_engine, tmp_path):
     """As in `quickstart` or the agent REPL: Ctrl-C while a later step prefills the tool results."""
     cfg = AgentConfig(tool_choice="ls", max_steps=2, sampling=SamplingParams(max_tokens=48))
     agent = Agent(tiny_engine, fs_toolset(open_filesystem("fs:virtual"), timeout_s=None), cfg)
-    list(agent.run("first"))
-    kept, mark = list(agent.transcript.ids), agent.transcript.mark()
+    conversation = ConversationRecorder(tmp_path, tiny_engine, agent, task_id="t", split="test")
+    list(conversation.record(agent.run("first")))
+    kept, mark, recorded = list(agent.transcript.ids), agent.transcript.mark(), conversation.mark()
+    part = conversation.path
+    before = part.read_bytes()
     layer = agent.session.cache[1]
     original, prefills = layer.update_and_fetch, []
 
@@ -159,18 +137,26 @@ def test_ctrl_c_mid_turn_leaves_a_consistent_session_and_the_turn_can_be_dropped
 
     layer.update_and_fetch = update
     with pytest.raises(KeyboardInterrupt):  # not "cache holds N tokens but N+1 were recorded"
-        list(record_episode(agent.run("second"), tmp_path, engine=tiny_engine, agent=agent, task_id="t",
-                            split="test"))
+        list(conversation.record(agent.run("second")))
     s = agent.session
     assert [c.offset for c in s.cache] == [len(s.ids)] * len(s.cache)
     assert s.ids == agent.transcript.ids[: len(s.ids)]
-    assert list_traces(tmp_path) == [] and len(list_traces(tmp_path, include_partial=True)) == 1
+    assert len(part.read_bytes()) > len(before)  # the dropped turn's first records were written
     agent.transcript.rollback(mark)
     tiny_engine.rewind(s, agent.transcript.ids)
+    conversation.rollback(recorded)
+    assert part.read_bytes() == before  # ...and are gone with it
     assert agent.transcript.ids == kept and s.ids == kept[: len(s.ids)]
     held = len(s.ids)
     agent.config.max_steps = 1
-    events = list(agent.run("third"))
+    events = list(conversation.record(agent.run("third")))
     (call,) = [e for e in events if isinstance(e, ModelCall)]
     assert events[-1].reason == "max_steps" and call.cached_tokens == held
-    assert call.prompt_token_ids == agent.transcript.ids[len(kept): len(kept) + len(call.prompt_token_ids)]
+    final = conversation.end("quit")
+    episode = read_episode(final)
+    assert episode.end.status == "quit" and [m.content for m in episode.events if isinstance(m, Message)] == \
+        ["first", "third"]
+    row = training_row(episode)  # turn 1's last tool results open turn 3's first prompt
+    assert row.input_ids == agent.transcript.ids[: agent.transcript.output_end]
+    leftover = kept[mark[3]:]  # after turn 1's last output: its tool results, never consumed in turn 1
+    assert leftover and call.prompt_token_ids[: len(leftover)] == leftover

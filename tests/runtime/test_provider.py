@@ -1,11 +1,14 @@
 """The provider: specialists share their base's weights, equal a fused copy of base+adapter, have their own
-identity (never another model's saved KV), and models are dropped by LRU within a budget and by keep-alive."""
+identity (never another model's saved KV); it holds a model while a name holds it (a base while a specialist on
+it is held), and its footprint estimate equals the loaded bytes. Which models stay loaded is the scheduler's
+(tests/runtime/test_memory_budget.py)."""
 import shutil
 
 import pytest
 
 from tinygpt.runtime.models import Identity, adapter_fingerprint, fingerprint
-from tinygpt.runtime.provider import ModelProvider, unique_nbytes
+from tinygpt.runtime.models import ModelLoadError
+from tinygpt.runtime.provider import ModelProvider, footprint, unique_nbytes
 from tinygpt.runtime.store import ModelStore
 
 
@@ -125,45 +128,60 @@ def test_an_alias_is_the_same_loaded_model_under_its_own_name(provider):
     assert fav.name == "fav" and a.name == "spec-a"
 
 
-@pytest.fixture(scope="module")
-def three_bases(store, tmp_path_factory):
-    from tinygpt.runtime.presets import InitSpec, init_model
-
-    root = tmp_path_factory.mktemp("bases")
-    for seed in (1, 2):
-        init_model(root / f"m{seed}", InitSpec(preset="tiny", seed=seed))
-    return [str(root / "m1"), str(root / "m2")]
-
-
-def test_lru_drops_least_recently_used_within_the_budget(store, three_bases):
-    probe = ModelProvider(store)
-    one = unique_nbytes([probe.get("base").model])
-    p = ModelProvider(store, memory_budget_bytes=int(2.5 * one))
-    p.get("base")
-    p.get(three_bases[0])
-    p.get("base")  # now the most recent
-    p.get(three_bases[1])
-    assert [h.name for h in p.loaded()] == ["base", "m2"]
-    assert p.held_bytes() <= int(2.5 * one)
+def test_a_model_is_held_until_every_name_that_asked_lets_go(store):
+    p = ModelProvider(store)
+    p.get("fav")
+    p.get("spec-a")  # the alias's target: the same model under a second name
+    assert [(h.adapter is None, h.names) for h in p.loaded()] == [(True, ()), (False, ("fav", "spec-a"))]
+    assert p.unload("fav") and [h.names for h in p.loaded()] == [(), ("spec-a",)]
+    assert p.unload("spec-a") and p.loaded() == [] and p.held_bytes() == 0  # its base went with it
+    assert not p.unload("spec-a")  # nothing left to let go of
 
 
-def test_a_base_stays_while_a_specialist_is_held_and_the_asked_model_is_always_served(store, three_bases):
-    p = ModelProvider(store, memory_budget_bytes=1)  # smaller than anything
-    p.get("spec-a")
-    assert [h.name for h in p.loaded()] == ["base", "spec-a"]  # over budget, but neither may go
-    p.get(three_bases[0])
-    assert [h.name for h in p.loaded()] == ["m1"]  # the specialist went first, then its base
-
-
-def test_keep_alive_drops_idle_models_and_using_a_specialist_keeps_its_base(store):
-    now = [0.0]
-    p = ModelProvider(store, keep_alive_s=8, clock=lambda: now[0])
-    p.get("spec-a")
-    now[0] = 5.0
-    p.get("spec-b")
-    now[0] = 10.0
-    assert p.expire() == ["spec-a"]
-    assert [h.name for h in p.loaded()] == ["base", "spec-b"]
-    now[0] = 20.0
-    assert sorted(p.expire()) == ["base", "spec-b"]
+def test_a_base_stays_while_a_specialist_on_it_is_held(store):
+    p = ModelProvider(store)
+    base, spec = p.get("base"), p.get("spec-b")
+    assert p.base(spec) is base  # the specialist's base is the one copy the provider holds
+    p.unload("base")
+    assert [(h.name, h.names) for h in p.loaded()] == [("base", ()), ("spec-b", ("spec-b",))]
+    p.unload("spec-b")
     assert p.loaded() == []
+
+
+def test_a_specialist_that_fails_to_load_leaves_no_base_behind(store, tiny_model_dir, tmp_path):
+    from tinygpt.runtime.presets import init_adapter
+
+    bad = init_adapter(tiny_model_dir, tmp_path / "bad", rank=4, seed=9)
+    (bad / "adapters.safetensors").write_bytes(b"not safetensors")
+    s = ModelStore(tmp_path / "models")
+    s.add("bad", bad, base=str(tiny_model_dir))
+    p = ModelProvider(s)
+    with pytest.raises(ModelLoadError, match="does not fit the base"):
+        p.get("bad")
+    assert p.loaded() == []
+
+
+def test_footprint_equals_the_bytes_the_loaded_model_holds(store, tmp_path):
+    from tinygpt.runtime.presets import InitSpec, init_adapter, init_model
+
+    p = ModelProvider(store)
+    spec = p.get("spec-dora")
+    want = footprint(spec.path, spec.adapter_path)
+    assert list(want) == [str(spec.path.resolve()), str(spec.adapter_path.resolve())]  # base first
+    assert sum(want.values()) == p.held_bytes() == unique_nbytes([spec.model])
+    # bf16 files are widened to float32 on the CPU backend: the estimate follows the dtype policy
+    half = init_model(tmp_path / "half", InitSpec(preset="tiny", dtype="bfloat16"))
+    adapter = init_adapter(half, tmp_path / "half-adapter", rank=4, seed=1)
+    s = ModelStore(tmp_path / "models")
+    s.add("half-spec", adapter, base=str(half))
+    loaded = ModelProvider(s).get("half-spec")
+    assert sum(footprint(half, adapter).values()) == unique_nbytes([loaded.model])
+    assert footprint(half)[str(half.resolve())] > (half / "model.safetensors").stat().st_size  # widened
+
+
+def test_footprint_of_a_damaged_weights_file_is_a_clear_error(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{oops")
+    with pytest.raises(ModelLoadError, match="model.safetensors is not a readable safetensors file"):
+        footprint(broken)

@@ -143,3 +143,31 @@ def test_resume_refuses_finished_or_headerless_files(tmp_path, header_factory, e
     empty.write_bytes(b"")
     with pytest.raises(TraceError, match="no intact header"):
         Recorder.resume(empty)
+
+
+def test_rollback_cuts_the_episode_back_to_a_mark_torn_tail_included(tmp_path, header_factory):
+    rec = Recorder(tmp_path, header_factory("rb"), fsync="event")
+    rec.message("user", "kept", [1, 2])
+    mark, before = rec.mark(), rec.path.read_bytes()
+    rec.message("user", "dropped", [3])
+    with open(rec.path, "ab") as f:  # an interrupted write: half a line
+        f.write(b"0123abcd {\"seq\":3,")
+    rec.rollback(mark)
+    assert rec.path.read_bytes() == before
+    _call(rec, [1, 2, 9], [5])  # the checks expect the kept message's ids in the prompt, no longer the dropped one's
+    episode = read_episode(rec.end(Reward(value=0.0, source="t")))
+    assert [e.content for e in episode.events if isinstance(e, Message)] == ["kept"]
+
+
+def test_discard_removes_only_an_episode_this_recorder_created(tmp_path, header_factory):
+    rec = Recorder(tmp_path, header_factory("gone"))
+    rec.message("user", "x", [1])
+    rec.discard()
+    assert list(tmp_path.iterdir()) == []
+    rec = Recorder(tmp_path, header_factory("kept"))
+    rec.message("user", "x", [1])
+    rec.close()
+    resumed = Recorder.resume(tmp_path / "kept.atraj.part")
+    with pytest.raises(TraceError, match="was resumed, not created by this recorder; it is kept"):
+        resumed.discard()
+    assert (tmp_path / "kept.atraj.part").exists()

@@ -135,7 +135,7 @@ def agent_cli(monkeypatch, capsys, argv, stdin, **env):
 def test_agent_cli_remote_with_a_key_from_the_environment_records_the_turn(key_server, monkeypatch, capsys, tmp_path):
     argv = ["--remote", key_server.url + "/v1", "--model", "tiny", "--api-key-env", "TG_TEST_KEY", "--tool-choice",
             "ls", "--max-steps", "1", "--trajectory-dir", str(tmp_path)]
-    code, out, err = agent_cli(monkeypatch, capsys, argv, "list the files\n/save chat\n/quit\n",
+    code, out, err = agent_cli(monkeypatch, capsys, argv, "list the files\n/save chat\nand again\n/quit\n",
                                TG_TEST_KEY="s3cret-test-key")
     assert code == 0, err
     assert f"remote model tiny at {key_server.url}/v1 (OpenAI-compatible)" in err
@@ -143,7 +143,10 @@ def test_agent_cli_remote_with_a_key_from_the_environment_records_the_turn(key_s
     assert "error: /save keeps a local model's KV cache" in out
     (path,) = list_traces(tmp_path)
     assert "s3cret-test-key" not in out + err + path.read_text()
-    assert read_episode(path).end.status == "max_steps"
+    episode = read_episode(path)  # the whole conversation (two turns), ended by /quit
+    assert episode.end.status == "quit" and f"(conversation recorded in {path})" in err
+    assert [type(e).__name__ for e in episode.events] == ["Message", "ModelCall", "ToolResult"] * 2
+    assert [e.content for e in episode.events if isinstance(e, Message)] == ["list the files", "and again"]
 
     code, out, err = agent_cli(monkeypatch, capsys, argv, "list the files\n", TG_TEST_KEY="wrong")
     assert code == 0 and "Traceback" not in out + err

@@ -157,3 +157,42 @@ def test_serve_takes_keep_alive_from_flag_then_config_then_default(tiny_model, t
     (tmp_path / "config.toml").write_text(file)
     monkeypatch.setenv("TINYGPT_CONFIG", str(tmp_path / "config.toml"))
     assert serve_config(parser().parse_args(["--model", str(tiny_model), *flags])).keep_alive_s == want
+
+
+@pytest.mark.parametrize("flags, file, want", [
+    ([], "model_memory_mb = 512\n", 512),
+    (["--model-memory-mb", "64"], "model_memory_mb = 512\n", 64),
+    (["--model-memory-mb", "-1"], "model_memory_mb = 512\n", -1),
+    ([], "", None)])  # None: the default, half of this machine's memory
+def test_serve_takes_the_memory_budget_from_flag_then_config_then_default(tiny_model, tmp_path, monkeypatch, flags,
+                                                                           file, want):
+    from tinygpt.cli_serve import banner, serve_config
+    from tinygpt.config import default_model_memory_mb
+
+    (tmp_path / "config.toml").write_text(file)
+    monkeypatch.setenv("TINYGPT_CONFIG", str(tmp_path / "config.toml"))
+    config = serve_config(parser().parse_args(["--model", str(tiny_model), *flags]))
+    want = default_model_memory_mb() if want is None else want
+    assert config.model_memory_mb == want
+    budget = config.scheduler_config().memory_budget_bytes
+    assert budget == (None if want == -1 else want << 20)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        card = type("Card", (), dict(name="tiny", parameter_size="1M", context_length=8, random_init=False))
+        said = banner(card, sock, config).splitlines()[-1]
+    assert said.endswith("not limited (--model-memory-mb)" if want == -1 else f"within {want} MiB (--model-memory-mb)")
+
+
+def test_a_bad_memory_budget_is_a_one_line_error(tiny_model, tmp_path, monkeypatch):
+    (tmp_path / "config.toml").write_text("model_memory_mb = -5\n")
+    env = {**os.environ, "TINYGPT_CONFIG": str(tmp_path / "config.toml")}
+    r = subprocess.run([sys.executable, "-m", "tinygpt.cli", "serve", "--model", str(tiny_model), "--port", "0"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"tinygpt serve: error: {tmp_path / 'config.toml'}: key 'model_memory_mb' must be -1 (no limit) or a "
+        "number of MiB >= 0, got -5"]
+    r = subprocess.run([sys.executable, "-m", "tinygpt.cli", "serve", "--model-memory-mb", "lots"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        "tinygpt serve: error: argument --model-memory-mb: expected an integer, got 'lots'")

@@ -1,0 +1,101 @@
+"""What an eval suite is: a module with one small agreed surface, found by name. Its tasks are plain values.
+
+A suite module exports
+  NAME: str, SPLITS: tuple[str, ...], SYSTEM: str | None (the system message its episodes start with),
+  tasks(split) -> list[Task]       every task of a split, in a fixed order,
+  start(task) -> Episode           a fresh world for one episode: its toolset and its per-turn checker.
+A `Task` holds its user turns and, per turn, the gold steps that solve it (a step is the calls of one model
+reply, or the final answer text). The runner (runner.py) plays the turns through the agent loop; the checker
+judges each turn from the world's state and a `TurnSummary` (episode.py). A task passes when every turn passes.
+`drop_last_call` makes the broken solution every suite must fail: the gold steps less the last call of each turn.
+Suites: `fileops` (this project's file-operations gate). BFCL multi-turn plugs in here as another module.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, NamedTuple
+
+from tinygpt.evals.errors import EvalError
+
+SUITES = {"fileops": "tinygpt.evals.fileops"}
+
+
+class Call(NamedTuple):
+    """One tool call of a gold solution."""
+
+    name: str
+    arguments: dict
+
+
+Step = tuple[Call, ...] | str  # the calls of one model reply, or the final answer
+
+
+@dataclass(frozen=True)
+class Task:
+    """One eval task. `gold[i]` are the steps that solve user turn `turns[i]`; `data` is the suite's own."""
+
+    id: str
+    suite: str
+    split: str
+    category: str
+    turns: tuple[str, ...]
+    gold: tuple[tuple[Step, ...], ...]
+    max_steps: int
+    data: Any = None
+
+
+class Check(NamedTuple):
+    """A checker's verdict on one turn."""
+
+    passed: bool
+    reason: str
+
+
+@dataclass
+class Episode:
+    """One episode's world: the toolset the agent acts through and the checker of each turn (by index)."""
+
+    toolset: Any
+    check: Callable[[int, Any], Check]
+
+
+def load_suite(name: str) -> ModuleType:
+    """The suite module called `name`; EvalError listing the suites if there is none."""
+    if name not in SUITES:
+        raise EvalError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}")
+    return importlib.import_module(SUITES[name])
+
+
+def select_tasks(suite: ModuleType, split: str, *, categories: list[str] | None = None,
+                 ids: list[str] | None = None, limit: int | None = None) -> list[Task]:
+    """A split's tasks, filtered by category and id, the first `limit` of them; an empty choice is an error."""
+    if split not in suite.SPLITS:
+        raise EvalError(f"suite {suite.NAME} has no split {split!r}; splits: {', '.join(suite.SPLITS)}")
+    tasks = suite.tasks(split)
+    if categories:
+        known = sorted({t.category for t in tasks})
+        unknown = [c for c in categories if c not in known]
+        if unknown:
+            raise EvalError(f"suite {suite.NAME} has no category {unknown[0]!r}; categories: {', '.join(known)}")
+        tasks = [t for t in tasks if t.category in categories]
+    if ids:
+        by_id = {t.id: t for t in tasks}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise EvalError(f"no task {missing[0]!r} in split {split} of suite {suite.NAME} (with the categories "
+                            "asked for)")
+        tasks = [by_id[i] for i in ids]
+    return tasks[:limit] if limit is not None else tasks
+
+
+def drop_last_call(turn: tuple[Step, ...]) -> tuple[Step, ...]:
+    """A turn's gold steps without its last call (a step left with no calls goes too): the broken solution."""
+    steps = list(turn)
+    for i in range(len(steps) - 1, -1, -1):
+        if not isinstance(steps[i], str):
+            rest = steps[i][:-1]
+            steps[i:i + 1] = [rest] if rest else []
+            break
+    return tuple(steps)

@@ -1,0 +1,136 @@
+"""A training run's directory and the files in it; a run writes only into a directory it created.
+
+    RUN/run.json           marker (created_by "tinygpt train") + status: running | complete | interrupted | failed
+    RUN/config.toml        the resolved config (reusable: tinygpt train --config RUN/config.toml)
+    RUN/data-report.json   what the data loader read, skipped, split and windowed
+    RUN/metrics.jsonl      one line per step ({"step", "loss", "tokens", "lr", "seconds"}) and per validation
+    RUN/loss.png           the loss curve
+    RUN/checkpoints/       step-NNNNNNN/ (checkpoint.py)
+    RUN/adapter/           the final adapter, mlx-lm format + tinygpt.json marker
+    RUN/data/              traces-to-data's export, when --data is a directory of traces
+A new run needs a new or empty directory; `--resume` needs one whose run.json tinygpt wrote. Every file is
+written to a temp name and renamed, so an interrupted write never leaves a half file under a real name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from tinygpt.trainer.errors import TrainError
+
+MARKER = "run.json"
+CREATOR = "tinygpt train"
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write `path` through a temp file in the same directory and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _default() -> Path:
+    base = Path(f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
+    out, n = base, 1
+    while out.exists() or out.is_symlink():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def create(given: str) -> Path:
+    """A new run directory (an empty one is taken); anything else is refused, nothing is written."""
+    out = Path(given).expanduser() if given else _default()
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+        raise TrainError(f"--out {out} exists and is not an empty directory; a run writes only into a new one "
+                         f"(continue a run with --resume {out})")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_status(out, "running", created=now())
+    except OSError as exc:
+        raise TrainError(f"cannot create the run directory {out}: {exc.strerror or exc}; choose a writable --out") \
+            from exc
+    return out
+
+
+def read_marker(run: Path) -> dict | None:
+    try:
+        meta = json.loads((run / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("created_by") == CREATOR else None
+
+
+def open_existing(given: str) -> tuple[Path, dict]:
+    """The run directory `--resume` names, with its marker; TrainError if tinygpt train did not make it."""
+    run = Path(given).expanduser()
+    meta = read_marker(run) if run.is_dir() and not run.is_symlink() else None
+    if meta is None:
+        raise TrainError(f"--resume {run}: not a run directory of `tinygpt train` (no {MARKER} of it there)")
+    if not (run / "config.toml").is_file():
+        raise TrainError(f"--resume {run}: its config.toml is missing; the run cannot be continued as it was")
+    return run, meta
+
+
+def write_status(run: Path, status: str, **fields) -> dict:
+    """Update run.json: keep what it holds, set `status` and `fields`."""
+    meta = read_marker(run) or {"created_by": CREATOR}
+    meta.update(fields, status=status, updated=now())
+    write_atomic(run / MARKER, json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+class Metrics:
+    """metrics.jsonl: appended line by line (flushed), truncated to a checkpoint's step on resume."""
+
+    def __init__(self, run: Path, keep_through_step: int | None = None):
+        self.path = run / "metrics.jsonl"
+        self.lines: list[dict] = []
+        if self.path.exists():
+            self.lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        if keep_through_step is not None:
+            self.lines = [m for m in self.lines if m["step"] <= keep_through_step]
+            write_atomic(self.path, "".join(json.dumps(m) + "\n" for m in self.lines))
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def add(self, **record) -> None:
+        self.lines.append(record)
+        self._fh.write(json.dumps(record) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def write_dir(run: Path, name: str, write) -> Path:
+    """Make RUN/name with `write(tmp_dir)` in a temp dir and a rename; a previous RUN/name (ours) is replaced."""
+    final = run / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=run))
+    try:
+        write(tmp)
+        if final.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{name}.old.", suffix=".tmp", dir=run))
+            os.replace(final, aside / name)
+            os.replace(tmp, final)
+            shutil.rmtree(aside)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
