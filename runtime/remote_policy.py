@@ -56,7 +56,7 @@ class OpenAIPolicy:
         self.model = model
         self.address = server_address(base_url)
         self.fingerprint = remote_fingerprint(base_url, model)
-        self.timeout = timeout
+        self.timeout, self.max_retries = timeout, max_retries
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout,
                                      max_retries=max_retries)
 
@@ -141,8 +141,9 @@ class OpenAIPolicy:
 
         where = self.address
         if isinstance(exc, openai.APITimeoutError):
-            return (f"{where} did not answer within {self.timeout:g} s (timed out); check the server or raise "
-                    "the timeout (--timeout)")
+            tries = f", {self.max_retries + 1} attempts" if self.max_retries else ""
+            return (f"{where} did not answer within {self.timeout:g} s (timed out{tries}); check the server or "
+                    "raise the timeout (--timeout)")
         if isinstance(exc, openai.APIConnectionError):
             cause = _one_line(str(exc.__cause__)) if exc.__cause__ else "connection error"
             return f"cannot reach {where} ({cause}); is the server running at that address?"

@@ -80,7 +80,7 @@ class ScriptedServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def stop(self):
         self.release.set()
@@ -195,12 +195,15 @@ def test_a_reply_that_is_not_valid_ends_the_turn_with_one_line_and_the_conversat
     assert [m["role"] for m in server.requests[1]["messages"]] == ["user", "user"]
 
 
-def test_a_server_that_never_answers_times_out_with_one_line(scripted):
-    server = scripted(None)
-    events = list(remote_agent(server.url, timeout=0.5).run("hi"))
-    assert events[-2].message == f"{server.url} did not answer within 0.5 s (timed out); check the server or raise " \
-                                 "the timeout (--timeout)"
-    assert events[-1] == ev.TurnEnd("remote_error", 1)
+@pytest.mark.parametrize("retries, says", [(0, "(timed out)"), (1, "(timed out, 2 attempts)")])
+def test_a_server_that_never_answers_times_out_with_one_line(scripted, retries, says):
+    server = scripted(*[None] * (retries + 1))
+    agent = Agent(None, fs_toolset(open_filesystem("fs:virtual")), AgentConfig(),
+                  policy=OpenAIPolicy(server.url, "m", timeout=0.5, max_retries=retries))
+    events = list(agent.run("hi"))
+    assert events[-2].message == f"{server.url} did not answer within 0.5 s {says}; check the server or raise the " \
+                                 "timeout (--timeout)"
+    assert events[-1] == ev.TurnEnd("remote_error", 1) and len(server.requests) == retries + 1
 
 
 def test_stopping_mid_answer_closes_the_stream_and_the_turn_can_be_dropped(scripted, tmp_path):
