@@ -3,7 +3,9 @@
 Each step: the policy (the engine, or a script) generates under the tool grammar from the transcript's exact
 ids on the session's persistent KV; calls are parsed from the sampled ids; each is run through the Toolset
 (a tool's failure is a result the model sees); results are appended as messages (tokenized once) and the next
-step begins, up to `max_steps`. Everything that happens is yielded as an event so the REPL, the server and the
+step begins, up to `max_steps`. A message-level policy (a remote model: message_policy.py) drives the same
+loop without an engine: its step (message_step.py) sends messages and gets text and calls back, and nothing
+has ids (token_exact False). Everything that happens is yielded as an event so the REPL, the server and the
 trajectory recorder all consume the same stream: the `.atraj` records themselves (traces/atraj.py: Message,
 ModelCall, ToolCall, ToolResult) and the stream-only events of agent_events.py. It does not print or record.
 A call's `prompt_token_ids` are the ids appended since the previous output of the conversation, whatever turn
@@ -21,6 +23,8 @@ import msgspec
 
 from tinygpt.runtime import agent_events as ev
 from tinygpt.runtime.engine import Engine
+from tinygpt.runtime.message_policy import MessagePolicy
+from tinygpt.runtime.message_transcript import MessageTranscript
 from tinygpt.runtime.policy import EnginePolicy, Policy
 from tinygpt.runtime.sampling import SamplingParams
 from tinygpt.runtime.transcript import Transcript
@@ -41,15 +45,19 @@ class AgentConfig:
 
 
 class Agent:
-    """An agent bound to one engine, one toolset and one conversation (transcript + KV session)."""
+    """An agent bound to one engine, one toolset and one conversation (transcript + KV session); or, driven by a
+    message-level policy, to no engine and a conversation of messages only (`engine` None, `session` None)."""
 
-    def __init__(self, engine: Engine, toolset: Any, config: AgentConfig = AgentConfig(),
-                 policy: Policy | None = None):
+    def __init__(self, engine: Engine | None, toolset: Any, config: AgentConfig = AgentConfig(),
+                 policy: Policy | MessagePolicy | None = None):
         from tinygpt.runtime.grammar import compile_tools
 
         if config.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {config.max_steps}")
         self.engine, self.toolset, self.config = engine, toolset, config
+        self.remote = isinstance(policy, MessagePolicy)
+        if engine is None and not self.remote:
+            raise ValueError("a local policy needs an engine; only a message-level (remote) policy runs without one")
         self.policy = policy or EnginePolicy(engine)
         self.tools = toolset.schemas()
         choice: Any = config.tool_choice
@@ -57,14 +65,18 @@ class Agent:
             if choice not in toolset.names:
                 raise ValueError(f"tool_choice {choice!r} is not one of the tools: {', '.join(toolset.names)}")
             choice = {"type": "function", "function": {"name": choice}}
-        self.grammar = compile_tools(engine.tokenizer, self.tools, tool_choice=choice,
-                                     parallel_tool_calls=config.parallel_tool_calls,
-                                     backend=config.grammar_backend, tool_format=config.tool_format or None)
+        self.tool_choice = choice
+        self.grammar = None if self.remote else compile_tools(
+            engine.tokenizer, self.tools, tool_choice=choice, parallel_tool_calls=config.parallel_tool_calls,
+            backend=config.grammar_backend, tool_format=config.tool_format or None)
         self._invalid: str | None = None
         self.reset()
 
     def reset(self) -> None:
         """Forget the conversation (transcript and KV)."""
+        if self.remote:  # messages only: no ids, no KV session
+            self.transcript, self.session = MessageTranscript(), None
+            return
         self.transcript = Transcript(engine=self.engine, tools=self.tools)
         self.session = self.engine.new_session()
 
@@ -77,8 +89,16 @@ class Agent:
         ids = self.transcript.add_messages(*msgs)
         if system:  # appended together with the user message: the user message carries the ids of both
             yield Message(role="system", content=system)
-        yield Message(role="user", content=user, token_ids=list(ids))
+        yield Message(role="user", content=user, token_ids=None if ids is None else list(ids))
         for step in range(1, self.config.max_steps + 1):
+            if self.remote:  # a message-level policy's step (message_step imports this module: imported here)
+                from tinygpt.runtime.message_step import message_step
+
+                ended = yield from message_step(self, step)
+                if ended is not None:
+                    yield ev.TurnEnd(ended, step)
+                    return
+                continue
             call_event = yield from self._model_step()
             if call_event.finish_reason == "truncated":
                 yield ev.Error(step, "the tool call was cut off by the token budget (max_tokens) and was not run")

@@ -3,8 +3,9 @@
 What has a trajectory twin IS the `.atraj` record (tinygpt.traces.atraj), yielded as the recorder writes it:
 `Message` (ids appended for a user/system message), `ModelCall` (exact ids in and out, logprobs, parsed calls),
 `ToolCall` (a call about to run) and `ToolResult` (what it returned, and the ids appended for it). Defined here
-are only the stream's own events, which no file holds: `Token` (a sampled token as it streams), `TurnEnd` and
-`Error`. No conversion happens between the loop and the file.
+are only the stream's own events, which no file holds: `Token` (a sampled token as it streams), `TextDelta`
+(a message-level model's text as it streams: it has no tokens), `TurnEnd` and `Error`. No conversion happens
+between the loop and the file.
 """
 from __future__ import annotations
 
@@ -24,10 +25,17 @@ class Token:
 
 
 @dataclass(frozen=True)
-class TurnEnd:
-    """The user turn is over: the model answered, ran out of steps, or was cut off."""
+class TextDelta:
+    """A piece of a message-level (remote) model's answer text, as it streams."""
 
-    reason: str  # "answer" | "max_steps" | "length" | "truncated_call"
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnEnd:
+    """The user turn is over: the model answered, ran out of steps, was cut off, or a remote model gave no reply."""
+
+    reason: str  # "answer" | "max_steps" | "length" | "truncated_call" | "remote_error"
     steps: int
 
 
@@ -40,4 +48,4 @@ class Error:
     detail: Any = None
 
 
-AgentEvent = Message | Token | ModelCall | ToolCall | ToolResult | TurnEnd | Error
+AgentEvent = Message | Token | TextDelta | ModelCall | ToolCall | ToolResult | TurnEnd | Error

@@ -17,6 +17,9 @@ constrained distribution.
 Model fields of the header: `model` is the name the model was loaded under (registry name, alias, hub id, or a
 local directory's name), `model_fingerprint` its identity key (models.Identity.key: the base fingerprint, plus
 "+<adapter fingerprint>" for a specialist) and `adapter_version` the adapter's fingerprint (None for a base).
+For a message-level (remote) model (`engine` None): `model` is the name it is asked for, `model_fingerprint`
+"remote:<base URL>#<model>" (remote_policy.remote_fingerprint: where it ran, as its weights are unknown here),
+`adapter_version` None and `tokenizer_hash` / `chat_template_hash` "" (no local tokenizer or template took part).
 """
 from __future__ import annotations
 
@@ -40,18 +43,27 @@ UNJUDGED = Reward(value=0.0, source="unjudged")
 
 def make_header(engine, agent, *, task_id: str, split: str, episode_id: str | None = None,
                 labels: dict[str, str] | None = None) -> Header:
-    """The `.atraj` header for an episode run by `agent` on `engine`."""
+    """The `.atraj` header for an episode run by `agent` on `engine` (None: on the agent's message-level policy)."""
     tools = [ToolSpec(name=t["function"]["name"], description=t["function"].get("description", ""),
                       parameters=t["function"].get("parameters", {})) for t in agent.tools]
     tools_hash = hashlib.sha256(json.dumps(agent.tools, sort_keys=True).encode()).hexdigest()[:16]
     return Header(
         episode_id=episode_id or uuid.uuid4().hex, task_id=task_id, split=split, created_at=time.time(),
-        model=engine.loaded.name, model_fingerprint=engine.loaded.fingerprint,
-        adapter_version=engine.loaded.identity.adapter,
-        tokenizer_hash=engine.loaded.tokenizer_hash, chat_template_hash=engine.loaded.chat_template_hash,
+        **_model_fields(engine, agent),
         tools=tools, tools_hash=tools_hash, labels=labels or {},
         sampling=sampling_record(agent.config.sampling),
     )
+
+
+def _model_fields(engine, agent) -> dict:
+    """The header's model fields: the loaded model's, or (no engine) the agent's message-level policy's."""
+    if engine is None:
+        policy = agent.policy
+        return dict(model=policy.model, model_fingerprint=policy.fingerprint, adapter_version=None,
+                    tokenizer_hash="", chat_template_hash="")
+    loaded = engine.loaded
+    return dict(model=loaded.name, model_fingerprint=loaded.fingerprint, adapter_version=loaded.identity.adapter,
+                tokenizer_hash=loaded.tokenizer_hash, chat_template_hash=loaded.chat_template_hash)
 
 
 def history_records(transcript) -> list[Message | ToolResult]:
@@ -67,7 +79,8 @@ def history_records(transcript) -> list[Message | ToolResult]:
                           arguments=c["function"].get("arguments") or {}) for c in m.get("tool_calls") or ()]
         records.append(Message(role=m["role"], content=m.get("content") or "", tool_calls=calls))
     if records:
-        records[-1] = msgspec.structs.replace(records[-1], token_ids=list(transcript.ids))
+        ids = None if transcript.ids is None else list(transcript.ids)  # None: a remote conversation's
+        records[-1] = msgspec.structs.replace(records[-1], token_ids=ids)
     return records
 
 
@@ -152,7 +165,7 @@ def record_episode(events: Iterator[ev.AgentEvent], directory, *, engine, agent,
     seen: list = []
     try:
         for event in conversation.record(events):
-            if not isinstance(event, ev.Token):
+            if not isinstance(event, (ev.Token, ev.TextDelta)):
                 seen.append(event)
             if isinstance(event, ev.TurnEnd):
                 reward, verdict = judge(seen) if judge else (UNJUDGED, None)

@@ -19,7 +19,7 @@ COMMANDS = {
     "init-model": ("tinygpt.cli_init_model", "create a random-init Qwen3-architecture model offline"),
     "generate": ("tinygpt.cli_generate", "generate text from a prompt (one shot)"),
     "chat": ("tinygpt.cli_chat", "chat REPL on one persistent KV session (/save /load /reset)"),
-    "agent": ("tinygpt.cli_agent", "agent REPL with grammar-constrained tool calls in a sandbox"),
+    "agent": ("tinygpt.cli_agent", "agent REPL: tools in a sandbox, a local model (grammar-constrained) or --remote"),
     "models": ("tinygpt.cli_models", "list, show, add, alias, pull and remove models, adapters and specialists"),
     "serve": ("tinygpt.cli_serve", "OpenAI- and Ollama-compatible HTTP server"),
     "traces": ("tinygpt.cli_traces:traces_main", "list, show and summarise .atraj trajectories"),

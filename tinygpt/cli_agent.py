@@ -1,5 +1,9 @@
-"""`tinygpt agent`: an interactive agent REPL whose tool calls are grammar-constrained and run in a sandbox.
+"""`tinygpt agent`: an interactive agent REPL whose tool calls run in a sandbox.
 
+A local model's calls are grammar-constrained; with `--remote URL --model NAME` a model on an OpenAI-compatible
+server drives the same loop and tools (its calls are checked against the tools' schemas; turns are recorded
+with token_exact false). The API key, if the server needs one, is read from the environment variable that
+`--api-key-env` names, never from a flag, and never printed.
 The REPL itself (editing, history, multi-line input, Ctrl-C, /save /load) is tinygpt/repl.py; this module
 builds the agent and prints its events: the model's text streams until a tool call opens, and each call is
 then shown once, formatted (not also as the raw call text). With --trajectory-dir each conversation is recorded
@@ -16,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from tinygpt.cli_generate import add_sampling_flags, sampling_from
-from tinygpt.flags import add_tool_format_flag
+from tinygpt.flags import add_tool_format_flag, float_in
 from tinygpt.model_arg import add_model_flag, load_engine, resolve
 from tinygpt.repl import KEYS
 
@@ -24,10 +28,12 @@ EPILOG = """examples:
   tinygpt agent                                   default model, the embedded virtual file system
   tinygpt agent --tools fs:./workspace:ro         a real directory, read-only, jailed to ./workspace
   tinygpt agent --tool-choice required --trajectory-dir runs/   record each conversation as one .atraj
+  tinygpt agent --remote http://127.0.0.1:8000/v1 --model qwen3 --api-key-env MY_KEY --trajectory-dir runs/
+                                                  a model on an OpenAI-compatible server drives the tools
 
 REPL commands:
   /tools        list the tools and their parameters
-  /save PATH    save the conversation + KV cache (PATH.chat.json + PATH.kv.safetensors)
+  /save PATH    save the conversation + KV cache (PATH.chat.json + PATH.kv.safetensors); a local model only
   /load PATH    load one (refused if made by another model)
   /save PATH    replaces only a chat saved there before, never another file
   /reset        start a new conversation (the tool world keeps its state)
@@ -55,12 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_tool_format_flag(p)
     p.add_argument("--trajectory-dir", default=None,
                    help="record each conversation (ended by /reset, /load or leaving) as an .atraj episode here")
+    remote = p.add_argument_group("remote model (an OpenAI-compatible server drives the agent)")
+    remote.add_argument("--remote", metavar="URL", default=None,
+                        help="the server's API base URL, e.g. http://127.0.0.1:8000/v1; --model then names the "
+                             "server's model")
+    remote.add_argument("--api-key-env", metavar="VAR", default=None,
+                        help="read the server's API key from environment variable VAR (default: send no key)")
+    remote.add_argument("--timeout", metavar="S", type=float_in(0.0, lo_open=True), default=None,
+                        help="seconds to wait for the server (default 120)")
     return p
 
 
 class EventPrinter:
     """Prints agent events for a person; the raw text of a tool call (from the format's `trigger` on) is held back
-    and the call shown formatted."""
+    and the call shown formatted. A remote model's calls come apart from its text: its trigger is ""."""
 
     def __init__(self, trigger: str, out=None):
         self.out, self.call_open = out or sys.stdout, trigger
@@ -70,7 +84,7 @@ class EventPrinter:
         if self._in_call:
             return
         self._text += text
-        at = self._text.find(self.call_open, self._shown)
+        at = self._text.find(self.call_open, self._shown) if self.call_open else -1
         if at >= 0:
             self._in_call = True
             self.out.write(self._text[self._shown:at])
@@ -90,7 +104,7 @@ class EventPrinter:
         from tinygpt.traces.atraj import ModelCall, ToolCall, ToolResult
 
         out = self.out
-        if isinstance(event, ev.Token):
+        if isinstance(event, (ev.Token, ev.TextDelta)):
             self._stream(event.text)
         elif isinstance(event, ModelCall):  # the step is over: show held-back text that was not a call
             if not self._in_call:
@@ -139,18 +153,21 @@ def main(argv: list[str]) -> int:
     if problem:
         sys.stderr.write(f"tinygpt agent: error: {problem}\n")
         return 2
+    policy = remote_policy(p, a)
     toolset = load_toolset(a.tools)
-    engine = load_engine(cfg)
+    engine = None if policy else load_engine(cfg)
     try:
         agent = Agent(engine, toolset, AgentConfig(
             tool_choice=a.tool_choice, parallel_tool_calls=not a.no_parallel, max_steps=a.max_steps,
             system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params,
-            tool_format=cfg.tool_format))
+            tool_format=cfg.tool_format), policy=policy)
     except ValueError as exc:  # bad tool choice, grammar the backend cannot build, max_steps < 1
         p.error(str(exc))
-    print(f"tinygpt agent — model {describe_model(engine.loaded)}, tools {a.tools} ({len(toolset.names)}). /help for "
-          "commands.", file=sys.stderr)
-    random_init_note(engine)
+    model = (f"remote model {policy.model} at {policy.address} (OpenAI-compatible)" if policy
+             else f"model {describe_model(engine.loaded)}")
+    print(f"tinygpt agent — {model}, tools {a.tools} ({len(toolset.names)}). /help for commands.", file=sys.stderr)
+    if engine is not None:
+        random_init_note(engine)
     return repl(engine, agent, trajectory_dir=cfg.trajectory_dir)
 
 
@@ -208,7 +225,9 @@ def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
     from tinygpt.traces.errors import TraceWriteError
 
     recording = Recording(engine, agent, trajectory_dir)
-    printer = EventPrinter(agent.grammar.format.trigger)  # the format the agent's grammar writes (--tool-format)
+    # a remote model's calls come apart from its text: no call text to hold back; locally, the format the
+    # agent's grammar writes (--tool-format)
+    printer = EventPrinter("" if agent.grammar is None else agent.grammar.format.trigger)
 
     def tools(_: str) -> None:
         for schema in agent.tools:
@@ -262,3 +281,27 @@ def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
         raise
     recording.end("quit")
     return code
+
+
+def remote_policy(p: argparse.ArgumentParser, a):
+    """The OpenAIPolicy that `--remote` asks for, or None; a bad combination of flags is argparse's error."""
+    if not a.remote:
+        if a.api_key_env or a.timeout is not None:
+            p.error("--api-key-env and --timeout go with --remote URL")
+        return None
+    if not a.model:
+        p.error("--remote needs --model NAME: the server's model (its GET /v1/models lists them)")
+    if a.grammar_backend:
+        p.error("--grammar-backend is for a local model; a remote server constrains its own output (or not)")
+    key = None
+    if a.api_key_env:
+        key = os.environ.get(a.api_key_env)
+        if not key:
+            p.error(f"--api-key-env {a.api_key_env}: that environment variable is not set (or empty); export the "
+                    "key in it, or leave --api-key-env out for a server without a key")
+    from tinygpt.runtime.remote_policy import OpenAIPolicy
+
+    try:
+        return OpenAIPolicy(a.remote, a.model, api_key=key, timeout=120.0 if a.timeout is None else a.timeout)
+    except ValueError as exc:
+        p.error(str(exc))

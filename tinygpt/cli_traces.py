@@ -103,7 +103,8 @@ def _cmd_ls(args) -> int:
         passed = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[s.passed]
         reward = "-" if s.reward is None else f"{s.reward:g}"
         table.add_row(escape(s.episode_id), _when(s.created_at), escape(s.task_id), escape(s.split),
-                      escape(s.model), str(s.calls), str(s.tool_calls), f"{s.prompt_tokens}/{s.output_tokens}",
+                      escape(s.model), str(s.calls), str(s.tool_calls),
+                      f"{s.prompt_tokens}/{s.output_tokens}" if s.token_exact else "- (no ids)",
                       reward, passed, status)
     console = _console()
     console.print(table)
@@ -201,8 +202,9 @@ def _render_event(event, show_ids: bool, expand: bool):
                      subtitle=_count(event.token_ids))
     body = escape(event.content if event.content is not None else event.text) + _calls(event.tool_calls)
     body += _id_lines(show_ids, prompt=event.prompt_token_ids, output=event.output_token_ids)
-    facts = [f"prompt +{_count(event.prompt_token_ids)}", f"output {_count(event.output_token_ids)}",
-             event.finish_reason, f"{event.latency_s * 1000:.0f} ms"]
+    facts = [event.finish_reason, f"{event.latency_s * 1000:.0f} ms"]
+    if event.token_exact:  # a remote model's turn has messages, no ids to count
+        facts[:0] = [f"prompt +{_count(event.prompt_token_ids)}", f"output {_count(event.output_token_ids)}"]
     if event.cached_tokens:
         facts.append(f"{event.cached_tokens} cached")
     if event.logprobs:
@@ -222,7 +224,7 @@ def _render_header(episode, expand: bool):
     h = episode.header
     rows = [("episode", h.episode_id), ("task", f"{h.task_id} ({h.split})"),
             ("model", f"{h.model}  fingerprint {h.model_fingerprint}  adapter {h.adapter_version or '-'}"),
-            ("tokenizer", f"{h.tokenizer_hash}  template {h.chat_template_hash}"),
+            ("tokenizer", f"{h.tokenizer_hash or '-'}  template {h.chat_template_hash or '-'}"),
             ("tools", f"{', '.join(t.name for t in h.tools) or '-'}  hash {h.tools_hash or '-'}"),
             ("sampling", json.dumps(msgspec.to_builtins(h.sampling))),
             ("route", json.dumps(msgspec.to_builtins(h.route)) if h.route else "-"), ("file", episode.path)]

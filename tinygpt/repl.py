@@ -6,7 +6,8 @@ with \"\"\" closes (as in Ollama). Ctrl-C during an answer drops the unfinished 
 included (Ollama does the same), and rewinds the KV session to the transcript; Ctrl-C at the prompt only
 clears the line (it never exits: a reflexive second Ctrl-C must not cost the conversation); Ctrl-D, /bye or
 /quit leave. `conv` is anything with `transcript` and `session` attributes (an Agent, or chat's holder); /save
-and /load write and read both (runtime/saved_chat.py), and their failures are reported without leaving.
+and /load write and read both (runtime/saved_chat.py), and their failures are reported without leaving. With a
+remote model (`engine` None, `session` None) there is no KV to rewind, save or load.
 Each command adds its own commands through `extra`. It does not generate: `on_message` does.
 """
 from __future__ import annotations
@@ -115,6 +116,8 @@ def dispatch(engine, conv, help_text, on_message, on_reset, on_load, extra, text
         on_reset()
     elif cmd in ("/save", "/load") and not arg:
         print(f"usage: {cmd} PATH")
+    elif cmd in ("/save", "/load") and engine is None:
+        print(f"error: {cmd} keeps a local model's KV cache with the chat; a remote model's conversation has none")
     elif cmd in ("/save", "/load"):
         if save_or_load(engine, conv, cmd, arg) and cmd == "/load":
             on_load()
@@ -131,7 +134,8 @@ def answer(engine, conv, on_message: Callable[[str], None], text: str) -> None:
         on_message(text)
     except KeyboardInterrupt:
         conv.transcript.rollback(mark)
-        engine.rewind(conv.session, conv.transcript.ids)
+        if conv.session is not None:  # a remote model's conversation has no local KV
+            engine.rewind(conv.session, conv.transcript.ids)
         print(f"\n(interrupted: that exchange was dropped; the conversation has {len(conv.transcript.messages)} "
               "messages)")
 
