@@ -94,16 +94,14 @@ class InitSpec:
 
 
 def _config(spec: InitSpec, tok) -> dict:
-    from tinygpt.runtime.vocab import FAMILIES
     from tinygpt.runtime.tool_formats import get
+    from tinygpt.runtime.vocab import FAMILIES
 
     shape = PRESETS[spec.preset]
     model_type, rows, theta = ARCHITECTURES[spec.vocab]
     family = FAMILIES[spec.vocab]
-    if model_type == "qwen3":  # Qwen's template ends a turn with <|im_end|>; <|endoftext|> ends a document
-        eos = [family.eos, "<|endoftext|>"]
-    else:  # the family's end-of-turn tokens (Llama 3.1: <|end_of_text|>, <|eom_id|>, <|eot_id|>)
-        eos = [t for t in tok.get_vocab() if t in get({"llama": "llama3", "mistral": "mistral"}[model_type]).stop_tokens]
+    # EOS: the end-of-turn tokens of the family's template (its tool format names them), e.g. <|im_end|> first
+    eos = [tok.token_to_id(t) for t in get(family.tool_format).stop_tokens if tok.token_to_id(t) is not None]
     arch = {"qwen3": "Qwen3ForCausalLM", "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM"}[model_type]
     return dict(
         architectures=[arch], model_type=model_type, vocab_size=rows or tok.get_vocab_size(),
@@ -111,8 +109,7 @@ def _config(spec: InitSpec, tok) -> dict:
         max_position_embeddings=spec.max_position_embeddings,
         tie_word_embeddings=spec.preset in ("tiny", "small", "qwen3-0.6b", "qwen3-4b"),
         torch_dtype=spec.dtype, bos_token_id=tok.token_to_id(family.bos) if family.bos else None,
-        eos_token_id=sorted(tok.token_to_id(t) for t in eos),
-        **shape,
+        eos_token_id=eos, **shape,
     )
 
 

@@ -337,20 +337,22 @@ def _corpus() -> list[str]:
 
 @dataclass(frozen=True)
 class Family:
-    """What a vocabulary's tokenizer files say besides the tokens: its special tokens and chat template."""
+    """What a vocabulary's tokenizer files say besides the tokens: its special tokens, chat template, and the
+    tool-call format that template writes (whose end-of-turn tokens are the model's EOS ids)."""
 
     bos: str | None
     eos: str
     pad: str
     template: str | None  # cache file name of the family's chat template; None: tinygpt's own (CHAT_TEMPLATE)
+    tool_format: str
 
 
 FAMILIES = {
-    "bpe": Family(None, "<|im_end|>", "<|endoftext|>", None),
-    "qwen": Family(None, "<|im_end|>", "<|endoftext|>", None),
+    "bpe": Family(None, "<|im_end|>", "<|endoftext|>", None, "hermes"),
+    "qwen": Family(None, "<|im_end|>", "<|endoftext|>", None, "hermes"),
     "llama3": Family("<|begin_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>",
-                     "meta-llama-Llama-3.1-8B-Instruct.jinja"),
-    "mistral": Family("<s>", "</s>", "<pad>", "mistralai-Mistral-Nemo-Instruct-2407.jinja"),
+                     "meta-llama-Llama-3.1-8B-Instruct.jinja", "llama3"),
+    "mistral": Family("<s>", "</s>", "<pad>", "mistralai-Mistral-Nemo-Instruct-2407.jinja", "mistral"),
 }
 
 

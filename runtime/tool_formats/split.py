@@ -72,6 +72,7 @@ class Splitter:
         self.calls = 0              # calls given an index (started or done)
         self.truncated = False
         self.need, self.then = "", ""  # lit: the solid characters still expected, and the state after them
+        self.literal = ""           # lit: the whole literal expected (for messages)
         self.raw = ""               # the current call's text so far (given back in a Fault)
         self.fault = ""             # skip: the message to report once the close marker is found
         self.pending: CallDone | None = None  # a read call whose close marker has not been read yet
@@ -193,6 +194,7 @@ class Splitter:
 
     def _expect(self, literal: str, then: str) -> None:
         self.need, self.then, self.state = _solid(literal), then, "lit"
+        self.literal = self.need
 
     def _lit(self, out: list[Piece]) -> bool:
         i, buf = 0, self.buf
@@ -204,7 +206,7 @@ class Splitter:
             if buf[i] != self.need[0]:
                 self.raw += buf[:i]
                 self.buf = buf[i:]
-                self._broken(out, f"expected {self.need!r} in a tool call, got {buf[i:i + 40]!r}")
+                self._broken(out, f"expected {self.literal!r} in a tool call, got {buf[i:i + 40]!r}")
                 return True
             self.need = self.need[1:]
             i += 1
@@ -270,6 +272,7 @@ class Splitter:
         """The current call cannot be read: skip to its close marker where the format has one, else the rest of
         the output is this fault."""
         self.raw += "".join(self.obj)
+        self.pending = None  # a call read before its syntax broke is not a call
         self._new_obj()
         if self._close:
             self.fault, self.state = message, "skip"
