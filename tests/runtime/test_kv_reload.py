@@ -86,13 +86,6 @@ def test_the_saved_rate_serves_a_new_process_on_the_same_device_only(engine, sav
     assert later.load_session(path).reload.how == "file"
 
 
-def test_a_recompute_that_falls_behind_stops(engine):
-    ids = list(range(3, 40))
-    assert kv_cache._recompute(engine.model, ids, 4, budget_s=0.0) is None  # any time left is over budget
-    cache = kv_cache._recompute(engine.model, ids, 4, budget_s=None)
-    assert [c.offset for c in cache] == [len(ids)] * len(cache)
-
-
 def test_damaged_data_and_bad_arguments_are_clear_errors(engine, saved, tmp_path):
     _, path = saved
     short = tmp_path / "short.safetensors"
