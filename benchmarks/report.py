@@ -281,6 +281,8 @@ SECTIONS = [
     ("reload-gpu-qwen3-4b.json", "Reloading a saved session on an NVIDIA GPU (issue 9: P4), qwen3-4b bf16", reload),
     ("reload-cold-gpu-qwen3-4b.json", "Reloading a saved session after a restart on an NVIDIA GPU (issue 9: P4)",
      reload_cold),
+    ("reload-cold-gpu-qwen3-4b-bailout.json", "Reloading a saved session after a restart on an NVIDIA GPU (issue 9: "
+     "P4): the first version", reload_cold),
     ("kv_read-gpu-qwen3-4b-*.json", "What bounds reading a KV file into the GPU (issue 9: P4)", kv_read),
     ("reload-cpu-qwen3-0.6b.json", "Reloading a saved session on this CPU (issue 9: P4), qwen3-0.6b shape", reload),
     ("kv_ttft-sdpa-gpu-qwen3-4b.json", "Fused attention at new key lengths on an NVIDIA GPU (issue 9)", sdpa_first_use),
