@@ -52,7 +52,7 @@ class Forced:
 
 class ForcedPolicy:
     """An agent policy that runs the real engine on the real session but forces what it samples: each reply is a
-    text (encoded once), a list of ids, or ("interrupt", text, n): Ctrl-C after n sampled tokens. `generations`
+    text (encoded once), a tool call (world_tasks.call, written in the model's tool format), a list of ids, or ("interrupt", text, n): Ctrl-C after n sampled tokens. `generations`
     keeps each call's Generation, whose `result` says what the engine consumed (None when interrupted)."""
 
     def __init__(self, engine, replies):
@@ -62,6 +62,11 @@ class ForcedPolicy:
         reply, interrupt_at = self.replies.pop(0), None
         if isinstance(reply, tuple):
             _, reply, interrupt_at = reply
+        if hasattr(reply, "arguments"):  # a teacher step that calls a tool (evals.world_tasks.Call)
+            from tinygpt.runtime import tool_formats
+
+            fmt = tool_formats.resolve(None, self.engine.tokenizer)
+            reply = fmt.render([(reply.name, reply.arguments, f"c{len(self.generations):08d}")])
         out = self.engine.encode(reply) if isinstance(reply, str) else list(reply)
         forced = Forced(out, self.engine.tokenizer.eos_token_id, interrupt_at)
         gen = self.engine.stream(ids, params, session=session, logits_processors=[forced])
