@@ -87,7 +87,8 @@ MISTRAL_WHEEL = Archive("mistral-common", "mistral_common-1.12.0-py3-none-any.wh
                         {"tekken_240718.json": "mistral_common/data/tekken_240718.json"})
 # what each real vocabulary needs, in order (the first file named is the one callers ask for)
 NEEDS = {
-    "qwen": [(SDIST, "ggml-vocab-qwen2.gguf"), (SDIST, "ggml-vocab-qwen2.gguf.inp"), (SDIST, "ggml-vocab-qwen2.gguf.out")],
+    "qwen": [(SDIST, "ggml-vocab-qwen2.gguf"), (SDIST, "ggml-vocab-qwen2.gguf.inp"),
+             (SDIST, "ggml-vocab-qwen2.gguf.out")],
     "llama3": [(SDIST, "ggml-vocab-llama-bpe.gguf"), (SDIST, "ggml-vocab-llama-bpe.gguf.inp"),
                (SDIST, "ggml-vocab-llama-bpe.gguf.out"), (SDIST, "meta-llama-Llama-3.1-8B-Instruct.jinja")],
     "mistral": [(MISTRAL_WHEEL, "tekken_240718.json"), (SDIST, "mistralai-Mistral-Nemo-Instruct-2407.jinja")],
@@ -254,7 +255,8 @@ def llama3_tokenizer() -> Tokenizer:
         names = [LLAMA31_NAMED.get(i) or f"<|reserved_special_token_{next(reserved)}|>"
                  for i in range(LLAMA3_FIRST_ADDED_ID, LLAMA3_VOCAB_SIZE)]
         tok = _finish(Tokenizer(bpe), [(n, True) for n in names], LLAMA3_SPLIT, nfc=False)
-        assert tok.token_to_id("<|python_tag|>") == 128010 and tok.token_to_id("<|reserved_special_token_247|>") == 128255
+        assert tok.token_to_id("<|python_tag|>") == 128010
+        assert tok.token_to_id("<|reserved_special_token_247|>") == 128255
         return tok
 
     return _cached("llama3-tokenizer.json", build)

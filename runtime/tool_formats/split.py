@@ -302,7 +302,8 @@ class Splitter:
         if state == "more":
             return False
         if state == "marker":  # the close marker outside a string: the call ends there, unreadable
-            out.append(Fault(_load("".join(self.obj))[1] or "tool call is not valid JSON", self.raw + "".join(self.obj)))
+            body = "".join(self.obj)
+            out.append(Fault(_load(body)[1] or "tool call is not valid JSON", self.raw + body))
             self.raw = ""
             self._new_obj()
             self._expect(self.fmt.call[1], "between")
@@ -392,7 +393,8 @@ class Splitter:
 
     def _shape(self) -> str:
         fmt = self.fmt
-        return "{" + f'"name": ..., "{fmt.args_key}": ' + "{...}" + (f', "{fmt.id_key}": ...' if fmt.id_key else "") + "}"
+        call_id = f', "{fmt.id_key}": ...' if fmt.id_key else ""
+        return "{" + f'"name": ..., "{fmt.args_key}": ' + "{...}" + call_id + "}"
 
     def _read(self, body: str) -> tuple[tuple[str, Any, str | None] | None, str]:
         """(name, arguments, id) of a call object's text, or None and what is wrong with it."""
