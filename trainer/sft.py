@@ -65,6 +65,19 @@ def _resumed_config(run: Path, flags: dict) -> TrainConfig:
     return saved
 
 
+def _absolute_paths(cfg: TrainConfig, run: Path) -> None:
+    """Local paths in the config made absolute, so `--resume` works from any directory."""
+    from tinygpt.runtime.store import ModelStore
+
+    cfg.out = str(run.resolve())
+    for key in ("data", "valid_data", "model"):
+        value = getattr(cfg, key)
+        if key == "model" and value in ModelStore().names():
+            continue  # a registered name or alias means the store's entry, wherever the run is resumed
+        if value and Path(value).expanduser().exists():
+            setattr(cfg, key, str(Path(value).expanduser().resolve()))
+
+
 def _check_register(name: str) -> None:
     if not name:
         return
@@ -117,7 +130,7 @@ def run(cfg: TrainConfig, *, resume: str | None = None, flags: dict | None = Non
     else:
         _check_register(cfg.register)
         run_path, marker = run_dir.create(cfg.out), {}
-        cfg.out = str(run_path)
+        _absolute_paths(cfg, run_path)
         run_dir.write_atomic(run_path / "config.toml", to_toml(cfg))
     if announce is not None:
         announce(cfg, run_path)
@@ -141,6 +154,7 @@ def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:
     from tinygpt.runtime.models import fingerprint, load
     from tinygpt.trainer.batches import BucketedBatches, fingerprint as data_fingerprint
     from tinygpt.trainer.data import load_data
+    from tinygpt.trainer.losses import has_plain_head, masked_nll, trained_nll
     from tinygpt.trainer.optim import make_optimizer
     from tinygpt.trainer.tuning import count_parameters, prepare
 
@@ -153,8 +167,11 @@ def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:
     run_dir.write_status(run, "running", **base)
     data = load_data(cfg, loaded, run)
     run_dir.write_atomic(run / "data-report.json", json.dumps(data.report, indent=2) + "\n")
-    source = BucketedBatches(data.train, cfg.batch_size, cfg.seed)
-    valid = BucketedBatches(data.valid, cfg.batch_size, cfg.seed, shuffle=False) if data.valid else None
+    gather = has_plain_head(loaded.model)  # logits only where trained (losses.trained_nll)
+    loss = trained_nll if gather else masked_nll
+    shape = {"max_width": cfg.max_seq_length - 1, "gather": gather}
+    source = BucketedBatches(data.train, cfg.batch_size, cfg.seed, **shape)
+    valid = BucketedBatches(data.valid, cfg.batch_size, cfg.seed, shuffle=False, **shape) if data.valid else None
     iters = total_steps(cfg, len(source))
     fingerprints = {"data": data_fingerprint(data.train), "config": config_key(cfg)}
     mx.random.seed(cfg.seed)  # the adapter's initial weights
@@ -182,8 +199,8 @@ def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:
             if start:
                 progress.note(f"resumed at step {start}/{iters} from {ckpts / f'step-{start:07d}'}")
             hooks = _RunHooks(save, metrics, progress, interrupt)
-            last = train(loaded.model, optimizer, source, config=loop_cfg, valid=valid, start_step=start,
-                         hooks=hooks)
+            last = train(loaded.model, optimizer, source, config=loop_cfg, loss=loss, valid=valid,
+                         start_step=start, hooks=hooks)
             if last < iters and hooks.saved_at != last:
                 save(last)
     finally:

@@ -117,12 +117,31 @@ def test_untrained_tokens_after_the_last_output_leave_the_gradient_unchanged(lor
     assert la == lb and all(np.array_equal(np.array(ga[k]), np.array(gb[k])) for k in ga)
 
 
+def test_logits_only_at_trained_positions_give_the_same_loss_and_gradients(lora_model, task_data):
+    """losses.trained_nll (what the trainer uses for qwen3 and kin) == masked_nll, loss and every gradient."""
+    from tinygpt.trainer.batches import pack_gathered
+    from tinygpt.trainer.losses import has_plain_head, trained_nll
+
+    loaded = lora_model
+    assert has_plain_head(loaded.model)
+    examples = read_rows(task_data / "data" / "rows.jsonl", tokenizer_hash=loaded.tokenizer_hash,
+                         vocab_size=loaded.vocab_size)[0][:3]
+    dense, dense_grads = _loss_and_grads(loaded.model, pack(examples))
+    batch = pack_gathered(examples)
+    assert batch[1].shape == batch[3].shape and float(batch[2].sum()) == sum(e.supervised for e in examples)
+    value, grads = nn.value_and_grad(loaded.model, lambda m, *b: trained_nll(m, *b)[0])(loaded.model, *batch)
+    assert abs(value.item() - dense) < 1e-5
+    for k, g in dict(tree_flatten(grads)).items():
+        assert np.allclose(np.array(g), np.array(dense_grads[k]), rtol=1e-4, atol=1e-6), k
+
+
 def test_pack_aligns_targets_and_weights_with_the_next_token():
     ex = make_example([1, 2, 3, 4, 5], [0, 0, 1, 1, 0], "g", "s")
     inputs, targets, weights = pack([ex, make_example([7, 8], [0, 1], "h", "t")], pad_multiple=8)
     assert np.array(inputs)[0, :4].tolist() == [1, 2, 3, 4] and np.array(targets)[0, :4].tolist() == [2, 3, 4, 5]
     assert np.array(weights)[0].tolist() == [0, 1, 1, 0, 0, 0, 0, 0]
     assert np.array(weights)[1].tolist() == [1, 0, 0, 0, 0, 0, 0, 0] and inputs.shape == (2, 8)
+    assert pack([ex], pad_multiple=32, max_width=5)[0].shape == (1, 5)  # never padded past the longest allowed
 
 
 CHAT = {"messages": [
