@@ -158,6 +158,10 @@ def resolve(flags: dict, config_file: str | Path | None = None) -> TrainConfig:
     cfg = TrainConfig(**values)
     for f in fields(cfg):  # defaults too: a default is always valid, this keeps the rule in one place
         check_value(f.name, getattr(cfg, f.name))
+    if cfg.grad_checkpoint and cfg.dropout > 0 and cfg.method != "full":
+        raise TrainError("--grad-checkpoint with --dropout > 0: the backward pass would recompute each layer with new "
+                         "dropout masks, so the gradients would not be the forward pass's (mlx-lm's grad_checkpoint "
+                         "does this silently). Use one or the other")
     return cfg
 
 

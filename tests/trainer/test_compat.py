@@ -70,18 +70,19 @@ def test_mlx_lm_generate_cli_loads_the_adapter(adapters, tiny_model_dir, tiny_en
     assert r.stdout.strip() == text.strip()
 
 
-def test_fuse_makes_a_standalone_model_with_the_same_outputs(adapters, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("method", ["lora", "dora", "full"])
+def test_fuse_makes_a_standalone_model_with_the_same_outputs(method, adapters, tiny_model_dir, tmp_path):
     out = tmp_path / "fused"
     r = subprocess.run([sys.executable, "-m", "tinygpt.cli", "fuse", "--model", str(tiny_model_dir), "--adapter",
-                        adapters["lora"], "--out", str(out), "--json"], capture_output=True, text=True, timeout=120)
+                        adapters[method], "--out", str(out), "--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["path"] == str(out)
-    fused, specialist = load(str(out)), load(str(tiny_model_dir), adapter_path=adapters["lora"])
+    fused, specialist = load(str(out)), load(str(tiny_model_dir), adapter_path=adapters[method])
     assert fused.tokenizer_hash == specialist.tokenizer_hash  # tokenizer files copied byte for byte
     x = mx.array([prompt_ids(Engine(fused))])
     a, b = np.array(fused.model(x)), np.array(specialist.model(x))
     assert np.abs(a - b).max() < 1e-4
-    assert runtime_ids(out) == runtime_ids(tiny_model_dir, adapters["lora"])
+    assert runtime_ids(out) == runtime_ids(tiny_model_dir, adapters[method])
     marker = json.loads((out / "tinygpt.json").read_text())
     assert marker["trained_by"] == "tinygpt fuse" and marker["fused_from"]["adapter"].endswith("adapter")
 
