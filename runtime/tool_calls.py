@@ -4,8 +4,10 @@ the parser that splits a model's output into content and calls.
 The parser works on the decoded text of the sampled ids, read by the format's `Splitter` (the same reader the
 server streams with). A call cut off by the token budget is reported as `truncated` and never returned; a call
 that does not parse, names an unknown tool, or whose arguments fail their schema is left out and described in
-`error` (a model fault is data, not an exception). A call object ends where its braces balance outside JSON
-strings, so string arguments may hold the format's markers: the parser reads back every call the grammar allows.
+`error` (a model fault is data, not an exception), as is a call whose id (the model's own, e.g. Mistral's)
+repeats an earlier call's in the same output, since its result could not be paired with it. A call object ends
+where its braces balance outside JSON strings, so string arguments may hold the format's markers: the parser
+reads back every call the grammar allows.
 Tools and calls are the `.atraj` types (traces/atraj.py). Not here: constraining generation (grammar.py) or
 running tools.
 """
@@ -90,6 +92,9 @@ def parse_tool_calls(output: Sequence[int] | str, tokenizer: Any, tools: Sequenc
     errors = [p.message for p in pieces if isinstance(p, Fault) and p.message]
     for done in (p for p in pieces if isinstance(p, CallDone)):
         call, err = _checked(done, specs)
+        if call is not None and any(c.id == call.id for c in calls):  # results are paired with calls by id
+            call, err = None, (f"two calls of one answer have the id {call.id!r}; give each call its own id so its "
+                               "result can be paired with it")
         if err:
             errors.append(err)
         else:

@@ -88,17 +88,19 @@ def training_row(episode: Episode, mask_error_turns: bool = False) -> TrainingRo
 
 
 def calls_with_errors(episode) -> set[int]:
-    """Indexes of model calls one of whose tool calls got an error result."""
-    owner: dict[str, int] = {}
+    """Indexes of model calls one of whose tool calls got an error result, an unusable call's included.
+
+    Results follow the call that made them, so each belongs to the model call before it: ids are not looked up,
+    as a model that writes its own ids (Mistral) may repeat one in a later step, and an unusable call's result
+    answers no id ("")."""
     failed = set()
     index = -1
     for event in episode.events:
         tag = kind(event)
         if tag == "model_call":
             index += 1
-            owner.update((c.id, index) for c in event.tool_calls)
-        elif tag == "tool_result" and event.is_error and event.call_id in owner:
-            failed.add(owner[event.call_id])
+        elif tag == "tool_result" and event.is_error and index >= 0:  # results before any call: a loaded history
+            failed.add(index)
     return failed
 
 

@@ -60,7 +60,7 @@ def streamed(fmt, text, points, stopped=True):
 
 @pytest.mark.parametrize("name", FORMATS)
 @settings(max_examples=60, deadline=None)
-@given(calls=st.lists(CALLS, min_size=1, max_size=3), ids=st.lists(IDS, min_size=3, max_size=3),
+@given(calls=st.lists(CALLS, min_size=1, max_size=3), ids=st.lists(IDS, min_size=3, max_size=3, unique=True),
        content=st.sampled_from(["", "Sure.", "a <b> [c] {d}"]), points=st.lists(st.integers(0, 400), max_size=12))
 def test_every_answer_a_format_writes_parses_and_streams_back_to_itself(name, calls, ids, content, points):
     fmt = tool_formats.get(name)

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from tinygpt.traces.atraj import Reward
 from tinygpt.traces.errors import TraceError
-from tinygpt.traces.export import chat_record, dedupe_text, training_row
+from tinygpt.traces.export import calls_with_errors, chat_record, dedupe_text, training_row
+from tinygpt.traces.raw_episode import read_raw_episode
 from tinygpt.traces.reader import read_episode
 from tinygpt.traces.recorder import Recorder
 
@@ -85,6 +86,27 @@ def test_error_turns_can_be_masked_but_keep_their_ids(tmp_path, header_factory):
     assert training_row(episode).loss_mask == [0, 1, 1, 0, 0, 1]
     masked = training_row(episode, mask_error_turns=True)
     assert masked.loss_mask == [0, 0, 0, 0, 0, 1] and masked.input_ids == [1, 2, 3, 4, 5, 6]
+
+
+def test_error_results_mask_the_call_before_them_whatever_their_ids(tmp_path, header_factory):
+    """A model that writes its own call ids (Mistral) may reuse one in a later step; an unusable call's result
+    answers no id. Results belong to the call they follow."""
+    same = "aB3dE5gH9"
+    with Recorder(tmp_path, header_factory("ids"), fsync="none") as rec:
+        for n, (call_id, fails) in enumerate([(same, False), (same, True), (None, True)]):
+            calls = [{"id": call_id, "name": "ls", "arguments": {}}] if call_id else []
+            rec.model_call(prompt_token_ids=[10 * n - 8, 10 * n][not n:], output_token_ids=[10 * n + 1], text="",
+                           latency_s=0, finish_reason="tool_calls", tool_calls=calls)
+            rec.tool_result(call_id=call_id or "", name="ls" if call_id else "invalid_call", content="r",
+                            token_ids=[10 * n + 2], is_error=fails)
+        rec.model_call(prompt_token_ids=[22, 30], output_token_ids=[31], text="", finish_reason="stop", latency_s=0)
+        path = rec.end(Reward(value=0.0, source="t"))
+    episode = read_episode(path)
+    assert calls_with_errors(episode) == calls_with_errors(read_raw_episode(path)) == {1, 2}
+    assert training_row(episode, mask_error_turns=True).loss_mask == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    messages = chat_record(episode).messages  # each result keeps the id of the call just before it
+    assert [(m.role, m.tool_call_id or [c.id for c in m.tool_calls]) for m in messages[:4]] == [
+        ("assistant", [same]), ("tool", same), ("assistant", [same]), ("tool", same)]
 
 
 def test_turns_without_ids_export_as_chat_only(tmp_path, header_factory):
