@@ -64,7 +64,8 @@ def mistral_text(engine, tools, messages: list[dict]) -> str:
         elif m["role"] == "assistant":
             parts.append(m["content"] + "</s>")
         else:
-            parts.append(f'[TOOL_RESULTS]{{"content": {m["content"]}, "call_id": "{m["tool_call_id"]}"}}[/TOOL_RESULTS]')
+            result = f'{{"content": {m["content"]}, "call_id": "{m["tool_call_id"]}"}}'
+            parts.append(f"[TOOL_RESULTS]{result}[/TOOL_RESULTS]")
     return "".join(parts)
 
 
