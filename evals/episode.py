@@ -1,12 +1,10 @@
 """The one place evals touch the agent loop's event types and the model's tool-call text.
 
-`play` runs a task's user turns through an agent while recording them as `.atraj` and checking each turn;
-`summarize(events)` turns one turn's events into a `TurnSummary` (the final answer, the calls made, steps,
-tokens, how the turn ended) — checkers and result rows read only that; `reply_text(step, tokenizer)` writes a
-gold step as the assistant text a scripted policy replays. The agent loop is being reworked (events become the
-`.atraj` records: prompt_ids -> prompt_token_ids, call dicts -> ToolCall structs; tool-call syntax moves to
-runtime/tool_formats/; one conversation becomes one episode): each function here reads either form, so
-following that change touches only this file.
+`play` runs a task's user turns through an agent as one conversation, recorded as one `.atraj` episode and
+checked turn by turn; `summarize(events)` turns one turn's events into a `TurnSummary` (the final answer, the
+calls made, steps, tokens, how the turn ended) — checkers and result rows read only that; `reply_text(step,
+tokenizer)` writes a gold step as the assistant text a scripted policy replays, in the model family's tool
+format (runtime/tool_formats/). Events are the `.atraj` records (ModelCall, ToolCall) and agent_events'.
 """
 from __future__ import annotations
 
@@ -16,6 +14,7 @@ from typing import Callable
 
 from tinygpt.evals.suite import Call, Check, Step
 from tinygpt.runtime import agent_events as ev
+from tinygpt.runtime import tool_formats
 from tinygpt.traces.atraj import Reward, Verdict
 
 
@@ -31,15 +30,6 @@ class TurnSummary:
     end: str = ""  # TurnEnd.reason: answer | max_steps | length | truncated_call
 
 
-def _ids(event, new: str, old: str) -> list:
-    value = getattr(event, new, None)
-    return list(value if value is not None else getattr(event, old, None) or [])
-
-
-def _call(c) -> Call:
-    return Call(c["name"], dict(c["arguments"])) if isinstance(c, dict) else Call(c.name, dict(c.arguments))
-
-
 def summarize(events: list) -> TurnSummary:
     """The summary of one user turn's events (a list ending with TurnEnd)."""
     model_calls = [e for e in events if isinstance(e, ev.ModelCall)]
@@ -47,9 +37,9 @@ def summarize(events: list) -> TurnSummary:
     last = model_calls[-1] if model_calls else None
     answer = (last.content or "") if last is not None and not last.tool_calls else ""
     return TurnSummary(
-        answer=answer, calls=[_call(c) for m in model_calls for c in m.tool_calls], steps=len(model_calls),
-        prompt_tokens=sum(len(_ids(m, "prompt_token_ids", "prompt_ids")) for m in model_calls),
-        output_tokens=sum(len(_ids(m, "output_token_ids", "output_ids")) for m in model_calls), end=end)
+        answer=answer, calls=[Call(c.name, dict(c.arguments)) for m in model_calls for c in m.tool_calls],
+        steps=len(model_calls), prompt_tokens=sum(len(m.prompt_token_ids or ()) for m in model_calls),
+        output_tokens=sum(len(m.output_token_ids or ()) for m in model_calls), end=end)
 
 
 def reply_text(step: Step, tokenizer) -> str:
@@ -57,12 +47,6 @@ def reply_text(step: Step, tokenizer) -> str:
     `tokenizer`'s chat template, which the agent's grammar and parser use too), or the answer itself."""
     if isinstance(step, str):
         return step
-    try:
-        from tinygpt.runtime import tool_formats
-    except ImportError:  # before the tool-call format plugins land: the one (Qwen/Hermes) format
-        from tinygpt.runtime.tool_calls import call_text
-
-        return "\n".join(call_text(c.name, c.arguments) for c in step)
     fmt = tool_formats.resolve(None, tokenizer)
     return fmt.render([(c.name, c.arguments, fmt.new_id() if fmt.id_key else None) for c in step])
 
@@ -78,32 +62,18 @@ def verdict_of(checks: list[Check], checker: str) -> tuple[Reward, Verdict]:
 def play(engine, agent, turns: tuple[str, ...], directory: Path, *, episode_id: str, task_id: str, split: str,
          labels: dict[str, str], check: Callable[[int, TurnSummary], Check],
          checker: str) -> tuple[list[tuple[TurnSummary, Check]], list[Path]]:
-    """Run `turns` through `agent`, recorded under `directory` and checked turn by turn; (outcomes, .atraj paths).
-    One conversation is one episode where the recorder records conversations; before that, one per turn."""
-    from tinygpt.runtime import recording
+    """Run `turns` through `agent` as one conversation recorded under `directory` (one episode, ended with the
+    share of turns passed as its reward) and checked turn by turn; (outcomes, [the episode's path])."""
+    from tinygpt.runtime.recording import ConversationRecorder
 
     outcomes: list[tuple[TurnSummary, Check]] = []
-    if hasattr(recording, "ConversationRecorder"):
-        conversation = recording.ConversationRecorder(directory, engine, agent, task_id=task_id, split=split,
-                                                      fsync="episode", labels=labels, episode_id=episode_id)
-        try:
-            for i, user in enumerate(turns):
-                summary = summarize([e for e in conversation.record(agent.run(user)) if not isinstance(e, ev.Token)])
-                outcomes.append((summary, check(i, summary)))
-            reward, verdict = verdict_of([c for _, c in outcomes], checker)
-            return outcomes, [conversation.end(outcomes[-1][0].end, reward, verdict)]
-        finally:
-            conversation.close()
-    paths = []
-    for i, user in enumerate(turns):
-        def judge(events: list, i: int = i) -> tuple[Reward, Verdict]:
-            summary = summarize(events)
+    conversation = ConversationRecorder(directory, engine, agent, task_id=task_id, split=split, fsync="episode",
+                                        labels=labels, episode_id=episode_id)
+    try:
+        for i, user in enumerate(turns):
+            summary = summarize([e for e in conversation.record(agent.run(user)) if not isinstance(e, ev.Token)])
             outcomes.append((summary, check(i, summary)))
-            return verdict_of([outcomes[-1][1]], checker)
-
-        for _ in recording.record_episode(agent.run(user), directory, engine=engine, agent=agent, task_id=task_id,
-                                          split=split, judge=judge, fsync="episode", episode_id=f"{episode_id}.t{i}",
-                                          labels=labels):
-            pass
-        paths.append(directory / f"{episode_id}.t{i}.atraj")
-    return outcomes, paths
+        reward, verdict = verdict_of([c for _, c in outcomes], checker)
+        return outcomes, [conversation.end(outcomes[-1][0].end, reward, verdict)]
+    finally:
+        conversation.close()
