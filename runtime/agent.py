@@ -50,8 +50,6 @@ class Agent:
 
     def __init__(self, engine: Engine | None, toolset: Any, config: AgentConfig = AgentConfig(),
                  policy: Policy | MessagePolicy | None = None):
-        from tinygpt.runtime.grammar import compile_tools
-
         if config.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {config.max_steps}")
         self.engine, self.toolset, self.config = engine, toolset, config
@@ -66,11 +64,30 @@ class Agent:
                 raise ValueError(f"tool_choice {choice!r} is not one of the tools: {', '.join(toolset.names)}")
             choice = {"type": "function", "function": {"name": choice}}
         self.tool_choice = choice
-        self.grammar = None if self.remote else compile_tools(
-            engine.tokenizer, self.tools, tool_choice=choice, parallel_tool_calls=config.parallel_tool_calls,
-            backend=config.grammar_backend, tool_format=config.tool_format or None)
+        self.grammar = self._compile()
         self._invalid: str | None = None
         self.reset()
+
+    def _compile(self):
+        from tinygpt.runtime.grammar import compile_tools
+
+        return None if self.remote else compile_tools(
+            self.engine.tokenizer, self.tools, tool_choice=self.tool_choice,
+            parallel_tool_calls=self.config.parallel_tool_calls, backend=self.config.grammar_backend,
+            tool_format=self.config.tool_format or None)
+
+    def offer_tools(self, names: list[str]) -> None:
+        """Offer only the toolset's tools named in `names` from the next step on (an eval may withhold some and add
+        them mid-conversation). Before the conversation starts these are also the tools its prompt lists; later, a
+        token-exact conversation never re-renders its start, so the caller tells the model of new ones in a message
+        (a message-level model is sent the new list with every request)."""
+        unknown = [n for n in names if n not in self.toolset.names]
+        if unknown:
+            raise ValueError(f"no tool named {unknown[0]!r} in the toolset")
+        self.tools = [t for t in self.toolset.schemas() if t["function"]["name"] in names]
+        self.grammar = self._compile()
+        if not self.transcript.messages and not self.remote:
+            self.transcript.tools = self.tools
 
     def reset(self) -> None:
         """Forget the conversation (transcript and KV)."""

@@ -59,14 +59,17 @@ class Generation:
 class Engine:
     """One model for one caller: prompts, sessions, and generation through an inline scheduler."""
 
-    def __init__(self, loaded: LoadedModel, prefix_cache_bytes: int = 2 << 30, prefill_step_size: int = 2048):
+    def __init__(self, loaded: LoadedModel, prefix_cache_bytes: int = 2 << 30, prefill_step_size: int = 2048,
+                 solo_processors: bool = True):
+        """`solo_processors` False: a grammar job on an idle lane goes into the batch, not solo (a solo job with a
+        logits processor cannot be handed over, so a caller with several calls in flight would wait for it)."""
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.prefill_step_size = prefill_step_size
         self.name = loaded.name
         config = SchedulerConfig(prefix_cache_bytes=prefix_cache_bytes, prefill_step=prefill_step_size,
-                                 solo_processors=True)  # one caller: a grammar job never needs a hand-off
+                                 solo_processors=solo_processors)
         self.scheduler = Scheduler(StaticModels({self.name: loaded}), config, default=self.name)
         self._lane = self.scheduler.lane(self.name)
         self.prefix_cache = self._lane.prefix_cache

@@ -69,8 +69,8 @@ def model_path(cfg: Config) -> str:
     return str(path)
 
 
-def load_engine(cfg: Config):
-    """Load the model named by `cfg` into an Engine."""
+def load_engine(cfg: Config, **engine_options):
+    """Load the model named by `cfg` into an Engine (`engine_options`: Engine's keyword arguments)."""
     from tinygpt.runtime.models import load
     from tinygpt.runtime.store import ModelStore
 
@@ -78,7 +78,7 @@ def load_engine(cfg: Config):
     loaded = load(model_path(cfg), store=ModelStore(default_preset=cfg.default_preset))
     from tinygpt.runtime.engine import Engine
 
-    return Engine(loaded, prefix_cache_bytes=cfg.prefix_cache_mb << 20)
+    return Engine(loaded, prefix_cache_bytes=cfg.prefix_cache_mb << 20, **engine_options)
 
 
 def add_model_flag(parser) -> None:
