@@ -3,12 +3,13 @@
 A suite module exports
   NAME: str, SPLITS: tuple[str, ...], SYSTEM: str | None (the system message its episodes start with),
   tasks(split) -> list[Task]       every task of a split, in a fixed order,
-  start(task) -> Episode           a fresh world for one episode: its toolset and its per-turn checker.
+  start(task) -> Episode           a fresh world for one episode: its toolset and its per-turn checker,
+and may export DEFAULT_SPLIT (the split `tinygpt eval` runs when none is named).
 A `Task` holds its user turns and, per turn, the gold steps that solve it (a step is the calls of one model
 reply, or the final answer text). The runner (runner.py) plays the turns through the agent loop; the checker
 judges each turn from the world's state and a `TurnSummary` (episode.py). A task passes when every turn passes.
 `drop_last_call` makes the broken solution every suite must fail: the gold steps less the last call of each turn.
-Suites: `fileops` (this project's file-operations gate). BFCL multi-turn plugs in here as another module.
+Suites: `fileops` (this project's file-operations gate), `bfcl-multi-turn` (BFCL v4 multi-turn, bfcl.py).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any, Callable, NamedTuple
 
 from tinygpt.evals.errors import EvalError
 
-SUITES = {"fileops": "tinygpt.evals.fileops"}
+SUITES = {"fileops": "tinygpt.evals.fileops", "bfcl-multi-turn": "tinygpt.evals.bfcl"}
 
 
 class Call(NamedTuple):
@@ -47,18 +48,24 @@ class Task:
 
 
 class Check(NamedTuple):
-    """A checker's verdict on one turn."""
+    """A checker's verdict on one turn; `stop`: play no later turn (they fail), as BFCL ends an entry at its
+    step limit."""
 
     passed: bool
     reason: str
+    stop: bool = False
 
 
 @dataclass
 class Episode:
-    """One episode's world: the toolset the agent acts through and the checker of each turn (by index)."""
+    """One episode's world: the toolset the agent acts through and the checker of each turn (by index).
+    Optional: `offered(turn)`, the names of the tools offered from that turn on (None: all of the toolset's);
+    `close()`, called once the episode ends, whatever happened."""
 
     toolset: Any
     check: Callable[[int, Any], Check]
+    offered: Callable[[int], list[str] | None] | None = None
+    close: Callable[[], None] | None = None
 
 
 def load_suite(name: str) -> ModuleType:

@@ -61,7 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_tool_format_flag(p)
     p.add_argument("--trajectory-dir", default=None,
                    help="record each conversation (ended by /reset, /load or leaving) as an .atraj episode here")
-    remote = p.add_argument_group("remote model (an OpenAI-compatible server drives the agent)")
+    add_remote_flags(p, "remote model (an OpenAI-compatible server drives the agent)")
+    return p
+
+
+def add_remote_flags(p: argparse.ArgumentParser, title: str) -> None:
+    """--remote URL, --api-key-env VAR, --timeout S: a model on an OpenAI-compatible server (see remote_policy)."""
+    remote = p.add_argument_group(title)
     remote.add_argument("--remote", metavar="URL", default=None,
                         help="the server's API base URL, e.g. http://127.0.0.1:8000/v1; --model then names the "
                              "server's model")
@@ -69,7 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read the server's API key from environment variable VAR (default: send no key)")
     remote.add_argument("--timeout", metavar="S", type=float_in(0.0, lo_open=True), default=None,
                         help="seconds to wait for the server (default 120)")
-    return p
 
 
 class EventPrinter:
