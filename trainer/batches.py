@@ -57,15 +57,15 @@ def gathered_size(n: int) -> int:
     return size
 
 
-def pack_gathered(examples: list[Example], pad_multiple: int = 32, max_width: int | None = None
-                  ) -> tuple[mx.array, mx.array, mx.array, mx.array]:
-    """(inputs, targets, weights, index): only the trained targets, at flat positions `index` of inputs."""
+def pack_gathered(examples: list[Example], pad_multiple: int = 32, max_width: int | None = None) -> tuple:
+    """(inputs, targets, weights, index): only the trained targets, at flat positions `index` of inputs; or
+    pack's dense batch when (nearly) every position is trained."""
     ids, mask = _grid(examples, pad_multiple, max_width)
     targets, weights = ids[:, 1:].reshape(-1), mask[:, 1:].reshape(-1)
     index = np.flatnonzero(weights).astype(np.int32)
     size = gathered_size(len(index))
-    if size >= weights.size:  # (almost) everything is trained: every position, no more than the dense logits
-        return mx.array(ids[:, :-1]), mx.array(targets), mx.array(weights), mx.arange(weights.size, dtype=mx.int32)
+    if size >= weights.size:  # (almost) everything is trained: the dense batch, no gather
+        return mx.array(ids[:, :-1]), mx.array(ids[:, 1:]), mx.array(mask[:, 1:])
     padded = np.zeros(size, np.int32)
     padded[: len(index)] = index
     w = np.zeros(size, np.float32)

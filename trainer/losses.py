@@ -42,9 +42,12 @@ def lm_head(model, hidden: mx.array) -> mx.array:
 
 
 def trained_nll(model, inputs: mx.array, targets: mx.array, weights: mx.array,
-                index: mx.array) -> tuple[mx.array, mx.array]:
+                index: mx.array | None = None) -> tuple[mx.array, mx.array]:
     """`masked_nll` with logits only at `index` (flat positions into inputs' batch x length grid); `targets`
-    and `weights` are already gathered at those positions (padding entries have weight 0)."""
+    and `weights` are already gathered at those positions (padding entries have weight 0). Without `index`
+    (a batch where nearly everything is trained) it is `masked_nll`."""
+    if index is None:
+        return masked_nll(model, inputs, targets, weights)
     hidden = model.model(inputs)
     picked = mx.take(hidden.reshape(-1, hidden.shape[-1]), index, axis=0)
     total, count = token_nll(lm_head(model, picked), targets, weights)
