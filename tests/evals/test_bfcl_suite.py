@@ -213,3 +213,42 @@ def test_a_remote_model_runs_the_same_harness(tiny_model_dir, by_category, tmp_p
         episode = read_episode(tmp_path / row.trajectories[0])
         calls = [e for e in episode.events if isinstance(e, ModelCall)]
         assert calls and all(not c.token_exact and c.model == "tiny" for c in calls)
+
+
+def test_cli_runs_the_suite_and_checks_the_gold_replay(tiny_model_dir, tmp_path, capsys):
+    from tinygpt import cli
+
+    ids = ["multi_turn_base_172", "multi_turn_base_173"]  # 173's ground truth no agent can replay
+    argv = ["eval", "--suite", "bfcl-multi-turn", "--model", str(tiny_model_dir), "--out", str(tmp_path), "--json"]
+    assert cli.main(argv + ["--policy", "gold", "--task", ids[0], "--task", ids[1]]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert (summary["suite"], summary["split"], summary["tasks"], summary["pass_rate"]) == ("bfcl-multi-turn",
+                                                                                            "test", 2, 0.5)
+    assert "1 task(s) have ground truths that no schema-checked agent can replay" in err
+    assert cli.main(argv + ["--policy", "drop-last", "--category", "miss_param", "--limit", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["pass_rate"] == 0.0
+    assert cli.main(argv + ["--list", "--category", "long_context", "--limit", "1"]) == 0
+    assert capsys.readouterr().out.startswith("multi_turn_long_context_0\tlong_context\t")
+
+
+def test_cli_refuses_a_scripted_policy_for_a_remote_model(capsys):
+    from tinygpt import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["eval", "--suite", "bfcl-multi-turn", "--remote", "http://127.0.0.1:9/v1", "--model", "m",
+                  "--policy", "gold"])
+    assert exit_.value.code == 2
+    assert "--policy gold / drop-last replay scripts through a local engine" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # downloads the pinned wheel from the package index (a few MB)
+def test_the_pinned_wheel_is_fetched_with_no_deps_and_unpacked(tmp_path):
+    from tinygpt.evals import bfcl_wheel
+
+    root = tmp_path / "bfcl_eval-x"
+    bfcl_wheel._fetch(root)
+    assert (root / "bfcl_eval" / "eval_checker" / "multi_turn_eval" / "multi_turn_checker.py").is_file()
+    data = root / "bfcl_eval" / "data" / "BFCL_v4_multi_turn_base.json"
+    assert len(data.read_text().splitlines()) == 200
+    assert not list(tmp_path.glob("tmp*"))  # the download folder is gone
