@@ -1,16 +1,14 @@
 """The one place evals touch the agent loop's event types and the model's tool-call text.
 
-`play` runs a task's user turns through an agent as one conversation, recorded as one `.atraj` episode and
-checked turn by turn; `summarize(events)` turns one turn's events into a `TurnSummary` (the final answer, the
-calls made, steps, tokens, how the turn ended) — checkers and result rows read only that; `reply_text(step,
-tokenizer)` writes a gold step as the assistant text a scripted policy replays, in the model family's tool
-format (runtime/tool_formats/). Events are the `.atraj` records (ModelCall, ToolCall) and agent_events'.
+`summarize(events)` turns one user turn's events into a `TurnSummary` (the final answer, the calls made, steps,
+tokens, how the turn ended) — checkers and result rows read only that; `reply_text(step, tokenizer)` writes a
+gold step as the assistant text a scripted policy replays, in the model family's tool format
+(runtime/tool_formats/); `verdict_of` is an episode's reward and verdict from its turns' checks. Events are the
+`.atraj` records (ModelCall, ToolCall) and agent_events'. Running and recording episodes is runner.py's.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
 
 from tinygpt.evals.suite import Call, Check, Step
 from tinygpt.runtime import agent_events as ev
@@ -57,23 +55,3 @@ def verdict_of(checks: list[Check], checker: str) -> tuple[Reward, Verdict]:
     why = failed.reason if failed else "ok"
     return (Reward(value=sum(c.passed for c in checks) / len(checks), source=checker, reason=why),
             Verdict(passed=failed is None, checker=checker, details=why))
-
-
-def play(engine, agent, turns: tuple[str, ...], directory: Path, *, episode_id: str, task_id: str, split: str,
-         labels: dict[str, str], check: Callable[[int, TurnSummary], Check],
-         checker: str) -> tuple[list[tuple[TurnSummary, Check]], list[Path]]:
-    """Run `turns` through `agent` as one conversation recorded under `directory` (one episode, ended with the
-    share of turns passed as its reward) and checked turn by turn; (outcomes, [the episode's path])."""
-    from tinygpt.runtime.recording import ConversationRecorder
-
-    outcomes: list[tuple[TurnSummary, Check]] = []
-    conversation = ConversationRecorder(directory, engine, agent, task_id=task_id, split=split, fsync="episode",
-                                        labels=labels, episode_id=episode_id)
-    try:
-        for i, user in enumerate(turns):
-            summary = summarize([e for e in conversation.record(agent.run(user)) if not isinstance(e, ev.Token)])
-            outcomes.append((summary, check(i, summary)))
-        reward, verdict = verdict_of([c for _, c in outcomes], checker)
-        return outcomes, [conversation.end(outcomes[-1][0].end, reward, verdict)]
-    finally:
-        conversation.close()
