@@ -10,6 +10,7 @@ only). The probe is the system message (if the conversation has one) and a user 
   results adds to rendering the probe;
 - for anything else (a user message): an answer, after whose closer the delta starts. So a user message gets
   what the template writes for a last user message: with Mistral the tools block and the system prompt again.
+Messages no model call follows (the results that end a turn at max_steps) get no generation prompt.
 The model's sampled ids are appended verbatim; the rest of the template's turn closer (e.g. the "\n" after
 `<|im_end|>`) is added in front of the next message; a sampled end token stands for the template's own
 (Llama's `<|eom_id|>` for `<|eot_id|>`). `output_end` is where the last sampled ids end, so `since_output()` is
