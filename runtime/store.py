@@ -1,13 +1,14 @@
 """The model store: what a model name means, and the registry file that records names.
 
-A name is, in this order: an alias (→ another name), a registered entry (a base model directory, an adapter or a
-specialist = base + adapter in mlx-lm's format), `default` (the embedded default model), a local directory (a
-model directory, or an adapter directory the registry knows the base of), or a hub id `org/name` (fetched
-through huggingface_hub with mlx-lm's file patterns; offline, a clear error). `resolve` turns a name into
-directories without importing MLX; models.py loads them. The registry is JSON in cache_dir()/models/registry.json,
-written atomically (temp file, fsync, rename). mlx-lm's adapter_config.json has no base field, so the registry
-records each adapter's base. `remove` unregisters; it deletes files only of a directory tinygpt created (its
-tinygpt.json marker) inside the store's own directory, never a user's. It does not load or cache models.
+A name is, in this order: an alias (→ another name; an alias may itself be a hub id, which then means the local
+model), a registered entry (a base model directory, an adapter or a specialist = base + adapter in mlx-lm's
+format), `default` (the embedded default model), a local directory (a model directory, or an adapter directory
+the registry knows the base of), or a hub id `org/name` (fetched through huggingface_hub with mlx-lm's file
+patterns; offline, a clear error). `resolve` turns a name into directories without importing MLX; models.py
+loads them. The registry is JSON in cache_dir()/models/registry.json, written atomically (temp file, fsync,
+rename). mlx-lm's adapter_config.json has no base field, so the registry records each adapter's base. `remove`
+unregisters; it deletes files only of a directory tinygpt created (its tinygpt.json marker) inside the store's own
+directory, never a user's. It does not load or cache models.
 """
 from __future__ import annotations
 
@@ -150,10 +151,12 @@ class ModelStore:
         return [DEFAULT, *(e.name for e in reg.models), *reg.aliases]
 
     # ---- changes -----------------------------------------------------------------------------------
-    def _check_new_name(self, reg: Registry, name: str) -> None:
-        if not NAME_RE.fullmatch(name):
+    def _check_new_name(self, reg: Registry, name: str, hub_id_ok: bool = False) -> None:
+        hub_id = hub_id_ok and HUB_ID_RE.fullmatch(name) is not None and len(name) <= 128
+        if not hub_id and not NAME_RE.fullmatch(name):
+            also = " (an alias may also be a hub id like org/name)" if hub_id_ok else ""
             raise StoreError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (no '/'), starting "
-                             "with a letter or digit, at most 64 characters")
+                             f"with a letter or digit, at most 64 characters{also}")
         if name == DEFAULT or any(e.name == name for e in reg.models) or name in reg.aliases:
             raise StoreError(f"the name {name!r} is taken; `tinygpt models rm {name}` first or choose another")
 
@@ -191,9 +194,10 @@ class ModelStore:
         return entry
 
     def alias(self, name: str, target: str) -> None:
-        """Make `name` mean `target` (which must resolve now)."""
+        """Make `name` mean `target` (which must resolve now). `name` may be a hub id (`org/name`): that hub id
+        then means the local `target` everywhere (never fetched), and a server answers to it."""
         reg = self.read()
-        self._check_new_name(reg, name)
+        self._check_new_name(reg, name, hub_id_ok=True)
         self.resolve(target)
         local = Path(target).expanduser()
         if target not in self.names() and local.is_dir():  # a directory: stored absolute, so it means the same
@@ -272,7 +276,7 @@ class ModelStore:
             raise ModelLoadError("--model is empty; name a model, a model directory or a hub id like org/name")
         if _depth > 8:
             raise StoreError(f"{text!r}: bases of bases nest more than 8 deep; check `tinygpt models ls`")
-        reg = self.read() if NAME_RE.fullmatch(text) else Registry()
+        reg = self.read() if NAME_RE.fullmatch(text) or HUB_ID_RE.fullmatch(text) else Registry()
         chain = [text]
         while chain[-1] in reg.aliases:
             chain.append(reg.aliases[chain[-1]])

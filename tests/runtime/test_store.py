@@ -183,3 +183,16 @@ def test_an_adapter_made_for_another_base_is_refused(tmp_path, tiny_model_dir):
     with pytest.raises(StoreError, match="was made for another base model"):
         store.add("wrong", adapter, base=str(tiny_model_dir))
     assert store.add("right", adapter, base=str(other)).kind == "specialist"
+
+
+def test_a_hub_id_alias_means_the_local_model_and_is_never_fetched(store, tiny_model_dir):
+    store.alias("Qwen/Qwen3-0.6B", "base")
+    r = store.resolve("Qwen/Qwen3-0.6B")
+    assert r.name == "Qwen/Qwen3-0.6B" and r.base == tiny_model_dir
+    assert "Qwen/Qwen3-0.6B" in store.names()
+    for bad in ("a/b/c", "/abs", "org/", "x" * 60 + "/" + "y" * 70):
+        with pytest.raises(StoreError, match="an alias may also be a hub id"):
+            store.alias(bad, "base")
+    with pytest.raises(StoreError, match="invalid model name"):
+        store.add("Qwen/Qwen3-0.6B", tiny_model_dir)  # registered names stay plain: only aliases stand for hub ids
+    assert store.remove("Qwen/Qwen3-0.6B") == ("alias", None) and "Qwen/Qwen3-0.6B" not in store.names()
