@@ -4,6 +4,8 @@ weights). A `ModelSource` for the scheduler: `get` loads through the provider, `
 what the scheduler unloaded, `footprint` says what a model will occupy before it loads (for the scheduler's
 memory budget); and a file-only `ModelInfo` per name for listings, so listing never loads a model or imports
 MLX. A registered model whose files are gone is left out of the list (asking for it by name says why).
+`name_for` maps what clients such as BFCL send as `model` to a servable name: a model's directory, however
+spelled, or the hub id recorded for it (a pulled model's source), without loading or fetching anything.
 Not here: loading itself (provider.py, models.py), the registry file (store.py), which models stay loaded
 (scheduler.py).
 """
@@ -11,13 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tinygpt.runtime.models import LoadedModel, ModelLoadError
 from tinygpt.runtime.provider import ModelProvider, footprint
-from tinygpt.runtime.store import DEFAULT, ModelStore, Resolved, StoreError
+from tinygpt.runtime.store import DEFAULT, HUB_ID_RE, ModelStore, Registry, Resolved, StoreError
 
 log = logging.getLogger("tinygpt.serve")
 
@@ -79,6 +82,29 @@ class Catalog:
             out.append(name)
         return out
 
+    def name_for(self, requested: str) -> str | None:
+        """The servable name `requested` means when it is no name itself: the text `--model` was given as, a
+        served model's directory spelled any way (absolute, relative to this process's directory, `~`, through a
+        symlink), or the hub id recorded for a registered model (its `source`). A directory that two names share
+        means the primary first, then the first registered. None if nothing matches."""
+        if requested == self._primary_ref:
+            return self.primary
+        try:
+            reg = self.store.read() if self.include_store or HUB_ID_RE.fullmatch(requested) else Registry()
+        except StoreError:
+            reg = Registry()
+        known = [(self.primary, self._primary.adapter or self._primary.base)]  # (name, its directory)
+        known += [(DEFAULT, self.store.default_dir)] if self.include_store else []
+        known += [(e.name, Path(e.path)) for e in reg.models]
+        known += [(a, Path(t)) for a, t in reg.aliases.items() if Path(t).is_absolute()]  # aliases of directories
+        wanted = {_real(e.path) for e in reg.models if e.source is not None and e.source == requested}
+        wanted.add(_real(requested))
+        for name, where in known:
+            if _real(str(where)) in wanted - {None} and (name == self.primary or (self.include_store and
+                                                                                   name in self.names())):
+                return name
+        return None
+
     def _ref(self, name: str) -> str:
         return self._primary_ref if name == self.primary else name
 
@@ -114,6 +140,14 @@ class Catalog:
                          family=str(cfg.get("model_type", "unknown")), created=int(where.stat().st_mtime),
                          size_bytes=sum(f.stat().st_size for f in files),
                          status=entry.status if entry is not None else "unrated")
+
+
+def _real(path: str) -> str | None:
+    """`path` with `~`, `..` and symlinks resolved (relative to this process's directory); None if it cannot be."""
+    try:
+        return os.path.realpath(os.path.expanduser(path))
+    except (ValueError, OSError):  # e.g. a NUL byte in what a client sent
+        return None
 
 
 def _renamed(loaded: LoadedModel, name: str) -> LoadedModel:

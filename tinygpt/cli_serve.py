@@ -56,7 +56,7 @@ def serve_config(args: argparse.Namespace):
                        "tool_format": args.tool_format})
     return ServeConfig(
         model=model_path(cfg), model_name=args.model_name, host=args.host, port=args.port,
-        api_key=args.api_key or None,
+        api_key=args.api_key or None, models_without_key=args.models_without_key,
         allowed_hosts=tuple(args.allowed_host), cors_origins=tuple(args.cors_origin),
         max_body_bytes=int(args.max_body_mb * (1 << 20)), request_timeout_s=args.request_timeout,
         max_tokens=args.max_tokens, max_batch=args.max_batch,
@@ -78,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=11434, help="port (default 11434, Ollama's; 0 picks a free one)")
     p.add_argument("--api-key", default=os.environ.get("TINYGPT_API_KEY"),
                    help="require 'Authorization: Bearer KEY' on every route (default: $TINYGPT_API_KEY, else none)")
+    p.add_argument("--models-without-key", default="empty", choices=("empty", "list", "refuse"),
+                   help="with --api-key, what GET /v1/models answers a request that sends no key at all (readiness "
+                        "probes such as BFCL's): an empty list (default), the model names, or 401")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="extra Host header name to accept (repeatable); on loopback only localhost names are")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",

@@ -71,7 +71,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     openapi.install(app, sorted(set(names) | {ollama_name(n) for n in names}))
     app.add_middleware(Guard, allowed_hosts=config.host_allow_list(), api_key=config.api_key,
                        max_body=config.max_body_bytes, origin_allowed=origin_policy(config),
-                       max_depth=config.max_json_depth, body_timeout_s=config.request_timeout_s)
+                       max_depth=config.max_json_depth, body_timeout_s=config.request_timeout_s,
+                       keyless_paths=config.keyless_paths())
     app.add_middleware(CORSMiddleware, allow_origin_regex=LOCAL_ORIGINS, allow_origins=list(config.cors_origins),
                        allow_methods=["GET", "POST", "OPTIONS", "HEAD", "DELETE"], allow_headers=["*"])
     return app

@@ -2,7 +2,7 @@
 
 `ServeConfig` is plain data with safe defaults: loopback only, no CORS beyond localhost pages, an 8 MiB body
 limit, a request head and body that must each arrive within 30 s, JSON nested at most 64 levels, at most 4096
-new tokens per request.
+new tokens per request; with an API key, a model list asked for without one is empty (MODELS_WITHOUT_KEY).
 `ServerState` is what every handler reads from `app.state.tg`: the config, the scheduler, the catalog of servable
 models, and `card(name)`, which maps a request's model name to its card (loading the model in the scheduler's
 thread on first use) or to a 404 that lists what exists.
@@ -21,6 +21,11 @@ from tinygpt.runtime.scheduler import Scheduler, SchedulerConfig, ShuttingDown
 from tinygpt.web.errors import ApiError
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+# What GET /v1/models answers a request that sends no key at all when the server has one (readiness probes such
+# as BFCL's send none): "empty" a 200 with an empty list (the server is up; nothing about what it serves),
+# "list" the names (as llama.cpp's server), "refuse" a 401 (as vLLM; BFCL then polls forever).
+MODELS_WITHOUT_KEY = ("empty", "list", "refuse")
+KEYLESS_PATHS = frozenset({"/v1/models"})
 
 
 @dataclass
@@ -30,6 +35,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 11434
     api_key: str | None = None
+    models_without_key: str = "empty"       # with api_key, GET /v1/models without any key: MODELS_WITHOUT_KEY
     allowed_hosts: tuple[str, ...] = ()     # extra Host header names accepted when bound to loopback
     cors_origins: tuple[str, ...] = ()      # extra browser origins (localhost pages are always allowed)
     max_body_bytes: int = 8 << 20
@@ -54,6 +60,12 @@ class ServeConfig:
                                batching=self.batching, solo=self.solo, max_sessions=self.max_sessions,
                                keep_alive_s=self.keep_alive_s, prefix_cache_bytes=self.prefix_cache_mb << 20,
                                memory_budget_bytes=None if self.model_memory_mb < 0 else self.model_memory_mb << 20)
+
+    def keyless_paths(self) -> frozenset[str]:
+        """GET paths a request without any key may reach when the server has one (the route decides what it sees)."""
+        if self.models_without_key not in MODELS_WITHOUT_KEY:
+            raise ValueError(f"models_without_key {self.models_without_key!r} is not one of {MODELS_WITHOUT_KEY}")
+        return KEYLESS_PATHS if self.api_key and self.models_without_key != "refuse" else frozenset()
 
     def host_allow_list(self) -> frozenset[str] | None:
         """Host header names accepted, or None (no check) when not bound to loopback."""
@@ -86,7 +98,8 @@ class ServerState:
         return self.catalog.names()
 
     def lookup(self, requested: str) -> str | None:
-        """The servable name a request's model means (Ollama clients add ':latest'), or None."""
+        """The servable name a request's model means (Ollama clients add ':latest'; BFCL and others send a model's
+        directory or hub id: Catalog.name_for), or None."""
         bare = requested[: -len(":latest")] if requested.endswith(":latest") else requested
         for name in (requested, bare):
             if name in self.scheduler.cards:  # loaded before: no need to read the registry
@@ -96,7 +109,7 @@ class ServerState:
             return requested
         if requested.endswith(":latest") and requested[: -len(":latest")] in names:
             return requested[: -len(":latest")]
-        return None
+        return self.catalog.name_for(requested)
 
     def unknown(self, requested: str, ollama: bool = False) -> ApiError:
         listed = ", ".join(repr(ollama_name(n) if ollama else n) for n in self.names())

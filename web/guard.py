@@ -1,6 +1,8 @@
 """The server's front door, as one ASGI middleware, checked in this order:
 - Host allow-list (403: a page on a DNS-rebinding domain cannot reach a loopback server through the browser);
-- API key (`Authorization: Bearer KEY` on every route, 401 otherwise, constant-time compare);
+- API key (`Authorization: Bearer KEY` on every route, 401 otherwise, constant-time compare), except a GET of
+  a `keyless_paths` path that sends no Authorization header at all: it passes marked `KEYLESS` in the request's
+  state, and the route decides what such a caller sees (the model list: config.MODELS_WITHOUT_KEY);
 - cross-site requests: a state-changing request (POST, PUT, PATCH, DELETE) whose `Origin` is not allowed, or
   that a browser marks `Sec-Fetch-Site: cross-site` without an Origin, gets 403; a body sent as `text/plain` or
   `multipart/form-data` (what a page can send without a CORS preflight) gets 415 unless its Origin is allowed.
@@ -29,6 +31,7 @@ LINGER_BYTES = 64 << 20   # most of a refused body read (and dropped) before clo
 LINGER_S = 5.0            # longest spent doing so
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 BROWSER_ONLY_TYPES = frozenset({"text/plain", "multipart/form-data"})
+KEYLESS = "tinygpt.keyless"  # request-state flag: passed without a key (see keyless_paths)
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b'[]{}"')))
 _SIGNS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as signed bytes: +1 opens, -1 closes
 
@@ -50,10 +53,11 @@ def json_too_deep(body: bytes, limit: int) -> bool:
 class Guard:
     def __init__(self, app: ASGIApp, *, allowed_hosts: frozenset[str] | None, api_key: str | None,
                  max_body: int, origin_allowed: Callable[[str], bool] = lambda _o: False, max_depth: int = 64,
-                 body_timeout_s: float = 30.0):
+                 body_timeout_s: float = 30.0, keyless_paths: frozenset[str] = frozenset()):
         self.app = app
         self.allowed_hosts = allowed_hosts
         self.api_key = api_key.encode() if api_key else None
+        self.keyless_paths = keyless_paths
         self.max_body = max_body
         self.origin_allowed = origin_allowed
         self.max_depth = max_depth
@@ -64,7 +68,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
-        err = (self._check_host(headers) or self._check_key(headers) or self._check_site(scope, headers)
+        err = (self._check_host(headers) or self._check_key(scope, headers) or self._check_site(scope, headers)
                or self._check_length(headers))
         if err is not None:
             # Drain the unread body, unless the client waits for "100 Continue" (then it never sends it).
@@ -92,8 +96,12 @@ class Guard:
                                  f"{', '.join(sorted(self.allowed_hosts))} (add one with --allowed-host)")
         return None
 
-    def _check_key(self, headers: dict[str, bytes]) -> ApiError | None:
+    def _check_key(self, scope: Scope, headers: dict[str, bytes]) -> ApiError | None:
         if self.api_key is None:
+            return None
+        if ("authorization" not in headers and scope.get("method") == "GET"
+                and scope.get("path") in self.keyless_paths):
+            scope.setdefault("state", {})[KEYLESS] = True  # a wrong key is still refused below
             return None
         auth = headers.get("authorization", b"")
         scheme, _, token = auth.partition(b" ")

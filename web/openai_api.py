@@ -32,6 +32,7 @@ from tinygpt.web import constraints, prompts
 from tinygpt.web import wire_openai as w
 from tinygpt.web.config import ServerState
 from tinygpt.web.errors import ApiError, decode, error_body
+from tinygpt.web.guard import KEYLESS
 from tinygpt.runtime.penalties import penalties
 from tinygpt.web.generation import Outcome, collect, events, logit_bias_ids, sampling, start
 from tinygpt.runtime.jobs import Chunk, Failed, Finished, Job, Scored
@@ -49,9 +50,11 @@ class ChatPlan:
     """A chat request made concrete: prompt ids, sampling, grammar, and how to read the output.
 
     The deprecated `functions` / `function_call` map onto tools / tool_choice (one call at most, as that form
-    allows), and `legacy` makes the answer carry `function_call` instead of `tool_calls`."""
+    allows), and `legacy` makes the answer carry `function_call` instead of `tool_calls`. The chat template gets
+    the tools as sent (`sent`); the grammar and the parser read the fields tinygpt models (`tools`)."""
 
-    def __init__(self, state: ServerState, card: ModelCard, req: w.ChatCompletionRequest):
+    def __init__(self, state: ServerState, card: ModelCard, req: w.ChatCompletionRequest,
+                 sent: w.SentTools = w.SentTools()):
         self.card = card
         if (req.n or 1) != 1:
             raise ApiError(400, "n > 1 is not supported; send n requests (they are batched)", param="n")
@@ -64,8 +67,9 @@ class ChatPlan:
         self.calls_enabled = bool(self.tools) and self.choice != "none"
         self.format = tool_formats.resolve(state.config.tool_format or None, card.tokenizer)
         messages = prompts.openai_messages(req.messages)
+        as_sent = sent.tools if not self.legacy else [{"type": "function", "function": f} for f in sent.functions or []]
         self.prompt_ids = prompts.check_ids(card, prompts.encode(
-            card, prompts.render(card, messages, self.tools)), "messages")
+            card, prompts.render(card, messages, as_sent)), "messages")
         self.grammar = self._grammar(state, req, parallel)
         top = (req.top_logprobs or 0) if req.logprobs else 0
         self.params = sampling(
@@ -129,7 +133,8 @@ def msgspec_to_dict(value: Any) -> Any:
              responses=responses_of("ChatCompletion", stream=SSE, item="ChatCompletionChunk"), response_class=Response)
 async def chat_completions(request: Request) -> Response:
     """Chat completion (OpenAI); `stream: true` answers with server-sent events."""
-    state, req, plan, handle, meta, include_usage = await _begin(request, w.ChatCompletionRequest, ChatPlan)
+    state, req, plan, handle, meta, include_usage = await _begin(
+        request, w.ChatCompletionRequest, lambda s, card, r, body: ChatPlan(s, card, r, decode(body, w.SentTools)))
     if req.stream:
         gen = _chat_stream(state, handle, request, plan, req, meta, include_usage)
         return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache"})
@@ -137,13 +142,14 @@ async def chat_completions(request: Request) -> Response:
     return Response(w.encode(_chat_answer(state, plan, req, out, meta)), media_type="application/json")
 
 
-async def _begin(request: Request, wire: type, plan_of: type) -> tuple:
-    """Decode and check a request, plan it off the event loop and start its job:
-    (state, request body, plan, job handle, response meta, include_usage)."""
+async def _begin(request: Request, wire: type, plan_of) -> tuple:
+    """Decode and check a request, plan it off the event loop (`plan_of(state, card, request, raw body)`) and
+    start its job: (state, request body, plan, job handle, response meta, include_usage)."""
     state = state_of(request)
-    req = decode(await request.body(), wire)
+    body = await request.body()
+    req = decode(body, wire)
     card = await state.card(req.model)
-    plan = await run_in_threadpool(plan_of, state, card, req)
+    plan = await run_in_threadpool(plan_of, state, card, req, body)
     job = Job(prompt_ids=plan.prompt_ids, params=plan.params, model=card.name, processors=plan.processors,
               session=req.session,
               prompt_logprobs=getattr(plan, "prompt_logprobs", None), score_only=getattr(plan, "score_only", False))
@@ -319,7 +325,8 @@ class CompletionPlan:
              responses=responses_of("Completion", stream=SSE), response_class=Response)
 async def completions(request: Request) -> Response:
     """Text completion (OpenAI legacy); `prompt` may be token ids; `echo` + `logprobs` gives prompt logprobs."""
-    state, req, plan, handle, meta, include_usage = await _begin(request, w.CompletionRequest, CompletionPlan)
+    state, req, plan, handle, meta, include_usage = await _begin(
+        request, w.CompletionRequest, lambda s, card, r, _body: CompletionPlan(s, card, r))
     meta.id = "cmpl-" + meta.id.split("-", 1)[1]
     if req.stream:
         gen = _completion_stream(state, handle, request, plan, req, meta, include_usage)
@@ -403,8 +410,12 @@ def _model_object(state: ServerState, name: str) -> w.ModelObject:
 
 @router.get("/v1/models", responses=responses_of("ModelList"), response_class=Response)
 async def models(request: Request) -> Response:
-    """Every model this server can serve: the one it was started with, then the store's bases and specialists."""
+    """Every model this server can serve: the one it was started with, then the store's bases and specialists.
+    Asked without any key on a server that has one (a readiness probe), an empty list or the names, as
+    `--models-without-key` says."""
     state = state_of(request)
+    if request.scope.get("state", {}).get(KEYLESS) and state.config.models_without_key == "empty":
+        return Response(w.encode(w.ModelList(data=[])), media_type="application/json")
     data = await run_in_threadpool(lambda: [_model_object(state, n) for n in state.names()])
     return Response(w.encode(w.ModelList(data=data)), media_type="application/json")
 

@@ -123,6 +123,14 @@ class ChatCompletionRequest(Request, kw_only=True):
     return_token_ids: bool = False
 
 
+class SentTools(Request, kw_only=True):
+    """A chat request's tool definitions exactly as the client sent them (keys tinygpt does not model kept, none
+    added), for the chat template; `ChatCompletionRequest` types the same fields for validation and grammars."""
+
+    tools: list[dict[str, Any]] | None = None
+    functions: list[dict[str, Any]] | None = None
+
+
 class CompletionRequest(Request, kw_only=True):
     model: str
     # text, token ids, or a one-element list of either; null means the document start (openai_api.py)

@@ -43,8 +43,8 @@ def test_serve_subprocess_answers_and_stops(tiny_model):
         port = s.getsockname()[1]
     env = {**os.environ, "TINYGPT_API_KEY": "k"}
     proc = subprocess.Popen([sys.executable, "-m", "tinygpt.cli_serve", "--model", str(tiny_model), "--port",
-                             str(port), "--log-level", "warning"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                             str(port), "--log-level", "warning", "--models-without-key", "refuse"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     try:
         for line in proc.stdout:  # the banner comes only once the socket accepts: no retry needed after it
@@ -54,7 +54,7 @@ def test_serve_subprocess_answers_and_stops(tiny_model):
         url = f"http://127.0.0.1:{port}"
         r = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k"})
         assert r.json()["data"][0]["id"] == tiny_model.name
-        assert httpx.get(url + "/v1/models").status_code == 401
+        assert httpx.get(url + "/v1/models").status_code == 401  # by the flag; the default answers an empty list
     finally:
         proc.terminate()
         proc.wait(30)
