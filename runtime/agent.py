@@ -151,7 +151,9 @@ class Agent:
         parsed = parse_tool_calls(r.output_ids, self.engine.tokenizer, self.tools, tool_format=self.grammar.format,
                                   finish_reason=r.finish_reason)
         self._invalid = parsed.error if parsed.error and not parsed.truncated else None
-        calls = list(parsed.calls)  # ids as the tool format gives them (some families sample their own)
+        # ids as the tool format gives them (some families sample their own); a cut-off answer runs none of its
+        # calls, so none are recorded or kept in the history (as on the remote path, message_step.py)
+        calls = [] if parsed.truncated else list(parsed.calls)
         finish = "truncated" if parsed.truncated else ("tool_calls" if calls else r.finish_reason)
         message = {"role": "assistant", "content": parsed.content}
         if calls:  # the chat template's (OpenAI) shape

@@ -160,3 +160,25 @@ def test_ctrl_c_mid_turn_leaves_a_consistent_session_and_the_dropped_turn_leaves
     assert row.input_ids == agent.transcript.ids[: agent.transcript.output_end]
     leftover = kept[mark[3]:]  # after turn 1's last output: its tool results, never consumed in turn 1
     assert leftover and call.prompt_token_ids[: len(leftover)] == leftover
+
+
+def test_an_answer_cut_off_in_its_second_call_runs_and_records_no_call(tiny_engine, forced_policy, tmp_path):
+    from tinygpt.runtime import tool_formats
+
+    fmt = tool_formats.resolve(None, tiny_engine.tokenizer)
+    first = fmt.render([("ls", {}, "c1")])
+    both = fmt.render([("ls", {}, "c1"), ("pwd", {}, "c2")])
+    assert both.startswith(first)
+    budget = len(tiny_engine.encode(first)) + 3  # inside the second call
+    agent = Agent(tiny_engine, fs_toolset(open_filesystem("fs:virtual"), timeout_s=None),
+                  AgentConfig(sampling=SamplingParams(temperature=0.0, max_tokens=budget)),
+                  policy=forced_policy(tiny_engine, [both]))
+    events = list(record_episode(agent.run("list, then where am I"), tmp_path, engine=tiny_engine, agent=agent,
+                                 task_id="cut", split="train"))
+    (call,) = [e for e in events if isinstance(e, ModelCall)]
+    assert call.finish_reason == "truncated" and call.tool_calls == []
+    assert not any(isinstance(e, (ToolCall, ToolResult)) for e in events)
+    assert events[-1].reason == "truncated_call"
+    assert "tool_calls" not in agent.transcript.messages[-1]
+    (recorded,) = [e for e in read_episode(list_traces(tmp_path)[0]).events if isinstance(e, ModelCall)]
+    assert recorded.tool_calls == []
