@@ -25,6 +25,8 @@ EPILOG = """examples:
   tinygpt train --config runs/spec/config.toml --out runs/spec2 --seed 1    repeat a run with one change
   tinygpt train --resume runs/spec                      continue after Ctrl-C or a crash, exactly
   tinygpt train rows.jsonl --register my-spec            then: tinygpt chat --model my-spec
+  tinygpt train rows.jsonl --teacher-logprobs rows.topk.safetensors --alpha 0.5 --temperature 2
+                                                        distill (the sidecar: tinygpt distill teacher-logprobs)
 
 data formats (one per file, detected from the first record):
   rows        {"input_ids": [...], "loss_mask": [...], "tokenizer_hash": ..., ...}  from traces-to-data;
@@ -51,17 +53,15 @@ def _type(f):
 
 
 GROUPS = {"model": "data and model", "method": "what is trained", "optimizer": "optimization",
-          "batch_size": "batches and sequences", "seed": "run"}
+          "batch_size": "batches and sequences", "seed": "run", "teacher_logprobs": "distillation (offline)"}
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tinygpt train", description=__doc__, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data_arg", nargs="?", metavar="DATA", help="training data (same as --data)")
+def add_config_flags(p: argparse.ArgumentParser, cls=TrainConfig, groups: dict = GROUPS) -> None:
+    """A flag per field of `cls` (the kebab-case of its name; None when not given), in `groups`' sections."""
     group = p
-    for f in fields(TrainConfig):
-        if f.name in GROUPS:
-            group = p.add_argument_group(GROUPS[f.name])
+    for f in fields(cls):
+        if f.name in groups:
+            group = p.add_argument_group(groups[f.name])
         default = f.default if f.default is not MISSING else f.default_factory()
         shown = f" (default: {default})" if default not in ("", []) else ""
         kw = {"dest": f.name, "default": None, "help": f.metadata["help"] + shown}
@@ -73,6 +73,13 @@ def parser() -> argparse.ArgumentParser:
                 kw["choices"] = f.metadata["choices"]
             kw["metavar"] = "A,B" if isinstance(default, list) else None
         group.add_argument(flag(f.name), **{k: v for k, v in kw.items() if v is not None or k == "default"})
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinygpt train", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data_arg", nargs="?", metavar="DATA", help="training data (same as --data)")
+    add_config_flags(p)
     p.add_argument("--config", default=None, metavar="TOML", help="a TOML file of these settings (flags win)")
     p.add_argument("--resume", default=None, metavar="RUN",
                    help="continue the run in RUN from its latest checkpoint, with its saved config")

@@ -82,6 +82,13 @@ class TrainConfig:
     split: list = _f([], "traces only: keep episodes of these splits, comma-separated (gold-clone: the split "
                          "the teacher's episodes were recorded under)")
     register: str = _f("", "register the finished adapter in the model store under this name")
+    teacher_logprobs: str = _f("", "offline distillation: the teacher's top-k logprobs at --data's rows (a sidecar "
+                                   "from `tinygpt distill teacher-logprobs`); the loss becomes "
+                                   "alpha*T^2*KL(teacher||student) + (1-alpha)*NLL")
+    alpha: float = _f(0.5, "distillation: weight of the KL term; 1-alpha weighs the NLL of the recorded token",
+                      lo=0.0, hi=1.0)
+    temperature: float = _f(1.0, "distillation: temperature T of both distributions in the KL term (times T^2)",
+                            lo=0.0, lo_open=True)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -99,9 +106,10 @@ def _describe(meta: dict) -> str:
     return f"in {'(' if meta['lo_open'] else '['}{lo}, {hi}]"
 
 
-def check_value(name: str, value, where: str = "") -> object:
-    """`value` for field `name`, type- and range-checked; TrainError naming the key otherwise."""
-    spec = next(f for f in fields(TrainConfig) if f.name == name)
+def check_value(name: str, value, where: str = "", cls: type | None = None) -> object:
+    """`value` for field `name` of `cls` (TrainConfig; any dataclass of `_f` fields), type- and range-checked;
+    TrainError naming the key otherwise."""
+    spec = next(f for f in fields(cls or TrainConfig) if f.name == name)
     default = spec.default if spec.default is not MISSING else spec.default_factory()
     meta, label = spec.metadata, f"{where}{flag(name) if not where else name}"
     if isinstance(default, list):
@@ -130,8 +138,9 @@ def check_value(name: str, value, where: str = "") -> object:
     return value
 
 
-def read_toml(path: str | Path) -> dict:
-    """The keys of a TOML config file, checked against the fields; TrainError for anything else."""
+def read_toml(path: str | Path, cls: type | None = None) -> dict:
+    """The keys of a TOML config file, checked against the fields of `cls` (TrainConfig); TrainError for anything
+    else."""
     path = Path(path)
     try:
         values = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -141,12 +150,12 @@ def read_toml(path: str | Path) -> dict:
         raise TrainError(f"--config {path}: cannot read it ({exc})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise TrainError(f"--config {path}: not valid TOML ({exc})") from exc
-    known = [f.name for f in fields(TrainConfig)]
+    known = [f.name for f in fields(cls or TrainConfig)]
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise TrainError(f"--config {path}: unknown keys {', '.join(unknown)}; known keys are the flags' names "
                          f"with '_' for '-': {', '.join(known)}")
-    return {k: check_value(k, v, f"{path}: key ") for k, v in values.items()}
+    return {k: check_value(k, v, f"{path}: key ", cls) for k, v in values.items()}
 
 
 def resolve(flags: dict, config_file: str | Path | None = None) -> TrainConfig:

@@ -14,12 +14,15 @@ import numpy as np
 @dataclass(frozen=True, eq=False)  # arrays: compare examples by identity
 class Example:
     """Token ids (int32) and loss mask (uint8, same length); `group` is the unit of the train/valid split
-    (an episode id, or a file line), `source` says where to find it (file:line)."""
+    (an episode id, or a file line), `source` says where to find it (file:line); `origin` is (row number in a
+    rows.jsonl, index of ids[0] in that row) for rows and their windows (distillation finds the teacher's
+    numbers by it), None otherwise."""
 
     ids: np.ndarray
     mask: np.ndarray
     group: str
     source: str
+    origin: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -30,7 +33,9 @@ class Example:
         return int(self.mask[1:].sum())
 
     def slice(self, start: int, stop: int) -> "Example":
-        return Example(self.ids[start:stop], self.mask[start:stop], self.group, f"{self.source}[{start}:{stop}]")
+        origin = None if self.origin is None else (self.origin[0], self.origin[1] + start)
+        return Example(self.ids[start:stop], self.mask[start:stop], self.group, f"{self.source}[{start}:{stop}]",
+                       origin)
 
 
 def turn_starts(mask: np.ndarray) -> list[int]:

@@ -49,7 +49,7 @@ def read_rows(path: str | Path, *, tokenizer_hash: str, vocab_size: int) -> tupl
                 counts["no_supervised"] += 1
                 continue
             examples.append(Example(ids.astype(np.int32), mask.astype(np.uint8), row.episode_id,
-                                    f"{where} (episode {row.episode_id})"))
+                                    f"{where} (episode {row.episode_id})", (counts["rows"] - 1, 0)))
     if foreign:
         listed = ", ".join(f"{h} ({n} rows)" for h, n in sorted(foreign.items()))
         raise TrainError(f"{path}: {sum(foreign.values())} of {counts['rows']} rows were tokenized by another "

@@ -70,7 +70,7 @@ def _absolute_paths(cfg: TrainConfig, run: Path) -> None:
     from tinygpt.runtime.store import ModelStore
 
     cfg.out = str(run.resolve())
-    for key in ("data", "valid_data", "model"):
+    for key in ("data", "valid_data", "model", "teacher_logprobs"):
         value = getattr(cfg, key)
         if key == "model" and value in ModelStore().names():
             continue  # a registered name or alias means the store's entry, wherever the run is resumed
@@ -172,8 +172,13 @@ def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:
     shape = {"max_width": cfg.max_seq_length - 1, "gather": gather}
     source = BucketedBatches(data.train, cfg.batch_size, cfg.seed, **shape)
     valid = BucketedBatches(data.valid, cfg.batch_size, cfg.seed, shuffle=False, **shape) if data.valid else None
-    iters = total_steps(cfg, len(source))
     fingerprints = {"data": data_fingerprint(data.train), "config": config_key(cfg)}
+    if cfg.teacher_logprobs:  # offline distillation: the same batches, carrying the teacher's top-k (distill.py)
+        from tinygpt.trainer.distill import plug
+
+        source, valid, loss, teacher_key = plug(cfg, loaded, data, source, valid)
+        fingerprints["data"] += f"+{teacher_key}"
+    iters = total_steps(cfg, len(source))
     mx.random.seed(cfg.seed)  # the adapter's initial weights
     adapter_config = prepare(loaded.model, cfg, cfg.model)
     optimizer = make_optimizer(cfg, iters)

@@ -1,0 +1,84 @@
+"""`OnPolicyConfig`: an on-policy distillation run (`tinygpt distill on-policy`), one dataclass with defaults.
+
+Its own fields say who samples and who scores (student, teacher), on what (prompts, tools) and how (sampling
+temperature, tokens, agent steps); the fields of what is trained and how it is optimized are `TrainConfig`'s own
+(same flag, default, help and range: copied from it by name, one definition). Precedence is the trainer's:
+flag > `--config` TOML (keys = field names) > default, checked by trainer/config.py. Standard library only.
+"""
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+
+from tinygpt.trainer.config import TrainConfig, _f, check_value, read_toml
+
+_TRAIN = {f.name: f for f in fields(TrainConfig)}
+SHARED = ("out", "method", "rank", "scale", "dropout", "num_layers", "keys", "optimizer", "learning_rate",
+          "weight_decay", "schedule", "warmup", "decay_fraction", "min_lr_ratio", "seed", "save_every",
+          "keep_checkpoints", "register")
+
+
+def _train(name: str, default=MISSING):
+    """TrainConfig's field `name` (its help and range), with another default if given."""
+    spec = _TRAIN[name]
+    value = spec.default if spec.default is not MISSING else spec.default_factory()
+    return field(default=value if default is MISSING else default, metadata=spec.metadata) \
+        if not isinstance(value, list) else field(default_factory=list, metadata=spec.metadata)
+
+
+@dataclass
+class OnPolicyConfig:
+    """An on-policy distillation run. Field order is the order of `--help` and of the saved config."""
+
+    student: str = _f("", "the model that learns (and samples): registered name, model directory or hub id "
+                          "(default: the config file's `model`, else the embedded default tiny model)")
+    teacher: str = _f("", "the model that scores the student's samples; it must share the student's tokenizer")
+    prompts: str = _f("", "task prompts: a JSONL file of {\"prompt\": ...} records (or chat records: the first "
+                          "user message), or `world` for the embedded tool world's task prompts")
+    tools: str = _f("none", "the toolset the student acts with in the agent loop: a spec of `tinygpt agent "
+                            "--tools` (fs:virtual, fs:DIR, ...) or none (answers only); fresh for every episode")
+    system: str = _f("", "a system prompt for every episode (default: none)")
+    tool_choice: str = _f("auto", "auto | required (every model step calls a tool) | none | a tool's name")
+    out: str = _train("out")
+    method: str = _train("method")
+    rank: int = _train("rank")
+    scale: float = _train("scale")
+    dropout: float = _train("dropout")
+    num_layers: int = _train("num_layers")
+    keys: list = _train("keys")
+    optimizer: str = _train("optimizer")
+    learning_rate: float = _train("learning_rate")
+    weight_decay: float = _train("weight_decay")
+    schedule: str = _train("schedule")
+    warmup: int = _train("warmup")
+    decay_fraction: float = _train("decay_fraction")
+    min_lr_ratio: float = _train("min_lr_ratio")
+    iters: int = _f(50, "optimizer steps; each samples --batch-size fresh episodes from the current student", lo=1)
+    batch_size: int = _f(4, "episodes sampled (and scored) per step", lo=1)
+    sample_temperature: float = _f(1.0, "the student's sampling temperature (0: greedy; 1 samples the model's "
+                                        "own distribution, what the reverse-KL gradient assumes)", lo=0.0)
+    max_tokens: int = _f(128, "tokens per model call", lo=1)
+    agent_steps: int = _f(4, "model calls per episode at most (the agent loop's max_steps)", lo=1)
+    seed: int = _train("seed")
+    save_every: int = _train("save_every")
+    keep_checkpoints: int = _train("keep_checkpoints")
+    register: str = _train("register")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def train_config(self) -> "TrainConfig":
+        """The TrainConfig of what is trained and how (what tuning.prepare and optim.make_optimizer read)."""
+        return TrainConfig(model=self.student, iters=self.iters, batch_size=self.batch_size,
+                           **{k: getattr(self, k) for k in SHARED})
+
+
+def resolve(flags: dict, config_file=None) -> OnPolicyConfig:
+    """Defaults < `config_file` < `flags` (None: not given), every value checked."""
+    values = read_toml(config_file, OnPolicyConfig) if config_file else {}
+    for name, value in flags.items():
+        if value is not None:
+            values[name] = check_value(name, value, cls=OnPolicyConfig)
+    cfg = OnPolicyConfig(**values)
+    for f in fields(cfg):
+        check_value(f.name, getattr(cfg, f.name), cls=OnPolicyConfig)
+    return cfg
