@@ -100,9 +100,12 @@ def handler_functions() -> dict:
     """BFCL's own `model_handler/utils.py` functions named in HANDLER_FUNCTIONS, compiled from the wheel's source
     with that module's imports (those that cannot import, the tree-sitter parsers, are left out)."""
     require()
-    path = Path(importlib.import_module("bfcl_eval.model_handler").__file__).parent / "utils.py"
+    handler = importlib.import_module("bfcl_eval.model_handler")  # BFCL's package, not a file of tinygpt's
+    handler_dir = Path(handler.__file__).parent
+    path = handler_dir / "utils.py"
     tree = ast.parse(path.read_text(), str(path))
-    namespace: dict = {"__name__": "bfcl_eval.model_handler.utils", "__file__": str(path)}
+    namespace: dict = {"__name__": f"{handler.__name__}.utils"}
+    namespace["__file__"] = str(path)
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             try:
