@@ -23,7 +23,7 @@ from tinygpt.trainer.errors import TrainError
 from tinygpt.trainer.loop import Hooks, LoopConfig, StepMetrics, train
 from tinygpt.trainer.on_policy_config import OnPolicyConfig
 from tinygpt.trainer.progress import TrainProgress
-from tinygpt.trainer.sft import Interrupt, _finish
+from tinygpt.trainer.sft import Interrupt, _check_register, _finish
 
 CONFIG = "on-policy.toml"
 
@@ -70,6 +70,7 @@ def run(cfg: OnPolicyConfig, prompts: list[str], make_toolset: Callable, *,
     """Distill on-policy as `cfg` says; return the summary (also saved in RUN/run.json)."""
     if not prompts:
         raise TrainError(f"--prompts {cfg.prompts}: no prompts to sample on")
+    _check_register(cfg.register)
     student, teacher = load_pair(cfg)
     run_path = run_dir.create(cfg.out)
     cfg.out = str(run_path.resolve())
