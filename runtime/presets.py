@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -221,13 +222,18 @@ def _write_marked(out_dir, force: bool, kind: str, write: Callable[[Path], None]
     """Write a new directory with `write` plus the MARKER (listing its files) in a temp dir beside `out_dir`,
     then swap it in; a failure leaves the old directory (if any) and no temp dir."""
     out = Path(out_dir).expanduser()
+    # named before it exists and created inside the try: a Ctrl-C that lands while it is being made (right after
+    # the "writing" step is reported) still finds it in `finally` (mkdtemp could be interrupted after its mkdir)
+    tmp, foreign = out.parent / f".{out.name}.{secrets.token_hex(6)}", True
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise InitModelError(f"cannot create {out}: {exc.strerror or exc} ({exc.filename or out.parent}); "
-                             "choose a writable directory") from exc
-    try:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            foreign = False  # from here an existing `tmp` is the one made below (unless mkdir says it was there)
+            tmp.mkdir(mode=0o700)  # exclusive: a directory already of that name is never taken (nor removed)
+        except OSError as exc:
+            foreign = foreign or isinstance(exc, FileExistsError) and exc.filename == str(tmp)
+            raise InitModelError(f"cannot create {out}: {exc.strerror or exc} ({exc.filename or out.parent}); "
+                                 "choose a writable directory") from exc
         write(tmp)
         meta = {**meta, "files": sorted({p.name for p in tmp.iterdir()} | {MARKER})}  # what --force may replace
         (tmp / MARKER).write_text(json.dumps(meta, indent=2))
@@ -237,7 +243,7 @@ def _write_marked(out_dir, force: bool, kind: str, write: Callable[[Path], None]
                              f"{f' ({exc.filename})' if exc.filename else ''}; free space or choose another "
                              "directory") from exc
     finally:
-        if tmp.exists():
+        if not foreign and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
 

@@ -237,3 +237,22 @@ def test_ctrl_c_during_init_model_leaves_nothing_behind(tmp_path, at):
         return
     assert proc.returncode == 130 and rest.rstrip().endswith("interrupted") and "Traceback" not in rest
     assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_just_as_the_temp_dir_is_made_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The interrupt may land right after the "writing" step is reported, while the temp dir is being made."""
+    from pathlib import Path as P
+
+    from tinygpt.runtime import presets
+
+    real_mkdir = P.mkdir
+
+    def mkdir_then_interrupt(self, *args, **kwargs):
+        real_mkdir(self, *args, **kwargs)
+        if self.name.startswith(".m."):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(P, "mkdir", mkdir_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        presets._write_marked(tmp_path / "m", False, "model", lambda d: (d / "x").write_text("x"), {})
+    assert os.listdir(tmp_path) == []
