@@ -187,3 +187,22 @@ def test_dense_batches_carry_the_teacher_too(tiny_model_dir, tmp_path):
     batch = batches.batch(0)
     assert batch[3].shape == (6 * 39,) and float(batch[2].sum()) == 6 * 39  # every position, in the gathered form
     assert abs(kl_to(tiny_model_dir, rows_path, sidecar)) < 1e-6
+
+
+def test_a_distillation_run_resumes_exactly(tiny_model_dir, teacher_dir, rows, tmp_path):
+    """Steps 3-4 redone from the step-2 checkpoint give the losses of the run that went straight through; a
+    different sidecar is refused on resume."""
+    sidecar = teacher_logprobs(load(str(teacher_dir)), rows, k=8)["sidecar"]
+    run = tmp_path / "run"
+    train(tiny_model_dir, rows, sidecar, run, alpha=0.5, temperature=2.0, iters=4, save_every=2, keep_checkpoints=4,
+          learning_rate=1e-3)
+    straight = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    shutil.rmtree(run / "checkpoints" / "step-0000004")
+    summary = sft.run(resolve({}), resume=str(run), flags={})
+    again = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert summary["resumed_from"] == 2 and len(again) == 4
+    assert np.allclose(again, straight, atol=1e-5), (straight, again)
+    shutil.rmtree(run / "checkpoints" / "step-0000004")
+    teacher_logprobs(load(str(tiny_model_dir)), rows, sidecar, k=8)  # the same path, another teacher
+    with pytest.raises(TrainError, match="the data differs from what checkpoint step-0000002 was trained on"):
+        sft.run(resolve({}), resume=str(run), flags={})
