@@ -168,6 +168,9 @@ def test_cli_teacher_logprobs_then_train(tiny_model_dir, teacher_dir, rows, tmp_
                      "--out", str(tmp_path / "run2")])
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the resolved config the run printed
     assert code == 2 and last.startswith("tinygpt train: error: --teacher-logprobs needs --data to be a rows.jsonl")
+    assert cli.main(["train", str(rows), "--model", str(tiny_model_dir), "--alpha", "0.3"]) == 2
+    assert "--alpha and --temperature weigh the distillation loss; they need --teacher-logprobs" in \
+        capsys.readouterr().err
 
 
 def test_dense_batches_carry_the_teacher_too(tiny_model_dir, tmp_path):
