@@ -66,7 +66,9 @@ def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> Vocab:
     if type(decoder).__name__ != "ByteLevel":
         raise GrammarError("the outlines backend supports byte-level BPE tokenizers only; use "
                            "backend='llguidance' for this tokenizer")
-    to_byte = {c: b for b, c in _bytes_to_unicode().items()}
+    from tinygpt.runtime.vocab import bytes_to_unicode
+
+    to_byte = {c: b for b, c in bytes_to_unicode().items()}
     added = {t.content: i for i, t in hf_tokenizer.added_tokens_decoder.items()}
     table: dict[bytes, list[int]] = {}
     lead = SENTINEL.encode()[0]
@@ -84,19 +86,6 @@ def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> Vocab:
     table[SENTINEL.encode()] = list(eos_ids)
     n_tokens = len(hf_tokenizer)
     return Vocab(Vocabulary(n_tokens, table), list(eos_ids), n_tokens, spell)
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte <-> printable-character table used by byte-level BPE vocabularies."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    chars = list(keep)
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(keep, map(chr, chars)))
 
 
 def compile(spec: GrammarSpec, vocab: Vocab) -> Index:

@@ -274,7 +274,7 @@ def mistral_tokenizer() -> Tokenizer:
                      for t in data["vocab"][: data["config"]["default_vocab_size"] - n_special]}
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise VocabError(f"{path} is not a readable tekken vocabulary ({exc}); delete it to re-fetch") from exc
-        to_text = _bytes_to_unicode()
+        to_text = bytes_to_unicode()
         spell = lambda b: "".join(to_text[x] for x in b)  # noqa: E731
         vocab = {spell(b): r + n_special for b, r in ranks.items()}
         merges = [(spell(a), spell(b)) for _, a, b in sorted(_tiktoken_merges(ranks))]
@@ -306,8 +306,8 @@ def _tiktoken_merges(ranks: dict[bytes, int]) -> list[tuple[int, bytes, bytes]]:
     return out
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable-character table used by byte-level BPE vocabularies."""
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable-character table used by byte-level BPE vocabularies (and grammar_outlines)."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
     chars = list(keep)
     extra = 0

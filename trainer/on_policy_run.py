@@ -11,7 +11,6 @@ status "interrupted". Not built: `--resume` of an on-policy run. The toolset com
 """
 from __future__ import annotations
 
-import time
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -77,18 +76,7 @@ def run(cfg: OnPolicyConfig, prompts: list[str], make_toolset: Callable, *,
     run_dir.write_atomic(run_path / CONFIG, to_toml(cfg))
     if announce is not None:
         announce(cfg, run_path)
-    started = time.perf_counter()
-    try:
-        summary = _run(cfg, run_path, student, teacher, prompts, make_toolset)
-    except KeyboardInterrupt:
-        run_dir.write_status(run_path, "interrupted")
-        raise
-    except BaseException as exc:
-        run_dir.write_status(run_path, "failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    summary["seconds"] = round(time.perf_counter() - started, 3)
-    run_dir.write_status(run_path, summary["status"], summary=summary)
-    return summary
+    return run_dir.run_recorded(run_path, lambda: _run(cfg, run_path, student, teacher, prompts, make_toolset))
 
 
 def _run(cfg: OnPolicyConfig, run: Path, student, teacher, prompts: list[str], make_toolset) -> dict:

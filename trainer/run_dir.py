@@ -95,6 +95,23 @@ def write_status(run: Path, status: str, **fields) -> dict:
     return meta
 
 
+def run_recorded(run: Path, body) -> dict:
+    """`body()` -> summary, with run.json saying how it ended: `interrupted` (Ctrl-C), `failed` (with the error),
+    or the summary's own status, with the summary and the seconds it took."""
+    started = time.perf_counter()
+    try:
+        summary = body()
+    except KeyboardInterrupt:
+        write_status(run, "interrupted")
+        raise
+    except BaseException as exc:
+        write_status(run, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    write_status(run, summary["status"], summary=summary)
+    return summary
+
+
 class Metrics:
     """metrics.jsonl: appended line by line (flushed), truncated to a checkpoint's step on resume."""
 

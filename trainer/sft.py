@@ -13,7 +13,6 @@ import json
 import math
 import signal
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -134,18 +133,7 @@ def run(cfg: TrainConfig, *, resume: str | None = None, flags: dict | None = Non
         run_dir.write_atomic(run_path / "config.toml", to_toml(cfg))
     if announce is not None:
         announce(cfg, run_path)
-    started = time.perf_counter()
-    try:
-        summary = _train(cfg, run_path, marker, resume=bool(resume))
-    except KeyboardInterrupt:
-        run_dir.write_status(run_path, "interrupted")
-        raise
-    except BaseException as exc:
-        run_dir.write_status(run_path, "failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    summary["seconds"] = round(time.perf_counter() - started, 3)
-    run_dir.write_status(run_path, summary["status"], summary=summary)
-    return summary
+    return run_dir.run_recorded(run_path, lambda: _train(cfg, run_path, marker, resume=bool(resume)))
 
 
 def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:
