@@ -100,8 +100,9 @@ def untrained_note(loaded) -> str | None:
         return None
     model_path = loaded.path
     return (f"{model_path} has random weights (made by `tinygpt init-model`, never trained), so a 0% model pass "
-            "rate is expected. The teacher episodes above are its training data; the train stage is not built "
-            "yet, so to measure a real model run `tinygpt quickstart --model <trained dir or hub id>`.")
+            "rate is expected. The teacher episodes above are its training data (`tinygpt train <data>/rows.jsonl "
+            "--model <model>` trains on them; the quickstart does not train yet); to measure a real model run "
+            "`tinygpt quickstart --model <trained dir or hub id>`.")
 
 
 def main(argv: list[str]) -> int:
