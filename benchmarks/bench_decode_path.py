@@ -28,7 +28,7 @@ from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import greedy_sampler
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 
 from tinygpt.runtime.engine import Engine  # noqa: E402
 from tinygpt.runtime.models import load  # noqa: E402
@@ -126,9 +126,7 @@ def main() -> int:
     print(json.dumps({k: round(v, 3) for k, v in res["ratio_to_raw"].items()}),
           {k: round(v, 1) for k, v in med.items()})
     print(buf.getvalue())
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=2))
-    print(f"wrote {a.out}")
+    write_result(a.out, res)
     return 0
 
 

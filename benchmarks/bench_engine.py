@@ -21,7 +21,7 @@ from mlx_lm.generate import generate_step
 from mlx_lm.models.cache import make_prompt_cache
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 
 from tinygpt.runtime.engine import Engine  # noqa: E402
 from tinygpt.runtime.models import load  # noqa: E402
@@ -123,9 +123,7 @@ def main() -> int:
         old = json.loads(Path(a.out).read_text())
         if old.get("model") == a.model and "p3" in old:
             res.update(p3=old["p3"], p4=old["p4"], p3_date=old.get("p3_date", "an earlier run"))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=2))
-    print(f"wrote {a.out}")
+    write_result(a.out, res)
     return 0
 
 

@@ -24,7 +24,7 @@ import mlx.core as mx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 
 from tinygpt.runtime import grammar as G  # noqa: E402
 from tinygpt.runtime.engine import Engine  # noqa: E402
@@ -193,9 +193,7 @@ def main() -> int:
                  "direct_overhead_ok": all(v <= 0.05 for k, v in res["decode"]["direct_overhead"].items()
                                            if k.startswith("llguidance"))}
     print(json.dumps(res["p2"], indent=2))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=2))
-    print(f"wrote {a.out}")
+    write_result(a.out, res)
     return 0
 
 

@@ -26,7 +26,7 @@ import mlx.core as mx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 
 from tinygpt.runtime.engine import Engine  # noqa: E402
 from tinygpt.runtime.models import load  # noqa: E402
@@ -103,9 +103,7 @@ def main() -> int:
            "gib_per_s": {k: size / v / 2**30 for k, v in med.items()},
            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     print(json.dumps({k: [round(v * 1e3, 1), round(res["gib_per_s"][k], 2)] for k, v in med.items()}))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=2))
-    print(f"wrote {a.out}")
+    write_result(a.out, res)
     return 0
 
 

@@ -26,7 +26,7 @@ import mlx.core as mx
 from mlx_lm.models.cache import make_prompt_cache
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 
 from tinygpt.runtime.engine import Engine  # noqa: E402
 from tinygpt.runtime.models import load  # noqa: E402
@@ -228,9 +228,7 @@ def main() -> int:
             res["profile_longest"] = buf.getvalue()
             print(buf.getvalue())
     res["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=2))
-    print(f"wrote {a.out}")
+    write_result(a.out, res)
     return 0
 
 

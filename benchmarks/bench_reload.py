@@ -28,7 +28,7 @@ import mlx.core as mx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 
 from tinygpt.runtime import prefill_meter  # noqa: E402
 from tinygpt.runtime.engine import Engine  # noqa: E402
@@ -206,9 +206,7 @@ def main() -> int:
     if a.cold:
         cold(a, engine, res, rng, vocab)
     res["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=2))
-    print(f"wrote {a.out}")
+    write_result(a.out, res)
     return 0
 
 

@@ -24,3 +24,13 @@ def machine_info() -> dict:
         except (AttributeError, RuntimeError):
             info["gpu"] = "gpu"
     return info
+
+
+def write_result(path: str, result: dict) -> None:
+    """Write a benchmark's JSON (making its folder) and say where."""
+    import json
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
