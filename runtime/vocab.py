@@ -319,17 +319,25 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(keep, map(chr, chars)))
 
 
-def small_bpe_tokenizer(vocab_size: int = 1024) -> Tokenizer:
-    """A byte-level BPE trained here on an embedded corpus, for tiny test models; added tokens at the end."""
+def train_bpe(texts, vocab_size: int, *, min_frequency: int = 2, length: int | None = None) -> Tokenizer:
+    """A byte-level BPE (Qwen2's split pattern, NFC) trained by `tokenizers`' BpeTrainer on the strings `texts`
+    (any iterable; `length` is its size if known): `vocab_size` BPE entries (the 256 byte tokens included, fewer
+    when the text has no more pairs seen `min_frequency` times), then SMALL_ADDED (the chat, tool-call and
+    think tokens of the small vocabulary and tinygpt's template) as added tokens at the end."""
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = _pre_tokenizer()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=2, show_progress=False,
+        vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[],
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer, length=length)
     return _finish(tok, SMALL_ADDED)
+
+
+def small_bpe_tokenizer(vocab_size: int = 1024) -> Tokenizer:
+    """A byte-level BPE trained here on an embedded corpus, for tiny test models; added tokens at the end."""
+    return train_bpe(_corpus(), vocab_size)
 
 
 def _corpus() -> list[str]:
