@@ -184,9 +184,7 @@ def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = F
         raise InitModelError(f"unknown dtype {spec.dtype!r}; choose one of {', '.join(DTYPES)}")
     out = check_target(out_dir, force)
     step("loading MLX")
-    import mlx.core as mx
-    from mlx.utils import tree_map
-    from mlx_lm.utils import save_model
+    import mlx.core  # noqa: F401  (the step the user sees: MLX loads here)
 
     from tinygpt.runtime import vocab
 
@@ -195,27 +193,42 @@ def init_model(out_dir: str | Path, spec: InitSpec = InitSpec(), force: bool = F
     config = _config(spec, tok)
     template = vocab.chat_template(spec.vocab)  # fetched with the vocabulary, before any weights are made
     step(f"initialising {spec.preset} weights (seed {spec.seed}, {spec.dtype})")
-    mx.random.seed(spec.seed)
-    module = importlib.import_module(f"mlx_lm.models.{MLX_MODULES[config['model_type']]}")
-    model = module.Model(module.ModelArgs.from_dict(config))
-    dtype = getattr(mx, spec.dtype)
-    model.update(tree_map(lambda w: w.astype(dtype), model.parameters()))
-    mx.eval(model.parameters())
+    model = random_model(config, spec.seed, spec.dtype)
     step(f"writing {out}")
     meta = dict(created_by="tinygpt init-model", preset=spec.preset, vocab=spec.vocab, dtype=spec.dtype,
                 seed=spec.seed, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     def write(tmp: Path) -> None:
-        import transformers
-
-        save_model(tmp, model)
-        # the version that writes the tokenizer files; transformers reads it to know they need no regex repair
-        (tmp / "config.json").write_text(json.dumps({**config, "transformers_version": transformers.__version__},
-                                                    indent=2, sort_keys=True))
+        save_model_files(tmp, model, config)
         vocab.save_tokenizer(tok, tmp, model_max_length=spec.max_position_embeddings, vocab=spec.vocab,
                              template=template)
 
     return _write_marked(out_dir, force, "model", write, meta)
+
+
+def random_model(config: dict, seed: int, dtype: str = "float32"):
+    """The mlx-lm model of `config` (mlx-lm's module for its model_type) with random weights drawn from `seed`,
+    cast to `dtype`. Weights come out as mlx-lm's own initialisers draw them."""
+    import mlx.core as mx
+    from mlx.utils import tree_map
+
+    mx.random.seed(seed)
+    module = importlib.import_module(f"mlx_lm.models.{MLX_MODULES[config['model_type']]}")
+    model = module.Model(module.ModelArgs.from_dict(config))
+    model.update(tree_map(lambda w: w.astype(getattr(mx, dtype)), model.parameters()))
+    mx.eval(model.parameters())
+    return model
+
+
+def save_model_files(directory: Path, model, config: dict) -> None:
+    """The weights (mlx-lm's save_model: safetensors + index) and config.json into an existing `directory`."""
+    import transformers
+    from mlx_lm.utils import save_model
+
+    save_model(directory, model)
+    # the version that writes the tokenizer files; transformers reads it to know they need no regex repair
+    (directory / "config.json").write_text(json.dumps({**config, "transformers_version": transformers.__version__},
+                                                      indent=2, sort_keys=True))
 
 
 def _write_marked(out_dir, force: bool, kind: str, write: Callable[[Path], None], meta: dict) -> Path:
