@@ -53,12 +53,19 @@ def _default() -> Path:
     return out
 
 
-def create(given: str) -> Path:
-    """A new run directory (an empty one is taken); anything else is refused, nothing is written."""
+def target(given: str) -> Path:
+    """The directory a new run would take (`given`, or runs/train-<time>), checked: new or empty; nothing is
+    written. TrainError otherwise."""
     out = Path(given).expanduser() if given else _default()
     if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise TrainError(f"--out {out} exists and is not an empty directory; a run writes only into a new one "
                          f"(continue a run with --resume {out})")
+    return out
+
+
+def create(given: str) -> Path:
+    """A new run directory (an empty one is taken); anything else is refused, nothing is written."""
+    out = target(given)
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_status(out, "running", created=now())

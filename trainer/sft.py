@@ -52,8 +52,10 @@ class Interrupt:
             signal.signal(signal.SIGINT, previous)
 
 
-def _resumed_config(run: Path, flags: dict) -> TrainConfig:
-    saved = TrainConfig(**read_toml(run / "config.toml"))
+def resumed_config(run: Path, flags: dict, cls=TrainConfig):
+    """The config saved in `run` (a `cls`: TrainConfig, or another run's config dataclass), with only the
+    RESUME_FREE flags applied; TrainError naming any other flag that was given with a different value."""
+    saved = cls(**read_toml(run / "config.toml", cls))
     changed = sorted(k for k, v in flags.items() if v is not None and k not in RESUME_FREE and v != getattr(saved, k))
     if changed:
         raise TrainError(f"--resume continues {run} with its saved config; these flags would change it: "
@@ -125,7 +127,9 @@ def run(cfg: TrainConfig, *, resume: str | None = None, flags: dict | None = Non
     """Train as `cfg` says (or continue the run `resume`); return the summary (also saved in RUN/run.json)."""
     if resume:
         run_path, marker = run_dir.open_existing(resume)
-        cfg = _resumed_config(run_path, flags or {})
+        if marker.get("kind") == "pretrain":
+            raise TrainError(f"--resume {run_path}: a pretraining run; continue it with `tinygpt pretrain --resume`")
+        cfg = resumed_config(run_path, flags or {})
     else:
         _check_register(cfg.register)
         run_path, marker = run_dir.create(cfg.out), {}
@@ -170,8 +174,26 @@ def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:
     mx.random.seed(cfg.seed)  # the adapter's initial weights
     adapter_config = prepare(loaded.model, cfg, cfg.model)
     optimizer = make_optimizer(cfg, iters)
-    start = _restore(run, loaded.model, optimizer, fingerprints) if resume else 0
+    start = restore(run, loaded.model, optimizer, fingerprints) if resume else 0
     trainable, total = count_parameters(loaded.model)
+    last, lines = run_steps(cfg, run, loaded.model, optimizer, source, valid, loss, iters=iters, start=start,
+                            fingerprints=fingerprints, adapter_config=adapter_config)
+    summary = summarize(lines, start=start, last=last, iters=iters, run=run, data=data.report,
+                        params=(trainable, total), peak=mx.get_peak_memory())
+    if last == iters:
+        summary.update(_finish(cfg, run, loaded, adapter_config, base, lines))
+    return summary
+
+
+def run_steps(cfg, run: Path, model, optimizer, source, valid, loss: Callable, *, iters: int, start: int,
+              fingerprints: dict, adapter_config: dict) -> tuple[int, list[dict]]:
+    """Steps start+1 .. iters of the one loop with a run's hooks: metrics.jsonl (truncated to `start`), progress,
+    a checkpoint every cfg.save_every steps and at the end (with the data cursor and the fingerprints a resume
+    checks), and Ctrl-C (finish the step, checkpoint, stop). `cfg` has TrainConfig's loop fields (grad_accumulation,
+    val_every, val_batches, save_every, keep_checkpoints, seed, grad_checkpoint). Returns (last step, the metrics
+    lines)."""
+    import mlx.core as mx
+
     ckpts = run / "checkpoints"
     loop_cfg = LoopConfig(iters=iters, grad_accumulation=cfg.grad_accumulation, val_every=cfg.val_every,
                           val_batches=cfg.val_batches, save_every=cfg.save_every, seed=cfg.seed,
@@ -181,7 +203,7 @@ def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:
         meta = {"cursor": step * cfg.grad_accumulation, "seed": cfg.seed, "iters": iters,
                 "rng": "reseeded per micro-batch from (seed, cursor): loop.micro_seed",
                 "data_fingerprint": fingerprints["data"], "config": fingerprints["config"]}
-        checkpoint.save(ckpts, step, loaded.model, optimizer, adapter_config, meta, cfg.keep_checkpoints)
+        checkpoint.save(ckpts, step, model, optimizer, adapter_config, meta, cfg.keep_checkpoints)
         progress.note(f"checkpoint {ckpts / f'step-{step:07d}'}")
 
     metrics = run_dir.Metrics(run, keep_through_step=start if start else -1)  # a fresh start redoes step 0
@@ -192,20 +214,19 @@ def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:
             if start:
                 progress.note(f"resumed at step {start}/{iters} from {ckpts / f'step-{start:07d}'}")
             hooks = _RunHooks(save, metrics, progress, interrupt)
-            last = train(loaded.model, optimizer, source, config=loop_cfg, loss=loss, valid=valid,
+            last = train(model, optimizer, source, config=loop_cfg, loss=loss, valid=valid,
                          start_step=start, hooks=hooks)
             if last < iters and hooks.saved_at != last:
                 save(last)
     finally:
         metrics.close()
-    summary = _summary(metrics.lines, start=start, last=last, iters=iters, run=run, data=data.report,
-                       params=(trainable, total), peak=mx.get_peak_memory())
-    if last == iters:
-        summary.update(_finish(cfg, run, loaded, adapter_config, base, metrics.lines))
-    return summary
+    return last, metrics.lines
 
 
-def _restore(run: Path, model, optimizer, fingerprints: dict) -> int:
+def restore(run: Path, model, optimizer, fingerprints: dict) -> int:
+    """Restore the newest complete checkpoint of `run` into `model` and `optimizer` (partial ones a killed run
+    left are deleted first); its step, or 0 when there is none. TrainError if it was trained on other data or
+    another config (`fingerprints`: {"data", "config"})."""
     ckpts = run / "checkpoints"
     checkpoint.remove_partial(ckpts)
     found = checkpoint.steps(ckpts)
@@ -219,7 +240,7 @@ def _restore(run: Path, model, optimizer, fingerprints: dict) -> int:
     return int(checkpoint.restore(found[-1], model, optimizer)["step"])
 
 
-def _summary(lines: list[dict], *, start: int, last: int, iters: int, run: Path, data: dict, params, peak) -> dict:
+def summarize(lines: list[dict], *, start: int, last: int, iters: int, run: Path, data: dict, params, peak) -> dict:
     steps = [m for m in lines if "loss" in m]
     vals = [m for m in lines if "val_loss" in m]
     this_session = [m for m in steps if m["step"] > start]
