@@ -75,3 +75,47 @@ class TrainProgress:
 
     def note(self, text: str) -> None:
         self._line(text)
+
+
+class WorkProgress:
+    """Progress of a long preparation (reading and tokenizing a corpus), counted in `unit`s (bytes): a rich bar
+    with speed and ETA on a terminal; otherwise a line at every ~10% and at the end. A context manager."""
+
+    def __init__(self, label: str, total: int, *, unit: str = "bytes", tty: bool | None = None):
+        self.label, self.total, self.unit, self.done = label, max(total, 1), unit, 0
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self._bar = self._task = None
+        self._next = self.total / 10
+
+    def __enter__(self):
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            self._bar = Progress(TextColumn(self.label, markup=False), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                                 console=Console(stderr=True, highlight=False))
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        elif exc[0] is None:
+            self._line()
+        return False
+
+    def _line(self) -> None:
+        sys.stderr.write(f"{self.label}: {self.done:,}/{self.total:,} {self.unit} ({100 * self.done // self.total}%)\n")
+        sys.stderr.flush()
+
+    def advance(self, n: int) -> None:
+        self.done = min(self.done + n, self.total)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+        elif self.done >= self._next and self.done < self.total:
+            self._line()
+            while self._next <= self.done:
+                self._next += self.total / 10
