@@ -37,3 +37,54 @@ def store_env(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TINYGPT_CONFIG", "")
     return tmp_path / "cache"
+
+
+REPEATED = "the cat sat on the mat. the dog ate the bone. "  # the pretraining tests' memorized sequence
+CLOCK_TOOL = {"type": "function", "function": {"name": "clock", "description": "the time in a city",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"city": {"type": "string"}}}}}
+CHAT = [{"role": "user", "content": "What time is it in Rome?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+            "name": "clock", "arguments": {"city": "Rome"}}}]},
+        {"role": "tool", "content": "12:00"},
+        {"role": "assistant", "content": "It is noon in Rome."}]
+
+
+@pytest.fixture(scope="session")
+def pretrain_corpus(tmp_path_factory):
+    """A tiny corpus: a text file repeating REPEATED, and a JSONL of text, chat (with tools) and completion
+    records."""
+    import json
+
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "cats.txt").write_text(REPEATED * 120)
+    records = [{"text": f"note {i}: the dog and the cat are friends."} for i in range(20)]
+    records += [{"messages": CHAT, "tools": [CLOCK_TOOL]}, {"prompt": "hello", "completion": "hi there"}]
+    (root / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return root
+
+
+@pytest.fixture(scope="session")
+def pretrain_tokenizer(pretrain_corpus, tmp_path_factory):
+    """A 320-token BPE trained on the corpus by `train_tokenizer`, and its report."""
+    from tinygpt.trainer.tokenizer_train import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tok") / "bpe"
+    report = train_tokenizer([str(pretrain_corpus)], str(out), vocab_size=320)
+    return out, report
+
+
+PRETRAIN_FLAGS = {"preset": "tiny", "seq_length": 32, "batch_size": 8, "iters": 60, "warmup": 5,
+                  "learning_rate": 3e-3, "val_every": 20, "save_every": 20}
+
+
+@pytest.fixture(scope="session")
+def pretrained(pretrain_corpus, pretrain_tokenizer, tmp_path_factory):
+    """(run directory, summary) of 60 steps of pretraining the tiny preset on the repeated text."""
+    from tinygpt.trainer import pretrain
+    from tinygpt.trainer.pretrain_config import resolve
+
+    run = tmp_path_factory.mktemp("pretrain") / "run"
+    cfg = resolve({"data": [str(pretrain_corpus / "cats.txt")], "tokenizer": str(pretrain_tokenizer[0]),
+                   "out": str(run), **PRETRAIN_FLAGS})
+    return run, pretrain.run(cfg)
