@@ -1,6 +1,6 @@
-"""P8 (issue 11), CPU half: LoRA SFT tokens/s and peak memory, tinygpt's trainer vs mlx-lm's, side by side.
+"""P8 (issue 11): LoRA SFT tokens/s and peak memory, tinygpt's trainer vs mlx-lm's, side by side.
 
-Same model (a random-init `small` preset), same data, LoRA rank, layers, batch size, max sequence length,
+Same model (a random-init preset: `small` on the CPU; the qwen3-0.6b and qwen3-4b shapes in bf16 on a GPU), same data, LoRA rank, layers, batch size, max sequence length,
 optimizer and learning rate. Each run is its own process (so peak memory is its own): tinygpt through
 `tinygpt.trainer.sft.run` (what `tinygpt train` runs), mlx-lm through `mlx_lm.tuner.trainer.train` with its own
 datasets, batching and loss (what `mlx_lm.lora` runs). Runs alternate (tinygpt, mlx-lm, tinygpt, ...) so both see
@@ -18,7 +18,8 @@ allocator-cache flush after every step — to show how much of the difference th
 Workloads: `text` — {"text"} records, every token trained, identical ids and supervision on both sides; and
 `completions` — {"prompt", "completion"} with mlx-lm's --mask-prompt (prompt untrained; mlx-lm also trains the
 newline after <|im_end|>, one token per row more than tinygpt, which only trains what the model samples).
-Usage: python benchmarks/bench_train.py [--vocab bpe|qwen] [--rows 200] [--reps 3] [--out FILE]
+Usage: python benchmarks/bench_train.py [--preset small] [--vocab bpe|qwen] [--dtype float32] [--rows 200] [--reps 3]
+       [--out FILE]
 """
 from __future__ import annotations
 
@@ -173,6 +174,7 @@ def main() -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--preset", default="small")
     p.add_argument("--vocab", default="bpe", choices=["bpe", "qwen"])
+    p.add_argument("--dtype", default="float32", help="the model's weights (bfloat16 for the GPU shapes)")
     p.add_argument("--workloads", default="text,completions")
     p.add_argument("--rows", type=int, default=200)
     p.add_argument("--steps", type=int, default=0, help="(workers) steps: two epochs")
@@ -199,7 +201,7 @@ def main() -> None:
 
     holder = tempfile.TemporaryDirectory(prefix="bench-train-")
     work = Path(holder.name)
-    model = init_model(work / "model", InitSpec(preset=args.preset, vocab=args.vocab))
+    model = init_model(work / "model", InitSpec(preset=args.preset, vocab=args.vocab, dtype=args.dtype))
     results = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "load_average_at_start": os.getloadavg(),
                "model_config": {k: v for k, v in json.loads((model / "config.json").read_text()).items()
