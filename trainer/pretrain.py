@@ -151,7 +151,12 @@ def run(cfg: PretrainConfig, *, resume: str | None = None, flags: dict | None = 
             raise TrainError(f"--resume {run_path}: not a pretraining run; continue it with `tinygpt train --resume`")
         cfg = resumed_config(run_path, flags or {}, PretrainConfig)
     else:
+        from tinygpt.trainer.corpus import corpus_files
+
         check_shape(cfg)
+        corpus_files(cfg.data, "--data")  # the quick checks first: paths, then the tokenizer, then the text
+        if cfg.valid_data:
+            corpus_files(cfg.valid_data, "--valid-data")
         _check_register(cfg.register)
         run_path = run_dir.target(cfg.out)
         cfg.out = str(run_path)

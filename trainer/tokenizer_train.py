@@ -58,7 +58,7 @@ def train_tokenizer(data: list[str], out: str, *, vocab_size: int, min_frequency
     from tinygpt.trainer.corpus import corpus_files, documents, total_bytes
     from tinygpt.trainer.progress import WorkProgress
 
-    files = corpus_files(data)
+    files = corpus_files(data, "corpus")
     started, counts = time.perf_counter(), {"documents": 0, "bytes": 0}
     from tinygpt.runtime.chat_template import CHAT_TEMPLATE
 
@@ -81,7 +81,7 @@ def train_tokenizer(data: list[str], out: str, *, vocab_size: int, min_frequency
                 raise cause from None
             raise
     if not counts["documents"]:
-        raise TrainError(f"--data {', '.join(data)}: no text in the corpus (every document is empty)")
+        raise TrainError(f"corpus {', '.join(data)}: no text in it (every document is empty)")
     report = {"path": str(target), "vocab_size": tok.get_vocab_size(), "requested_vocab_size": vocab_size,
               "bpe_tokens": tok.get_vocab_size() - len(SMALL_ADDED), "special_tokens": [t for t, _ in SMALL_ADDED],
               "documents": counts["documents"], "bytes": counts["bytes"], "files": [str(f) for f in files],
