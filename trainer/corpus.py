@@ -20,11 +20,18 @@ TEXT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIXES = (".jsonl",)
 
 
+CHUNK = 1 << 20  # characters: a long text file is read (and tokenized) in pieces of about this size
+
+
 @dataclass(frozen=True)
 class Document:
+    """A document, or one piece of a long one: `part` counts the pieces, `last` is true on the final one."""
+
     text: str
     source: str  # file, or file:line
     size: int  # bytes of the input it came from (for progress)
+    part: int = 0
+    last: bool = True
 
 
 def corpus_files(paths: list[str], flag: str = "--data") -> list[Path]:
@@ -86,15 +93,44 @@ def _record_text(record, template: str | None, source: str) -> str:
                      "(strings)")
 
 
+def _text_file(path: Path) -> Iterator[Document]:
+    """A text file as one document, in pieces of about CHUNK characters cut only before a line that starts with
+    a non-space character: no pre-tokenizer piece of a byte-level BPE spans such a cut, so the pieces encode to
+    the ids of the whole text while a large file never sits in memory at once."""
+    part, buffer = 0, ""
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            while True:
+                block = fh.read(CHUNK)
+                buffer += block
+                cut = _last_cut(buffer) if block and len(buffer) >= CHUNK else len(buffer) if not block else 0
+                if cut:
+                    piece, buffer = buffer[:cut], buffer[cut:]
+                    empty = part == 0 and not block and not piece.strip()
+                    yield Document("" if empty else piece, str(path), len(piece.encode("utf-8")), part, not block)
+                    part += 1
+                if not block:
+                    if part == 0:  # an empty file
+                        yield Document("", str(path), 0)
+                    return
+    except UnicodeDecodeError as exc:
+        raise TrainError(f"{path}: not UTF-8 text ({exc.reason}); convert it to UTF-8") from None
+
+
+def _last_cut(text: str) -> int:
+    """The position after the last newline that a non-space character follows (0: none)."""
+    i = len(text) - 1
+    while (i := text.rfind("\n", 0, i)) >= 0:
+        if not text[i + 1].isspace():
+            return i + 1
+    return 0
+
+
 def documents(files: list[Path], template: str | None) -> Iterator[Document]:
     """The documents of `files`, one at a time (empty ones skipped; their bytes still count)."""
     for path in files:
         if path.suffix in TEXT_SUFFIXES:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError as exc:
-                raise TrainError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-            yield Document(text if text.strip() else "", str(path), path.stat().st_size)
+            yield from _text_file(path)
             continue
         with open(path, "rb") as fh:
             for number, raw in enumerate(fh, 1):

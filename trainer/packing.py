@@ -35,23 +35,27 @@ def separator_id(tokenizer) -> int:
 
 
 def tokenize(docs: Iterable[Document], tokenizer, separator: int, progress=None) -> tuple[np.ndarray, int]:
-    """(the token stream of the non-empty documents, each followed by `separator`; how many documents)."""
+    """(the token stream of the non-empty documents, each followed by `separator`; how many documents). A
+    document's first piece starts with the ids the tokenizer adds to any text (its BOS, if it adds one); the
+    pieces of one long document (corpus.py) follow each other with nothing between them."""
     backend = tokenizer.backend_tokenizer  # the fast (Rust) tokenizer: encode_batch runs on every core
+    opening = backend.encode("", add_special_tokens=True).ids
     parts: list[np.ndarray] = []
-    pending: list[str] = []
+    pending: list[Document] = []
     count = 0
 
     def flush() -> None:
-        for enc in backend.encode_batch(pending, add_special_tokens=True):
-            parts.append(np.asarray(enc.ids + [separator], dtype=np.int32))
+        for doc, enc in zip(pending, backend.encode_batch([d.text for d in pending], add_special_tokens=False)):
+            ids = (opening if doc.part == 0 else []) + enc.ids + ([separator] if doc.last else [])
+            parts.append(np.asarray(ids, dtype=np.int32))
         pending.clear()
 
     for doc in docs:
         if progress is not None:
             progress.advance(doc.size)
         if doc.text:
-            pending.append(doc.text)
-            count += 1
+            pending.append(doc)
+            count += doc.part == 0
             if len(pending) == ENCODE_BATCH:
                 flush()
     if pending:

@@ -55,31 +55,25 @@ def train_tokenizer(data: list[str], out: str, *, vocab_size: int, min_frequency
                          f"and {len(SMALL_ADDED)} special tokens ({', '.join(t for t, _ in SMALL_ADDED)}) before any "
                          f"merge; use at least {least}")
     target = check_out(out)
+    from tinygpt.runtime import vocab
+    from tinygpt.runtime.chat_template import CHAT_TEMPLATE
     from tinygpt.trainer.corpus import corpus_files, documents, total_bytes
     from tinygpt.trainer.progress import WorkProgress
 
     files = corpus_files(data, "corpus")
     started, counts = time.perf_counter(), {"documents": 0, "bytes": 0}
-    from tinygpt.runtime.chat_template import CHAT_TEMPLATE
 
     def texts(progress: WorkProgress):
         for doc in documents(files, CHAT_TEMPLATE):
             progress.advance(doc.size)
             counts["bytes"] += doc.size
             if doc.text:
-                counts["documents"] += 1
+                counts["documents"] += doc.part == 0
                 yield doc.text
 
-    from tinygpt.runtime import vocab
-
     with WorkProgress("reading and training BPE", total_bytes(files)) as progress:
-        try:
-            tok = vocab.train_bpe(texts(progress), vocab_size - len(SMALL_ADDED), min_frequency=min_frequency)
-        except Exception as exc:  # tokenizers re-raises the iterator's error wrapped; unwrap ours
-            cause = exc if isinstance(exc, TrainError) else exc.__cause__ or exc.__context__
-            if isinstance(cause, TrainError):
-                raise cause from None
-            raise
+        # an error reading the corpus (a TrainError from `documents`) comes out of BpeTrainer as it is
+        tok = vocab.train_bpe(texts(progress), vocab_size - len(SMALL_ADDED), min_frequency=min_frequency)
     if not counts["documents"]:
         raise TrainError(f"corpus {', '.join(data)}: no text in it (every document is empty)")
     report = {"path": str(target), "vocab_size": tok.get_vocab_size(), "requested_vocab_size": vocab_size,

@@ -73,6 +73,30 @@ def test_chat_and_completion_records_are_pretrained_as_their_rendered_text(pretr
     assert np.array_equal(packed, stream[: len(packed)])
 
 
+def test_a_long_text_file_is_read_in_pieces_that_encode_to_the_whole_texts_ids(tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from tinygpt.trainer import corpus
+    from tinygpt.trainer.packing import tokenize
+    from tinygpt.trainer.tokenizer_train import train_tokenizer
+
+    text = "".join(f"line {i}: the cat sat.\n" + ("\n  indented, \t\n\n" if i % 7 == 0 else "") for i in range(200))
+    path = tmp_path / "long.txt"
+    path.write_text(text + "  the end \n\n")
+    # a vocabulary with merges across newlines ("\n\n", ".\n\n"): a cut at any newline would change the ids
+    train_tokenizer([str(path)], str(tmp_path / "tok"), vocab_size=300)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    assert "ĊĊ" in tok.get_vocab()
+    monkeypatch.setattr(corpus, "CHUNK", 50)
+    docs = list(corpus.documents([path], None))
+    assert len(docs) > 20 and "".join(d.text for d in docs) == path.read_text()
+    assert [d.part for d in docs] == list(range(len(docs))) and [d.last for d in docs] == [False] * (len(docs) - 1) + [
+        True] and sum(d.size for d in docs) == path.stat().st_size
+    sep = tok.convert_tokens_to_ids("<|endoftext|>")
+    stream, count = tokenize(docs, tok, sep)
+    assert count == 1 and stream.tolist() == tok.encode(path.read_text()) + [sep]
+
+
 def test_pretraining_learns_the_corpus_and_greedy_decoding_continues_it(pretrained, pretrain_tokenizer):
     from tinygpt.runtime.engine import Engine
     from tinygpt.runtime.models import load
