@@ -46,7 +46,8 @@ def test_the_chat_template_renders_tools_and_the_runtime_picks_hermes(pretrain_t
     assert "<|im_start|>user\n<tool_response>\n12:00\n</tool_response><|im_end|>" in text
     assert detect(tok.chat_template).name == "hermes"
     ids = tok.encode(text)
-    assert ids.count(tok.convert_tokens_to_ids("<tool_call>")) == text.count("<tool_call>") == 3 and tok.decode(ids) == text
+    assert ids.count(tok.convert_tokens_to_ids("<tool_call>")) == text.count("<tool_call>") == 3  # one id each
+    assert tok.decode(ids) == text
 
 
 def test_chat_and_completion_records_are_pretrained_as_their_rendered_text(pretrain_corpus, pretrain_tokenizer):
