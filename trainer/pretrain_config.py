@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
+from tinygpt.runtime.presets import PRESETS  # standard library only, like this module
 from tinygpt.trainer.config import SEED_MAX, TrainConfig, _f, check_value, read_toml
 from tinygpt.trainer.errors import TrainError
 
 ARCHS = ("qwen3", "llama")
-PRESET_NAMES = ("tiny", "small", "qwen3-0.6b", "qwen3-4b")  # runtime/presets.py's PRESETS (tested equal)
 _TRAIN = {f.name: f for f in fields(TrainConfig)}
 
 
@@ -40,7 +40,7 @@ class PretrainConfig:
     out: str = _train("out")
     arch: str = _f("qwen3", "mlx-lm architecture: qwen3 (QK-norm) or llama", choices=ARCHS)
     preset: str = _f("small", "model shape to start from (runtime/presets.py); the flags below override its "
-                              "dimensions", choices=PRESET_NAMES)
+                              "dimensions", choices=tuple(PRESETS))
     layers: int = _f(0, "transformer layers (0: the preset's)", lo=0)
     hidden_size: int = _f(0, "hidden size (0: the preset's)", lo=0)
     heads: int = _f(0, "attention heads (0: the preset's)", lo=0)

@@ -11,7 +11,7 @@ from conftest import CHAT, CLOCK_TOOL, REPEATED
 
 from tinygpt.runtime.presets import PRESETS
 from tinygpt.trainer.config import read_toml
-from tinygpt.trainer.pretrain_config import PRESET_NAMES, PretrainConfig, resolve
+from tinygpt.trainer.pretrain_config import PretrainConfig, resolve
 
 
 def test_the_tokenizer_round_trips_text_and_keeps_special_tokens_whole(pretrain_tokenizer):
@@ -162,10 +162,6 @@ def test_the_run_directory_holds_a_standalone_model_and_the_run_files(pretrained
     last_batch = summary["train_examples"] % 8 or 8  # an epoch's last batch holds the remaining windows
     assert {m["tokens"] for m in steps} == {8 * 32, last_batch * 32}  # every position of every window trained
     assert summary["tokens_trained"] == sum(m["tokens"] for m in steps)
-
-
-def test_the_preset_names_are_the_runtimes_presets():
-    assert PRESET_NAMES == tuple(PRESETS)
 
 
 def test_explicit_dimensions_override_the_preset(pretrain_tokenizer):
