@@ -67,7 +67,7 @@ class PretrainConfig:
     grad_checkpoint: bool = _train("grad_checkpoint")
     seed: int = _f(0, "seed for the initial weights and the batch order", lo=0, hi=SEED_MAX)
     val_every: int = _train("val_every", 100)
-    val_batches: int = _train("val_batches")
+    val_batches: int = _train("val_batches", 50)
     save_every: int = _train("save_every", 100)
     keep_checkpoints: int = _train("keep_checkpoints")
     register: str = _f("", "register the finished model in the model store under this name")
