@@ -112,7 +112,8 @@ def test_pretraining_learns_the_corpus_and_greedy_decoding_continues_it(pretrain
     engine = Engine(load(str(run / "model")))
     prompt = engine.tokenizer.encode("the cat sat")
     out = engine.generate(prompt, SamplingParams(temperature=0.0, max_tokens=24)).output_ids
-    assert engine.tokenizer.decode(out).startswith(" on the mat. the dog ate the bone. the cat sat on the mat.")
+    continuation = (REPEATED * 2)[len("the cat sat"):]  # " on the mat. the dog ate the bone. the cat sat ..."
+    assert engine.tokenizer.decode(out).startswith(continuation[:56])
     assert engine.loaded.tokenizer_hash == load_hash(pretrain_tokenizer[0])  # the tokenizer's files, byte for byte
 
 
