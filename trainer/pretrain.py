@@ -125,8 +125,8 @@ def load_corpus(cfg: PretrainConfig, tokenizer) -> Data:
         report.update(valid_files=[str(f) for f in vfiles], valid_documents=vdocs, valid_tokens=int(len(vids)))
     else:
         train, valid = split(windows, cfg.valid_fraction)
-    report.update(train_examples=len(train), valid_examples=len(valid),
-                  train_tokens=len(train) * cfg.seq_length, valid_tokens_trained=len(valid) * cfg.seq_length)
+    report.update(train_examples=len(train), valid_examples=len(valid),  # examples = windows
+                  train_targets=len(train) * cfg.seq_length, valid_targets=len(valid) * cfg.seq_length)
     return Data(train, valid, report)
 
 
@@ -166,8 +166,7 @@ def run(cfg: PretrainConfig, *, resume: str | None = None, flags: dict | None = 
     config = model_config(cfg, tokenizer)
     data = load_corpus(cfg, tokenizer)
     if not resume:
-        run_path = run_dir.create(cfg.out)
-        run_dir.write_status(run_path, "running", kind=KIND)
+        run_path = run_dir.create(cfg.out, kind=KIND)
         _absolute_paths(cfg, run_path)
         run_dir.write_atomic(run_path / "config.toml", to_toml(cfg))
     return run_dir.run_recorded(run_path, lambda: _pretrain(cfg, run_path, tokenizer, config, data,

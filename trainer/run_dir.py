@@ -63,12 +63,13 @@ def target(given: str) -> Path:
     return out
 
 
-def create(given: str) -> Path:
-    """A new run directory (an empty one is taken); anything else is refused, nothing is written."""
+def create(given: str, **fields) -> Path:
+    """A new run directory (an empty one is taken), its run.json saying `fields` (e.g. the run's kind) from the
+    start; anything else is refused, nothing is written."""
     out = target(given)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_status(out, "running", created=now())
+        write_status(out, "running", created=now(), **fields)
     except OSError as exc:
         raise TrainError(f"cannot create the run directory {out}: {exc.strerror or exc}; choose a writable --out") \
             from exc
