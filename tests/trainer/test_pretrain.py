@@ -140,6 +140,30 @@ def test_mlx_lm_loads_the_model_and_decodes_the_engines_greedy_ids(pretrained):
         assert ours == theirs and len(ours) == 20
 
 
+def test_a_llama_model_pretrains_and_loads_in_mlx_lm_and_the_runtime(pretrain_corpus, pretrain_tokenizer, tmp_path):
+    from mlx_lm import load as mlx_load, stream_generate
+
+    from tinygpt.runtime.engine import Engine
+    from tinygpt.runtime.models import load
+    from tinygpt.runtime.sampling import SamplingParams
+    from tinygpt.trainer import pretrain
+
+    cfg = resolve({"data": [str(pretrain_corpus / "cats.txt")], "tokenizer": str(pretrain_tokenizer[0]),
+                   "out": str(tmp_path / "run"), "arch": "llama", "preset": "tiny", "layers": 1,
+                   "tie_embeddings": False, "seq_length": 32, "iters": 20, "warmup": 2, "learning_rate": 3e-3,
+                   "save_every": 0})
+    summary = pretrain.run(cfg)
+    assert summary["status"] == "complete" and summary["final_loss"] < summary["first_loss"] / 3
+    model_dir = tmp_path / "run" / "model"
+    config = json.loads((model_dir / "config.json").read_text())
+    assert (config["model_type"], config["num_hidden_layers"], config["tie_word_embeddings"]) == ("llama", 1, False)
+    engine = Engine(load(str(model_dir)))
+    prompt = engine.tokenizer.encode("the dog")
+    ours = engine.generate(prompt, SamplingParams(temperature=0.0, max_tokens=12)).output_ids
+    model, tokenizer = mlx_load(str(model_dir))
+    assert ours == [r.token for r in stream_generate(model, tokenizer, prompt=prompt, max_tokens=12)]
+
+
 def test_the_run_directory_holds_a_standalone_model_and_the_run_files(pretrained, pretrain_tokenizer):
     run, summary = pretrained
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.toml", "data-report.json", "loss.png",

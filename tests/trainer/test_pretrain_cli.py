@@ -108,6 +108,7 @@ def test_pretrain_prints_the_config_writes_json_and_registers(capsys, pretrain_c
                          "--out", str(run_dir), "--register", "my-base", "--json")
     assert code == 0, err
     assert f"tinygpt pretrain -> {run_dir}" in err and "  learning_rate = 0.002" in err and "  layers = 3" in err
+    assert "tokenizing --data: " in err and "(100%)" in err and "step 4/4  loss" in err  # progress, on stderr
     summary = json.loads(out)
     assert summary["status"] == "complete" and summary["registered"] == "my-base" and summary["step"] == 4
     assert json.loads((run_dir / "model" / "config.json").read_text())["num_hidden_layers"] == 3  # flag > file
