@@ -122,13 +122,12 @@ class Agent:
                 yield ev.TurnEnd("truncated_call", step)
                 return
             more = step < self.config.max_steps  # else the results end the turn: no generation prompt after them
-            if self._invalid is not None:  # a model fault: shown to the model, which gets another step
-                yield from self._report_invalid(step, more)
-                continue
-            if not call_event.tool_calls:
+            if not call_event.tool_calls and self._invalid is None:
                 yield ev.TurnEnd("answer" if call_event.finish_reason == "stop" else "length", step)
                 return
-            yield from self._run_tools(call_event.tool_calls, more)
+            # an unusable call is a model fault: the usable calls of the answer run, as on the remote path
+            # (message_step.py), the model is told why the other could not be used, and it gets another step
+            yield from self._run_tools(call_event.tool_calls, more, step, self._invalid)
         yield ev.Error(self.config.max_steps, f"stopped after {self.config.max_steps} steps without an answer")
         yield ev.TurnEnd("max_steps", self.config.max_steps)
 
@@ -167,27 +166,27 @@ class Agent:
         yield call
         return call
 
-    def _report_invalid(self, step: int, more: bool):
-        """Tell the model its call could not be used (a script's, or what no grammar rules out: two calls of one
-        answer with the same id)."""
-        message = f"Error: your tool call could not be used: {self._invalid}"
-        yield ev.Error(step, message)
-        fmt = self.grammar.format  # a family whose template checks result ids (Mistral) gets one of its form
-        rendered_id = fmt.new_id() if fmt is not None and fmt.id_key else ""
-        ids = self.transcript.add_messages({"role": "tool", "tool_call_id": rendered_id, "name": "invalid_call",
-                                            "content": message}, generation_prompt=more)
-        yield ToolResult(call_id="", name="invalid_call", content=message, is_error=True, token_ids=list(ids))
-
-    def _run_tools(self, calls: list[ToolCall], more: bool) -> Iterator[ev.AgentEvent]:
+    def _run_tools(self, calls: list[ToolCall], more: bool, step: int, invalid: str | None = None
+                   ) -> Iterator[ev.AgentEvent]:
         """Run each call (yielding it first), append all results as one template turn (with the generation prompt
-        if `more` steps follow), yield the results; the last carries the ids appended for all of them."""
+        if `more` steps follow), yield the results; the last carries the ids appended for all of them. `invalid`:
+        why a call of the answer could not be used (the parser's words, or what no grammar rules out: two calls
+        of one answer with the same id); it is answered after the usable ones by an "invalid_call" result."""
         results = []
         for c in calls:
             yield c
             results.append(self.toolset.call(c.name, c.arguments, call_id=c.id))
+        if invalid is not None:
+            message = f"Error: your tool call could not be used: {invalid}"
+            yield ev.Error(step, message)
+            fmt = self.grammar.format  # a family whose template checks result ids (Mistral) gets one of its form
+            rendered_id = fmt.new_id() if fmt is not None and fmt.id_key else ""
+            results.append(ToolResult(call_id=rendered_id, name="invalid_call", content=message, is_error=True))
         ids = self.transcript.add_messages(*[
             {"role": "tool", "tool_call_id": res.call_id, "name": res.name, "content": res.content}
             for res in results], generation_prompt=more)
+        if invalid is not None:  # recorded as the loop records any call that could not be used: no call id
+            results[-1] = msgspec.structs.replace(results[-1], call_id="")
         yield from results[:-1]
         yield msgspec.structs.replace(results[-1], token_ids=list(ids))
 

@@ -69,8 +69,9 @@ class Grammar:
     compiled: Any
     vocab: Any
     n_tokens: int  # tokenizer size; logits beyond it (model vocab padding) are always masked
-    eos_ids: tuple[int, ...]
+    eos_ids: tuple[int, ...]  # the ids that end the turn (turn_end_ids); every other EOS id is masked
     compile_s: float
+    other_eos_ids: tuple[int, ...] = ()
 
     def processor(self) -> "GrammarProcessor":
         return GrammarProcessor(self)
@@ -88,6 +89,7 @@ class GrammarProcessor:
         self._matcher = _backend(grammar.backend).matcher(grammar.compiled, grammar.vocab)
         self._mask = np.zeros((grammar.n_tokens + 31) // 32, dtype=np.int32)
         self._eos_only = _eos_mask(grammar.n_tokens, grammar.eos_ids)
+        self._keep = ~_eos_mask(grammar.n_tokens, grammar.other_eos_ids) if grammar.other_eos_ids else None
         self._last: tuple[np.ndarray, mx.array] | None = None  # free text / strings repeat the same mask
         self._started = False
         self._ended = False  # an EOS id was consumed
@@ -103,12 +105,17 @@ class GrammarProcessor:
             mask = self._eos_only
         else:
             self._matcher.fill(self._mask)
+            if self._keep is not None:  # the backend allows every EOS id where the grammar may end
+                np.bitwise_and(self._mask, self._keep, out=self._mask)
             mask = self._mask
         return self._apply(logits, mask)
 
     def _advance(self, token: int) -> None:
         self.consumed.append(token)
         if self._ended or self.error:
+            return
+        if token in self.grammar.other_eos_ids:
+            self.error = f"EOS id {token} is not this template's end of turn (ids {list(self.grammar.eos_ids)})"
             return
         if token in self.grammar.eos_ids:
             self._ended = True
@@ -185,7 +192,11 @@ def compile_json(tokenizer: Any, schema: dict | None = None, *, backend: str = D
         form = _grammar_form(schema, "response_format schema")
     except SchemaError as exc:
         raise GrammarError(str(exc)) from exc
-    return _compile_cached(tokenizer, GrammarSpec(mode="json", schema=form), "json", backend)
+    try:  # the template's format, for its end-of-turn token only
+        end_format = tool_formats.resolve(None, tokenizer)
+    except ToolFormatError:
+        end_format = None
+    return _compile_cached(tokenizer, GrammarSpec(mode="json", schema=form), "json", backend, end_format)
 
 
 def _grammar_form(schema: dict, where: str) -> dict:
@@ -263,6 +274,20 @@ def eos_ids(tokenizer: Any) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
+def turn_end_ids(tokenizer: Any, fmt: ToolFormat | None) -> tuple[int, ...]:
+    """The EOS ids a constrained turn may end with: the format's end-of-turn token (the first of its stop tokens
+    the vocabulary has as an EOS id: Qwen's <|im_end|>, not its <|endoftext|>; Llama's <|eot_id|>), so a turn
+    ends as the chat template writes it and rows train that ending; every EOS id when the format names none."""
+    ids = eos_ids(tokenizer)
+    hf = hf_tokenizer(tokenizer)
+    added = {t.content for t in hf.added_tokens_decoder.values()}
+    for name in (fmt.stop_tokens if fmt is not None else ()):
+        tid = hf.convert_tokens_to_ids(name) if name in added else None
+        if tid in ids:
+            return (tid,)
+    return ids
+
+
 def _vocab(backend: str, tokenizer: Any) -> tuple[int, Any]:
     """(serial, backend vocabulary) for this tokenizer object, built once (≈1.5 s for the Qwen vocab)."""
     hf = hf_tokenizer(tokenizer)
@@ -275,7 +300,8 @@ def _vocab(backend: str, tokenizer: Any) -> tuple[int, Any]:
         return table.setdefault(hf, built)
 
 
-def _compile_cached(tokenizer: Any, spec: GrammarSpec, choice: str, backend: str) -> Grammar:
+def _compile_cached(tokenizer: Any, spec: GrammarSpec, choice: str, backend: str,
+                    end_format: ToolFormat | None = None) -> Grammar:
     mod = _backend(backend)
     serial, vocab = _vocab(backend, tokenizer)
     body = json.dumps([spec.mode, spec.parallel, spec.schema, [[t.name, t.parameters] for t in spec.tools],
@@ -287,9 +313,10 @@ def _compile_cached(tokenizer: Any, spec: GrammarSpec, choice: str, backend: str
             return dataclasses.replace(_grammars[key], choice=choice)
     t0 = time.perf_counter()
     compiled = mod.compile(spec, vocab)
+    ends = turn_end_ids(tokenizer, spec.format or end_format)
     grammar = Grammar(spec=spec, choice=choice, backend=backend, format=spec.format, compiled=compiled, vocab=vocab,
-                      n_tokens=len(hf_tokenizer(tokenizer)), eos_ids=eos_ids(tokenizer),
-                      compile_s=time.perf_counter() - t0)
+                      n_tokens=len(hf_tokenizer(tokenizer)), eos_ids=ends, compile_s=time.perf_counter() - t0,
+                      other_eos_ids=tuple(i for i in eos_ids(tokenizer) if i not in ends))
     with _lock:
         _grammars[key] = grammar
         while len(_grammars) > CACHE_SIZE:

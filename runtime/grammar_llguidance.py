@@ -7,6 +7,14 @@ In auto mode free text runs until the format's trigger (a marker free text never
 object's own start, which free text never begins with), then the grammar writes the calls; a text trigger is
 the end of the free-text lexeme. JSON uses json.dumps separators, no free whitespace. Compiling builds one
 pristine matcher; each generation works on a deep copy. Not here: caching, masks on logits (grammar.py).
+
+Forcing: where the grammar allows one byte string only, llguidance tokenizes those bytes with the tokenizer and
+allows just the first resulting token. The Hugging Face tokenizer turns the *text* of an added token
+(`<|eot_id|>`, `[TOOL_CALLS]`, `</tool_call>`) into that special token, so a schema that forces such text (a
+`const`, a one-value `enum`, a `pattern`, a property or tool name spelling it) would allow only the special
+token, which the JSON string then refuses (or which ends the turn). Such grammars are compiled with
+`no_forcing`: every tokenization of the text stays allowed. Other grammars keep forcing (canonical tokens for
+forced text, as the chat template's tokenization gives).
 """
 from __future__ import annotations
 
@@ -40,7 +48,9 @@ def prepare(hf_tokenizer: Any, eos_ids: list[int]) -> LLTokenizer:
 def compile(spec: GrammarSpec, vocab: LLTokenizer) -> LLMatcher:
     """A pristine matcher for `spec`; raises GrammarError with llguidance's message if it is refused."""
     try:
-        if spec.mode == "json":
+        if spec.mode == "json" and _forces_special_text(vocab, [spec.schema]):
+            text = LLMatcher.grammar_from_lark(f"{_directive(True)}\nstart: %json {json.dumps(_styled(spec.schema))}\n")
+        elif spec.mode == "json":
             text = LLMatcher.grammar_from_json_schema(spec.schema, overrides=JSON_STYLE)
         else:
             text = LLMatcher.grammar_from_lark(lark(spec, vocab))
@@ -65,7 +75,8 @@ def lark(spec: GrammarSpec, vocab: LLTokenizer) -> str:
     fmt = spec.format
     trigger = _regex(fmt.trigger)
     no_call = f"~/(?s:.*){trigger}(?s:.*)/" if fmt.anywhere else f"~/{trigger}(?s:.*)/"
-    lines = ["%llguidance {}", f"TEXT: /(?s:.*)/ & {no_call}"]
+    forces = _forces_special_text(vocab, [{"name": t.name, "parameters": t.parameters} for t in spec.tools])
+    lines = [_directive(forces), f"TEXT: /(?s:.*)/ & {no_call}"]
     opening = fmt.section[0] + fmt.call[0]
     lead = "LEAD?" if fmt.lead is not None else ""
     more = f"({_seq(_lit(fmt, vocab, fmt.sep), 'call')})*" if spec.parallel else ""
@@ -99,6 +110,34 @@ def _regex(text: str) -> str:
     return "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):X}}}" for c in text)
 
 
+def _directive(no_forcing: bool) -> str:
+    return '%llguidance {"no_forcing": true}' if no_forcing else "%llguidance {}"
+
+
+def _styled(schema: dict) -> dict:
+    return {**schema, "x-guidance": JSON_STYLE} if isinstance(schema, dict) else schema
+
+
+def _forces_special_text(vocab: LLTokenizer, values: list[Any]) -> bool:
+    """Whether any string in `values` (keys too; a pattern without its backslashes) spells a special token."""
+    strings: list[str] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                strings.append(k)
+                walk(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str):
+            strings.append(value.replace("\\", "") if key == "pattern" else value)
+
+    walk(values)
+    ids = vocab.tokenize_str("\n".join(strings), parse_special=True) if strings else []
+    return any(vocab.is_special_token(i) for i in ids)
+
+
 def _special(vocab: LLTokenizer, text: str) -> int | None:
     """The id of `text` when it is one special token of the vocabulary, else None."""
     ids = vocab.tokenize_str(text, parse_special=True)
@@ -115,7 +154,7 @@ def _lit(fmt: ToolFormat, vocab: LLTokenizer, literal: str) -> str:
 
 
 def _tool_rule(fmt: ToolFormat, tool: ToolSpec) -> str:
-    schema = {**tool.parameters, "x-guidance": JSON_STYLE}
+    schema = _styled(tool.parameters)
     if fmt.id_key is None:
         tail = json.dumps(fmt.tail())
     else:

@@ -131,7 +131,7 @@ def test_compiles_are_cached_per_tokenizer_tools_and_mode(bpe_engine, texttag_en
 def test_mask_disallows_padding_ids_and_allows_eos_only_where_complete(qwen_engine):
     tok = qwen_engine.tokenizer
     g = G.compile_tools(tok, TOOLS, tool_choice="required")
-    assert g.n_tokens == 151669 and g.eos_ids == (151643, 151645)
+    assert g.n_tokens == 151669 and g.eos_ids == (151645,) and g.other_eos_ids == (151643,)  # <|im_end|> ends
     proc = g.processor()
     logits = mx.zeros((1, 151936))
     first = np.array(proc(mx.array([1]), logits))[0]
@@ -140,7 +140,7 @@ def test_mask_disallows_padding_ids_and_allows_eos_only_where_complete(qwen_engi
     for prev in ids:
         out = np.array(proc(mx.array([prev]), logits))[0]
     allowed = np.isfinite(out).nonzero()[0].tolist()
-    assert allowed == [198, 151643, 151645]  # "\n" (another call) or EOS; never an id >= 151669
+    assert allowed == [198, 151645]  # "\n" (another call) or <|im_end|>; never <|endoftext|> or an id >= 151669
     auto = G.compile_tools(tok, TOOLS, tool_choice="auto").processor()
     free = np.isfinite(np.array(auto(mx.array([1]), logits))[0])
     assert free[:151643].sum() > 150_000 and not free[151669:].any() and free[151657]

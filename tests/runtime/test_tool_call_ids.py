@@ -1,6 +1,7 @@
 """Call ids a model writes itself (Mistral): two calls of one answer with the same id are an unusable call (its
-result could not be paired), shown to the model, which gets another step; an id reused in a later step is fine
-(results follow their calls) and the conversation and its export stay exact."""
+result could not be paired): the usable call runs (as on the remote path), the other is shown to the model, which
+gets another step; an id reused in a later step is fine (results follow their calls) and the conversation and its
+export stay exact."""
 import json
 
 import pytest
@@ -57,19 +58,23 @@ def test_a_repeated_id_is_an_unusable_call_and_a_reused_one_is_fine(mistral_engi
     events = list(conversation.record(agent.run("list a")))
     errors = [e for e in events if isinstance(e, ev.Error)]
     assert len(errors) == 1 and f"two calls of one answer have the id {SAME!r}" in errors[0].message
-    assert [e.name for e in events if isinstance(e, ev.ToolCall)] == ["ls"]  # step 1 ran nothing
+    assert [e.arguments for e in events if isinstance(e, ev.ToolCall)] == [{"path": "a"}, {"path": "a"}]
+    calls = [e for e in events if isinstance(e, ModelCall)]
+    assert [[c.id for c in m.tool_calls] for m in calls[:2]] == [[SAME], [SAME]]  # the usable call, recorded and run
     assert events[-1].reason == "answer" and events[-1].steps == 3
-    invalid, ran = [m for m in agent.transcript.messages if m["role"] == "tool"]
+    ran, invalid, again = [m for m in agent.transcript.messages if m["role"] == "tool"]
     assert invalid["name"] == "invalid_call" and MISTRAL.valid_id(invalid["tool_call_id"])  # the template checks it
-    assert ran["tool_call_id"] == SAME
+    assert ran["tool_call_id"] == again["tool_call_id"] == SAME
     shown = mistral_engine.tokenizer.decode(agent.transcript.segments[2].ids)
-    content = errors[0].message  # what the model is shown
-    assert shown == f'[TOOL_RESULTS]{{"content": {content}, "call_id": "{invalid["tool_call_id"]}"}}[/TOOL_RESULTS]'
+    content = errors[0].message  # what the model is shown, after the usable call's result
+    assert shown == (f'[TOOL_RESULTS]{{"content": {ran["content"]}, "call_id": "{SAME}"}}[/TOOL_RESULTS]'
+                     f'[TOOL_RESULTS]{{"content": {content}, "call_id": "{invalid["tool_call_id"]}"}}[/TOOL_RESULTS]')
     assert list(conversation.record(agent.run("thanks")))[-1].reason == "answer"
     assert agent.session.ids == agent.transcript.ids
     episode = read_episode(conversation.end("done"))
     results = [e for e in episode.events if isinstance(e, ToolResult)]
-    assert [(r.call_id, r.name, r.is_error) for r in results] == [("", "invalid_call", True), (SAME, "ls", False)]
+    assert [(r.call_id, r.name, r.is_error) for r in results] == [(SAME, "ls", False), ("", "invalid_call", True),
+                                                                  (SAME, "ls", False)]
     row = training_row(episode)
     assert row.input_ids == agent.transcript.ids
     masked = training_row(episode, mask_error_turns=True).loss_mask
@@ -78,4 +83,4 @@ def test_a_repeated_id_is_an_unusable_call_and_a_reused_one_is_fine(mistral_engi
     assert masked[first:first + len(calls[0].output_token_ids)] == [0] * len(calls[0].output_token_ids)
     assert sum(masked) == sum(len(c.output_token_ids) for c in calls[1:])
     tool_messages = [m for m in chat_record(episode).messages if m.role == "tool"]
-    assert [json.loads(m.content) for m in tool_messages[1:]] == [{"files": ["a/a.txt"]}]
+    assert [json.loads(m.content) for m in tool_messages[::2]] == [{"files": ["a/a.txt"]}] * 2

@@ -175,3 +175,82 @@ def test_a_string_holding_the_formats_markers_round_trips_through_tokens_grammar
         assert grammar.processor().accepted(ids + [grammar.eos_ids[0]]), backend
     out = parse_tool_calls(ids + [grammar.eos_ids[0]], engine.tokenizer, TOOLS)
     assert out.error is None and [(c.name, c.arguments) for c in out.calls] == [call[:2]]
+
+
+def allowed_after(grammar, ids: list[int]) -> list[int]:
+    """The ids the grammar allows after `ids`."""
+    proc = grammar.processor()
+    logits = mx.zeros((grammar.n_tokens,))
+    out = proc(mx.array([0]), logits)
+    for t in ids:
+        out = proc(mx.array([t]), logits)
+    assert proc.error is None, proc.error
+    return [i for i, ok in enumerate((out > -mx.inf).tolist()) if ok]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("how", ["const", "enum", "pattern", "key"])
+def test_a_forced_string_spelling_a_special_token_is_written_as_text(family, how, engines):
+    """A schema that allows one string only, the text of a special token (the format's markers, end of turn):
+    the grammar must allow that text's ordinary tokens, never the special token (llguidance's forcing would)."""
+    engine, fmt = engines[family], tool_formats.get(family)
+    hf = G.hf_tokenizer(engine.tokenizer)
+    specials = {t.content for t in hf.added_tokens_decoder.values()}
+    eos = [hf.convert_ids_to_tokens(i) for i in G.eos_ids(engine.tokenizer)]
+    texts = [t for t in dict.fromkeys([*fmt.markers, *fmt.stop_tokens, *eos]) if t in specials]
+    assert texts, "the family's vocabulary has special tokens"
+    for text in texts:
+        value = {"const": {"const": text}, "enum": {"enum": [text]}, "key": {"type": "integer"},
+                 "pattern": {"type": "string", "pattern": "^" + re.escape(text) + "$"}}[how]
+        key = text if how == "key" else "s"
+        tools = [{"type": "function", "function": {"name": "echo", "parameters": {
+            "type": "object", "properties": {key: value}, "required": [key], "additionalProperties": False}}}]
+        args = {key: 7 if how == "key" else text}
+        rendered = fmt.render([("echo", args, "aB3dE5gH9")])
+        arg_text = json.dumps(args, ensure_ascii=False)
+        before, after = rendered.split(arg_text)
+        for backend in ("llguidance", "outlines"):
+            grammar = G.compile_tools(engine.tokenizer, tools, tool_choice="required", backend=backend)
+            opened = engine.encode(before) + ordinary_ids(hf, arg_text[:2 if how == "key" else 7])
+            allowed = allowed_after(grammar, opened)
+            assert allowed and not any(hf.convert_ids_to_tokens(i) in specials for i in allowed), (backend, text)
+            ids = engine.encode(before) + ordinary_ids(hf, arg_text) + engine.encode(after)
+            assert grammar.processor().accepted(ids + [grammar.eos_ids[0]]), (backend, text)
+
+
+@pytest.mark.parametrize("family", ["llama3", "mistral"])
+def test_a_json_schema_forcing_special_token_text_allows_its_text(family, engines):
+    engine, fmt = engines[family], tool_formats.get(family)
+    hf = G.hf_tokenizer(engine.tokenizer)
+    specials = {t.content for t in hf.added_tokens_decoder.values()}
+    text = next(t for t in [*fmt.markers, hf.convert_ids_to_tokens(G.eos_ids(engine.tokenizer)[0])] if t in specials)
+    for backend in ("llguidance", "outlines"):
+        grammar = G.compile_json(engine.tokenizer, {"type": "object", "properties": {"s": {"const": text}},
+                                                    "required": ["s"], "additionalProperties": False},
+                                 backend=backend)
+        allowed = allowed_after(grammar, ordinary_ids(hf, '{"s": "'))
+        assert allowed and not any(hf.convert_ids_to_tokens(i) in specials for i in allowed), backend
+        body = json.dumps({"s": text})
+        assert grammar.processor().accepted(ordinary_ids(hf, body) + [grammar.eos_ids[0]]), backend
+
+
+TURN_END = {"hermes": "<|im_end|>", "llama3": "<|eot_id|>", "mistral": "</s>"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_constrained_turn_ends_with_the_templates_end_of_turn_token_only(family, engines):
+    """Qwen has two EOS ids (<|im_end|>, <|endoftext|>); its template ends a turn with <|im_end|>, so a finished
+    call may be followed by that one only: rows then train the ending the template writes."""
+    engine, fmt = engines[family], tool_formats.get(family)
+    hf = G.hf_tokenizer(engine.tokenizer)
+    all_eos = set(G.eos_ids(engine.tokenizer))
+    want = {hf.convert_tokens_to_ids(TURN_END[family])} if family in TURN_END else all_eos
+    call = fmt.render([("echo", {"s": "hi"}, "aB3dE5gH9")])
+    for backend in ("llguidance", "outlines"):
+        grammar = G.compile_tools(engine.tokenizer, TOOLS[2:], tool_choice="required", backend=backend)
+        assert set(grammar.eos_ids) == want
+        assert set(allowed_after(grammar, engine.encode(call))) & all_eos == want, backend
+        for other in all_eos - want:
+            assert not grammar.processor().accepted(engine.encode(call) + [other]), backend
+    json_grammar = G.compile_json(engine.tokenizer, {"type": "integer"})
+    assert set(allowed_after(json_grammar, engine.encode("7"))) & all_eos == want
