@@ -1,6 +1,8 @@
-"""Fixtures for the trainer tests: the synthetic tool task (trainer_task.py) recorded and exported once."""
+"""Fixtures for the trainer tests: the synthetic tool task (trainer_task.py) recorded and exported once; a tiny
+corpus, a BPE trained on it and a model pretrained on it (pretrain_task.py), made once."""
 import pytest
 
+from pretrain_task import CHAT, CLOCK_TOOL, REPEATED
 from trainer_task import TOOLS, record_episode, record_task, task_items
 
 
@@ -37,17 +39,6 @@ def store_env(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TINYGPT_CONFIG", "")
     return tmp_path / "cache"
-
-
-REPEATED = "the cat sat on the mat. the dog ate the bone. "  # the pretraining tests' memorized sequence
-CLOCK_TOOL = {"type": "function", "function": {"name": "clock", "description": "the time in a city",
-                                               "parameters": {"type": "object",
-                                                              "properties": {"city": {"type": "string"}}}}}
-CHAT = [{"role": "user", "content": "What time is it in Rome?"},
-        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
-            "name": "clock", "arguments": {"city": "Rome"}}}]},
-        {"role": "tool", "content": "12:00"},
-        {"role": "assistant", "content": "It is noon in Rome."}]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import CHAT, CLOCK_TOOL, REPEATED
+from pretrain_task import CHAT, CLOCK_TOOL, REPEATED
 
 from tinygpt.runtime.presets import PRESETS
 from tinygpt.trainer.config import read_toml
