@@ -335,6 +335,9 @@ def _model_dir(p: Path) -> Path:
     if not (p / "config.json").exists():
         what = "an empty directory" if not any(p.iterdir()) else "not an mlx-lm / Hugging Face model directory"
         raise ModelLoadError(f"{p} has no config.json: {what}. " + _HINT.format(dir="DIR"))
+    if not any(p.glob("*.safetensors")):
+        raise ModelLoadError(f"{p} has a config.json but no *.safetensors weights (deleted, or not converted: "
+                             "mlx-lm loads safetensors only)")
     return p
 
 

@@ -196,3 +196,16 @@ def test_a_hub_id_alias_means_the_local_model_and_is_never_fetched(store, tiny_m
     with pytest.raises(StoreError, match="invalid model name"):
         store.add("Qwen/Qwen3-0.6B", tiny_model_dir)  # registered names stay plain: only aliases stand for hub ids
     assert store.remove("Qwen/Qwen3-0.6B") == ("alias", None) and "Qwen/Qwen3-0.6B" not in store.names()
+
+
+def test_a_registered_base_whose_weights_were_deleted_is_refused_and_not_listed(store, tiny_model_dir, tmp_path):
+    from tinygpt.runtime.catalog import Catalog
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    store.add("gone", copy, kind="base")
+    for f in copy.glob("*.safetensors"):
+        f.unlink()
+    with pytest.raises(ModelLoadError, match="has a config.json but no \\*.safetensors weights"):
+        store.resolve("gone")
+    assert "gone" not in Catalog(str(tiny_model_dir), store=store).names()
