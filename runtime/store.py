@@ -8,7 +8,8 @@ patterns; offline, a clear error). `resolve` turns a name into directories witho
 loads them. The registry is JSON in cache_dir()/models/registry.json, written atomically (temp file, fsync,
 rename). mlx-lm's adapter_config.json has no base field, so the registry records each adapter's base. `remove`
 unregisters; it deletes files only of a directory tinygpt created (its tinygpt.json marker) inside the store's own
-directory, never a user's. It does not load or cache models.
+directory, never a user's. An entry may say what it is for (domain, tool names, provenance: `describe`); registry
+files written before those fields existed read unchanged. It does not load or cache models.
 """
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     status: str = "unrated"  # the eval gate and the router fill it ("shipped", "rejected", ...)
     created: str
     source: str | None = None  # the hub id a pulled model came from
+    domain: str | None = None  # the kind of request a specialist is for (the router routes that domain to it)
+    tools: list[str] = []  # the tool names it was trained to call
+    provenance: dict[str, str] = {}  # how it was made: e.g. {"data": ..., "run": ..., "teacher": ...}
 
 
 class Registry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -211,6 +215,27 @@ class ModelStore:
         for i, e in enumerate(reg.models):
             if e.name == name:
                 reg.models[i] = msgspec.structs.replace(e, status=status)
+                self._write(reg)
+                return reg.models[i]
+        raise self._unknown(name)
+
+    def describe(self, name: str, *, domain: str | None = None, tools: list[str] | None = None,
+                 provenance: dict[str, str] | None = None) -> Entry:
+        """Record what a registered model is for (the router reads it): its domain, the tool names it was trained to
+        call, how it was made. Arguments left None keep their recorded value; domain "" clears it."""
+        if domain is not None and domain and not NAME_RE.fullmatch(domain):
+            raise StoreError(f"invalid domain {domain!r}: use letters, digits, '.', '_' and '-', at most 64 characters")
+        reg = self.read()
+        for i, e in enumerate(reg.models):
+            if e.name == name:
+                changes: dict = {}
+                if domain is not None:
+                    changes["domain"] = domain or None
+                if tools is not None:
+                    changes["tools"] = sorted(set(tools))
+                if provenance is not None:
+                    changes["provenance"] = dict(provenance)
+                reg.models[i] = msgspec.structs.replace(e, **changes)
                 self._write(reg)
                 return reg.models[i]
         raise self._unknown(name)

@@ -209,3 +209,22 @@ def test_a_registered_base_whose_weights_were_deleted_is_refused_and_not_listed(
     with pytest.raises(ModelLoadError, match="has a config.json but no \\*.safetensors weights"):
         store.resolve("gone")
     assert "gone" not in Catalog(str(tiny_model_dir), store=store).names()
+
+
+def test_a_registry_written_before_domains_existed_reads_and_describe_records_what_a_model_is_for(tmp_path,
+                                                                                                 tiny_model_dir):
+    store = ModelStore(tmp_path / "models")
+    store.root.mkdir(parents=True)
+    old = {"version": 1, "aliases": {}, "models": [{"name": "b", "kind": "base", "path": str(tiny_model_dir),
+                                                    "base": None, "status": "shipped", "created": "x", "source": None}]}
+    store.registry_path.write_text(json.dumps(old))
+    e = store.entry("b")
+    assert (e.status, e.domain, e.tools, e.provenance) == ("shipped", None, [], {})
+    e = store.describe("b", domain="fileops", tools=["ls", "cd", "ls"], provenance={"data": "runs/7"})
+    assert (e.domain, e.tools, e.provenance) == ("fileops", ["cd", "ls"], {"data": "runs/7"})
+    assert store.describe("b", tools=["mv"]).domain == "fileops"  # None keeps what was recorded
+    assert store.describe("b", domain="").domain is None
+    with pytest.raises(StoreError, match="invalid domain"):
+        store.describe("b", domain="a b")
+    with pytest.raises(StoreError, match="unknown model 'nope'"):
+        store.describe("nope", domain="x")
