@@ -9,6 +9,7 @@ The work itself (reading, dedupe, export) lives in `tinygpt.traces`; this module
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -186,7 +187,7 @@ def _render_event(event, show_ids: bool, expand: bool):
 
     from tinygpt.traces.atraj import Message, ToolResult
 
-    Panel = partial(Panel, expand=expand, title_align="left", subtitle_align="right")  # noqa: N806
+    Panel = partial(_panel, Panel, expand)  # noqa: N806
     if isinstance(event, Message):  # an assistant message is history the episode starts from (a loaded chat)
         style = {"system": "magenta", "user": "cyan"}.get(event.role, "white")
         title = f"[{style}]{event.role}[/]" + (" (history)" if event.role == "assistant" else "")
@@ -213,6 +214,21 @@ def _render_event(event, show_ids: bool, expand: bool):
         facts.append("[red]not token-exact[/]")
     title = "[green]assistant[/]" + (f" ({escape(event.model)})" if event.model else "")
     return Panel(body, title=title, subtitle=" · ".join(facts))
+
+
+def _panel(panel, expand: bool, body: str, *, title: str, subtitle: str):
+    """A Panel as wide as its text, or as its title or subtitle where those are wider (rich cuts them to the
+    text's width otherwise); as wide as the terminal when `expand`."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    text = max((cell_len(line) for line in Text.from_markup(body).plain.split("\n")), default=0) + 4
+    frame = min(max(cell_len(Text.from_markup(t).plain) for t in (title, subtitle)) + 6,
+                shutil.get_terminal_size().columns)
+    width = frame if not expand and frame > text else None  # a fixed width is kept only by an expanding Panel
+    return panel(body, title=title, subtitle=subtitle, expand=expand or width is not None, width=width,
+                 title_align="left",
+                 subtitle_align="right")
 
 
 def _render_header(episode, expand: bool):

@@ -259,3 +259,10 @@ def test_help_imports_nothing_heavy():
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout == "[0, 0, 0] []\n", proc.stderr
+
+
+def test_show_never_cuts_a_footer_to_a_short_answers_width(traces_dir, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    assert traces_main(["show", "ep0", "--dir", str(traces_dir)]) == 0
+    footers = [line for line in capsys.readouterr().out.splitlines() if "prompt +" in line]
+    assert len(footers) == 3 and all(" ms" in line and line.endswith(" ─╯") for line in footers), footers
