@@ -22,7 +22,8 @@ from tinygpt.trainer.errors import TrainError
 from tinygpt.trainer.loop import Hooks, LoopConfig, StepMetrics, train
 from tinygpt.trainer.on_policy_config import OnPolicyConfig
 from tinygpt.trainer.progress import TrainProgress
-from tinygpt.trainer.sft import Interrupt, _check_register, _finish
+from tinygpt.trainer.outputs import check_register, finish
+from tinygpt.trainer.sft import Interrupt
 
 CONFIG = "on-policy.toml"
 
@@ -69,7 +70,7 @@ def run(cfg: OnPolicyConfig, prompts: list[str], make_toolset: Callable, *,
     """Distill on-policy as `cfg` says; return the summary (also saved in RUN/run.json)."""
     if not prompts:
         raise TrainError(f"--prompts {cfg.prompts}: no prompts to sample on")
-    _check_register(cfg.register)
+    check_register(cfg.register)
     student, teacher = load_pair(cfg)
     run_path = run_dir.create(cfg.out)
     cfg.out = str(run_path.resolve())
@@ -135,5 +136,5 @@ def _run(cfg: OnPolicyConfig, run: Path, student, teacher, prompts: list[str], m
                "tokens_trained": sum(m["tokens"] for m in steps), "trainable_params": trainable, "total_params": total,
                "peak_memory_mb": round(mx.get_peak_memory() / 2**20, 1), "teacher": teacher.name}
     if last == cfg.iters:
-        summary.update(_finish(train_cfg, run, student, adapter_config, base, metrics.lines))
+        summary.update(finish(train_cfg, run, student, adapter_config, base, metrics.lines))
     return summary
