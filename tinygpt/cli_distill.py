@@ -3,7 +3,8 @@
   teacher-logprobs   the teacher's top-k logprobs at every trained token of a rows.jsonl, written beside it (a
                      sidecar); then `tinygpt train ROWS --teacher-logprobs SIDECAR` trains with KL + NLL
   on-policy          the student samples in the agent loop, the teacher scores its tokens, the per-token reverse
-                     KL drives a policy-gradient update
+                     KL drives a policy-gradient update; the episodes are recorded in RUN/episodes/ (.atraj) and
+                     `--resume RUN` continues a killed or interrupted run exactly
 A cloud teacher gives text only: record its episodes (`tinygpt agent --remote`, evals) and train on them with
 `tinygpt train`. Errors are one line (exit 2); Ctrl-C during on-policy training checkpoints and exits 130.
 """
@@ -49,7 +50,10 @@ def parser() -> argparse.ArgumentParser:
                        description="On-policy distillation: each step the student plays --batch-size episodes "
                                    "in the agent loop, the teacher scores every sampled token, and the update "
                                    "follows the per-token advantage log p_teacher - log p_student (the loss "
-                                   "shown is the sampled reverse KL).")
+                                   "shown is the sampled reverse KL). The sampled episodes are recorded as .atraj "
+                                   "in RUN/episodes/; checkpoints hold weights, optimizer, step, prompt cursor and "
+                                   "the episodes' sampling seeds, so --resume RUN ends as the uninterrupted run "
+                                   "would. Exit 0 complete, 130 after Ctrl-C (with a checkpoint), 2 bad input.")
     from tinygpt.cli_train import add_config_flags
     from tinygpt.trainer.on_policy_config import OnPolicyConfig
 

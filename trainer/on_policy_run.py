@@ -108,22 +108,27 @@ def run(cfg: OnPolicyConfig, prompts: list[str], make_toolset: Callable, *, resu
         run_path, marker = run_dir.open_existing(cfg.out, CONFIG)
         if marker.get("status") == "complete" and isinstance(marker.get("summary"), dict):
             return {**marker["summary"], "resumed_from": marker["summary"]["step"]}  # nothing left to do
-    else:
-        marker = {}
     check_register(cfg.register)
     student, teacher = load_pair(cfg)
-    newest = _resumable(run_path, marker, cfg, prompts, student, teacher) if resume else None
-    if not resume:
-        run_path = run_dir.create(cfg.out)
-        cfg.out = str(run_path.resolve())
-        cfg.student, cfg.teacher = run_dir.absolute(cfg.student, model=True), run_dir.absolute(cfg.teacher, model=True)
-        if cfg.prompts != "world":
-            cfg.prompts = run_dir.absolute(cfg.prompts)
-        run_dir.write_atomic(run_path / CONFIG, to_toml(cfg))
+    if resume:
+        newest = _resumable(run_path, marker, cfg, prompts, student, teacher)
+    else:
+        newest, run_path = None, _start(cfg)
     if announce is not None:
         announce(cfg, run_path)
     return run_dir.run_recorded(run_path, lambda: _run(cfg, run_path, student, teacher, prompts, make_toolset,
                                                          newest))
+
+
+def _start(cfg: OnPolicyConfig) -> Path:
+    """A new run directory holding the config, its local paths made absolute (so --resume works anywhere)."""
+    run_path = run_dir.create(cfg.out)
+    cfg.out = str(run_path.resolve())
+    cfg.student, cfg.teacher = run_dir.absolute(cfg.student, model=True), run_dir.absolute(cfg.teacher, model=True)
+    if cfg.prompts != "world":
+        cfg.prompts = run_dir.absolute(cfg.prompts)
+    run_dir.write_atomic(run_path / CONFIG, to_toml(cfg))
+    return run_path
 
 
 def _resumable(run: Path, marker: dict, cfg: OnPolicyConfig, prompts: list[str], student, teacher) -> Path | None:
@@ -157,18 +162,34 @@ def _resumable(run: Path, marker: dict, cfg: OnPolicyConfig, prompts: list[str],
     return found[-1]
 
 
+def _source(cfg: OnPolicyConfig, run: Path, student, teacher, prompts: list[str], make_toolset):
+    """The batch source: the student's agent loop on its own engine (no prefix cache), the teacher's engine."""
+    from tinygpt.runtime.agent import Agent, AgentConfig
+    from tinygpt.runtime.engine import Engine
+    from tinygpt.runtime.sampling import SamplingParams
+    from tinygpt.trainer.on_policy import OnPolicyBatches
+
+    agent = AgentConfig(max_steps=cfg.agent_steps, system=cfg.system or None, tool_choice=cfg.tool_choice,
+                        sampling=SamplingParams(temperature=cfg.sample_temperature, max_tokens=cfg.max_tokens))
+    student_engine = Engine(student, prefix_cache_bytes=0, solo_processors=False)
+    try:  # a bad --tool-choice is the user's: said before any episode
+        Agent(student_engine, make_toolset(), agent)
+    except ValueError as exc:
+        raise TrainError(f"--tool-choice {cfg.tool_choice}: {exc}") from None
+    return OnPolicyBatches(student_engine, Engine(teacher, prefix_cache_bytes=0), prompts, make_toolset, agent,
+                           cfg.batch_size, cfg.seed, record_dir=run / EPISODES if cfg.record_episodes else None,
+                           labels={"run": str(run.resolve()), "teacher": teacher.name})
+
+
 def _run(cfg: OnPolicyConfig, run: Path, student, teacher, prompts: list[str], make_toolset,
          newest: Path | None) -> dict:
     import mlx.core as mx
 
-    from tinygpt.runtime.agent import Agent, AgentConfig
-    from tinygpt.runtime.engine import Engine
     from tinygpt.runtime.models import fingerprint
-    from tinygpt.runtime.sampling import SamplingParams
     from tinygpt.trainer.losses import has_plain_head
-    from tinygpt.trainer.on_policy import OnPolicyBatches, drop_recorded_after, on_policy_loss
+    from tinygpt.trainer.on_policy import drop_recorded_after, on_policy_loss
     from tinygpt.trainer.optim import make_optimizer
-    from tinygpt.trainer.tuning import count_parameters, prepare
+    from tinygpt.trainer.tuning import prepare
 
     base = {"base": str(student.path.resolve()), "base_fingerprint": fingerprint(student.path),
             "tokenizer_hash": student.tokenizer_hash}
@@ -178,22 +199,11 @@ def _run(cfg: OnPolicyConfig, run: Path, student, teacher, prompts: list[str], m
     mx.random.seed(cfg.seed)  # the adapter's initial weights
     adapter_config = prepare(student.model, train_cfg, cfg.student)
     optimizer = make_optimizer(train_cfg, cfg.iters)
-    agent = AgentConfig(max_steps=cfg.agent_steps, system=cfg.system or None, tool_choice=cfg.tool_choice,
-                        sampling=SamplingParams(temperature=cfg.sample_temperature, max_tokens=cfg.max_tokens))
-    student_engine = Engine(student, prefix_cache_bytes=0, solo_processors=False)
-    try:  # a bad --tool-choice is the user's: said before any episode
-        Agent(student_engine, make_toolset(), agent)
-    except ValueError as exc:
-        raise TrainError(f"--tool-choice {cfg.tool_choice}: {exc}") from None
-    episodes = run / EPISODES if cfg.record_episodes else None
-    source = OnPolicyBatches(student_engine, Engine(teacher, prefix_cache_bytes=0), prompts, make_toolset, agent,
-                             cfg.batch_size, cfg.seed, record_dir=episodes,
-                             labels={"run": str(run.resolve()), "teacher": teacher.name})
+    source = _source(cfg, run, student, teacher, prompts, make_toolset)
     keys = {"prompts": prompts_key(prompts), "config": config_key(cfg)}
     start = int(checkpoint.restore(newest, student.model, optimizer)["step"]) if newest is not None else 0
-    if episodes is not None:
-        drop_recorded_after(episodes, start)  # a killed run's episodes past its checkpoint: sampled again
-    loss = partial(on_policy_loss, plain_head=has_plain_head(student.model))
+    if source.record_dir is not None:
+        drop_recorded_after(source.record_dir, start)  # a killed run's episodes past its checkpoint: sampled again
     ckpts = run / "checkpoints"
 
     def save(step: int) -> None:  # micro-batch k is step k + 1: the cursor (next micro-batch) is the step
@@ -212,21 +222,30 @@ def _run(cfg: OnPolicyConfig, run: Path, student, teacher, prompts: list[str], m
             if start:
                 progress.note(f"resumed at step {start}/{cfg.iters} from {ckpts / f'step-{start:07d}'}")
             hooks = _Hooks(source, metrics, progress, save, interrupt)
-            last = train(student.model, optimizer, source, loss=loss, hooks=hooks, start_step=start,
+            last = train(student.model, optimizer, source, hooks=hooks, start_step=start,
+                         loss=partial(on_policy_loss, plain_head=has_plain_head(student.model)),
                          config=LoopConfig(iters=cfg.iters, save_every=cfg.save_every, seed=cfg.seed))
             if last < cfg.iters and hooks.saved_at != last:
                 save(last)
     finally:
         metrics.close()
-    steps = [m for m in metrics.lines if "loss" in m]
-    trainable, total = count_parameters(student.model)
-    summary = {"status": "complete" if last == cfg.iters else "interrupted", "run_dir": str(run), "step": last,
-               "iters": cfg.iters, "resumed_from": start or None, "first_loss": steps[0]["loss"] if steps else None,
-               "final_loss": steps[-1]["loss"] if steps else None, "episodes": sum(m["episodes"] for m in steps),
-               "episodes_dir": str(episodes) if episodes is not None else None,
-               "tokens_trained": sum(m["tokens"] for m in steps), "trainable_params": trainable, "total_params": total,
-               "peak_memory_mb": round(mx.get_peak_memory() / 2**20, 1), "teacher": teacher.name}
+    summary = _summary(cfg, run, student, teacher, source, metrics.lines, start, last)
     if last == cfg.iters:
         summary.update(finish(train_cfg, run, student, adapter_config, base, metrics.lines))
     return summary
 
+
+def _summary(cfg: OnPolicyConfig, run: Path, student, teacher, source, lines: list[dict], start: int,
+             last: int) -> dict:
+    import mlx.core as mx
+
+    from tinygpt.trainer.tuning import count_parameters
+
+    steps = [m for m in lines if "loss" in m]
+    trainable, total = count_parameters(student.model)
+    return {"status": "complete" if last == cfg.iters else "interrupted", "run_dir": str(run), "step": last,
+            "iters": cfg.iters, "resumed_from": start or None, "first_loss": steps[0]["loss"] if steps else None,
+            "final_loss": steps[-1]["loss"] if steps else None, "episodes": sum(m["episodes"] for m in steps),
+            "episodes_dir": str(source.record_dir) if source.record_dir is not None else None,
+            "tokens_trained": sum(m["tokens"] for m in steps), "trainable_params": trainable, "total_params": total,
+            "peak_memory_mb": round(mx.get_peak_memory() / 2**20, 1), "teacher": teacher.name}
