@@ -153,6 +153,19 @@ def test_ctrl_c_writes_a_checkpoint_exits_130_and_resumes_exactly(setup, tmp_pat
     _same_run(run, reference)
 
 
+@pytest.mark.slow
+def test_killed_before_its_first_checkpoint_it_starts_over_as_the_same_run(setup, tmp_path, reference):
+    run = tmp_path / "run"
+    killed = distill(*_flags(setup, run), mode="kill-while-saving", at=2)
+    assert killed.returncode == -signal.SIGKILL
+    assert not [p for p in (run / "checkpoints").iterdir() if not p.name.startswith(".")]
+    assert len(list((run / "episodes").iterdir())) == 6  # steps 1-2, dropped and sampled again
+    resumed = distill("--resume", str(run), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["resumed_from"] is None and "resumed at" not in resumed.stderr
+    _same_run(run, reference)
+
+
 def _error(capsys, *argv) -> str:
     code = cli.main(list(argv))
     err = capsys.readouterr().err.strip().splitlines()
