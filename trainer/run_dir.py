@@ -26,6 +26,7 @@ from tinygpt.trainer.errors import TrainError
 MARKER = "run.json"
 CREATOR = "tinygpt train"
 CONFIGS = {"config.toml": "tinygpt train", "on-policy.toml": "tinygpt distill on-policy"}  # saved config -> command
+KINDS = {"pretrain": "tinygpt pretrain"}  # run.json kinds that save a config.toml not `tinygpt train`'s
 
 
 def now() -> str:
@@ -109,8 +110,9 @@ def open_existing(given: str, config: str = "config.toml") -> tuple[Path, dict]:
     if not (run / config).is_file():
         other = next((name for name in CONFIGS if name != config and (run / name).is_file()), None)
         if other is not None:
-            raise TrainError(f"--resume {run}: a run of `{CONFIGS[other]}`, not of this command; continue it with "
-                             f"`{CONFIGS[other]} --resume {run}`")
+            command = KINDS.get(meta.get("kind"), CONFIGS[other])
+            raise TrainError(f"--resume {run}: a run of `{command}`, not of this command; continue it with "
+                             f"`{command} --resume {run}`")
         raise TrainError(f"--resume {run}: its {config} is missing; the run cannot be continued as it was")
     return run, meta
 

@@ -175,7 +175,7 @@ def _error(capsys, *argv) -> str:
 
 def test_resume_refuses_other_runs_changes_and_changed_prompts(setup, reference, task_data, tiny_model_dir, tmp_path,
                                                                capsys):
-    from tinygpt.trainer import sft
+    from tinygpt.trainer import run_dir, sft
     from tinygpt.trainer.config import resolve
 
     sft_run = tmp_path / "sft"
@@ -195,6 +195,14 @@ def test_resume_refuses_other_runs_changes_and_changed_prompts(setup, reference,
                                        str(tmp_path / "elsewhere"))
     assert "leave out --config" in _error(capsys, "distill", "on-policy", "--resume", str(reference), "--config",
                                           str(tmp_path / "x.toml"))
+    pretrain = tmp_path / "pretrain"  # a pretraining run's directory, as far as --resume reads it
+    run_dir.create(str(pretrain))
+    run_dir.write_status(pretrain, "interrupted", kind="pretrain")
+    (pretrain / "config.toml").write_text("")
+    assert _error(capsys, "distill", "on-policy", "--resume", str(pretrain)).endswith(
+        f"a run of `tinygpt pretrain`, not of this command; continue it with `tinygpt pretrain --resume {pretrain}`")
+    assert _error(capsys, "pretrain", "--resume", str(reference)).endswith(
+        f"continue it with `tinygpt distill on-policy --resume {reference}`")
     foreign = tmp_path / "mine"
     foreign.mkdir()
     assert "not a run directory" in _error(capsys, "distill", "on-policy", "--resume", str(foreign))
