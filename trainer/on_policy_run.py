@@ -76,6 +76,7 @@ def config_key(cfg: OnPolicyConfig) -> str:
 
 
 def prompts_key(prompts: list[str]) -> str:
+    """A hash of the prompts in order (the step's prompts are picked by index, so order matters)."""
     return hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:16]
 
 
