@@ -3,7 +3,8 @@
   teacher-logprobs   the teacher's top-k logprobs at every trained token of a rows.jsonl, written beside it (a
                      sidecar); then `tinygpt train ROWS --teacher-logprobs SIDECAR` trains with KL + NLL
   on-policy          the student samples in the agent loop, the teacher scores its tokens, the per-token reverse
-                     KL drives a policy-gradient update
+                     KL drives a policy-gradient update; the episodes are recorded in RUN/episodes/ (.atraj) and
+                     `--resume RUN` continues a killed or interrupted run exactly
 A cloud teacher gives text only: record its episodes (`tinygpt agent --remote`, evals) and train on them with
 `tinygpt train`. Errors are one line (exit 2); Ctrl-C during on-policy training checkpoints and exits 130.
 """
@@ -20,6 +21,8 @@ EPILOG = """examples:
   tinygpt train data/rows.jsonl --teacher-logprobs data/rows.topk.safetensors --alpha 0.5 --temperature 2
   tinygpt distill on-policy --student small --teacher big --prompts prompts.jsonl --iters 50 --out runs/op
   tinygpt distill on-policy --student small --teacher big --prompts world --tools fs:virtual
+  tinygpt distill on-policy --resume runs/op          continue a killed or Ctrl-C'd run exactly
+  tinygpt traces show runs/op/episodes                the episodes the student sampled (.atraj)
 See docs/trainer.md, "Distillation".
 """
 
@@ -47,12 +50,18 @@ def parser() -> argparse.ArgumentParser:
                        description="On-policy distillation: each step the student plays --batch-size episodes "
                                    "in the agent loop, the teacher scores every sampled token, and the update "
                                    "follows the per-token advantage log p_teacher - log p_student (the loss "
-                                   "shown is the sampled reverse KL).")
+                                   "shown is the sampled reverse KL). The sampled episodes are recorded as .atraj "
+                                   "in RUN/episodes/; checkpoints hold weights, optimizer, step, prompt cursor and "
+                                   "the episodes' sampling seeds, so --resume RUN ends as the uninterrupted run "
+                                   "would. Exit 0 complete, 130 after Ctrl-C (with a checkpoint), 2 bad input.")
     from tinygpt.cli_train import add_config_flags
     from tinygpt.trainer.on_policy_config import OnPolicyConfig
 
     add_config_flags(o, OnPolicyConfig, ON_POLICY_GROUPS)
     o.add_argument("--config", default=None, metavar="TOML", help="a TOML file of these settings (flags win)")
+    o.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue the on-policy run in RUN from its latest checkpoint, with its saved config and "
+                        "prompts (only --register may be given); it ends as the uninterrupted run would")
     o.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
 
@@ -158,25 +167,32 @@ def _announce(cfg, run) -> None:
 def _on_policy(a) -> int:
     from dataclasses import fields
 
+    from tinygpt.trainer.errors import TrainError
     from tinygpt.trainer.on_policy_config import OnPolicyConfig, resolve
-    from tinygpt.trainer.on_policy_run import run
+    from tinygpt.trainer.on_policy_run import resumed_config, run
 
-    cfg = resolve({f.name: getattr(a, f.name, None) for f in fields(OnPolicyConfig)}, a.config)
+    flags = {f.name: getattr(a, f.name, None) for f in fields(OnPolicyConfig)}
+    if a.resume and a.config:
+        raise TrainError(f"--resume {a.resume} continues with the run's saved config; leave out --config {a.config}")
+    cfg = resumed_config(a.resume, flags) if a.resume else resolve(flags, a.config)
     if not cfg.student:
         from tinygpt.config import load_config
         from tinygpt.model_arg import model_path
 
         cfg.student = model_path(load_config())
     prompts, make_toolset = read_prompts(cfg.prompts), toolset_factory(cfg.tools)
-    s = run(cfg, prompts, make_toolset, announce=_announce)
+    s = run(cfg, prompts, make_toolset, resume=bool(a.resume), announce=_announce)
     if a.json:
         print(json.dumps(s, indent=2))
     else:
         kl = f"sampled reverse KL {s['first_loss']:.4f} -> {s['final_loss']:.4f}" if s["final_loss"] is not None \
             else "no steps"
         print(f"{s['status']}: step {s['step']}/{s['iters']} in {s['seconds']:.1f} s, {s['episodes']} episodes, {kl}"
+              + (f"\nepisodes: {s['episodes_dir']}" if s.get("episodes_dir") else "")
               + (f"\nadapter: {s['adapter']}" if s.get("adapter") else "")
-              + (f"\nregistered as {s['registered']}" if s.get("registered") else ""))
+              + (f"\nregistered as {s['registered']}" if s.get("registered") else "")
+              + (f"\ncontinue with: tinygpt distill on-policy --resume {s['run_dir']}"
+                 if s["status"] != "complete" else ""))
     return 0 if s["status"] == "complete" else 130
 
 

@@ -138,6 +138,15 @@ def check_value(name: str, value, where: str = "", cls: type | None = None) -> o
     return value
 
 
+def refuse_changes(run: Path, saved, flags: dict, free: set[str]) -> None:
+    """TrainError naming every flag in `flags` (None: not given) outside `free` that would change `saved`, the
+    config a resumed run continues with."""
+    changed = sorted(k for k, v in flags.items() if v is not None and k not in free and v != getattr(saved, k))
+    if changed:
+        raise TrainError(f"--resume continues {run} with its saved config; these flags would change it: "
+                         f"{', '.join(flag(k) for k in changed)}. Start a new run to change them")
+
+
 def read_toml(path: str | Path, cls: type | None = None) -> dict:
     """The keys of a TOML config file, checked against the fields of `cls` (TrainConfig); TrainError for anything
     else."""

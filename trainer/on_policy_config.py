@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
-from tinygpt.trainer.config import TrainConfig, _f, check_value, read_toml
+from tinygpt.trainer.config import SEED_MAX, TrainConfig, _f, check_value, read_toml
 
 _TRAIN = {f.name: f for f in fields(TrainConfig)}
 SHARED = ("out", "method", "rank", "scale", "dropout", "num_layers", "keys", "optimizer", "learning_rate",
@@ -58,7 +58,10 @@ class OnPolicyConfig:
                                         "own distribution, what the reverse-KL gradient assumes)", lo=0.0)
     max_tokens: int = _f(128, "tokens per model call", lo=1)
     agent_steps: int = _f(4, "model calls per episode at most (the agent loop's max_steps)", lo=1)
-    seed: int = _train("seed")
+    record_episodes: bool = _f(True, "record every sampled episode as an .atraj trajectory in RUN/episodes/ "
+                                     "(split on-policy; `tinygpt traces show` and `traces-to-data` read them)")
+    seed: int = _f(0, "seed of the prompt order, of each episode's sampling (drawn from seed, step and episode), "
+                      "of the adapter's initial weights and of dropout", lo=0, hi=SEED_MAX)
     save_every: int = _train("save_every")
     keep_checkpoints: int = _train("keep_checkpoints")
     register: str = _train("register")

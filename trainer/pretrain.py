@@ -143,7 +143,8 @@ def run(cfg: PretrainConfig, *, resume: str | None = None, flags: dict | None = 
         announce: Callable[[PretrainConfig, Path], None] | None = None) -> dict:
     """Pretrain as `cfg` says (or continue the run `resume`); return the summary (also in RUN/run.json). Every
     check of the input comes before a new run's directory is created."""
-    from tinygpt.trainer.sft import _check_register, resumed_config
+    from tinygpt.trainer.outputs import check_register
+    from tinygpt.trainer.sft import resumed_config
 
     if resume:
         run_path, marker = run_dir.open_existing(resume)
@@ -157,7 +158,7 @@ def run(cfg: PretrainConfig, *, resume: str | None = None, flags: dict | None = 
         corpus_files(cfg.data, "--data")  # the quick checks first: paths, then the tokenizer, then the text
         if cfg.valid_data:
             corpus_files(cfg.valid_data, "--valid-data")
-        _check_register(cfg.register)
+        check_register(cfg.register)
         run_path = run_dir.target(cfg.out)
         cfg.out = str(run_path)
     if announce is not None:

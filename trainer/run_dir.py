@@ -1,7 +1,8 @@
 """A training run's directory and the files in it; a run writes only into a directory it created.
 
     RUN/run.json           marker (created_by "tinygpt train") + status: running | complete | interrupted | failed
-    RUN/config.toml        the resolved config (reusable: tinygpt train --config RUN/config.toml)
+    RUN/config.toml        the resolved config (reusable: tinygpt train --config RUN/config.toml); an on-policy
+                           distillation run saves RUN/on-policy.toml instead (and records RUN/episodes/)
     RUN/data-report.json   what the data loader read, skipped, split and windowed
     RUN/metrics.jsonl      one line per step ({"step", "loss", "tokens", "lr", "seconds"}) and per validation
     RUN/loss.png           the loss curve
@@ -24,6 +25,8 @@ from tinygpt.trainer.errors import TrainError
 
 MARKER = "run.json"
 CREATOR = "tinygpt train"
+CONFIGS = {"config.toml": "tinygpt train", "on-policy.toml": "tinygpt distill on-policy"}  # saved config -> command
+KINDS = {"pretrain": "tinygpt pretrain"}  # run.json kinds that save a config.toml not `tinygpt train`'s
 
 
 def now() -> str:
@@ -76,6 +79,19 @@ def create(given: str, **fields) -> Path:
     return out
 
 
+def absolute(value: str, *, model: bool = False) -> str:
+    """`value` made absolute when it names an existing local path (so `--resume` works from any directory); a
+    model's registered name or alias is kept (it means the store's entry, wherever the run is resumed)."""
+    if not value or not Path(value).expanduser().exists():
+        return value
+    if model:
+        from tinygpt.runtime.store import ModelStore
+
+        if value in ModelStore().names():
+            return value
+    return str(Path(value).expanduser().resolve())
+
+
 def read_marker(run: Path) -> dict | None:
     try:
         meta = json.loads((run / MARKER).read_text())
@@ -84,14 +100,20 @@ def read_marker(run: Path) -> dict | None:
     return meta if isinstance(meta, dict) and meta.get("created_by") == CREATOR else None
 
 
-def open_existing(given: str) -> tuple[Path, dict]:
-    """The run directory `--resume` names, with its marker; TrainError if tinygpt train did not make it."""
+def open_existing(given: str, config: str = "config.toml") -> tuple[Path, dict]:
+    """The run directory `--resume` names, with its marker; TrainError if tinygpt did not make it, or made it
+    for another kind of run (each kind saves its config under its own name: `config`)."""
     run = Path(given).expanduser()
     meta = read_marker(run) if run.is_dir() and not run.is_symlink() else None
     if meta is None:
         raise TrainError(f"--resume {run}: not a run directory of `tinygpt train` (no {MARKER} of it there)")
-    if not (run / "config.toml").is_file():
-        raise TrainError(f"--resume {run}: its config.toml is missing; the run cannot be continued as it was")
+    if not (run / config).is_file():
+        other = next((name for name in CONFIGS if name != config and (run / name).is_file()), None)
+        if other is not None:
+            command = KINDS.get(meta.get("kind"), CONFIGS[other])
+            raise TrainError(f"--resume {run}: a run of `{command}`, not of this command; continue it with "
+                             f"`{command} --resume {run}`")
+        raise TrainError(f"--resume {run}: its {config} is missing; the run cannot be continued as it was")
     return run, meta
 
 

@@ -22,6 +22,7 @@ from tinygpt.trainer import checkpoint, run_dir
 from tinygpt.trainer.config import TrainConfig, read_toml, to_toml
 from tinygpt.trainer.errors import TrainError
 from tinygpt.trainer.loop import Hooks, LoopConfig, StepMetrics, train
+from tinygpt.trainer.outputs import check_register, finish
 from tinygpt.trainer.progress import TrainProgress
 
 # flags that change nothing a resumed run computes (where it runs, what it registers at the end)
@@ -79,17 +80,6 @@ def _absolute_paths(cfg: TrainConfig, run: Path) -> None:
             setattr(cfg, key, str(Path(value).expanduser().resolve()))
 
 
-def _check_register(name: str) -> None:
-    if not name:
-        return
-    from tinygpt.runtime.store import NAME_RE, ModelStore
-
-    if not NAME_RE.fullmatch(name):
-        raise TrainError(f"--register {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
-    if name in ModelStore().names():
-        raise TrainError(f"--register {name!r}: the name is taken in the model store; choose another")
-
-
 def config_key(cfg: TrainConfig) -> str:
     """A hash of everything in the config that changes what the run computes."""
     kept = {k: v for k, v in cfg.as_dict().items() if k not in RESUME_FREE}
@@ -131,7 +121,7 @@ def run(cfg: TrainConfig, *, resume: str | None = None, flags: dict | None = Non
             raise TrainError(f"--resume {run_path}: a pretraining run; continue it with `tinygpt pretrain --resume`")
         cfg = resumed_config(run_path, flags or {})
     else:
-        _check_register(cfg.register)
+        check_register(cfg.register)
         run_path, marker = run_dir.create(cfg.out), {}
         _absolute_paths(cfg, run_path)
         run_dir.write_atomic(run_path / "config.toml", to_toml(cfg))
@@ -181,7 +171,7 @@ def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:
     summary = summarize(lines, start=start, last=last, iters=iters, run=run, data=data.report,
                         params=(trainable, total), peak=mx.get_peak_memory())
     if last == iters:
-        summary.update(_finish(cfg, run, loaded, adapter_config, base, lines))
+        summary.update(finish(cfg, run, loaded, adapter_config, base, lines))
     return summary
 
 
@@ -254,31 +244,6 @@ def summarize(lines: list[dict], *, start: int, last: int, iters: int, run: Path
         "peak_memory_mb": round(peak / 2**20, 1), "trainable_params": params[0], "total_params": params[1],
         "train_examples": data["train_examples"], "valid_examples": data["valid_examples"],
     }
-
-
-def _finish(cfg: TrainConfig, run: Path, loaded, adapter_config: dict, base: dict, lines: list[dict]) -> dict:
-    """Write the final adapter and loss curve; register the adapter if asked."""
-    from tinygpt.runtime.presets import ADAPTER_CREATOR, MARKER
-    from tinygpt.trainer import loss_plot
-    from tinygpt.trainer.tuning import write_adapter
-
-    def write(tmp: Path) -> None:
-        write_adapter(tmp, loaded.model, adapter_config)
-        meta = {"created_by": ADAPTER_CREATOR, "trained_by": run_dir.CREATOR, "kind": "adapter", "run": str(run.resolve()),
-                "fine_tune_type": cfg.method, "rank": cfg.rank, "scale": cfg.scale, "num_layers": cfg.num_layers,
-                "created": run_dir.now(), **base, "files": sorted(["adapters.safetensors", "adapter_config.json", MARKER])}
-        (tmp / MARKER).write_text(json.dumps(meta, indent=2) + "\n")
-
-    adapter = run_dir.write_dir(run, "adapter", write)
-    axes = loss_plot.write(run / "loss.png", [(m["step"], m["loss"]) for m in lines if "loss" in m],
-                           [(m["step"], m["val_loss"]) for m in lines if "val_loss" in m])
-    out = {"adapter": str(adapter), "loss_png": str(run / "loss.png"), "loss_png_axes": axes}
-    if cfg.register:
-        from tinygpt.runtime.store import ModelStore
-
-        entry = ModelStore().add(cfg.register, adapter, base=cfg.model)
-        out["registered"] = entry.name
-    return out
 
 
 def config_flags(args) -> dict:
