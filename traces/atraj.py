@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Current `.atraj` version (3: calls carry `cached_tokens` and `sampling`, results `truncated`, messages
-`tool_calls`). Readers accept any version <= this one; see FORMAT.md."""
+`tool_calls`; 4: the header's route carries `kind`, `domain`, `score` and `threshold`). Readers accept any version
+<= this one; see FORMAT.md."""
 
 Role = Literal["system", "user", "assistant", "tool"]
 TokenId = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]
@@ -43,12 +44,20 @@ class Sampling(_Value, kw_only=True):
 
 
 class RouteDecision(_Value, kw_only=True):
-    """Why this episode ran on this model; filled by the router, absent when nothing was routed."""
+    """Why this episode ran on this model; filled by the router, absent when nothing was routed.
+
+    `kind`: what the target is (specialist | generalist | remote | cloud); `domain`: the domain the router judged
+    the request to be in; `score`: its calibrated confidence in that; `threshold`: what the score was compared with;
+    `scores`: the score of every target it considered."""
 
     target: str
     policy: str = ""
     reason: str = ""
     scores: dict[str, float] = {}
+    kind: str = ""
+    domain: str = ""
+    score: float | None = None
+    threshold: float | None = None
 
 
 class ToolCall(_Value, kw_only=True):
@@ -162,8 +171,10 @@ Line = Union[Header, Message, ModelCall, ToolResult, End]
 
 ADDED_FIELDS: dict[int, dict[str, tuple[str, ...]]] = {
     3: {"message": ("tool_calls",), "model_call": ("cached_tokens", "sampling"), "tool_result": ("truncated",)},
+    4: {"header": ("route.kind", "route.domain", "route.score", "route.threshold")},
 }
-"""Fields each version added, by record kind: a file continued in an older version is written without them."""
+"""Fields each version added, by record kind (a dotted name is a field of a nested value): a file continued in an
+older version is written without them."""
 
 
 def check_model_call(call: ModelCall) -> None:

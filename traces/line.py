@@ -34,7 +34,12 @@ def _older(record: Line, version: int) -> bytes:
     fields = msgspec.to_builtins(record)
     for added in range(version + 1, FORMAT_VERSION + 1):
         for name in ADDED_FIELDS.get(added, {}).get(tag, ()):
-            fields.pop(name, None)
+            *outer, last = name.split(".")
+            holder = fields
+            for part in outer:
+                holder = holder.get(part) if isinstance(holder, dict) else None
+            if isinstance(holder, dict):
+                holder.pop(last, None)
     return _ENCODER.encode(fields)
 
 

@@ -250,3 +250,21 @@ def test_a_newer_version_is_refused_even_when_its_records_decode(tmp_path, heade
     for read in (read_episode, read_raw_episode):
         with pytest.raises(TraceError, match=f"version {FORMAT_VERSION + 1}, newer than this reader"):
             read(path)
+
+
+def test_a_route_decision_round_trips_and_version_3_routes_read_and_are_written_without_the_new_fields(
+        header_factory):
+    from tinygpt.traces.atraj import RouteDecision
+    route = RouteDecision(target="files-spec", policy="router:ab12", reason="domain fileops at 0.93 >= 0.7",
+                          scores={"files-spec": 0.93, "default": 0.07}, kind="specialist", domain="fileops",
+                          score=0.93, threshold=0.7)
+    header = msgspec.structs.replace(header_factory("routed"), route=route)
+    parsed, _ = parse_records(encode_line(header, 0))
+    assert parsed == [header] and parsed[0].route.threshold == 0.7
+    v3 = msgspec.structs.replace(header, version=3)
+    payload = encode_line(v3, 0, version=3)
+    assert b'"score"' not in payload and b'"threshold"' not in payload and b'"domain"' not in payload
+    assert b'"scores":{"files-spec":0.93' in payload  # what version 3 had stays
+    old = parse_records(payload)[0][0].route
+    assert (old.target, old.scores, old.kind, old.domain, old.score, old.threshold) == (
+        "files-spec", route.scores, "", "", None, None)
