@@ -94,6 +94,16 @@ class TrainConfig:
         return asdict(self)
 
 
+def train_field(name: str, default=MISSING):
+    """TrainConfig's field `name` (its help, range and choices) for another config class (pretraining, on-policy),
+    with another default if given."""
+    spec = next(f for f in fields(TrainConfig) if f.name == name)
+    value = spec.default if spec.default is not MISSING else spec.default_factory()
+    if isinstance(value, list):
+        return field(default_factory=lambda: list(value if default is MISSING else default), metadata=spec.metadata)
+    return field(default=value if default is MISSING else default, metadata=spec.metadata)
+
+
 def flag(name: str) -> str:
     """The command-line flag of a field: its kebab-case."""
     return "--" + name.replace("_", "-")

@@ -7,22 +7,14 @@ flag > `--config` TOML (keys = field names) > default, checked by trainer/config
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
-from tinygpt.trainer.config import SEED_MAX, TrainConfig, _f, check_value, read_toml
+from tinygpt.trainer.config import SEED_MAX, TrainConfig, _f, check_value, read_toml, train_field
 
-_TRAIN = {f.name: f for f in fields(TrainConfig)}
 SHARED = ("out", "method", "rank", "scale", "dropout", "num_layers", "keys", "optimizer", "learning_rate",
           "weight_decay", "schedule", "warmup", "decay_fraction", "min_lr_ratio", "seed", "save_every",
           "keep_checkpoints", "register")
 
-
-def _train(name: str, default=MISSING):
-    """TrainConfig's field `name` (its help and range), with another default if given."""
-    spec = _TRAIN[name]
-    value = spec.default if spec.default is not MISSING else spec.default_factory()
-    return field(default=value if default is MISSING else default, metadata=spec.metadata) \
-        if not isinstance(value, list) else field(default_factory=list, metadata=spec.metadata)
 
 
 @dataclass
@@ -38,20 +30,20 @@ class OnPolicyConfig:
                             "--tools` (fs:virtual, fs:DIR, ...) or none (answers only); fresh for every episode")
     system: str = _f("", "a system prompt for every episode (default: none)")
     tool_choice: str = _f("auto", "auto | required (every model step calls a tool) | none | a tool's name")
-    out: str = _train("out")
-    method: str = _train("method")
-    rank: int = _train("rank")
-    scale: float = _train("scale")
-    dropout: float = _train("dropout")
-    num_layers: int = _train("num_layers")
-    keys: list = _train("keys")
-    optimizer: str = _train("optimizer")
-    learning_rate: float = _train("learning_rate")
-    weight_decay: float = _train("weight_decay")
-    schedule: str = _train("schedule")
-    warmup: int = _train("warmup")
-    decay_fraction: float = _train("decay_fraction")
-    min_lr_ratio: float = _train("min_lr_ratio")
+    out: str = train_field("out")
+    method: str = train_field("method")
+    rank: int = train_field("rank")
+    scale: float = train_field("scale")
+    dropout: float = train_field("dropout")
+    num_layers: int = train_field("num_layers")
+    keys: list = train_field("keys")
+    optimizer: str = train_field("optimizer")
+    learning_rate: float = train_field("learning_rate")
+    weight_decay: float = train_field("weight_decay")
+    schedule: str = train_field("schedule")
+    warmup: int = train_field("warmup")
+    decay_fraction: float = train_field("decay_fraction")
+    min_lr_ratio: float = train_field("min_lr_ratio")
     iters: int = _f(50, "optimizer steps; each samples --batch-size fresh episodes from the current student", lo=1)
     batch_size: int = _f(4, "episodes sampled (and scored) per step", lo=1)
     sample_temperature: float = _f(1.0, "the student's sampling temperature (0: greedy; 1 samples the model's "
@@ -62,9 +54,9 @@ class OnPolicyConfig:
                                      "(split on-policy; `tinygpt traces show` and `traces-to-data` read them)")
     seed: int = _f(0, "seed of the prompt order, of each episode's sampling (drawn from seed, step and episode), "
                       "of the adapter's initial weights and of dropout", lo=0, hi=SEED_MAX)
-    save_every: int = _train("save_every")
-    keep_checkpoints: int = _train("keep_checkpoints")
-    register: str = _train("register")
+    save_every: int = train_field("save_every")
+    keep_checkpoints: int = train_field("keep_checkpoints")
+    register: str = train_field("register")
 
     def as_dict(self) -> dict:
         return asdict(self)

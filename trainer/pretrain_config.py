@@ -8,21 +8,14 @@ checked by trainer/config.py. Standard library only: `tinygpt pretrain --help` m
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from tinygpt.runtime.presets import PRESETS  # standard library only, like this module
-from tinygpt.trainer.config import SEED_MAX, TrainConfig, _f, check_value, read_toml
+from tinygpt.trainer.config import SEED_MAX, TrainConfig, _f, check_value, read_toml, train_field
 from tinygpt.trainer.errors import TrainError
 
 ARCHS = ("qwen3", "llama")
-_TRAIN = {f.name: f for f in fields(TrainConfig)}
 
-
-def _train(name: str, default=MISSING):
-    """TrainConfig's field `name` (its help, range and choices), with another default if given."""
-    spec = _TRAIN[name]
-    value = spec.default if spec.default is not MISSING else spec.default_factory()
-    return field(default=value if default is MISSING else default, metadata=spec.metadata)
 
 
 @dataclass
@@ -37,7 +30,7 @@ class PretrainConfig:
                                      "end of the token stream (0: none)", lo=0.0, hi=0.5)
     tokenizer: str = _f("", "tokenizer: a directory from `tinygpt train-tokenizer`, or any model directory or hub "
                             "id whose tokenizer to use (its files are copied into the model)")
-    out: str = _train("out")
+    out: str = train_field("out")
     arch: str = _f("qwen3", "mlx-lm architecture: qwen3 (QK-norm) or llama", choices=ARCHS)
     preset: str = _f("small", "model shape to start from (runtime/presets.py); the flags below override its "
                               "dimensions", choices=tuple(PRESETS))
@@ -50,26 +43,26 @@ class PretrainConfig:
     tie_embeddings: bool = _f(True, "share the input embedding and the LM head (fewer parameters)")
     max_position_embeddings: int = _f(0, "the model's context length in its config.json (0: --seq-length); "
                                          "must be at least --seq-length", lo=0)
-    optimizer: str = _train("optimizer")
+    optimizer: str = train_field("optimizer")
     learning_rate: float = _f(1e-3, "peak learning rate (1e-3 suits models of a few million parameters; lower it "
                                     "for larger ones)", lo=0.0, lo_open=True)
-    weight_decay: float = _train("weight_decay", 0.1)
-    schedule: str = _train("schedule", "wsd")
-    warmup: int = _train("warmup", 100)
-    decay_fraction: float = _train("decay_fraction")
-    min_lr_ratio: float = _train("min_lr_ratio")
+    weight_decay: float = train_field("weight_decay", 0.1)
+    schedule: str = train_field("schedule", "wsd")
+    warmup: int = train_field("warmup", 100)
+    decay_fraction: float = train_field("decay_fraction")
+    min_lr_ratio: float = train_field("min_lr_ratio")
     iters: int = _f(0, "optimizer steps (0: --epochs over the packed sequences)", lo=0)
-    epochs: float = _train("epochs")
+    epochs: float = train_field("epochs")
     batch_size: int = _f(8, "packed sequences per micro-batch", lo=1)
-    grad_accumulation: int = _train("grad_accumulation")
+    grad_accumulation: int = train_field("grad_accumulation")
     seq_length: int = _f(512, "tokens per packed sequence (the documents' token stream is cut into windows of "
                               "this length)", lo=8)
-    grad_checkpoint: bool = _train("grad_checkpoint")
+    grad_checkpoint: bool = train_field("grad_checkpoint")
     seed: int = _f(0, "seed for the initial weights and the batch order", lo=0, hi=SEED_MAX)
-    val_every: int = _train("val_every", 100)
-    val_batches: int = _train("val_batches", 50)
-    save_every: int = _train("save_every", 100)
-    keep_checkpoints: int = _train("keep_checkpoints")
+    val_every: int = train_field("val_every", 100)
+    val_batches: int = train_field("val_batches", 50)
+    save_every: int = train_field("save_every", 100)
+    keep_checkpoints: int = train_field("keep_checkpoints")
     register: str = _f("", "register the finished model in the model store under this name")
 
     def as_dict(self) -> dict:
