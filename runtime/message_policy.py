@@ -14,10 +14,18 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, runtime_checkable
 
 from tinygpt.runtime.sampling import SamplingParams
+from tinygpt.traces.atraj import Usage
 
 
 class RemoteError(RuntimeError):
-    """No usable reply came back (not a model fault: the model never answered). The message is one line."""
+    """No usable reply came back (not a model fault: the model never answered). The message is one line.
+
+    `retryable`: the same request may succeed later (a timeout, no connection, 429, a 5xx); a 4xx or a reply that
+    is not valid is not."""
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -33,12 +41,14 @@ class WrittenCall:
 @dataclass(frozen=True)
 class AssistantReply:
     """A whole assistant message: `content` (text, "" for none), `calls`, `finish_reason` as the server said it
-    ("stop", "length", "tool_calls", ...), and `model`, the name the server says answered."""
+    ("stop", "length", "tool_calls", ...), `model`, the name the server says answered, and `usage` (tokens, cost,
+    attempts: recorded on the ModelCall; None where the policy does not count them)."""
 
     content: str
     calls: list[WrittenCall]
     finish_reason: str
     model: str
+    usage: Usage | None = None
 
 
 class Reply:

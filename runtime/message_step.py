@@ -9,7 +9,8 @@ step, and the trajectory records it as the loop records any call that could not 
 "invalid_call" with an empty call_id). Chat APIs need every call answered by its id, so the usable calls of a
 reply run even when another one could not be used. A reply cut off by max_tokens while writing calls runs none
 of them and ends the turn ("truncated_call"); the cut calls are left out of the conversation (nothing answers
-them). The ModelCall has no ids (token_exact False) and `model` = the name the server says answered.
+them). The ModelCall has no ids (token_exact False), `model` = the name the server says answered and `usage` the
+reply's (tokens, cost, attempts); a note on it (a fallback) is shown as an Error event.
 A RemoteError (no reply at all) ends the turn ("remote_error") with one Error event; the conversation keeps
 what the turn did before it. Not here: the loop (agent.py), the wire (remote_policy.py).
 """
@@ -59,7 +60,9 @@ def message_step(agent, step: int) -> Generator[ev.AgentEvent, None, str | None]
     yield ModelCall(prompt_token_ids=None, output_token_ids=None, text=r.content, content=r.content,
                     tool_calls=[c.call for c in checked if c.call is not None], finish_reason=finish,
                     latency_s=time.perf_counter() - started, token_exact=False, model=r.model,
-                    sampling=sampling_record(params))
+                    sampling=sampling_record(params), usage=r.usage)
+    if r.usage is not None and r.usage.note:
+        yield ev.Error(step, r.usage.note)
     if truncated:
         yield ev.Error(step, "the tool call was cut off by the token budget (max_tokens) and was not run")
         return "truncated_call"

@@ -4,10 +4,11 @@ It calls `chat.completions` through the official `openai` SDK, streaming, with t
 `tool_choice` ("auto" / "none" / "required" / a named function, passed as they are) and
 `parallel_tool_calls`; it yields the content as it streams and assembles the tool-call deltas (id, name, then
 argument fragments) into `WrittenCall`s. Sampling maps to temperature / top_p / max_tokens / seed / stop;
-top_k and min_p, which OpenAI's own API does not know, are sent only when set. The API key is passed in (the
+top_k and min_p, which OpenAI's own API does not know, are sent only when set; with `include_usage` the server
+is asked for the token counts (`stream_options`), which then come back as the reply's `usage`. The API key is passed in (the
 CLI reads it from an environment variable the user names); the SDK's own OPENAI_API_KEY lookup is never used,
 so a key is never sent to a server the user did not give it for. Every failure becomes a one-line
-`RemoteError`. Not here: checking the calls, running tools, recording (the agent loop does those).
+`RemoteError`, marked retryable for a timeout, no connection, 429 or a 5xx. Not here: checking the calls, running tools, recording (the agent loop does those).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tinygpt.runtime.message_policy import AssistantReply, RemoteError, Reply, WrittenCall
 from tinygpt.runtime.sampling import SamplingParams
+from tinygpt.traces.atraj import Usage
 
 NO_KEY = "no-key"  # the SDK insists on a key; servers without auth ignore it
 _DETAIL_CHARS = 300
@@ -42,7 +44,7 @@ class OpenAIPolicy:
     """`model` at the OpenAI-compatible server `base_url` (e.g. http://127.0.0.1:8000/v1)."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0,
-                 max_retries: int = 2):
+                 max_retries: int = 2, include_usage: bool = False):
         import openai
 
         parts = urlsplit(base_url)
@@ -56,7 +58,7 @@ class OpenAIPolicy:
         self.model = model
         self.address = server_address(base_url)
         self.fingerprint = remote_fingerprint(base_url, model)
-        self.timeout, self.max_retries = timeout, max_retries
+        self.timeout, self.max_retries, self.include_usage = timeout, max_retries, include_usage
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout,
                                      max_retries=max_retries)
 
@@ -74,6 +76,8 @@ class OpenAIPolicy:
             request.update(tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls)
         if params.seed is not None:
             request["seed"] = params.seed
+        if self.include_usage:
+            request["stream_options"] = {"include_usage": True}
         if params.stop_strings:
             request["stop"] = list(params.stop_strings)
         extra = {k: v for k, v in (("top_k", params.top_k), ("min_p", params.min_p)) if v}
@@ -87,11 +91,12 @@ class OpenAIPolicy:
         stream = None
         content: list[str] = []
         calls: dict[int, dict] = {}
-        finish, model = None, None
+        finish, model, usage = None, None, None
         try:
             stream = self._client.chat.completions.create(**request)
             for chunk in stream:
                 chunk_model, text, pieces, chunk_finish = self._read(chunk)
+                usage = _usage(chunk, self.address) or usage
                 model, finish = chunk_model or model, chunk_finish or finish
                 for position, piece in enumerate(pieces):
                     _add_call_delta(calls, piece, position)
@@ -99,7 +104,7 @@ class OpenAIPolicy:
                     content.append(text)
                     yield text
         except openai.APIError as exc:
-            raise RemoteError(self._describe(exc)) from None
+            raise RemoteError(self._describe(exc), retryable=retryable(exc)) from None
         except json.JSONDecodeError as exc:  # a stream line whose data is not JSON
             raise RemoteError(f"{self.address} sent a reply that is not valid (not JSON: {exc})") from None
         finally:
@@ -115,7 +120,7 @@ class OpenAIPolicy:
                 raise RemoteError(f"{self.address} sent a tool call without a function name: not a valid reply")
             written.append(WrittenCall(id=c["id"], name=c["name"], arguments="".join(c["arguments"])))
         reply.result = AssistantReply(content="".join(content), calls=written, finish_reason=finish,
-                                      model=model or self.model)
+                                      model=model or self.model, usage=usage)
 
     def _read(self, chunk) -> tuple[str | None, str, list[tuple], str | None]:
         """(model, content delta, tool-call fragments as (index, id, name, arguments), finish reason) of a chunk.
@@ -156,6 +161,24 @@ class OpenAIPolicy:
         if isinstance(exc, openai.APIStatusError):
             return f"{where} answered {exc.status_code}: {detail}"
         return f"{where} sent an error: {detail}"
+
+
+def retryable(exc) -> bool:
+    """Whether the same request may succeed later: a timeout, no connection, 429 or a 5xx (never another 4xx)."""
+    import openai
+
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    return isinstance(exc, openai.APIStatusError) and (exc.status_code == 429 or exc.status_code >= 500)
+
+
+def _usage(chunk, address: str) -> Usage | None:
+    """The token counts a chunk carries (the last chunk, when asked for with stream_options), else None."""
+    counted = getattr(chunk, "usage", None)
+    if counted is None:
+        return None
+    return Usage(backend=address, input_tokens=getattr(counted, "prompt_tokens", None),
+                 output_tokens=getattr(counted, "completion_tokens", None))
 
 
 def _add_call_delta(calls: dict[int, dict], piece: tuple, position: int) -> None:

@@ -10,10 +10,10 @@ from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """Current `.atraj` version (3: calls carry `cached_tokens` and `sampling`, results `truncated`, messages
-`tool_calls`; 4: the header's route carries `kind`, `domain`, `score` and `threshold`). Readers accept any version
-<= this one; see FORMAT.md."""
+`tool_calls`; 4: the header's route carries `kind`, `domain`, `score` and `threshold`; 5: calls carry `usage`).
+Readers accept any version <= this one; see FORMAT.md."""
 
 Role = Literal["system", "user", "assistant", "tool"]
 TokenId = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]
@@ -118,6 +118,18 @@ class Message(_Value, kw_only=True, tag="message", tag_field="kind"):
     tool_calls: list[ToolCall] = []
 
 
+class Usage(_Value, kw_only=True):
+    """What a remote or cloud call used: the backend that answered, the tokens its provider counted, the cost from
+    the price table (None: no price for the model), the attempts made and a note (e.g. a fallback)."""
+
+    backend: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    attempts: int = 1
+    note: str = ""
+
+
 class ModelCall(_Value, kw_only=True, tag="model_call", tag_field="kind"):
     """One model call.
 
@@ -125,7 +137,7 @@ class ModelCall(_Value, kw_only=True, tag="model_call", tag_field="kind"):
     whole initial prompt); `output_token_ids` are the sampled ids, stop token included. Both are None, and
     `token_exact` False, for a model that returns no ids (cloud, teacher over HTTP). `cached_tokens`: how many
     ids of the call's whole prompt the engine already held (KV reuse) and did not prefill. `sampling`: this
-    call's parameters (None: the header's).
+    call's parameters (None: the header's). `usage`: a remote backend's tokens, cost and attempts (None: local).
     """
 
     prompt_token_ids: list[TokenId] | None
@@ -140,6 +152,7 @@ class ModelCall(_Value, kw_only=True, tag="model_call", tag_field="kind"):
     model: str | None = None
     cached_tokens: int = 0
     sampling: Sampling | None = None
+    usage: Usage | None = None
 
 
 class ToolResult(_Value, kw_only=True, tag="tool_result", tag_field="kind"):
@@ -172,6 +185,7 @@ Line = Union[Header, Message, ModelCall, ToolResult, End]
 ADDED_FIELDS: dict[int, dict[str, tuple[str, ...]]] = {
     3: {"message": ("tool_calls",), "model_call": ("cached_tokens", "sampling"), "tool_result": ("truncated",)},
     4: {"header": ("route.kind", "route.domain", "route.score", "route.threshold")},
+    5: {"model_call": ("usage",)},
 }
 """Fields each version added, by record kind (a dotted name is a field of a nested value): a file continued in an
 older version is written without them."""

@@ -10,7 +10,7 @@ from typing import Union
 
 import msgspec
 
-from tinygpt.traces.atraj import End, Header, Role, Sampling, ToolCall
+from tinygpt.traces.atraj import End, Header, Role, Sampling, ToolCall, Usage
 from tinygpt.traces.errors import CorruptTraceError
 from tinygpt.traces.line import split_lines
 from tinygpt.traces.reader import (
@@ -45,6 +45,7 @@ class RawModelCall(_Raw, kw_only=True, tag="model_call", tag_field="kind"):
     model: str | None = None
     cached_tokens: int = 0
     sampling: Sampling | None = None
+    usage: Usage | None = None
 
 
 class RawToolResult(_Raw, kw_only=True, tag="tool_result", tag_field="kind"):

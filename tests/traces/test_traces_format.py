@@ -268,3 +268,17 @@ def test_a_route_decision_round_trips_and_version_3_routes_read_and_are_written_
     old = parse_records(payload)[0][0].route
     assert (old.target, old.scores, old.kind, old.domain, old.score, old.threshold) == (
         "files-spec", route.scores, "", "", None, None)
+
+
+def test_a_calls_usage_round_trips_and_version_4_files_are_written_without_it(header_factory):
+    from tinygpt.traces.atraj import Usage
+    call = ModelCall(prompt_token_ids=None, output_token_ids=None, text="hi", finish_reason="stop", latency_s=0.4,
+                     token_exact=False, model="claude-sonnet-4-5",
+                     usage=Usage(backend="claude", input_tokens=25, output_tokens=7, cost_usd=0.00018, attempts=2,
+                                 note="retried"))
+    parsed, _ = parse_records(encode_line(header_factory(), 0) + encode_line(call, 1))
+    assert parsed[1] == call and parsed[1].usage.attempts == 2
+    payload = encode_line(call, 1, version=4)
+    assert b'"usage"' not in payload and b'"cached_tokens"' in payload  # what version 4 had stays
+    v4 = parse_records(encode_line(msgspec.structs.replace(header_factory(), version=4), 0, version=4) + payload)
+    assert v4[0][1].usage is None and v4[0][1].text == "hi"
