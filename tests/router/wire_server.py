@@ -51,18 +51,20 @@ def openai_chunk(delta: dict, finish: str | None = None, model: str = "gpt-4o-mi
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
 
-def openai_reply(text: str = "", calls=(), finish: str | None = None, usage=(40, 9)) -> bytes:
+def openai_reply(text: str = "", calls=(), finish: str | None = None, usage=(40, 9),
+                 model: str = "gpt-4o-mini-2024-07-18") -> bytes:
     """A streamed chat completion: content, each call's head then its arguments in two deltas, the finish
     chunk, then the usage chunk (as `stream_options: {include_usage: true}` asks), then [DONE]."""
-    chunks = [openai_chunk({"role": "assistant", "content": text})]
+    chunks = [openai_chunk({"role": "assistant", "content": text}, model=model)]
     for i, (call_id, name, arguments) in enumerate(calls):
         chunks.append(openai_chunk({"tool_calls": [{"index": i, "id": call_id, "type": "function",
-                                                    "function": {"name": name, "arguments": ""}}]}))
+                                                    "function": {"name": name, "arguments": ""}}]}, model=model))
         half = len(arguments) // 2
         for piece in (arguments[:half], arguments[half:]):
-            chunks.append(openai_chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
-    chunks.append(openai_chunk({}, finish or ("tool_calls" if calls else "stop")))
-    last = openai_chunk({})
+            chunks.append(openai_chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]},
+                                       model=model))
+    chunks.append(openai_chunk({}, finish or ("tool_calls" if calls else "stop"), model=model))
+    last = openai_chunk({}, model=model)
     last.update(choices=[], usage={"prompt_tokens": usage[0], "completion_tokens": usage[1],
                                    "total_tokens": sum(usage)})
     chunks.append(last)
