@@ -1,1 +1,2 @@
-"""tinygpt.router: specialist registry, routing policy and (opt-in) cloud escalation. Not built yet."""
+"""tinygpt.router: the registry view of the model store, the routing policy (a calibrated classifier over domains,
+thresholds, the cascade), and opt-in remote and cloud backends. See docs/router.md."""

@@ -1,0 +1,146 @@
+"""A trained router: the domains, the classifier's weights, its temperature; saved as router.json + weights.npz.
+
+router.json (`RouterFile`) holds everything but the numbers: the domains, the feature width, the temperature,
+the policy settings, how it was trained and what it measured; weights.npz holds only the rows of the weight
+matrix that training gave weight (their indices, the rows, the bias), read with allow_pickle=False. `load`
+checks that the two agree and names the file on any problem (RouterError). `probs` is the calibrated
+distribution over domains for one request. Not here: training (train.py), the decision (policy.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from tinygpt.router.errors import RouterError
+from tinygpt.router.features import Request, featurize
+from tinygpt.router.settings import Settings
+
+FILE_KIND = "tinygpt.router"
+VERSION = 1
+JSON_NAME, WEIGHTS_NAME = "router.json", "weights.npz"
+
+
+class Metrics(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What training measured on rows it did not fit: calibration rows set T, test rows score the router."""
+
+    train: int
+    calibration: int
+    test: int
+    accuracy: float | None = None       # on test rows
+    ece_raw: float | None = None        # on test rows, before temperature scaling
+    ece: float | None = None            # on test rows, after
+    per_domain: dict[str, int] = {}     # labelled examples per domain
+
+
+class RouterFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    kind: str = FILE_KIND
+    version: int = VERSION
+    domains: list[str]
+    dim: int
+    temperature: float
+    settings: Settings = Settings()
+    trained_at: str = ""
+    sources: list[str] = []
+    options: dict[str, float | int] = {}
+    metrics: Metrics | None = None
+
+
+@dataclass(frozen=True)
+class RouterModel:
+    """Calibrated domain probabilities for requests."""
+
+    domains: tuple[str, ...]
+    weights: np.ndarray  # (dim, len(domains)) float32
+    bias: np.ndarray     # (len(domains),) float32
+    temperature: float
+    meta: RouterFile
+
+    @property
+    def dim(self) -> int:
+        return self.weights.shape[0]
+
+    @cached_property
+    def id(self) -> str:
+        """A short id of the weights, temperature and domains: what the trajectory header's route.policy names."""
+        h = hashlib.blake2b(digest_size=6)
+        h.update(self.weights.tobytes() + self.bias.tobytes())
+        h.update(repr((self.domains, round(self.temperature, 9))).encode())
+        return f"router:{h.hexdigest()}"
+
+    def logits(self, request: Request) -> np.ndarray:
+        idx, val = featurize(request, self.dim)
+        out = self.bias.astype(np.float64)
+        if idx:
+            out = out + np.asarray(val, dtype=np.float64) @ self.weights[idx]
+        return out
+
+    def probs(self, request: Request) -> np.ndarray:
+        z = self.logits(request) / self.temperature
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+
+def save(model: RouterModel, directory: str | Path) -> Path:
+    """Write router.json and weights.npz into `directory` (each atomically); returns the directory."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = np.flatnonzero(np.any(model.weights != 0, axis=1)).astype(np.int64)
+    _atomic(out / WEIGHTS_NAME, lambda f: np.savez(f, rows=rows, weights=model.weights[rows], bias=model.bias))
+    _atomic(out / JSON_NAME, lambda f: f.write(msgspec.json.format(msgspec.json.encode(model.meta), indent=2)))
+    return out
+
+
+def load(directory: str | Path) -> RouterModel:
+    """The router saved in `directory`; RouterError naming the file when it is missing, damaged or inconsistent."""
+    where = Path(directory).expanduser()
+    meta_path, weights_path = where / JSON_NAME, where / WEIGHTS_NAME
+    if not meta_path.is_file():
+        raise RouterError(f"no router at {where} ({JSON_NAME} missing); train one with "
+                          "`tinygpt route train --data LABELLED.jsonl --out DIR`")
+    try:
+        meta = msgspec.json.decode(meta_path.read_bytes(), type=RouterFile)
+    except msgspec.DecodeError as exc:
+        raise RouterError(f"{meta_path} is not a router file ({exc}); train the router again") from exc
+    if meta.kind != FILE_KIND or meta.version > VERSION:
+        raise RouterError(f"{meta_path} is a {meta.kind!r} file of version {meta.version}; this tinygpt reads "
+                          f"{FILE_KIND} version {VERSION} (upgrade, or train the router again)")
+    try:
+        with np.load(weights_path, allow_pickle=False) as z:
+            rows, w, bias = z["rows"], z["weights"], z["bias"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise RouterError(f"{weights_path} is missing or damaged ({type(exc).__name__}: {exc}); train the router "
+                          "again") from exc
+    classes, dim = len(meta.domains), meta.dim
+    if (dim < 2 or dim & (dim - 1) or w.ndim != 2 or w.shape != (len(rows), classes) or bias.shape != (classes,)
+            or (len(rows) and (rows.min() < 0 or rows.max() >= dim)) or not np.isfinite(w).all()
+            or not meta.temperature > 0):
+        raise RouterError(f"{weights_path} does not match {meta_path} (shapes, indices or values); train the "
+                          "router again")
+    try:
+        meta.settings.checked()
+    except ValueError as exc:
+        raise RouterError(f"{meta_path}: {exc}") from exc
+    weights = np.zeros((dim, classes), dtype=np.float32)
+    weights[rows] = w
+    return RouterModel(domains=tuple(meta.domains), weights=weights, bias=bias.astype(np.float32),
+                       temperature=float(meta.temperature), meta=meta)
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

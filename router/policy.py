@@ -1,0 +1,82 @@
+"""The routing decision: a request's calibrated domain scores, the registry and the thresholds give one target.
+
+The rule, in order (the Decision's `reason` says which step decided):
+  1. the router's top domain d and its calibrated confidence s;
+  2. the best routable specialist of d (ship before routed-ship) takes the request if s >= its threshold
+     (`ship` for a ship specialist, the stricter `routed_ship` for a routed-ship one: such a specialist is
+     never used outside its domain);
+  3. otherwise, if s < `escalate_below` and an enabled target takes low-confidence requests, that target;
+  4. otherwise the local generalist.
+`scores` holds each considered target's score: a specialist's is its domain's probability, the generalist's
+the probability that the request belongs to no routable specialist's domain. Pure: no I/O, no model loading.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from tinygpt.router.features import Request
+from tinygpt.router.model import RouterModel
+from tinygpt.router.registry import Registry
+from tinygpt.router.settings import Settings
+from tinygpt.traces.atraj import RouteDecision
+
+RouteKind = Literal["specialist", "generalist", "local", "remote", "cloud"]
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a request goes and why."""
+
+    route: str                  # the target's name: a store model, or a remote/cloud target
+    kind: RouteKind
+    domain: str                 # the router's top domain
+    score: float                # its calibrated confidence in that domain
+    threshold: float | None     # what the score was compared with (None: no comparison decided it)
+    reason: str
+    scores: dict[str, float]    # per target considered
+    domain_scores: dict[str, float]
+    policy: str                 # the router's id
+
+    def to_route(self) -> RouteDecision:
+        """The trajectory header's record of this decision."""
+        return RouteDecision(target=self.route, policy=self.policy, reason=self.reason, scores=dict(self.scores),
+                             kind=self.kind, domain=self.domain, score=self.score, threshold=self.threshold)
+
+
+def decide(request: Request, model: RouterModel, registry: Registry, settings: Settings | None = None) -> Decision:
+    """The Decision for `request` (see the module docstring for the rule)."""
+    settings = settings or model.meta.settings
+    p = model.probs(request)
+    domain_scores = {d: round(float(v), 6) for d, v in zip(model.domains, p)}
+    top = int(p.argmax())
+    domain, score = model.domains[top], float(p[top])
+    scores: dict[str, float] = {}
+    covered = 0.0
+    for d, v in domain_scores.items():
+        found = registry.routable(d)
+        for s in found:
+            scores[s.name] = v
+        covered += v if found else 0.0
+    scores[registry.generalist] = round(max(0.0, 1.0 - covered), 6)
+    common = dict(domain=domain, score=round(score, 6), scores=scores, domain_scores=domain_scores,
+                  policy=model.id)
+    best = next(iter(registry.routable(domain)), None)
+    if best is not None:
+        threshold = settings.ship if best.verdict == "ship" else settings.routed_ship
+        if score >= threshold:
+            return Decision(route=best.name, kind="specialist", threshold=threshold, **common,
+                            reason=f"domain {domain} at {score:.3f} >= {threshold:g}: {best.verdict} specialist "
+                                   f"{best.name}")
+        why = f"domain {domain} at {score:.3f} < {threshold:g} for {best.verdict} specialist {best.name}"
+    else:
+        threshold = None
+        why = f"no routable specialist for domain {domain} ({score:.3f})"
+    target = registry.low_confidence_target()
+    if target is not None and score < settings.escalate_below:
+        return Decision(route=target.name, kind=target.kind,
+                        threshold=settings.escalate_below, **common,
+                        reason=f"{why}; confidence below {settings.escalate_below:g}: {target.kind} target "
+                               f"{target.name}")
+    return Decision(route=registry.generalist, kind="generalist", threshold=threshold, **common,
+                    reason=f"{why}: the generalist {registry.generalist}")

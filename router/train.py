@@ -1,0 +1,99 @@
+"""Fit a router on labelled examples: split, fit the classifier, fit its temperature, measure, return the model.
+
+Examples are split by group (related rows stay together), per domain, with a seeded shuffle: `calibration`
+and `test` shares of each domain's groups are held out (at least one group each when a domain has three or
+more). The classifier is fit on the rest; the temperature on the calibration rows; accuracy and the expected
+calibration error (before and after scaling) on the test rows, which nothing was fit on. Fewer than two
+domains is a RouterError: a router with one answer is not a router. Not here: reading data (data.py), files
+(model.py).
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from tinygpt.router.classifier import Sparse, ece, fit, fit_temperature, softmax
+from tinygpt.router.data import Example
+from tinygpt.router.errors import RouterError
+from tinygpt.router.features import featurize
+from tinygpt.router.model import Metrics, RouterFile, RouterModel
+from tinygpt.router.settings import Settings
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    dim: int = 2**15          # hashed feature buckets (a power of 2)
+    l2: float = 1e-4
+    steps: int = 300
+    lr: float = 0.1
+    calibration: float = 0.15  # share of each domain's groups held out to fit the temperature
+    test: float = 0.15         # share held out to measure accuracy and ECE
+    seed: int = 0
+
+    def checked(self) -> "TrainOptions":
+        if self.dim < 16 or self.dim & (self.dim - 1):
+            raise RouterError(f"dim must be a power of 2 >= 16, got {self.dim}")
+        if self.steps < 1 or not self.lr > 0 or self.l2 < 0:
+            raise RouterError("steps must be >= 1, lr > 0 and l2 >= 0")
+        if not (0 <= self.calibration < 1 and 0 <= self.test < 1 and self.calibration + self.test < 1):
+            raise RouterError("calibration and test are shares: each in [0, 1), together below 1")
+        return self
+
+
+def split(examples: list[Example], calibration: float, test: float, seed: int) -> tuple[list[int], ...]:
+    """Indices (train, calibration, test), split per domain by group with a seeded shuffle."""
+    groups: dict[str, dict[str, list[int]]] = {}
+    for i, e in enumerate(examples):
+        groups.setdefault(e.domain, {}).setdefault(e.group, []).append(i)
+    parts: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for domain in sorted(groups):
+        keys = sorted(groups[domain])
+        random.Random(f"{seed}/{domain}").shuffle(keys)
+        n = len(keys)
+        n_test = max(1, round(n * test)) if test and n >= 3 else 0
+        n_cal = max(1, round(n * calibration)) if calibration and n >= 3 else 0
+        for j, key in enumerate(keys):
+            which = 2 if j < n_test else 1 if j < n_test + n_cal else 0
+            parts[which].extend(groups[domain][key])
+    return tuple(sorted(p) for p in parts)
+
+
+def train(examples: list[Example], options: TrainOptions = TrainOptions(), settings: Settings = Settings(), *,
+          sources: list[str] = (), progress: Callable[[int, float], None] | None = None) -> RouterModel:
+    """A calibrated router over the domains of `examples`."""
+    options = options.checked()
+    try:
+        settings = settings.checked()
+    except ValueError as exc:
+        raise RouterError(str(exc)) from exc
+    domains = sorted({e.domain for e in examples})
+    if len(domains) < 2:
+        raise RouterError(f"the labelled data has {len(domains)} domain(s) ({', '.join(domains) or 'none'}); a "
+                          "router needs examples of at least two domains")
+    label = {d: i for i, d in enumerate(domains)}
+    y = np.array([label[e.domain] for e in examples])
+    x = Sparse.from_rows([featurize(e.request, options.dim) for e in examples], options.dim)
+    tr, cal, te = (np.array(p, dtype=np.int64) for p in split(examples, options.calibration, options.test,
+                                                              options.seed))
+    weights, bias = fit(x.take(tr), y[tr], len(domains), l2=options.l2, steps=options.steps, lr=options.lr,
+                        progress=progress)
+    temperature = fit_temperature(x.take(cal).matmul(weights) + bias, y[cal]) if len(cal) else 1.0
+    metrics = Metrics(train=len(tr), calibration=len(cal), test=len(te),
+                      per_domain={d: int((y == i).sum()) for d, i in label.items()})
+    if len(te):
+        logits = x.take(te).matmul(weights) + bias
+        raw, scaled = softmax(logits), softmax(logits / temperature)
+        metrics = Metrics(**{**_fields(metrics), "accuracy": float((scaled.argmax(1) == y[te]).mean()),
+                             "ece_raw": ece(raw, y[te]), "ece": ece(scaled, y[te])})
+    meta = RouterFile(domains=domains, dim=options.dim, temperature=temperature, settings=settings,
+                      trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), sources=list(sources),
+                      options={k: v for k, v in asdict(options).items()}, metrics=metrics)
+    return RouterModel(domains=tuple(domains), weights=weights, bias=bias, temperature=temperature, meta=meta)
+
+
+def _fields(m: Metrics) -> dict:
+    return {f: getattr(m, f) for f in m.__struct_fields__}

@@ -1,0 +1,88 @@
+"""`tinygpt route`, `route train`, `route ls`, `route describe`: help, one-line errors, a trained router's output."""
+import json
+
+import pytest
+from router_fakes import DOMAINS, add_specialist, fake_base, tool_examples
+
+from tinygpt import cli
+from tinygpt.runtime.store import ModelStore
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path / "cache"))
+    store = ModelStore(tmp_path / "cache" / "models")
+    store.add("base", fake_base(tmp_path / "base"))
+    return store
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    path = tmp_path / "labelled.jsonl"
+    with open(path, "w") as f:
+        for e in tool_examples(30):
+            f.write(json.dumps({"text": e.request.text, "tools": list(e.request.tools), "domain": e.domain}) + "\n")
+    return path
+
+
+def run(capsys, *argv):
+    code = cli.main(["route", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_the_command_and_shows_the_rule(capsys):
+    assert cli.main(["--help"]) == 0 and "route" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["route", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "--routed-ship" in out and "a routed-ship one if s >= --routed-ship" in out
+    with pytest.raises(SystemExit):
+        cli.main(["route", "train", "--help"])
+    assert "--traces" in capsys.readouterr().out
+
+
+def test_train_route_ls_and_describe_end_to_end(capsys, cache, labelled, tmp_path):
+    add_specialist(cache, tmp_path, "files", "shipped")
+    code, out, err = run(capsys, "train", "--data", str(labelled), "--out", str(tmp_path / "r"), "--steps", "60",
+                         "--dim", "4096", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["domains"] == {d: 30 for d in DOMAINS} and report["accuracy"] == 1.0
+    assert 0 <= report["ece"] <= 1 and "training: step 60/60" in err
+    code, out, _ = run(capsys, "move it", "--tools", "mv,cd", "--router", str(tmp_path / "r"), "--json")
+    d = json.loads(out)
+    assert code == 0 and (d["route"], d["kind"], d["domain"]) == ("default", "generalist", "fileops")
+    assert "no routable specialist for domain fileops" in d["reason"]
+    code, out, _ = run(capsys, "describe", "files", "--domain", "fileops", "--tools", "mv,cd")
+    assert code == 0 and out.strip() == "files: domain fileops, tools cd, mv, status shipped"
+    code, out, _ = run(capsys, "move it", "--tools", "mv,cd", "--router", str(tmp_path / "r"))
+    assert code == 0 and out.startswith("route: files (specialist) (threshold 0.5)\ndomain: fileops at ")
+    assert "target scores:" in out and "files" in out.split("target scores:")[1]
+    code, out, _ = run(capsys, "ls", "--router", str(tmp_path / "r"))
+    assert code == 0 and "+ files" in out and "ship: routed for domain fileops" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["x", "--router", "{tmp}/none"], "no router at {tmp}/none (router.json missing); train one with"),
+    (["train"], "no labelled data: give --data FILE.jsonl and/or --traces DIR"),
+    (["train", "--data", "{tmp}/missing.jsonl"], "no labelled data at {tmp}/missing.jsonl"),
+    (["train", "--data", "{tmp}/bad.jsonl"], "{tmp}/bad.jsonl:2: 'domain' must be a name"),
+    (["train", "--data", "{tmp}/one.jsonl"], "a router needs examples of at least two domains"),
+    (["--router", "{tmp}"], "give the request's text"),
+    (["describe", "nope", "--domain", "x"], "unknown model 'nope'"),
+    (["describe", "base"], "nothing to record: give --domain and/or --tools"),
+    (["--messages", "{tmp}/bad.jsonl"], "{tmp}/bad.jsonl is not JSON"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, cache, tmp_path, argv, message):
+    (tmp_path / "bad.jsonl").write_text('{"text": "a", "domain": "x"}\n{"text": "b", "domain": "no spaces"}\n')
+    (tmp_path / "one.jsonl").write_text('{"text": "a", "domain": "x"}\n')
+    code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    last = err.splitlines()[-1]  # train prints what it read before it fits
+    assert code == 2 and last.startswith("tinygpt route: error: ") and message.format(tmp=tmp_path) in last
+    assert "Traceback" not in err and out == ""
+
+
+def test_a_bad_threshold_flag_is_argparses_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["route", "x", "--ship", "1.5"])
+    assert exit_.value.code == 2 and "must be" in capsys.readouterr().err
