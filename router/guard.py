@@ -86,8 +86,8 @@ class GuardedPolicy:
     def _fall_back(self, reply: Reply, messages: list[dict], ask: dict, failures: list[RemoteError]):
         n = len(failures)
         why = f"{failures[-1]} ({n} attempt{'s' if n != 1 else ''})"
-        if self.fallback is None:
-            raise RemoteError(f"backend {self.name}: {why}", retryable=failures[-1].retryable)
+        if self.fallback is None:  # the error says where it went wrong; a lone attempt needs no count
+            raise RemoteError(why if n > 1 else str(failures[-1]), retryable=failures[-1].retryable)
         note = f"backend {self.name} failed: {why}; answered by the fallback {self.fallback.model}"
         inner = self.fallback.reply(messages, ask["tools"], tool_choice=ask["tool_choice"],
                                     parallel_tool_calls=ask["parallel_tool_calls"], params=ask["params"])

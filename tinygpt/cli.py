@@ -31,6 +31,7 @@ COMMANDS = {
     "fuse": ("tinygpt.cli_fuse", "fuse an adapter into its base: a standalone model directory"),
     "eval": ("tinygpt.cli_eval", "run an eval suite on a model, recording every episode and its result row"),
     "eval-gate": ("tinygpt.cli_eval_gate", "ship / routed-ship / reject / inconclusive: a candidate vs a baseline"),
+    "backends": ("tinygpt.cli_backends", "list remote and cloud backends (backends.toml; off unless enabled)"),
     "route": ("tinygpt.cli_route", "where a request goes (specialist, generalist, remote) and why; train the router"),
 }
 
@@ -46,6 +47,7 @@ _USER_ERRORS = (
     ("tinygpt.runtime.vocab", "VocabError"), ("tinygpt.tools.catalog", "ToolsetSpecError"),
     ("tinygpt.cli_quickstart", "RunDirError"), ("tinygpt.traces.errors", "TraceError"),
     ("tinygpt.trainer.errors", "TrainError"), ("tinygpt.evals.errors", "EvalError"),
+    ("tinygpt.router.backends", "BackendError"),
     ("tinygpt.router.errors", "RouterError"),
 )
 # errno values that describe the user's files or disk, not a bug in tinygpt

@@ -1,9 +1,11 @@
 """`tinygpt agent`: an interactive agent REPL whose tool calls run in a sandbox.
 
-A local model's calls are grammar-constrained; with `--remote URL --model NAME` a model on an OpenAI-compatible
-server drives the same loop and tools (its calls are checked against the tools' schemas; turns are recorded
-with token_exact false). The API key, if the server needs one, is read from the environment variable that
-`--api-key-env` names, never from a flag, and never printed.
+A local model's calls are grammar-constrained; with `--backend NAME` (a backend configured and enabled in
+backends.toml: docs/backends.md) or `--remote URL --model NAME` (an OpenAI-compatible server, taken as an inline
+backend: one code path) a remote or cloud model drives the same loop and tools (its calls are checked against the
+tools' schemas; turns are recorded with token_exact false, with usage and cost). An API key is read from the
+environment variable that `--api-key-env` (or the backend's `api_key_env`) names, never from a flag, and never
+printed.
 The REPL itself (editing, history, multi-line input, Ctrl-C, /save /load) is tinygpt/repl.py; this module
 builds the agent and prints its events: the model's text streams until a tool call opens, and each call is
 then shown once, formatted (not also as the raw call text). With --trajectory-dir each conversation is recorded
@@ -30,6 +32,8 @@ EPILOG = """examples:
   tinygpt agent --tool-choice required --trajectory-dir runs/   record each conversation as one .atraj
   tinygpt agent --remote http://127.0.0.1:8000/v1 --model qwen3 --api-key-env MY_KEY --trajectory-dir runs/
                                                   a model on an OpenAI-compatible server drives the tools
+  tinygpt agent --backend claude                  a backend configured and enabled in backends.toml
+                                                  (tinygpt backends ls lists them; docs/backends.md)
 
 REPL commands:
   /tools        list the tools and their parameters
@@ -61,11 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_tool_format_flag(p)
     p.add_argument("--trajectory-dir", default=None,
                    help="record each conversation (ended by /reset, /load or leaving) as an .atraj episode here")
-    add_remote_flags(p, "remote model (an OpenAI-compatible server drives the agent)")
+    remote = add_remote_flags(p, "remote model (an OpenAI-compatible server or a configured backend drives the agent)")
+    remote.add_argument("--backend", metavar="NAME", default=None,
+                        help="a backend configured and enabled in backends.toml (tinygpt backends ls lists them)")
     return p
 
 
-def add_remote_flags(p: argparse.ArgumentParser, title: str) -> None:
+def add_remote_flags(p: argparse.ArgumentParser, title: str):
     """--remote URL, --api-key-env VAR, --timeout S: a model on an OpenAI-compatible server (see remote_policy)."""
     remote = p.add_argument_group(title)
     remote.add_argument("--remote", metavar="URL", default=None,
@@ -75,6 +81,7 @@ def add_remote_flags(p: argparse.ArgumentParser, title: str) -> None:
                         help="read the server's API key from environment variable VAR (default: send no key)")
     remote.add_argument("--timeout", metavar="S", type=float_in(0.0, lo_open=True), default=None,
                         help="seconds to wait for the server (default 120)")
+    return remote
 
 
 class EventPrinter:
@@ -168,8 +175,12 @@ def main(argv: list[str]) -> int:
             tool_format=cfg.tool_format), policy=policy)
     except ValueError as exc:  # bad tool choice, grammar the backend cannot build, max_steps < 1
         p.error(str(exc))
-    model = (f"remote model {policy.model} at {policy.address} (OpenAI-compatible)" if policy
-             else f"model {describe_model(engine.loaded)}")
+    if policy is None:
+        model = f"model {describe_model(engine.loaded)}"
+    elif a.backend:
+        model = f"backend {a.backend}: model {policy.model} at {policy.address}"
+    else:
+        model = f"remote model {policy.model} at {policy.address} (OpenAI-compatible)"
     print(f"tinygpt agent — {model}, tools {a.tools} ({len(toolset.names)}). /help for commands.", file=sys.stderr)
     if engine is not None:
         random_init_note(engine)
@@ -289,24 +300,37 @@ def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
 
 
 def remote_policy(p: argparse.ArgumentParser, a):
-    """The OpenAIPolicy that `--remote` asks for, or None; a bad combination of flags is argparse's error."""
-    if not a.remote:
+    """The guarded message policy that `--backend` or `--remote` asks for, or None (a local model). `--remote`
+    is an inline openai-compatible backend (no redaction: the server is the user's own); a bad combination of
+    flags or a backend that cannot be used is argparse's one-line error."""
+    from tinygpt.router.backends import Backend, BackendError, guarded, load_backends
+
+    backend = getattr(a, "backend", None)
+    if backend and a.remote:
+        p.error("--backend NAME and --remote URL: give one")
+    if not a.remote and not backend:
         if a.api_key_env or a.timeout is not None:
             p.error("--api-key-env and --timeout go with --remote URL")
         return None
-    if not a.model:
-        p.error("--remote needs --model NAME: the server's model (its GET /v1/models lists them)")
     if a.grammar_backend:
         p.error("--grammar-backend is for a local model; a remote server constrains its own output (or not)")
-    key = None
-    if a.api_key_env:
-        key = os.environ.get(a.api_key_env)
-        if not key:
-            p.error(f"--api-key-env {a.api_key_env}: that environment variable is not set (or empty); export the "
-                    "key in it, or leave --api-key-env out for a server without a key")
-    from tinygpt.runtime.remote_policy import OpenAIPolicy
-
+    if backend:
+        if a.model or a.api_key_env or a.timeout is not None:
+            p.error(f"--model, --api-key-env and --timeout go with --remote URL; backend {backend}'s are set in "
+                    "backends.toml")
+        try:
+            return load_backends().policy(backend)
+        except BackendError as exc:
+            p.error(str(exc))
+    if not a.model:
+        p.error("--remote needs --model NAME: the server's model (its GET /v1/models lists them)")
+    if a.api_key_env and not os.environ.get(a.api_key_env):
+        p.error(f"--api-key-env {a.api_key_env}: that environment variable is not set (or empty); export the key "
+                "in it, or leave --api-key-env out for a server without a key")
+    inline = Backend(name="remote", kind="openai-compatible", model=a.model, base_url=a.remote,
+                     api_key_env=a.api_key_env or "", timeout=120.0 if a.timeout is None else a.timeout,
+                     enabled=True, redact=False)
     try:
-        return OpenAIPolicy(a.remote, a.model, api_key=key, timeout=120.0 if a.timeout is None else a.timeout)
-    except ValueError as exc:
+        return guarded(inline, env=os.environ)
+    except BackendError as exc:
         p.error(str(exc))

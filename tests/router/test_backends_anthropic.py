@@ -64,7 +64,7 @@ def test_the_agent_runs_claudes_tool_calls_and_records_usage_and_cost(wire, back
     assert events[-1] == ev.TurnEnd("answer", 2)
 
     (path1, headers1, sent1), (path2, _, sent2) = server.requests
-    assert path1 == "/v1/messages" and headers1["Authorization"] == "Bearer sk-ant-test-key-000000000000"
+    assert path1 == "/v1/messages" and headers1["authorization"] == "Bearer sk-ant-test-key-000000000000"
     assert "must-not" not in json.dumps(headers1)
     assert sent1["system"] == "Be brief." and sent1["stream"] is True and sent1["model"] == "claude-sonnet-4-5"
     assert sent1["messages"] == [{"role": "user", "content": [{"type": "text", "text": "what is here?"}]}]

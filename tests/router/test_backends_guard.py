@@ -106,7 +106,7 @@ def test_timeouts_are_retried_then_without_a_fallback_the_turn_ends_with_one_lin
     events = list(guarded_agent(sleeps).run("hi"))
     assert len(server.requests) == 3 and len(sleeps) == 2
     (error,) = [e for e in events if isinstance(e, ev.Error)]
-    assert error.message == (f"backend claude: {server.url} did not answer within 0.4 s (timed out); raise the "
+    assert error.message == (f"{server.url} did not answer within 0.4 s (timed out); raise the "
                              "backend's timeout (3 attempts)")
     assert events[-1] == ev.TurnEnd("remote_error", 1)
 

@@ -1,7 +1,7 @@
 """A small real HTTP server on 127.0.0.1 that answers as scripted, in Anthropic's Messages wire format (SSE with
 `event:` lines) or OpenAI's chat.completions stream, for the backend tests. Each POST takes the next scripted
 answer: bytes to stream, ("status", code, body) for an error response, or "hang" for no answer at all (until
-the server stops). `requests` keeps (path, headers, JSON body) of every POST, so attempts can be counted.
+the server stops). `requests` keeps (path, headers with lower-case names, JSON body) of every POST, so attempts can be counted.
 The fixtures `wire` and `backends_file` are imported by the backend tests."""
 import json
 import threading
@@ -86,7 +86,7 @@ class WireServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append((self.path, dict(self.headers), body))
+                server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 answer = server.answers.pop(0)
                 if answer == "hang":
                     server.release.wait()
