@@ -20,7 +20,7 @@ import msgspec
 
 from tinygpt.runtime import tool_formats
 from tinygpt.runtime.grammar_schema import SchemaError, check_schema, validate
-from tinygpt.runtime.tool_formats.split import CallDone, Content, Fault, Splitter
+from tinygpt.runtime.tool_formats.split import CallDone, Content, Fault, splitter
 from tinygpt.traces.atraj import ToolCall, ToolSpec
 
 EMPTY_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": False}
@@ -85,8 +85,8 @@ def parse_tool_calls(output: Sequence[int] | str, tokenizer: Any, tools: Sequenc
         text, stopped = decode_output(output, tokenizer)
         stopped = stopped or finish_reason == "stop"
     specs = {s.name: s for s in (tools if tools and isinstance(tools[0], ToolSpec) else tool_specs(tools))}
-    splitter = Splitter(fmt)
-    pieces = splitter.feed(text) + splitter.finish(stopped)
+    reader = splitter(fmt)
+    pieces = reader.feed(text) + reader.finish(stopped)
     content = "".join(p.text for p in pieces if isinstance(p, Content))
     calls: list[ToolCall] = []
     errors = [p.message for p in pieces if isinstance(p, Fault) and p.message]
@@ -99,7 +99,7 @@ def parse_tool_calls(output: Sequence[int] | str, tokenizer: Any, tools: Sequenc
             errors.append(err)
         else:
             calls.append(call)
-    return ParsedOutput(content=content, calls=calls, truncated=splitter.truncated,
+    return ParsedOutput(content=content, calls=calls, truncated=reader.truncated,
                         error=errors[0] if errors else None)
 
 

@@ -19,12 +19,14 @@ FORMATS = {
     "llama3": "tinygpt.runtime.tool_formats.llama3",
     "mistral": "tinygpt.runtime.tool_formats.mistral",
     "json": "tinygpt.runtime.tool_formats.generic",
+    "pythonic": "tinygpt.runtime.tool_formats.pythonic",
 }
-DETECT_ORDER = ("hermes", "mistral", "llama3")  # the first whose `matches` accepts the template; else FALLBACK
+DETECT_ORDER = ("pythonic", "hermes", "mistral", "llama3")  # the first whose `matches` accepts the template; else FALLBACK
 FALLBACK = "json"
 AUTO = ("", "auto")  # names that mean "detect from the chat template"
 
-__all__ = ["FORMATS", "ToolFormat", "ToolFormatError", "all_formats", "check_name", "detect", "get", "resolve"]
+__all__ = ["FORMATS", "ToolFormat", "ToolFormatError", "all_formats", "check_name", "detect", "get", "own_syntax",
+           "resolve"]
 
 
 class ToolFormatError(ValueError):
@@ -48,6 +50,13 @@ def get(name: str) -> ToolFormat:
     if name in AUTO:
         raise ToolFormatError(f"{name!r} names no format by itself; use detect() or resolve() with a tokenizer")
     return _module(name).FORMAT
+
+
+def own_syntax(fmt: ToolFormat):
+    """The plugin module of `fmt` when it writes and reads its calls itself (its module exports `Splitter`,
+    `lark` and `regex`: a syntax the ToolFormat fields cannot say, e.g. pythonic's Python calls); else None."""
+    module = _module(fmt.name) if fmt.name in FORMATS else None
+    return module if module is not None and hasattr(module, "Splitter") else None
 
 
 def all_formats() -> list[ToolFormat]:

@@ -437,12 +437,21 @@ def _unescape(s: str) -> str:
         return s
 
 
+def splitter(fmt: ToolFormat):
+    """A fresh reader for `fmt`: this module's `Splitter`, or the format's own where its plugin writes and reads
+    its calls itself (tool_formats.own_syntax)."""
+    from tinygpt.runtime.tool_formats import own_syntax  # the registry imports the plugins, which import this
+
+    own = own_syntax(fmt)
+    return own.Splitter(fmt) if own is not None else Splitter(fmt)
+
+
 class CallStream:
     """The streamed view for a wire format: `Content`, `CallStart` and `CallArgs` only. A call that cannot be
     read is given back as content (the final parse in tool_calls.py decides for whole answers)."""
 
     def __init__(self, fmt: ToolFormat):
-        self.splitter = Splitter(fmt)
+        self.splitter = splitter(fmt)
 
     @property
     def calls(self) -> int:
