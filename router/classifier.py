@@ -64,27 +64,28 @@ def fit(x: Sparse, y: np.ndarray, classes: int, *, l2: float = 1e-4, steps: int 
         progress: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Weights (dim, C) and bias (C,) of the logistic regression of labels `y` (ints < classes) on `x`."""
     n = x.n
-    rows = np.repeat(np.arange(n), np.diff(x.indptr))
-    order = np.argsort(x.indices, kind="stable")  # non-zeros grouped by feature: X^T G is a segment sum
-    sorted_idx = x.indices[order]
-    features, starts = np.unique(sorted_idx, return_index=True)
-    onehot = np.zeros((n, classes))
+    order = np.argsort(x.indices, kind="stable")  # non-zeros grouped by feature (CSC): X^T G is a segment sum
+    by_feature_rows = np.repeat(np.arange(n), np.diff(x.indptr))[order]
+    by_feature_values = x.values[order][:, None]
+    features, starts = np.unique(x.indices[order], return_index=True)
+    row_values = x.values[:, None]
+    nonempty = np.flatnonzero(np.diff(x.indptr))
+    onehot = np.zeros((n, classes), dtype=np.float32)
     onehot[np.arange(n), y] = 1.0
-    w = np.zeros((len(features), classes))  # only features seen in training can get weight
-    b = np.zeros(classes)
+    w = np.zeros((len(features), classes), dtype=np.float32)  # only features seen in training can get weight
+    b = np.zeros(classes, dtype=np.float32)
     local = np.searchsorted(features, x.indices)
     moments = [np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)]
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     for step in range(1, steps + 1):
-        logits = np.zeros((n, classes))
+        logits = np.zeros((n, classes), dtype=np.float32)
         if len(local):
-            products = w[local] * x.values[:, None]
-            nonempty = np.flatnonzero(np.diff(x.indptr))
-            logits[nonempty] = np.add.reduceat(products, x.indptr[nonempty], axis=0)
+            logits[nonempty] = np.add.reduceat(w[local] * row_values, x.indptr[nonempty], axis=0)
         logits += b
         p = softmax(logits)
         g = (p - onehot) / n
-        gw = np.add.reduceat((g[rows] * x.values[:, None])[order], starts, axis=0) if len(starts) else w * 0
+        gw = (np.add.reduceat(g[by_feature_rows] * by_feature_values, starts, axis=0) if len(starts)
+              else np.zeros_like(w))
         gw += l2 * w
         gb = g.sum(axis=0)
         for param, grad, m, v in ((w, gw, moments[0], moments[1]), (b, gb, moments[2], moments[3])):
@@ -98,7 +99,7 @@ def fit(x: Sparse, y: np.ndarray, classes: int, *, l2: float = 1e-4, steps: int 
             progress(step, float(loss))
     full = np.zeros((x.dim, classes), dtype=np.float32)
     full[features] = w
-    return full, b.astype(np.float32)
+    return full, b
 
 
 def nll(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
