@@ -212,6 +212,13 @@ def _render_event(event, show_ids: bool, expand: bool):
         facts.append(f"mean logprob {sum(event.logprobs) / len(event.logprobs):.3f}")
     if not event.token_exact:
         facts.append("[red]not token-exact[/]")
+    if event.usage is not None:  # a remote backend's call: who answered, its tokens and cost (docs/backends.md)
+        used = event.usage
+        facts.append(escape(used.backend) + (f" {used.input_tokens} in / {used.output_tokens} out"
+                                             if used.input_tokens is not None else ""))
+        facts.append(f"${used.cost_usd:.6f}" if used.cost_usd is not None else "no price")
+        if used.attempts > 1:
+            facts.append(f"{used.attempts} attempts")
     title = "[green]assistant[/]" + (f" ({escape(event.model)})" if event.model else "")
     return Panel(body, title=title, subtitle=" · ".join(facts))
 

@@ -88,9 +88,11 @@ def test_the_agent_runs_claudes_tool_calls_and_records_usage_and_cost(wire, back
     assert recorded == [first, second] and episode.header.model_fingerprint.startswith("anthropic:")
     assert "sk-ant" not in trace.read_text()
     capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "160")  # the panels' facts fit on one line
     assert cli.main(["traces", "show", str(trace)]) == 0
     shown = capsys.readouterr().out
     assert "not token-exact" in shown and "There is a notes folder." in shown
+    assert "claude 25 in / 7 out" in shown and "$0.000180" in shown
 
 
 def test_openai_messages_map_to_anthropic_turns():
