@@ -155,3 +155,16 @@ enabled = true
         ("gpt", 40, 9), ("gpt", 50, 4)]
     assert calls[1].usage.cost_usd == pytest.approx((50 * 0.15 + 4 * 0.6) / 1e6)  # gpt-4o-mini's price
     assert "sk-test" not in path.read_text() + out + err
+
+
+def test_the_example_in_docs_backends_md_is_a_valid_file(backends_file):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "backends.md").read_text(encoding="utf-8")
+    backends_file(re.search(r"```toml\n(.*?)```", doc, re.S).group(1))
+    config = load_backends()
+    assert {n: b.enabled for n, b in config.backends.items()} == {"claude": True, "gpt": False, "cluster": True,
+                                                                  "workstation": True}
+    assert config.backends["claude"].fallback == "workstation" and config.prices["qwen3-32b"].input == 0.1
+    assert config.redactor("a@b.co ACME-12345") == "[redacted:email] [redacted:pattern1]"
