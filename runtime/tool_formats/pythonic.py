@@ -27,7 +27,8 @@ OPEN, CLOSE, SEP = "[", "]", ", "
 # what Llama 3.2's pythonic template (and BFCL's prompt) tell the model to write; detection looks for it
 TEMPLATE_MARK = "[func_name1(params_name1=params_value1"
 _HEAD = re.compile(r"\s*([A-Za-z_][\w.]*)\s*\(")
-_START = re.compile(r"\[\s*(?:[A-Za-z_]|\])")  # calls start the answer: "[" then a name (or "]": no calls)
+_START = re.compile(r"\[\s*(?:[A-Za-z_][\w.]*\s*\(|\])")  # calls open the answer: "[name(" (or "[]": none)
+_MAYBE = re.compile(r"\[\s*(?:[A-Za-z_][\w.]*\s*)?")  # what may still become that
 
 
 class CallError(ValueError):
@@ -195,12 +196,12 @@ class Splitter:
         body = self.buf.lstrip()
         if not body:
             return False
-        if body[0] != OPEN or (body[1:].strip() and not _START.match(body)):
-            self.state = "text"  # not a list of calls (which starts "[" then a name)
+        if _START.match(body):
+            self.raw, self.buf, self.state = self.buf[: len(self.buf) - len(body) + 1], body[1:], "calls"
             return True
-        if not _START.match(body):
-            return False  # "[" and only spaces so far
-        self.raw, self.buf, self.state = self.buf[: len(self.buf) - len(body) + 1], body[1:], "calls"
+        if _MAYBE.fullmatch(body):
+            return False  # "[", "[ name", ...: may still open the calls
+        self.state = "text"  # "[Note] ...", "[1, 2]", anything else: not a list of calls
         return True
 
     def _text(self, out: list[Piece]) -> bool:
@@ -294,14 +295,26 @@ class Splitter:
 
 
 def lark(spec: Any, vocab: Any) -> str:
-    """The llguidance Lark grammar of a tools spec (mode none / auto / required) in this format."""
+    """The llguidance Lark grammar of a tools spec (mode none / auto / required) in this format; GrammarError
+    for a tool or schema it cannot write."""
     from tinygpt.runtime.tool_formats import pythonic_grammar
 
-    return pythonic_grammar.lark(spec)
+    return _grammar(pythonic_grammar.lark, spec)
 
 
 def regex(spec: Any, spell: dict[str, str], budget: Any = None) -> str:
-    """The outlines-core regex of the whole output (before the EOS sentinel) for a tools spec."""
+    """The outlines-core regex of the whole output (before the EOS sentinel) for a tools spec; GrammarError for a
+    tool or schema it cannot write."""
     from tinygpt.runtime.tool_formats import pythonic_grammar
 
-    return pythonic_grammar.regex(spec, spell)
+    return _grammar(pythonic_grammar.regex, spec, spell)
+
+
+def _grammar(build, *args) -> str:
+    from tinygpt.runtime.grammar import GrammarError  # loads MLX: only where a grammar is compiled anyway
+    from tinygpt.runtime.tool_formats.pythonic_grammar import PythonicGrammarError
+
+    try:
+        return build(*args)
+    except PythonicGrammarError as exc:
+        raise GrammarError(str(exc)) from None
