@@ -1,5 +1,6 @@
 """`tinygpt route`: where would a request go, and why; `route train` fits a router; `route ls` shows the registry
-the router routes over; `route describe` records what a specialist is for (its domain and tools).
+the router routes over; `route describe` records what a specialist is for (its domain and tools); `route data`
+writes the project's labelled request set (evals/router_data.py).
 
 The router is a calibrated classifier over domains (docs/router.md): a request goes to a shipped specialist of
 its domain when the calibrated confidence reaches the threshold, else to the local generalist (or an enabled
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from tinygpt.flags import float_in, int_in
 
-SUBCOMMANDS = ("train", "ls", "describe")
+SUBCOMMANDS = ("train", "ls", "describe", "data")
 
 EPILOG = """examples:
   tinygpt route "move report.txt into the archive folder" --tools ls,cd,mv
@@ -22,6 +23,7 @@ EPILOG = """examples:
   tinygpt route train --data labelled.jsonl --traces runs/evals --out ~/.cache/tinygpt/router
   tinygpt route ls
   tinygpt route describe files-spec --domain fileops --tools ls,cd,mv,cp
+  tinygpt route data --out labelled.jsonl --split train   (the project's labelled set, from the suites' tasks)
   tinygpt route -- train                                  (route the text "train")
 
 the decision (docs/router.md):
@@ -93,7 +95,7 @@ def _settings(base, a):
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] in SUBCOMMANDS:
-        return {"train": train_main, "ls": ls_main, "describe": describe_main}[argv[0]](argv[1:])
+        return {"train": train_main, "ls": ls_main, "describe": describe_main, "data": data_main}[argv[0]](argv[1:])
     a = build_parser().parse_args(argv)
     from tinygpt.router.errors import RouterError
     from tinygpt.router.features import request_from
@@ -246,4 +248,24 @@ def describe_main(argv: list[str]) -> int:
     tools = None if a.tools is None else [t.strip() for t in a.tools.split(",") if t.strip()]
     e = ModelStore().describe(a.name, domain=a.domain, tools=tools)
     print(f"{e.name}: domain {e.domain or '-'}, tools {', '.join(e.tools) or '-'}, status {e.status}")
+    return 0
+
+
+def data_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="tinygpt route data", description="write the labelled request set built from "
+                                "the suites' tasks (fileops; BFCL's trading, vehicle and travel tasks)")
+    p.add_argument("--out", required=True, help="the JSONL file to write (a new file)")
+    p.add_argument("--split", choices=("train", "heldout"), default=None, help="only this split (default: both)")
+    a = p.parse_args(argv)
+    from collections import Counter
+
+    from tinygpt.evals.router_data import labelled_rows
+
+    rows = labelled_rows(a.split)
+    with open(Path(a.out).expanduser(), "x", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    counts = Counter(r["domain"] for r in rows)
+    print(f"wrote {len(rows)} labelled requests to {a.out}: "
+          + ", ".join(f"{d} {n}" for d, n in sorted(counts.items())))
     return 0
