@@ -4,7 +4,7 @@ The file is $TINYGPT_BACKENDS or ~/.config/tinygpt/backends.toml (docs/backends.
 `[backends.NAME]` table is one backend: `kind` openai-compatible | openai | anthropic, `model`, `base_url`
 (openai and anthropic default to the providers' own), `api_key_env` (the NAME of the environment variable with
 the key; required for openai and anthropic), `timeout`, `retries`, `backoff_s`, `max_backoff_s`, `enabled`,
-`fallback` (another backend's name) and `redact`. `[prices]` overrides the shipped price table, `[redact]`
+`fallback` (another backend's name, or "local": the model loaded here) and `redact`. `[prices]` overrides the shipped price table, `[redact]`
 configures the built-in redactor. **Off by default**: a backend is used only when it is configured and
 `enabled = true`; no file means no backends. Every problem is a `BackendError` with one line.
 Not here: the wire (anthropic_policy.py, runtime/remote_policy.py), retries and fallback (guard.py).
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from tinygpt.router.guard import Backoff, GuardedPolicy
+from tinygpt.router.local_policy import LOCAL
 from tinygpt.router.prices import Price, parse_prices, shipped_prices
 from tinygpt.router.redact import DEFAULT_RULES, RegexRedactor, Redactor
 
@@ -72,13 +73,20 @@ class Backends:
                                f"enabled = true in [backends.{name}] of {self.path}")
         return backend
 
-    def policy(self, name: str, *, env=None, sleep=None, rng=None, _seen: tuple[str, ...] = ()) -> GuardedPolicy:
-        """The guarded message policy of the enabled backend `name` (its fallback built the same way)."""
+    def policy(self, name: str, *, env=None, local=None, sleep=None, rng=None,
+               _seen: tuple[str, ...] = ()) -> GuardedPolicy:
+        """The guarded message policy of the enabled backend `name`, its fallback built the same way; `local`
+        makes the local model's policy (LocalMessagePolicy) for a backend whose fallback is "local"."""
         backend = self.get(name)
         if name in _seen:
             raise BackendError(f"backend fallbacks loop: {' -> '.join(_seen + (name,))}")
-        fallback = (self.policy(backend.fallback, env=env, sleep=sleep, rng=rng, _seen=_seen + (name,))
-                    if backend.fallback else None)
+        if backend.fallback == LOCAL:
+            if local is None:
+                raise BackendError(f"backend {name!r} falls back to the local model, and none can be loaded here")
+            fallback = local()
+        else:
+            fallback = (self.policy(backend.fallback, env=env, local=local, sleep=sleep, rng=rng,
+                                    _seen=_seen + (name,)) if backend.fallback else None)
         return guarded(backend, env=os.environ if env is None else env, prices=self.prices,
                        redactor=self.redactor if backend.redact else None, fallback=fallback, sleep=sleep, rng=rng)
 
@@ -114,9 +122,9 @@ def parse_backends(data: dict, path: Path) -> Backends:
         raise BackendError(f"{path}: each backend is a table [backends.NAME]")
     out = Backends(path=path, backends={name: _backend(name, keys, path) for name, keys in table.items()})
     for backend in out.backends.values():
-        if backend.fallback and backend.fallback not in out.backends:
+        if backend.fallback and backend.fallback not in out.backends and backend.fallback != LOCAL:
             raise BackendError(f"{path}: [backends.{backend.name}] fallback {backend.fallback!r} is not a "
-                               "configured backend")
+                               "configured backend (nor \"local\", the model loaded here)")
     try:
         out.prices.update(parse_prices(data.get("prices", {}), f"{path} [prices]"))
         out.redactor = _redactor(data.get("redact", {}), path)
@@ -127,8 +135,9 @@ def parse_backends(data: dict, path: Path) -> Backends:
 
 def _backend(name: str, keys: dict, path: Path) -> Backend:
     where = f"{path}: [backends.{name}]"
-    if not _NAME.fullmatch(name):
-        raise BackendError(f"{where}: a backend name is letters, digits, '_', '.', '-'")
+    if not _NAME.fullmatch(name) or name == LOCAL:
+        raise BackendError(f"{where}: a backend name is letters, digits, '_', '.', '-' (and not {LOCAL!r}: a "
+                           "fallback of that name is the model loaded here)")
     types = {f.name: type(f.default) for f in fields(Backend) if f.name != "name"}
     types.update(kind=str, model=str)
     unknown = sorted(set(keys) - set(types))

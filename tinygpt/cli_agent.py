@@ -165,7 +165,7 @@ def main(argv: list[str]) -> int:
     if problem:
         sys.stderr.write(f"tinygpt agent: error: {problem}\n")
         return 2
-    policy = remote_policy(p, a)
+    policy = remote_policy(p, a, local=lambda: local_policy(cfg, a))
     toolset = load_toolset(a.tools)
     engine = None if policy else load_engine(cfg)
     try:
@@ -185,6 +185,14 @@ def main(argv: list[str]) -> int:
     if engine is not None:
         random_init_note(engine)
     return repl(engine, agent, trajectory_dir=cfg.trajectory_dir)
+
+
+def local_policy(cfg, a):
+    """The model --model (or the config) names, loaded here, as a message policy: a backend's "local" fallback."""
+    from tinygpt.router.local_policy import LocalMessagePolicy
+
+    return LocalMessagePolicy(load_engine(cfg), grammar_backend=cfg.grammar_backend,
+                              tool_format=cfg.tool_format or None)
 
 
 class Recording:
@@ -299,10 +307,11 @@ def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
     return code
 
 
-def remote_policy(p: argparse.ArgumentParser, a):
+def remote_policy(p: argparse.ArgumentParser, a, local=None):
     """The guarded message policy that `--backend` or `--remote` asks for, or None (a local model). `--remote`
-    is an inline openai-compatible backend (no redaction: the server is the user's own); a bad combination of
-    flags or a backend that cannot be used is argparse's one-line error."""
+    is an inline openai-compatible backend (no redaction: the server is the user's own); `local()` makes the
+    local model's policy for a backend whose fallback is "local". A bad combination of flags or a backend that
+    cannot be used is argparse's one-line error."""
     from tinygpt.router.backends import Backend, BackendError, guarded, load_backends
 
     backend = getattr(a, "backend", None)
@@ -315,11 +324,11 @@ def remote_policy(p: argparse.ArgumentParser, a):
     if a.grammar_backend:
         p.error("--grammar-backend is for a local model; a remote server constrains its own output (or not)")
     if backend:
-        if a.model or a.api_key_env or a.timeout is not None:
-            p.error(f"--model, --api-key-env and --timeout go with --remote URL; backend {backend}'s are set in "
+        if a.api_key_env or a.timeout is not None:
+            p.error(f"--api-key-env and --timeout go with --remote URL; backend {backend}'s are set in "
                     "backends.toml")
         try:
-            return load_backends().policy(backend)
+            return load_backends().policy(backend, local=local)
         except BackendError as exc:
             p.error(str(exc))
     if not a.model:

@@ -58,6 +58,7 @@ def test_no_file_means_no_backends_and_a_backend_is_disabled_unless_enabled(tmp_
     ("[backends.x]\nkind = 'openai-compatible'\nmodel = 'm'\nbase_url = 'http://h'\nfallback = 'y'",
      "fallback 'y' is not a configured backend"),
     ("[prices]\nm = { input = 1 }", "the price of 'm' must be"),
+    ("[backends.local]\nkind = 'openai-compatible'\nmodel = 'm'\nbase_url = 'http://h'", "and not 'local'"),
     ("[redact]\nrules = ['phone']", "unknown redaction rules ['phone']"),
     ("[redact]\npatterns = ['(']", "is not a valid regular expression"),
 ])
@@ -89,7 +90,8 @@ def test_unknown_backend_missing_key_and_fallback_loops_are_one_line(backends_fi
     (["--backend", "nope"], "no backend named 'nope'"),
     (["--backend", "claude"], "backend 'claude' is disabled"),
     (["--backend", "cluster", "--remote", "http://127.0.0.1:9/v1"], "--backend NAME and --remote URL: give one"),
-    (["--backend", "cluster", "--model", "m"], "--model, --api-key-env and --timeout go with --remote URL"),
+    (["--backend", "cluster", "--timeout", "5"], "--api-key-env and --timeout go with --remote URL"),
+    (["--backend", "cluster", "--grammar-backend", "outlines"], "--grammar-backend is for a local model"),
 ])
 def test_agent_backend_errors_are_one_line_and_exit_2(backends_file, capsys, argv, says):
     backends_file(GOOD)

@@ -34,12 +34,12 @@ retries = {retries}
 timeout = {timeout}
 backoff_s = 0.25
 max_backoff_s = 1.0
-{"fallback = 'local'" if local_url else ""}
+{"fallback = 'workstation'" if local_url else ""}
 {"".join(f"{k} = {json.dumps(v)}" + chr(10) for k, v in extra.items())}
 """
     if local_url:
         text += f"""
-[backends.local]
+[backends.workstation]
 kind = "openai-compatible"
 model = "qwen3-local"
 base_url = "{local_url}/v1"
@@ -89,7 +89,7 @@ def test_a_4xx_is_not_retried_and_the_fallback_answers_with_a_note_that_is_recor
     assert note.startswith(f"backend claude failed: {claude.url} answered 400: bad tools (1 attempt); answered by "
                            "the fallback qwen3-local")
     assert [e.message for e in events if isinstance(e, ev.Error)] == [note]
-    assert (call.usage.backend, call.usage.attempts, call.usage.input_tokens) == ("local", 2, 40)
+    assert (call.usage.backend, call.usage.attempts, call.usage.input_tokens) == ("workstation", 2, 40)
     assert call.usage.cost_usd is None  # no price for the local model
     (recorded,) = [e for e in read_episode(list_traces(tmp_path)[0]).events if isinstance(e, ModelCall)]
     assert recorded.usage == call.usage
@@ -168,3 +168,27 @@ def test_a_backend_with_redact_false_sends_text_as_it_is(wire, backends_file, ke
     backends_file(config(server.url, redact=False))
     list(guarded_agent([]).run("to alice@example.org"))
     assert server.requests[0][2]["messages"][0]["content"][0]["text"] == "to alice@example.org"
+
+
+def test_a_failing_backend_falls_back_to_the_model_loaded_here(wire, backends_file, key, tiny_model_dir, capsys,
+                                                               monkeypatch, tmp_path):
+    """fallback = "local": `tinygpt agent --backend claude --model DIR` answers with DIR's model when Claude
+    cannot; its call runs the tools like any other, and the note is shown and recorded."""
+    import io
+
+    from tinygpt import cli
+
+    server = wire(SERVER_ERROR, SERVER_ERROR)
+    backends_file(config(server.url, retries=1).replace("backoff_s = 0.25", "backoff_s = 0.0") +
+                  'fallback = "local"\n')
+    monkeypatch.setattr("sys.stdin", io.StringIO("list the files\n"))
+    argv = ["agent", "--backend", "claude", "--model", str(tiny_model_dir), "--tool-choice", "ls", "--max-steps",
+            "1", "--max-tokens", "40", "--trajectory-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert len(server.requests) == 2 and "→ ls(" in out and "[max_steps, 1 step]" in out
+    assert f"! backend claude failed: {server.url} answered 500: Internal error (2 attempts); answered by the " \
+           "fallback " in out
+    (call,) = [e for e in read_episode(list_traces(tmp_path)[0]).events if isinstance(e, ModelCall)]
+    assert (call.usage.backend, call.usage.attempts, call.usage.cost_usd) == ("local", 3, 0.0)
+    assert call.tool_calls[0].name == "ls" and call.token_exact is False and call.usage.note.startswith("backend")
