@@ -12,7 +12,13 @@ miss_func: the held-out functions are withheld until their turn, which has no us
 harness sends BFCL's message for it with the functions' docs in it (its prompting-format text, since a local
 model's token-exact conversation cannot re-render the tool list at its start) and offers them from then on.
 Gold steps per turn: all of BFCL's ground-truth calls in one reply (positional arguments named from the backend
-method's signature), then a short answer. It does not run the agent (runner.py) or load models.
+method's signature), then a short answer.
+Modes (MODES): `native` (BFCL's FC handlers: the tools go to the chat template as OpenAI-style tools, calls in the
+model's own format) or `prompting` (BFCL's prompting handlers: no tools in the template; BFCL's own system prompt,
+`formulate_system_prompt` with its default format, lists the function docs as JSON and asks for a Python list of
+calls, which the pythonic tool format constrains and reads). One harness: the mode picks only the system
+prompt, the tool format and whether the template gets the tools. It does not run the agent (runner.py) or load
+models.
 """
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ NAME = "bfcl-multi-turn"
 SPLITS = ("test",)
 DEFAULT_SPLIT = "test"
 SYSTEM = None  # BFCL's function-calling mode sends no system prompt: the tools are the tool list
+MODES = ("native", "prompting")
+PROMPTING_FORMAT = "pythonic"  # BFCL's prompting format: [func(a=1, b="x"), ...] (runtime/tool_formats/pythonic.py)
 CATEGORIES = ("base", "miss_func", "miss_param", "long_context")
 GOLD_ANSWER = "Done."
 
@@ -73,9 +81,14 @@ def tasks(split: str) -> list[Task]:
     return list(_load()) if split in SPLITS else []
 
 
-def start(task: Task) -> Episode:
-    """A fresh world for the task under a unique name, and BFCL's checker of each turn on the calls that ran."""
+def start(task: Task, mode: str = "native") -> Episode:
+    """A fresh world for the task under a unique name, and BFCL's checker of each turn on the calls that ran;
+    `mode` prompting presents the tools as BFCL's prompting handlers do (the module docstring)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
     data: BfclData = task.data
+    prompting = mode == "prompting"
+    system = system_prompt(data.entry["function"]) if prompting else None
     world = BfclWorld(data.entry, long_context=data.long_context)
     forced: list[int] = []
 
@@ -89,7 +102,15 @@ def start(task: Task) -> Episode:
         world.next_turn()
         return verdict
 
-    return Episode(toolset=world.toolset(data.all_docs()), check=check, offered=data.offered, close=world.close)
+    return Episode(toolset=world.toolset(data.all_docs()), check=check, offered=data.offered, close=world.close,
+                   system=system, tool_format=PROMPTING_FORMAT if prompting else "", template_tools=not prompting)
+
+
+def system_prompt(function_docs: list[dict]) -> str:
+    """BFCL's system prompt for prompting models (its default format: Python calls, docs as JSON, plain text)."""
+    from bfcl_eval.constants.default_prompts import DEFAULT_SYSTEM_PROMPT_FORMAT
+
+    return bfcl_wheel.handler_functions()["formulate_system_prompt"](DEFAULT_SYSTEM_PROMPT_FORMAT, function_docs)
 
 
 def judge(data: BfclData, calls: list[list[str]], name: str) -> Check:

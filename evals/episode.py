@@ -40,12 +40,13 @@ def summarize(events: list) -> TurnSummary:
         output_tokens=sum(len(m.output_token_ids or ()) for m in model_calls), end=end)
 
 
-def reply_text(step: Step, tokenizer) -> str:
-    """The assistant text of a gold step: its calls as the model family writes them (the tool-call format of
-    `tokenizer`'s chat template, which the agent's grammar and parser use too), or the answer itself."""
+def reply_text(step: Step, tokenizer, tool_format: str = "") -> str:
+    """The assistant text of a gold step: its calls as the model family writes them (`tool_format`, else the
+    tool-call format of `tokenizer`'s chat template: what the agent's grammar and parser use too), or the answer
+    itself."""
     if isinstance(step, str):
         return step
-    fmt = tool_formats.resolve(None, tokenizer)
+    fmt = tool_formats.resolve(tool_format or None, tokenizer)
     return fmt.render([(c.name, c.arguments, fmt.new_id() if fmt.id_key else None) for c in step])
 
 

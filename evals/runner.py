@@ -23,7 +23,7 @@ from typing import Callable, Generator, Iterator
 
 from tinygpt.evals.episode import reply_text, summarize, verdict_of
 from tinygpt.evals.results import ResultRow, ResultWriter, RunManifest, new_run_id
-from tinygpt.evals.suite import Check, Task, drop_last_call
+from tinygpt.evals.suite import Check, Task, drop_last_call, start_episode
 
 POLICIES = ("model", "gold", "drop-last")
 
@@ -40,6 +40,7 @@ class RunSettings:
     top_p: float = 1.0
     grammar_backend: str = "llguidance"
     in_flight: int = 1  # episodes played at once
+    mode: str = ""  # how the suite presents its tools (its MODES; "": its default)
 
     def resolved_temperature(self) -> float:
         if self.temperature is not None:
@@ -47,14 +48,15 @@ class RunSettings:
         return 0.0 if self.passes == 1 else 0.7
 
 
-def scripted_replies(task: Task, policy: str, tokenizer) -> list[str] | None:
-    """The assistant replies a scripted policy plays for `task` (all turns in order); None for the model."""
+def scripted_replies(task: Task, policy: str, tokenizer, tool_format: str = "") -> list[str] | None:
+    """The assistant replies a scripted policy plays for `task` (all turns in order), calls written in
+    `tool_format` ("": the model's own); None for the model."""
     if policy == "model":
         return None
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; policies: {', '.join(POLICIES)}")
     turns = task.gold if policy == "gold" else tuple(drop_last_call(t) for t in task.gold)
-    return [reply_text(step, tokenizer) for turn in turns for step in turn]
+    return [reply_text(step, tokenizer, tool_format) for turn in turns for step in turn]
 
 
 def episode_seed(seed: int, task_id: str, pass_index: int) -> int:
@@ -82,14 +84,17 @@ def episode_steps(engine, suite: ModuleType, task: Task, pass_index: int, settin
     from tinygpt.runtime.sampling import SamplingParams
 
     seed = episode_seed(settings.seed, task.id, pass_index)
-    episode = suite.start(task)
+    episode = start_episode(suite, task, settings.mode)
     try:
-        replies = scripted_replies(task, settings.policy, engine.tokenizer) if engine is not None else None
+        replies = (scripted_replies(task, settings.policy, engine.tokenizer, episode.tool_format)
+                   if engine is not None else None)
         sampling = SamplingParams(temperature=settings.resolved_temperature(), top_p=settings.top_p,
                                   max_tokens=settings.max_tokens, seed=seed)
-        agent = Agent(engine, episode.toolset, AgentConfig(max_steps=task.max_steps, system=suite.SYSTEM,
-                                                           grammar_backend=settings.grammar_backend,
-                                                           sampling=sampling),
+        system = episode.system if episode.system is not None else suite.SYSTEM
+        config = AgentConfig(max_steps=task.max_steps, system=system, grammar_backend=settings.grammar_backend,
+                             tool_format=episode.tool_format, template_tools=episode.template_tools,
+                             sampling=sampling)
+        agent = Agent(engine, episode.toolset, config,
                       policy=ScriptedPolicy(engine, replies) if replies is not None else remote)
         labels = {"suite": suite.NAME, "category": task.category, "pass": str(pass_index),
                   "policy": settings.policy, "run": run_id}

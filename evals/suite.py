@@ -4,7 +4,8 @@ A suite module exports
   NAME: str, SPLITS: tuple[str, ...], SYSTEM: str | None (the system message its episodes start with),
   tasks(split) -> list[Task]       every task of a split, in a fixed order,
   start(task) -> Episode           a fresh world for one episode: its toolset and its per-turn checker,
-and may export DEFAULT_SPLIT (the split `tinygpt eval` runs when none is named).
+and may export DEFAULT_SPLIT (the split `tinygpt eval` runs when none is named) and MODES (how it can present
+its tools, the first the default; `start(task, mode)` then takes one: bfcl-multi-turn's native | prompting).
 A `Task` holds its user turns and, per turn, the gold steps that solve it (a step is the calls of one model
 reply, or the final answer text). The runner (runner.py) plays the turns through the agent loop; the checker
 judges each turn from the world's state and a `TurnSummary` (episode.py). A task passes when every turn passes.
@@ -62,12 +63,17 @@ class Check(NamedTuple):
 class Episode:
     """One episode's world: the toolset the agent acts through and the checker of each turn (by index).
     Optional: `offered(turn)`, the names of the tools offered from that turn on (None: all of the toolset's);
-    `close()`, called once the episode ends, whatever happened."""
+    `close()`, called once the episode ends, whatever happened; how the tools are presented: `system` (the
+    system message, in place of the suite's SYSTEM), `tool_format` (the call syntax; "": the model's own) and
+    `template_tools` (False: the chat template is not given the tools, the system message lists them)."""
 
     toolset: Any
     check: Callable[[int, Any], Check]
     offered: Callable[[int], list[str] | None] | None = None
     close: Callable[[], None] | None = None
+    system: str | None = None
+    tool_format: str = ""
+    template_tools: bool = True
 
 
 def load_suite(name: str) -> ModuleType:
@@ -75,6 +81,15 @@ def load_suite(name: str) -> ModuleType:
     if name not in SUITES:
         raise EvalError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}")
     return importlib.import_module(SUITES[name])
+
+
+def start_episode(suite: ModuleType, task: Task, mode: str = "") -> Episode:
+    """`suite.start(task)`, in `mode` where the suite has modes ("": its default); EvalError for a mode it lacks."""
+    modes = getattr(suite, "MODES", ())
+    if mode and mode not in modes:
+        known = f"modes: {', '.join(modes)}" if modes else "it has no modes"
+        raise EvalError(f"suite {suite.NAME} has no mode {mode!r}; {known}")
+    return suite.start(task, mode or modes[0]) if modes else suite.start(task)
 
 
 def select_tasks(suite: ModuleType, split: str, *, categories: list[str] | None = None,

@@ -41,6 +41,7 @@ class AgentConfig:
     system: str | None = None
     grammar_backend: str = "llguidance"
     tool_format: str = ""  # a tool-format name; "": the one the model's chat template writes
+    template_tools: bool = True  # False: the chat template is not given the tools (the system prompt lists them)
     sampling: SamplingParams = SamplingParams(max_tokens=256)
 
 
@@ -87,15 +88,18 @@ class Agent:
         self.tools = [t for t in self.toolset.schemas() if t["function"]["name"] in names]
         self.grammar = self._compile()
         if not self.transcript.messages and not self.remote:
-            self.transcript.tools = self.tools
+            self.transcript.tools = self._template_tools()
 
     def reset(self) -> None:
         """Forget the conversation (transcript and KV)."""
         if self.remote:  # messages only: no ids, no KV session
             self.transcript, self.session = MessageTranscript(), None
             return
-        self.transcript = Transcript(engine=self.engine, tools=self.tools)
+        self.transcript = Transcript(engine=self.engine, tools=self._template_tools())
         self.session = self.engine.new_session()
+
+    def _template_tools(self) -> list[dict] | None:
+        return self.tools if self.config.template_tools else None
 
     def run(self, user: str) -> Iterator[ev.AgentEvent]:
         """Handle one user message: yield every event until the turn ends."""

@@ -27,6 +27,7 @@ EPILOG = """examples:
   tinygpt eval --suite fileops --policy gold --limit 20      check the harness: replaying gold scores 100%
   tinygpt eval --suite fileops --split heldout --list        the tasks of a split, without running them
   tinygpt eval --suite bfcl-multi-turn --category base --model qwen3-0.6b --in-flight 8
+  tinygpt eval --suite bfcl-multi-turn --mode prompting --model qwen3-0.6b     BFCL's prompting format
   tinygpt eval --suite bfcl-multi-turn --remote https://api.example.com/v1 --model some-model --api-key-env KEY
 
 suites and splits:
@@ -34,6 +35,8 @@ suites and splits:
             (docs/evals.md). Use train for training data, validation to compare models, and heldout once, last.
   bfcl-multi-turn   test: BFCL v4 multi-turn, categories base, miss_func, miss_param, long_context (200 each),
             BFCL's own data, backends and checker from the bfcl-eval wheel (fetched once into the cache).
+            --mode native (default): tools through the chat template, calls in the model's own format;
+            --mode prompting: BFCL's prompting system prompt, calls as a Python list (docs/bfcl.md).
 
 policies:
   model      the model answers (the default; the only policy whose results say anything about the model)
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run seed; each episode's seed derives from it, the task and the pass (default 0)")
     p.add_argument("--grammar-backend", default=None, choices=["llguidance", "outlines"],
                    help="constrained-decoding backend (default: config, else llguidance)")
+    p.add_argument("--mode", default="",
+                   help="how the suite presents its tools, if it has modes (bfcl-multi-turn: native | prompting)")
     p.add_argument("--in-flight", type=int_in(1, 256), default=1,
                    help="episodes played at once; a local model's calls are batched in its scheduler (default 1)")
     p.add_argument("--list", action="store_true", help="list the chosen tasks and exit")
@@ -83,9 +88,17 @@ def main(argv: list[str]) -> int:
 
     suite = load_suite(a.suite)
     a.split = a.split or getattr(suite, "DEFAULT_SPLIT", "validation")
+    modes = getattr(suite, "MODES", ())
+    if a.mode and a.mode not in modes:
+        p.error(f"--mode {a.mode!r}: suite {suite.NAME} " + (f"has modes {', '.join(modes)}" if modes else
+                                                            "has no modes"))
+    a.mode = a.mode or (modes[0] if modes else "")
     remote = remote_policy(p, a)
     if remote is not None and a.policy != "model":
         p.error("--policy gold / drop-last replay scripts through a local engine; leave --remote out for them")
+    if remote is not None and a.mode == "prompting":
+        p.error("--mode prompting reads calls out of the model's text in the pythonic format; a remote model's calls "
+                "come back as structured tool calls: run it in --mode native")
     tasks = select_tasks(suite, a.split, categories=a.category, ids=a.task, limit=a.limit)
     if a.list:
         for t in tasks:
@@ -100,7 +113,8 @@ def main(argv: list[str]) -> int:
     engine = load_engine(cfg, solo_processors=a.in_flight == 1) if remote is None else None
     model = a.model or cfg.model or "default"
     who = f"{engine.loaded.fingerprint}" if engine is not None else f"remote, {remote.address}"
-    console.print(f"eval {suite.NAME}/{a.split}: model {model} ({who}), policy {a.policy}, "
+    mode = f", mode {a.mode}" if a.mode else ""
+    console.print(f"eval {suite.NAME}/{a.split}{mode}: model {model} ({who}), policy {a.policy}, "
                   f"{len(tasks)} tasks x {a.passes} passes, {a.in_flight} in flight, "
                   f"temperature {settings.resolved_temperature()}, top-p {a.top_p}, max {a.max_tokens} tokens/step, "
                   f"seed {a.seed}, grammar {settings.grammar_backend if engine is not None else 'none (remote)'}"
