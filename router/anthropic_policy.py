@@ -1,15 +1,15 @@
 """`AnthropicPolicy`: a message-level policy (runtime/message_policy.py) served by Anthropic's Messages API.
 
-It calls `messages.create(stream=True)` through the official `anthropic` SDK. The agent's OpenAI-format
-conversation is mapped to Anthropic's: system messages become the `system` prompt, an assistant's `tool_calls`
-become `tool_use` blocks, tool messages become `tool_result` blocks in a user turn (consecutive ones merged),
-and `tool_choice` auto / none / required / a named function becomes auto / none / any / tool
-(`disable_parallel_tool_use` when parallel calls are off). The stream's text deltas are yielded as they come;
-each `tool_use` block's `input_json_delta` fragments are joined into a `WrittenCall`; the stop reason maps to
-the agent's finish reasons; max_tokens and stop strings are sent, never temperature / top_p / top_k (the
-API refuses them since version 2026-10-21). The API key is passed in: the SDK's own environment lookup is never used. Every
-failure becomes a one-line `RemoteError` (retryable for a timeout, no connection, 429, 5xx, an overload).
-Not here: retries, fallback, prices, redaction (backends.py), checking the calls or running tools (the agent).
+It calls `messages.create(stream=True)` through the official `anthropic` SDK. The agent's OpenAI-format conversation
+is mapped to Anthropic's: system messages become the `system` prompt, an assistant's `tool_calls` become `tool_use`
+blocks, tool messages become `tool_result` blocks in a user turn (consecutive ones merged), and `tool_choice` auto /
+none / required / a named function becomes auto / none / any / tool (`disable_parallel_tool_use` when parallel calls
+are off). The stream's text deltas are yielded as they come; each `tool_use` block's `input_json_delta` fragments
+are joined into a `WrittenCall`; the stop reason maps to the agent's finish reasons; max_tokens and stop strings are
+sent, never temperature / top_p / top_k (the API refuses them since version 2026-10-21). The API key is passed in:
+the SDK's own environment lookup is never used. Every failure becomes a one-line `RemoteError` (retryable for a
+timeout, no connection, 429, 5xx, an overload). Not here: retries, fallback, prices, redaction (guard.py),
+checking the calls or running tools (the agent).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from tinygpt.runtime.message_policy import AssistantReply, RemoteError, Reply, WrittenCall
-from tinygpt.runtime.remote_policy import server_address
+from tinygpt.runtime.remote_policy import remote_fingerprint, server_address
 from tinygpt.runtime.sampling import SamplingParams
 from tinygpt.traces.atraj import Usage
 
@@ -46,7 +46,7 @@ class AnthropicPolicy:
             raise ValueError(f"timeout must be a number of seconds > 0, got {timeout}")
         self.model, self.timeout = model, timeout
         self.address = server_address(base_url)
-        self.fingerprint = f"anthropic:{self.address}#{model}"
+        self.fingerprint = remote_fingerprint(base_url, model)  # as every remote model: where it ran, by name
         # an explicit api_key keeps the SDK from reading credentials of the environment or of a profile on disk
         self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout,
                                            max_retries=max_retries, open_telemetry=False)

@@ -1,13 +1,13 @@
 """Named remote and cloud backends from backends.toml, and the guarded policy each one builds.
 
 The file is $TINYGPT_BACKENDS or ~/.config/tinygpt/backends.toml (docs/backends.md has a full example). Each
-`[backends.NAME]` table is one backend: `kind` openai-compatible | openai | anthropic, `model`, `base_url`
-(openai and anthropic default to the providers' own), `api_key_env` (the NAME of the environment variable with
-the key; required for openai and anthropic), `timeout`, `retries`, `backoff_s`, `max_backoff_s`, `enabled`,
-`fallback` (another backend's name, or "local": the model loaded here) and `redact`. `[prices]` overrides the shipped price table, `[redact]`
-configures the built-in redactor. **Off by default**: a backend is used only when it is configured and
-`enabled = true`; no file means no backends. Every problem is a `BackendError` with one line.
-Not here: the wire (anthropic_policy.py, runtime/remote_policy.py), retries and fallback (guard.py).
+`[backends.NAME]` table is one backend: `kind` openai-compatible | openai | anthropic, `model`, `base_url` (openai
+and anthropic default to the providers' own), `api_key_env` (the NAME of the environment variable with the key;
+required for openai and anthropic), `timeout`, `retries`, `backoff_s`, `max_backoff_s`, `enabled`, `fallback`
+(another backend's name, or "local": the model loaded here) and `redact`. `[prices]` overrides the shipped price
+table, `[redact]` configures the built-in redactor. **Off by default**: a backend is used only when it is configured
+and `enabled = true`; no file means no backends. Every problem is a `BackendError` with one line. Not here: the wire
+(anthropic_policy.py, runtime/remote_policy.py), retries and fallback (guard.py).
 """
 from __future__ import annotations
 

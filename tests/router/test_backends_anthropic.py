@@ -85,7 +85,7 @@ def test_the_agent_runs_claudes_tool_calls_and_records_usage_and_cost(wire, back
     assert [type(e).__name__ for e in episode.events] == ["Message", "Message", "ModelCall", "ToolResult",
                                                           "ToolResult", "ModelCall"]
     recorded = [e for e in episode.events if isinstance(e, ModelCall)]
-    assert recorded == [first, second] and episode.header.model_fingerprint.startswith("anthropic:")
+    assert recorded == [first, second] and episode.header.model_fingerprint == f"remote:{server.url}#claude-sonnet-4-5"
     assert "sk-ant" not in trace.read_text()
     capsys.readouterr()
     monkeypatch.setenv("COLUMNS", "160")  # the panels' facts fit on one line

@@ -1,8 +1,8 @@
 """A small real HTTP server on 127.0.0.1 that answers as scripted, in Anthropic's Messages wire format (SSE with
 `event:` lines) or OpenAI's chat.completions stream, for the backend tests. Each POST takes the next scripted
-answer: bytes to stream, ("status", code, body) for an error response, or "hang" for no answer at all (until
-the server stops). `requests` keeps (path, headers with lower-case names, JSON body) of every POST, so attempts can be counted.
-The fixtures `wire` and `backends_file` are imported by the backend tests."""
+answer: bytes to stream, ("status", code, body) for an error response, or "hang" for no answer at all (until the
+server stops). `requests` keeps (path, headers with lower-case names, JSON body) of every POST, so attempts can be
+counted. The fixtures `wire` and `backends_file` are imported by the backend tests."""
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
