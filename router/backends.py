@@ -4,7 +4,7 @@ The file is $TINYGPT_BACKENDS or ~/.config/tinygpt/backends.toml (docs/backends.
 `[backends.NAME]` table is one backend: `kind` openai-compatible | openai | anthropic, `model`, `base_url` (openai
 and anthropic default to the providers' own), `api_key_env` (the NAME of the environment variable with the key;
 required for openai and anthropic), `timeout`, `retries`, `backoff_s`, `max_backoff_s`, `enabled`, `fallback`
-(another backend's name, or "local": the model loaded here) and `redact`. `[prices]` overrides the shipped price
+(another backend's name, or "local": the model loaded here), `redact` and `stream_usage`. `[prices]` overrides the shipped price
 table, `[redact]` configures the built-in redactor. **Off by default**: a backend is used only when it is configured
 and `enabled = true`; no file means no backends. Every problem is a `BackendError` with one line. Not here: the wire
 (anthropic_policy.py, runtime/remote_policy.py), retries and fallback (guard.py).
@@ -47,6 +47,7 @@ class Backend:
     enabled: bool = False
     fallback: str = ""
     redact: bool = True
+    stream_usage: bool = True  # openai kinds: ask for token counts (stream_options); false for a server refusing it
 
     @property
     def url(self) -> str:
@@ -202,7 +203,7 @@ def guarded(backend: Backend, *, env, prices: dict[str, Price] | None = None, re
             from tinygpt.runtime.remote_policy import OpenAIPolicy
 
             primary = OpenAIPolicy(backend.url, backend.model, api_key=key, timeout=backend.timeout,
-                                   max_retries=0, include_usage=True)
+                                   max_retries=0, include_usage=backend.stream_usage)
     except ValueError as exc:
         raise BackendError(f"backend {backend.name!r}: {exc}") from None
     extra = {k: v for k, v in (("sleep", sleep), ("rng", rng)) if v is not None}

@@ -2,6 +2,8 @@
 --backend` (driven through the CLI against a local server speaking OpenAI's wire format)."""
 import io
 import json
+import os
+from pathlib import Path
 
 import pytest
 from wire_server import backends_file, openai_reply, wire  # noqa: F401 (fixtures)
@@ -151,6 +153,10 @@ enabled = true
     assert [h["authorization"] for _, h, _ in server.requests] == ["Bearer sk-test-abcdefghijklmnop"] * 2
     sent = server.requests[1][2]
     assert sent["stream_options"] == {"include_usage": True} and sent["messages"][1]["tool_calls"][0]["id"] == "call_1"
+    server.answers.append(openai_reply("no counts asked"))
+    backends_file(Path(os.environ["TINYGPT_BACKENDS"]).read_text() + "stream_usage = false\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("hi\n"))
+    assert cli.main(["agent", "--backend", "gpt"]) == 0 and "stream_options" not in server.requests[2][2]
     (path,) = list_traces(tmp_path)
     calls = [e for e in read_episode(path).events if isinstance(e, ModelCall)]
     assert [(c.usage.backend, c.usage.input_tokens, c.usage.output_tokens) for c in calls] == [
@@ -161,7 +167,6 @@ enabled = true
 
 def test_the_example_in_docs_backends_md_is_a_valid_file(backends_file):
     import re
-    from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "backends.md").read_text(encoding="utf-8")
     backends_file(re.search(r"```toml\n(.*?)```", doc, re.S).group(1))
