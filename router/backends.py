@@ -66,8 +66,9 @@ class Backends:
     def get(self, name: str) -> Backend:
         """The backend `name`, which must be enabled."""
         if name not in self.backends:
-            known = ", ".join(self.backends) or f"none configured in {self.path or backends_path()}"
-            raise BackendError(f"no backend named {name!r} (configured: {known}); see docs/backends.md")
+            known = (f"configured: {', '.join(self.backends)}" if self.backends
+                     else f"none is configured: {self.path or backends_path()} has none or does not exist")
+            raise BackendError(f"no backend named {name!r} ({known}); see docs/backends.md")
         backend = self.backends[name]
         if not backend.enabled:
             raise BackendError(f"backend {name!r} is disabled: nothing is sent to {backend.url} until you set "
