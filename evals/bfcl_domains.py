@@ -19,6 +19,7 @@ NAME = "bfcl-other-domains"
 SPLITS = bfcl.SPLITS
 DEFAULT_SPLIT = bfcl.DEFAULT_SPLIT
 SYSTEM = bfcl.SYSTEM
+MODES = bfcl.MODES
 CATEGORIES = bfcl.CATEGORIES
 LEFT_OUT = "GorillaFileSystem"  # the file-operations domain: what the specialist is trained on
 
@@ -28,8 +29,8 @@ def tasks(split: str) -> list[Task]:
     return list(_load()) if split in SPLITS else []
 
 
-def start(task: Task) -> Episode:
-    return bfcl.start(task)
+def start(task: Task, mode: str = "native") -> Episode:
+    return bfcl.start(task, mode)
 
 
 def unreplayable(task: Task) -> str | None:

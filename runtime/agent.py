@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import msgspec
 
 from tinygpt.runtime import agent_events as ev
+from tinygpt.runtime import tool_formats
 from tinygpt.runtime.engine import Engine
 from tinygpt.runtime.message_policy import MessagePolicy
 from tinygpt.runtime.message_transcript import MessageTranscript
@@ -101,10 +102,22 @@ class Agent:
     def _template_tools(self) -> list[dict] | None:
         return self.tools if self.config.template_tools else None
 
+    def _system(self) -> str | None:
+        """The conversation's system message: the configured one, after the tool format's own listing of the
+        tools where the format has one (pythonic) and the chat template, given the tools, writes none of them."""
+        listing = getattr(tool_formats.own_syntax(self.grammar.format), "system_prompt", None) \
+            if not self.remote and self.tools and self.config.template_tools else None
+        if listing is None:
+            return self.config.system
+        probe = [{"role": "user", "content": "?"}]
+        if self.engine.render(probe, self.tools) != self.engine.render(probe, None):
+            return self.config.system  # the template lists the tools itself
+        return listing(self.tools) + (f"\n\n{self.config.system}" if self.config.system else "")
+
     def run(self, user: str) -> Iterator[ev.AgentEvent]:
         """Handle one user message: yield every event until the turn ends."""
         msgs = [{"role": "user", "content": user}]
-        system = self.config.system if not self.transcript.messages else None
+        system = self._system() if not self.transcript.messages else None
         if system:
             msgs.insert(0, {"role": "system", "content": system})
         ids = self.transcript.add_messages(*msgs)

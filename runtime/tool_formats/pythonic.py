@@ -83,6 +83,16 @@ def literal(value: Any) -> str:
     raise ValueError(f"a {type(value).__name__} is not a JSON value; it has no literal in this format")
 
 
+def system_prompt(tools: list[dict]) -> str:
+    """How tools are presented where the chat template shows none: this text (the agent puts it before its
+    system message), the functions as JSON after it, as BFCL's prompting handlers do with their own text."""
+    functions = [t.get("function", t) for t in tools]
+    return ("You can call the functions listed below. To call them, answer with nothing but a Python list of "
+            "calls with keyword arguments, e.g. [func_name1(param1=value1, param2=value2), func_name2(param=value)] "
+            "(strings in double quotes; True, False, None). Without calls, answer in plain text.\n\n"
+            "Functions (JSON):\n" + json.dumps(functions, ensure_ascii=False, indent=2))
+
+
 # ---- reading ----------------------------------------------------------------------------------------------
 def read_call(text: str) -> tuple[str, dict]:
     """(name, arguments) of one call's text `name(k=v, ...)`; CallError saying what is wrong otherwise."""

@@ -360,3 +360,31 @@ def test_it_is_picked_only_by_name_or_from_a_template_that_spells_it_out():
                       "[func_name1(params_name1=params_value1, params_name2=params_value2...), func_name2(params)]' }}")
     assert tool_formats.detect(llama_pythonic) is FMT
     assert tool_formats.detect(CHAT_TEMPLATE).name == "hermes" and tool_formats.detect("").name == "json"
+
+
+# ---- the agent --------------------------------------------------------------------------------------------
+def test_the_agent_lists_the_tools_itself_only_where_the_template_shows_none(plain_engine, tiny_engine):
+    from tinygpt.runtime.agent import Agent, AgentConfig
+    from tinygpt.runtime.policy import ScriptedPolicy
+    from tinygpt.tools.catalog import open_filesystem
+    from tinygpt.tools.fs_tools import fs_toolset
+    from tinygpt.traces.atraj import Message, ToolResult
+
+    def first_turn(engine, **config):
+        tools = fs_toolset(open_filesystem("fs:virtual"), timeout_s=None)
+        reply = FMT.render([("ls", {}, None), ("cd", {"folder": "docs)]"}, None)])
+        agent = Agent(engine, tools, AgentConfig(tool_format="pythonic", **config),
+                      policy=ScriptedPolicy(engine, [reply, "done"]))
+        return agent, list(agent.run("list it"))
+
+    agent, events = first_turn(plain_engine, system="Be brief.")  # a ChatML template that knows no tools
+    (system,) = [e for e in events if isinstance(e, Message) and e.role == "system"]
+    assert system.content == pythonic.system_prompt(agent.tools) + "\n\nBe brief."
+    assert '"name": "ls"' in system.content and system.content in plain_engine.tokenizer.decode(agent.transcript.ids)
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert [r.name for r in results] == ["ls", "cd"] and "docs)]" in results[1].content
+    _, events = first_turn(plain_engine, template_tools=False)  # the caller lists them (BFCL's prompting mode)
+    assert not [e for e in events if isinstance(e, Message) and e.role == "system"]
+    agent, events = first_turn(tiny_engine)  # tinygpt's template lists the tools in its own system block
+    assert not [e for e in events if isinstance(e, Message) and e.role == "system"]
+    assert "<tools>" in tiny_engine.tokenizer.decode(agent.transcript.ids)
