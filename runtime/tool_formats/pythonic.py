@@ -47,7 +47,10 @@ class PythonicFormat(ToolFormat):
         return OPEN + SEP.join(call_text(name, args) for name, args, _ in calls) + CLOSE
 
 
-FORMAT = PythonicFormat(name="pythonic", trigger=OPEN, anywhere=False, section=(OPEN, CLOSE), sep=SEP)
+# any family's template may ask for this syntax: its turn ends with that family's end-of-turn token (the first of
+# these the vocabulary has as an EOS id: Qwen's <|im_end|>, Llama 3's <|eot_id|>, Mistral's </s>)
+FORMAT = PythonicFormat(name="pythonic", trigger=OPEN, anywhere=False, section=(OPEN, CLOSE), sep=SEP,
+                        stop_tokens=("<|im_end|>", "<|eot_id|>", "</s>"))
 
 
 def matches(template: str) -> bool:

@@ -352,6 +352,17 @@ def test_a_stream_cut_inside_a_call_starts_it_and_gives_back_no_arguments():
 
 
 # ---- choosing the format --------------------------------------------------------------------------------
+def test_a_turn_ends_with_the_familys_own_end_of_turn_token(bpe_engine):
+    tok = bpe_engine.tokenizer  # ChatML: <|im_end|>, not <|endoftext|>
+    assert G.turn_end_ids(tok, FMT) == (tok.convert_tokens_to_ids("<|im_end|>"),) != G.eos_ids(tok)
+
+
+@pytest.mark.slow  # builds the tiny Llama 3 model (128k vocabulary)
+def test_a_llama3_turn_ends_with_eot(llama3_engine):
+    tok = llama3_engine.tokenizer
+    assert G.turn_end_ids(tok, FMT) == (tok.convert_tokens_to_ids("<|eot_id|>"),)
+
+
 def test_it_is_picked_only_by_name_or_from_a_template_that_spells_it_out():
     from tinygpt.runtime.chat_template import CHAT_TEMPLATE
 
