@@ -40,7 +40,9 @@ def parser() -> argparse.ArgumentParser:
                                    "--teacher-logprobs`. The teacher must share the rows' tokenizer.")
     t.add_argument("--teacher", required=True, help="the teacher: registered name, model directory or hub id")
     t.add_argument("--rows", required=True, help="a rows.jsonl from `tinygpt traces-to-data`")
-    t.add_argument("--out", default=None, help="the sidecar file (default: beside ROWS, NAME.topk.safetensors)")
+    t.add_argument("--out", default=None, help="the sidecar file, ending in .safetensors (default: beside ROWS, "
+                                               "NAME.topk.safetensors); never ROWS or a file tinygpt did not write")
+    t.add_argument("--force", action="store_true", help="replace --out if it is a sidecar this command wrote")
     t.add_argument("--top-k", type=int_in(1), default=20, help="ids kept per token (default: 20)")
     t.add_argument("--batch-size", type=int_in(1), default=8, help="rows per forward pass (default: 8)")
     t.add_argument("--dtype", choices=("float32", "float16"), default="float32",
@@ -99,7 +101,7 @@ def _teacher_logprobs(a) -> int:
 
     teacher = load(a.teacher)
     summary = teacher_logprobs(teacher, a.rows, a.out, k=a.top_k, batch_size=a.batch_size, dtype=a.dtype,
-                               progress=_progress("teacher logprobs"))
+                               force=a.force, progress=_progress("teacher logprobs"))
     if a.json:
         print(json.dumps(summary, indent=2))
     else:

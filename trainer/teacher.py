@@ -102,10 +102,11 @@ def _batch_topk(model, examples, k: int, plain_head: bool) -> list[tuple]:
 
 
 def teacher_logprobs(teacher, rows: str | Path, out: str | Path | None = None, *, k: int = 20,
-                     batch_size: int = 8, dtype: str = "float32",
+                     batch_size: int = 8, dtype: str = "float32", force: bool = False,
                      progress: Callable[[int, int], None] | None = None) -> dict:
     """Write the sidecar of `rows` (default: beside it, topk_file.default_path) with `teacher`'s top-`k`
-    log-probs at T = 1; `progress(rows done, rows total)` after each batch. Returns a summary."""
+    log-probs at T = 1; `progress(rows done, rows total)` after each batch. Returns a summary. An existing
+    sidecar is replaced only with `force`, never a file tinygpt did not write (topk_file.check_target)."""
     from tinygpt.trainer.losses import has_plain_head
     from tinygpt.trainer.rows import read_rows
 
@@ -113,6 +114,7 @@ def teacher_logprobs(teacher, rows: str | Path, out: str | Path | None = None, *
     rows = Path(rows).expanduser()
     if not rows.is_file():
         raise TrainError(f"--rows {rows}: no such file (a rows.jsonl from `tinygpt traces-to-data`)")
+    target = topk_file.check_target(Path(out).expanduser() if out else topk_file.default_path(rows), rows, force)
     vocab = teacher.vocab_size
     if not 1 <= k <= vocab:
         raise TrainError(f"--top-k {k}: must be in [1, {vocab}] (the teacher's vocabulary size)")
@@ -139,7 +141,7 @@ def teacher_logprobs(teacher, rows: str | Path, out: str | Path | None = None, *
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if topk_file.file_hash(rows) != digest:
         raise TrainError(f"--rows {rows} changed while the teacher read it; run again")
-    path = topk_file.write(Path(out).expanduser() if out else topk_file.default_path(rows), meta, arrays)
+    path = topk_file.write(target, meta, arrays, rows=rows, force=force)
     return {"sidecar": str(path), "teacher": teacher.name, "rows": counts["rows"], "supervised": meta["supervised"],
             "k": k, "dtype": dtype, "bytes": path.stat().st_size, "seconds": round(time.perf_counter() - started, 3)}
 

@@ -6,12 +6,16 @@
 T = 1) and `tail` float32 [N] (the log of the teacher's mass outside those k ids; −inf when k covers the vocabulary).
 Its metadata records the teacher (name, fingerprint), the tokenizer hash, k, the temperature of the log-probs (1)
 and the SHA-256 of the rows file, so a sidecar made for other rows, another tokenizer or a changed file is refused
-with one line. Not here: computing it (teacher.py), using it (distill.py).
+with one line. A sidecar's name ends in `.safetensors` (what `read` loads by); `check_target` refuses to write
+over the rows, over any file tinygpt did not write as a sidecar, or (without `force`) over one it did.
+Not here: computing it (teacher.py), using it (distill.py).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,16 +68,66 @@ class TopK:
         return slice(int(self.offsets[r]), int(self.offsets[r + 1]))
 
 
-def write(path: str | Path, meta: dict, arrays: dict[str, np.ndarray]) -> Path:
-    """Write a sidecar atomically (temp file + rename); `meta` values become strings."""
+def header_meta(path: Path) -> dict | None:
+    """The `__metadata__` of a safetensors file, read from its header alone; None if it is not one."""
+    try:
+        with open(path, "rb") as fh:
+            size = struct.unpack("<Q", fh.read(8))[0]
+            if size > 1 << 24:
+                return None
+            header = json.loads(fh.read(size))
+    except (OSError, struct.error, ValueError):
+        return None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else None
+
+
+def is_ours(path: Path) -> bool:
+    """True if `path` is a sidecar this command wrote (its metadata says so)."""
+    meta = header_meta(path) or {}
+    return meta.get("format") == FORMAT and meta.get("created_by") == CREATOR
+
+
+def check_target(path: str | Path, rows: str | Path, force: bool = False, flag: str = "--out") -> Path:
+    """`path` if a sidecar may be written there; TrainError otherwise. Refused: a name not ending in
+    .safetensors, the rows file itself, a link, a directory, a file tinygpt did not write as a sidecar, and
+    (without `force`) a sidecar it did."""
+    path = Path(path).expanduser()
+    rows = Path(rows).expanduser()
+    if path.resolve() == rows.resolve() or (path.exists() and rows.exists() and os.path.samefile(path, rows)):
+        raise TrainError(f"{flag} {path} is the rows file itself; name another file (default: beside it, "
+                         f"{default_path(rows).name})")
+    if path.suffix != ".safetensors":
+        raise TrainError(f"{flag} {path}: a sidecar's name must end in .safetensors (it is loaded by that suffix); "
+                         f"e.g. {flag} {path.with_name(path.name + '.safetensors')}")
+    if path.is_symlink():
+        raise TrainError(f"{flag} {path} is a symbolic link; tinygpt does not write through links. Name another file")
+    if path.is_dir():
+        raise TrainError(f"{flag} {path} is a directory; give a file path ending in .safetensors")
+    if path.exists():
+        if not is_ours(path):
+            raise TrainError(f"{flag} {path} exists and was not written by `{CREATOR}`; it is left alone. Name "
+                             "another file or move that one")
+        if not force:
+            raise TrainError(f"{flag} {path} already holds a teacher top-k sidecar; pass --force to replace it")
+    if not path.parent.is_dir():
+        raise TrainError(f"{flag} {path}: the directory {path.parent} does not exist; create it or name another")
+    return path
+
+
+def write(path: str | Path, meta: dict, arrays: dict[str, np.ndarray], *, rows: str | Path,
+          force: bool = False) -> Path:
+    """Write a sidecar of `rows` atomically (temp file + rename) where `check_target` allows (checked again
+    just before the rename); `meta` values become strings."""
     import mlx.core as mx
 
-    path = Path(path)
+    path = check_target(path, rows, force)
     meta = {"format": FORMAT, "version": VERSION, **{k: str(v) for k, v in meta.items()}}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".safetensors", dir=path.parent)
     os.close(fd)
     try:
         mx.save_safetensors(tmp, {k: mx.array(arrays[k]) for k in ARRAYS}, metadata=meta)
+        check_target(path, rows, force)  # again: the target may have appeared meanwhile
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -206,6 +206,30 @@ def test_a_distillation_run_resumes_exactly(tiny_model_dir, teacher_dir, rows, t
     assert summary["resumed_from"] == 2 and len(again) == 4
     assert np.allclose(again, straight, atol=1e-5), (straight, again)
     shutil.rmtree(run / "checkpoints" / "step-0000004")
-    teacher_logprobs(load(str(tiny_model_dir)), rows, sidecar, k=8)  # the same path, another teacher
+    teacher_logprobs(load(str(tiny_model_dir)), rows, sidecar, k=8, force=True)  # the same path, another teacher
     with pytest.raises(TrainError, match="the data differs from what checkpoint step-0000002 was trained on"):
         sft.run(resolve({}), resume=str(run), flags={})
+
+
+def test_teacher_logprobs_never_writes_over_a_users_file_or_the_rows(teacher_dir, rows, tmp_path, capsys):
+    """--out equal to --rows, a user's file, a link or a name without .safetensors: one line, exit 2, the file
+    untouched; our own sidecar is replaced only with --force."""
+    base = ["distill", "teacher-logprobs", "--teacher", str(teacher_dir), "--rows", str(rows), "--top-k", "2"]
+    before = rows.read_bytes()
+    precious = tmp_path / "precious.safetensors"
+    precious.write_bytes(b"the user's own bytes")
+    for out, words in ((rows, "is the rows file itself"), (precious, "was not written by"),
+                       (tmp_path / "self.st", "must end in .safetensors"),
+                       (tmp_path / "no" / "x.safetensors", "does not exist")):
+        assert cli.main(base + ["--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and "\n" not in err, err
+    assert rows.read_bytes() == before and precious.read_bytes() == b"the user's own bytes"
+    assert not (tmp_path / "self.st").exists()
+    assert cli.main(base) == 0
+    sidecar = rows.with_name("rows.topk.safetensors")
+    made = sidecar.read_bytes()
+    capsys.readouterr()
+    assert cli.main(base + ["--top-k", "3"]) == 2 and "pass --force" in capsys.readouterr().err
+    assert sidecar.read_bytes() == made
+    assert cli.main(base + ["--top-k", "3", "--force"]) == 0 and topk_file.read(sidecar).k == 3
