@@ -7,7 +7,7 @@ Keys (all optional; these are the defaults):
     power = 0.8                  for "how many more tasks would resolve it"
     bootstrap_resamples = 10000  paired-bootstrap resamples (K > 1 passes)
     seed = 0                     bootstrap seed
-    [margins]                    per-suite margins, e.g. fileops = 0.03
+    [margins]                    per-suite margins, e.g. fileops = 0.03 (a name that is no suite is an error)
 The gate records the file's SHA-256 (or, without a file, that of the defaults) in gate-result.json, and whether
 the file was last changed before the first run it judges started. It does not compute anything.
 """
@@ -72,4 +72,10 @@ def load_gate_config(path: str | Path | None) -> tuple[GateConfig, ConfigSource]
         config = msgspec.toml.decode(data, type=GateConfig)
     except msgspec.DecodeError as exc:
         raise EvalError(f"gate config {path}: {exc}") from None
+    from tinygpt.evals.suite import SUITES
+
+    unknown = sorted(set(config.margins) - set(SUITES))
+    if unknown:
+        raise EvalError(f"gate config {path}: [margins] names {unknown[0]!r}, which is no suite; suites: "
+                        f"{', '.join(SUITES)}")
     return config, ConfigSource(str(path), hashlib.sha256(data).hexdigest(), mtime)

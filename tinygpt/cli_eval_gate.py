@@ -14,7 +14,7 @@ from tinygpt.cli_eval import DEFAULT_OUT
 
 EPILOG = f"""examples:
   tinygpt eval-gate --candidate my-specialist --baseline qwen3-0.6b --suites fileops
-  tinygpt eval-gate --candidate spec --baseline base --suites fileops bfcl-base --config gate.toml --json
+  tinygpt eval-gate --candidate spec --baseline base --suites fileops bfcl-other-domains --config gate.toml --json
   tinygpt eval-gate --candidate spec --baseline base --suites fileops --results runs/evals --split heldout
 
 how it decides (docs/evals.md has the details):
@@ -34,7 +34,7 @@ config (TOML, fixed before the runs; its SHA-256 goes into gate-result.json):
   confidence = 0.95    margin = 0.05    min_tasks = 10    power = 0.8
   bootstrap_resamples = 10000    seed = 0
   [margins]
-  bfcl-base = 0.03
+  bfcl-other-domains = 0.03
 """
 
 
@@ -92,7 +92,13 @@ def main(argv: list[str]) -> int:
     cfg, source = load_gate_config(a.config)
     result = evaluate(read_results(a.results), candidate=a.candidate, baseline=a.baseline, suites=suites,
                       target=a.target, cfg=cfg, source=source, split=a.split)
-    if not a.no_record:
+    scripted = [f"the {name}'s rows are a scripted replay (policy {arm.policy})"
+                for name, arm in (("candidate", result.candidate), ("baseline", result.baseline))
+                if arm.policy != "model"]
+    if scripted:  # a harness check says nothing about the model: never a verdict in the store
+        result = msgspec.structs.replace(result, recorded=f"not recorded: {'; '.join(scripted)}, not the model's "
+                                                          "own answers")
+    elif not a.no_record:
         from tinygpt.evals.verdict_store import record_verdict
         from tinygpt.runtime.store import ModelStore
 

@@ -42,10 +42,24 @@ def store(env):
 
 
 @pytest.fixture
+def scripted(env, tmp_path):
+    """A copy of the results as the scripted replays wrote them."""
+    copy = tmp_path / "scripted"
+    shutil.copytree(env.results, copy)
+    return copy
+
+
+@pytest.fixture
 def results(env, tmp_path):
-    """A copy of the results, for a test to write into or damage."""
+    """A copy of the results, for a test to write into or damage, relabelled as the models' own answers (as if
+    each model had answered as its replay did): the gate records no verdict on scripted rows."""
     copy = tmp_path / "results"
     shutil.copytree(env.results, copy)
+    for path in copy.rglob("*.json*"):
+        text = path.read_text()
+        for policy in ("gold", "drop-last"):
+            text = text.replace(f'"policy":"{policy}"', '"policy":"model"')
+        path.write_text(text)
     return copy
 
 
@@ -70,6 +84,16 @@ def test_ship_writes_the_result_and_chart_and_records_the_verdict(results, store
     assert store.entry("spec").status == "shipped"
     assert gate(results, "--json", "--no-record") == 0  # its own files are replaced
     assert json.loads(capsys.readouterr().out)["recorded"] == "not recorded (--no-record)"
+
+
+def test_a_verdict_on_scripted_replays_is_never_recorded(scripted, store, capsys):
+    before = store.entry("spec").status
+    assert gate(scripted, "--no-chart") == 0
+    printed = capsys.readouterr()
+    assert "verdict: ship" in printed.out
+    assert ("not recorded: the candidate's rows are a scripted replay (policy gold); the baseline's rows are a "
+            "scripted replay (policy drop-last), not the model's own answers") in printed.err.replace("\n", "")
+    assert store.entry("spec").status == before
 
 
 def test_reject_and_inconclusive_exit_codes(results, store, tmp_path, capsys):
@@ -107,8 +131,8 @@ def test_a_users_file_is_never_replaced(results, tmp_path, capsys):
 
 
 def test_bad_rows_and_missing_results_are_one_line_errors(results, capsys):
-    assert gate(results, "--suites", "fileops", "bfcl-base") == 2
-    assert "suite bfcl-base: no results for model 'spec'" in one_error_line(capsys, "eval-gate")
+    assert gate(results, "--suites", "fileops", "bfcl-other-domains") == 2
+    assert "suite bfcl-other-domains: no results for model 'spec'" in one_error_line(capsys, "eval-gate")
     (rows,) = [p for p in results.glob("*.results.jsonl") if "spec" in p.name]
     rows.write_text(rows.read_text().replace('"passed":true', '"passed":1', 1))
     assert gate(results) == 2

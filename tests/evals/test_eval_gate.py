@@ -177,6 +177,7 @@ def test_scripted_arms_and_the_config_are_recorded(tmp_path):
     ("margin = 2\n", "<= 1.0 - at `$.margin`"),
     ("confidence = 'high'\n", "Expected `float`, got `str`"),
     ("margin = [\n", "gate config"),
+    ("[margins]\nfileopz = 0.01\n", "[margins] names 'fileopz', which is no suite; suites: fileops,"),
 ])
 def test_bad_gate_configs(tmp_path, text, says):
     path = tmp_path / "gate.toml"
