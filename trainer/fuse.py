@@ -26,11 +26,13 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def fuse(base: Path, adapter: Path, out_dir: str | Path, *, force: bool = False, dequantize: bool = False) -> Path:
     """Write base + adapter as one model at `out_dir`; return its path."""
     from tinygpt.runtime.presets import MARKER, check_target
+    from tinygpt.runtime.store import _check_made_for
 
     base, adapter = Path(base), Path(adapter)
     for f in ("adapters.safetensors", "adapter_config.json"):
         if not (adapter / f).is_file():
             raise TrainError(f"{adapter} is not an adapter directory (no {f}); give a run's adapter/ directory")
+    _check_made_for(adapter, base)  # the store's own rule: an adapter fuses only into the base it was made for
     out = check_target(out_dir, force)
     import mlx.core as mx
     from mlx.utils import tree_unflatten
@@ -58,6 +60,7 @@ def fuse(base: Path, adapter: Path, out_dir: str | Path, *, force: bool = False,
             "fused_from": {"base": str(base.resolve()), "base_fingerprint": fingerprint(base),
                            "adapter": str(adapter.resolve()), "adapter_fingerprint": adapter_fingerprint(adapter),
                            "fine_tune_type": adapter_cfg.get("fine_tune_type", "lora")}}
+    out.parent.mkdir(parents=True, exist_ok=True)  # as `eval-gate --out` does: a new parent is made
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         save_model(tmp, model)

@@ -97,6 +97,25 @@ def test_fuse_never_replaces_a_users_directory(adapters, tiny_model_dir, tmp_pat
     assert "never replaces it, even with --force" in r.stderr and [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
+def test_fuse_refuses_an_adapter_made_for_another_base_and_makes_new_parents(adapters, tiny_model_dir, tmp_path,
+                                                                             capsys, store_env):
+    """The same shapes (another seed) would load: the adapter's recorded base fingerprint refuses it, as
+    `tinygpt models add` does; a --out under folders that do not exist yet gets them made."""
+    from tinygpt import cli
+    from tinygpt.runtime.presets import InitSpec, init_model
+
+    other = init_model(tmp_path / "other", InitSpec(preset="tiny", seed=1))
+    code = cli.main(["fuse", "--model", str(other), "--adapter", adapters["lora"], "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "was made for another base model" in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
+    assert cli.main(["models", "add", "c3", "--base", str(other), "--adapter", adapters["lora"]]) == 2
+    assert "was made for another base model" in capsys.readouterr().err  # the one rule, both commands
+    out = tmp_path / "new" / "parent" / "fused"
+    assert cli.main(["fuse", "--model", str(tiny_model_dir), "--adapter", adapters["lora"], "--out", str(out)]) == 0
+    assert (out / "config.json").is_file() and (out / "tinygpt.json").is_file()
+
+
 def test_register_puts_the_adapter_in_the_store_as_a_specialist(tiny_model_dir, task_data, tmp_path, store_env):
     from tinygpt.runtime.presets import is_untrained
     from tinygpt.runtime.store import ModelStore
