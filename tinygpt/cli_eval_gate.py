@@ -83,7 +83,13 @@ def main(argv: list[str]) -> int:
     from tinygpt.evals.owned_file import check_owned, write_owned
     from tinygpt.evals.results import read_results
 
+    from tinygpt.evals.errors import EvalError
+    from tinygpt.evals.suite import SUITES
+
     suites = [s for item in a.suites for s in item.split(",") if s]
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise EvalError(f"unknown suite {unknown[0]!r}; suites: {', '.join(SUITES)}")
     out = a.out or f"{a.results}/gate-result.json"
     chart = None if a.no_chart else (a.chart or f"{a.results}/gate-result.png")
     check_owned(out, _ours_json, "--out")  # before any work: a user's file there is refused at once

@@ -133,6 +133,8 @@ def test_a_users_file_is_never_replaced(results, tmp_path, capsys):
 def test_bad_rows_and_missing_results_are_one_line_errors(results, capsys):
     assert gate(results, "--suites", "fileops", "bfcl-other-domains") == 2
     assert "suite bfcl-other-domains: no results for model 'spec'" in one_error_line(capsys, "eval-gate")
+    assert gate(results, "--suites", "fileops,bogus") == 2
+    assert "unknown suite 'bogus'; suites: fileops, bfcl-multi-turn" in one_error_line(capsys, "eval-gate")
     (rows,) = [p for p in results.glob("*.results.jsonl") if "spec" in p.name]
     rows.write_text(rows.read_text().replace('"passed":true', '"passed":1', 1))
     assert gate(results) == 2
