@@ -258,6 +258,26 @@ def notes(text: str, title: str) -> list[str]:
     return [f"## {title}", "", text.strip(), ""]
 
 
+def router(r: dict, title: str) -> list[str]:
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}; 1-minute load average {r.get('load_average_1m')} "
+           f"while it ran, {r['date']}. {r['decisions']} single decisions per row (features, calibrated "
+           "probabilities, the rule), the registry view held in memory. Wall clock and the thread's CPU time. "
+           "Script: `benchmarks/bench_router.py`.", "",
+           "| specialists | domains | request | chars | p50 ms | p99 ms | CPU p50 ms | CPU p99 ms | registry "
+           "refresh ms |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in r["cases"]:
+        for name, q in c["requests"].items():
+            out.append(f"| {c['specialists']} | {c['domains']} | {name} (18 tools) | {q['chars']} | "
+                       f"{q['p50_ms']:.3f} | {q['p99_ms']:.3f} | {q['cpu_p50_ms']:.3f} | {q['cpu_p99_ms']:.3f} | "
+                       f"{c['registry_refresh_ms_p50']:.2f} |")
+    typical = max(c["requests"]["typical"]["p50_ms"] for c in r["cases"])
+    out += ["", f"**P11** routing decision p50 for a typical request: **{typical:.2f} ms** at most (target ≤ "
+            f"{r['target_p50_ms']:g} ms: {'met' if typical <= r['target_p50_ms'] else 'not met'}). A long request "
+            "(the 4000 characters the features read at most) costs more, in hashing its n-grams. The registry view "
+            "is built once and held; the refresh column is what rebuilding it from the store costs.", ""]
+    return out
+
+
 SECTIONS = [
     ("engine.json", "Engine on CPU (issue 2: P1, P3, P4)", engine),
     ("engine_gpu.json", "Engine on an NVIDIA GPU (issue 2: P1, qwen3-4b bf16)", engine),
@@ -289,6 +309,7 @@ SECTIONS = [
     ("adapters.json", "Mixed-adapter batches and P12 (issue 9), small preset, CPU", adapters),
     ("adapters-gpu-qwen3-0.6b.json", "Mixed-adapter batches on an NVIDIA GPU (issue 9), qwen3-0.6b bf16", adapters),
     ("solo-gpu-qwen3-4b.txt", "Solo vs batch-only single streams on an NVIDIA GPU (issue 5), qwen3-4b bf16", solo),
+    ("router.json", "Routing decision latency on the CPU (issue 13: P11)", router),
 ]
 
 
