@@ -4,7 +4,7 @@ Three blocks, each L2-normalised on its own so a long prompt cannot drown the to
 character 4-grams inside words, and the offered tool names (whole, and split into their parts: `move_file` gives
 `move` and `file`). Counts are sublinear (1 + log c). Every feature is hashed (CRC-32 of its prefixed text) into
 `dim` buckets, so the same text gives the same vector in any process. Only the user and system messages are
-read, the last `MAX_CHARS` characters of them. No vocabulary, no model, no numpy: vectors are (indices, values).
+read, the last `MAX_CHARS` characters of them (character n-grams: the last `CHAR_GRAM_CHARS`). No vocabulary, no model, no numpy: vectors are (indices, values).
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import zlib
 from dataclasses import dataclass
 
 MAX_CHARS = 4000  # a request's text beyond this (from the end) is not read: bounds the routing latency
+CHAR_GRAM_CHARS = 1500  # character n-grams come from the last this many characters only (they cost the most)
+VERSION = 1  # saved with a router: a change to what features mean must bump it (old routers then refuse to load)
 _WORD = re.compile(r"[a-z0-9]+(?:['_][a-z0-9]+)*")
 _PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
@@ -79,10 +81,12 @@ def _block(grams: list[str], prefix: str, dim: int, out: dict[int, float]) -> No
 
 def featurize(request: Request, dim: int) -> tuple[list[int], list[float]]:
     """The request's sparse vector: sorted bucket indices in [0, dim) and their values. `dim` is a power of 2."""
-    words = _WORD.findall(request.text[-MAX_CHARS:].lower())
+    text = request.text[-MAX_CHARS:].lower()
+    words = _WORD.findall(text)
     out: dict[int, float] = {}
     _block(words + [f"{a} {b}" for a, b in zip(words, words[1:])], "w:", dim, out)
-    _block([w[i:i + 4] for w in (f"<{w}>" for w in words) for i in range(max(1, len(w) - 3))], "c:", dim, out)
+    tail = words if len(text) <= CHAR_GRAM_CHARS else _WORD.findall(text[-CHAR_GRAM_CHARS:])
+    _block([w[i:i + 4] for w in (f"<{w}>" for w in tail) for i in range(max(1, len(w) - 3))], "c:", dim, out)
     tool_grams = []
     for name in request.tools:
         tool_grams.append(name.lower())

@@ -19,6 +19,7 @@ import msgspec
 import numpy as np
 
 from tinygpt.router.errors import RouterError
+from tinygpt.router.features import VERSION as FEATURES_VERSION
 from tinygpt.router.features import Request, featurize
 from tinygpt.router.settings import Settings
 
@@ -44,6 +45,7 @@ class RouterFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     version: int = VERSION
     domains: list[str]
     dim: int
+    features: int = FEATURES_VERSION
     temperature: float
     settings: Settings = Settings()
     trained_at: str = ""
@@ -111,6 +113,9 @@ def load(directory: str | Path) -> RouterModel:
     if meta.kind != FILE_KIND or meta.version > VERSION:
         raise RouterError(f"{meta_path} is a {meta.kind!r} file of version {meta.version}; this tinygpt reads "
                           f"{FILE_KIND} version {VERSION} (upgrade, or train the router again)")
+    if meta.features != FEATURES_VERSION:
+        raise RouterError(f"{meta_path} was trained on features of version {meta.features}; this tinygpt computes "
+                          f"version {FEATURES_VERSION}: train the router again")
     try:
         with np.load(weights_path, allow_pickle=False) as z:
             rows, w, bias = z["rows"], z["weights"], z["bias"]

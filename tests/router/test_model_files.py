@@ -62,3 +62,12 @@ def test_a_decision_is_recorded_in_the_trajectory_header_and_reads_back(trained)
     assert (route.target, route.kind, route.domain, route.score, route.threshold, route.policy) == (
         "base", "generalist", "fileops", d.score, None, trained.id)
     assert route.scores == d.scores and route.reason == d.reason
+
+
+def test_a_router_trained_on_other_features_is_refused(trained, tmp_path):
+    save(trained, tmp_path / "r")
+    meta = json.loads((tmp_path / "r" / "router.json").read_text())
+    assert meta["features"] == 1
+    (tmp_path / "r" / "router.json").write_text(json.dumps({**meta, "features": 99}))
+    with pytest.raises(RouterError, match="features of version 99; .* train the router again"):
+        load(tmp_path / "r")

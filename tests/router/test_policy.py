@@ -142,3 +142,13 @@ def test_requests_from_chat_messages_read_user_and_system_text_and_tool_declarat
     assert r == Request("sys\nhi", ("ls", "cd", "mv"))
     with pytest.raises(ValueError, match="tool 0 has no name"):
         request_from(None, [{"type": "function"}])
+
+
+def test_only_the_end_of_a_long_request_is_read():
+    from tinygpt.router.features import CHAR_GRAM_CHARS, MAX_CHARS
+    tail = " ".join(f"tail{i}" for i in range(900))
+    assert len(tail) > MAX_CHARS > CHAR_GRAM_CHARS
+    a = featurize(Request("head " * 100 + tail), 2**16)
+    assert a == featurize(Request("other " * 100 + tail), 2**16)  # before the last MAX_CHARS: not read
+    short = featurize(Request("head " * 100 + tail[-MAX_CHARS + 600:]), 2**16)
+    assert short != a
