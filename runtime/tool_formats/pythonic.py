@@ -4,8 +4,8 @@ Llama 3.2's pythonic template asks for.
 
 This module is the one definition of the syntax: how calls are written (`literal`, `FORMAT.render`), read
 (`read_call`, on Python's `ast`: `ast.literal_eval` per argument, never eval) and split out of a stream
-(`Splitter`, the same pieces as split.py's), and the grammars (pythonic_grammar.py: llguidance Lark and
-outlines-core regex from one tree). What it writes: strings in double quotes with json.dumps escapes, numbers as
+(`Splitter`, the same pieces as split.py's), the grammars (pythonic_grammar.py: llguidance Lark and
+outlines-core regex from one tree), and how tools are listed where a chat template shows none (`system_prompt`). What it writes: strings in double quotes with json.dumps escapes, numbers as
 Python writes them, True / False / None, lists `[a, b]`, dicts `{"k": v}`, ", " between calls and arguments.
 It reads more: single quotes, any spacing, tuples (as lists), a trailing comma, a missing final `]`.
 Never picked from a chat template unless the template spells this very syntax out. Not here: checking
