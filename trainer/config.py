@@ -137,6 +137,8 @@ def check_value(name: str, value, where: str = "", cls: type | None = None) -> o
     if type(value) is not type(default):
         want = {int: "an integer", float: "a number", str: "a string"}[type(default)]
         raise TrainError(f"{label} must be {want}, got {value!r}")
+    if name == "num_layers" and value == 0:  # model.layers[-0:] is every layer (mlx-lm's slice): say -1 for that
+        raise TrainError(f"{label} must be -1 (every layer) or N >= 1 (the last N layers), got 0")
     if meta["choices"] and value not in meta["choices"]:
         raise TrainError(f"{label} must be one of {', '.join(meta['choices'])}, got {value!r}")
     if isinstance(value, (int, float)) and meta["lo"] is not None:

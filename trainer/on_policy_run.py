@@ -118,7 +118,7 @@ def run(cfg: OnPolicyConfig, prompts: list[str], make_toolset: Callable, *, resu
     if announce is not None:
         announce(cfg, run_path)
     return run_dir.run_recorded(run_path, lambda: _run(cfg, run_path, student, teacher, prompts, make_toolset,
-                                                         newest))
+                                                         newest), new=not resume)
 
 
 def _start(cfg: OnPolicyConfig) -> Path:

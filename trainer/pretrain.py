@@ -171,7 +171,7 @@ def run(cfg: PretrainConfig, *, resume: str | None = None, flags: dict | None = 
         _absolute_paths(cfg, run_path)
         run_dir.write_atomic(run_path / "config.toml", to_toml(cfg))
     return run_dir.run_recorded(run_path, lambda: _pretrain(cfg, run_path, tokenizer, config, data,
-                                                            resume=bool(resume)))
+                                                            resume=bool(resume)), new=not resume)
 
 
 def _pretrain(cfg: PretrainConfig, run: Path, tokenizer, config: dict, data: Data, *, resume: bool) -> dict:

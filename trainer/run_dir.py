@@ -10,7 +10,9 @@
     RUN/adapter/           the final adapter, mlx-lm format + tinygpt.json marker
     RUN/data/              traces-to-data's export, when --data is a directory of traces
 A new run needs a new or empty directory; `--resume` needs one whose run.json tinygpt wrote. Every file is
-written to a temp name and renamed, so an interrupted write never leaves a half file under a real name.
+written to a temp name and renamed, so an interrupted write never leaves a half file under a real name. A new run
+that fails before its first step is removed again (only what it wrote, and the directories it made: run.json's
+`made_dirs`), so the same command can be retried as it is.
 """
 from __future__ import annotations
 
@@ -61,8 +63,10 @@ def target(given: str) -> Path:
     written. TrainError otherwise."""
     out = Path(given).expanduser() if given else _default()
     if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+        hint = (f"continue that run with --resume {out}" if out.is_dir() and read_marker(out) is not None else
+                "it is not a run of tinygpt's and is left as it is; name a new directory")
         raise TrainError(f"--out {out} exists and is not an empty directory; a run writes only into a new one "
-                         f"(continue a run with --resume {out})")
+                         f"({hint})")
     return out
 
 
@@ -70,9 +74,10 @@ def create(given: str, **fields) -> Path:
     """A new run directory (an empty one is taken), its run.json saying `fields` (e.g. the run's kind) from the
     start; anything else is refused, nothing is written."""
     out = target(given)
+    made = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_status(out, "running", created=now(), **fields)
+        write_status(out, "running", created=now(), made_dirs=[str(p.resolve()) for p in made], **fields)
     except OSError as exc:
         raise TrainError(f"cannot create the run directory {out}: {exc.strerror or exc}; choose a writable --out") \
             from exc
@@ -125,9 +130,43 @@ def write_status(run: Path, status: str, **fields) -> dict:
     return meta
 
 
-def run_recorded(run: Path, body) -> dict:
+# what a run writes in its directory (besides hidden temp names): the only entries `discard` removes
+WRITTEN = ("run.json", *CONFIGS, "data-report.json", "metrics.jsonl", "loss.png", "checkpoints", "adapter", "data",
+           "episodes", "model")
+
+
+def stepped(run: Path) -> bool:
+    """True once the run has recorded a step or a checkpoint."""
+    metrics = run / "metrics.jsonl"
+    return (metrics.is_file() and metrics.stat().st_size > 0) or any((run / "checkpoints").glob("step-*"))
+
+
+def discard(run: Path) -> None:
+    """Remove a new run that failed before its first step: the entries it wrote, then the directories it made
+    (run.json's `made_dirs`) if nothing else is in them. Anything else found there is left as it is."""
+    made = [Path(p) for p in (read_marker(run) or {}).get("made_dirs", [])]
+    for name in WRITTEN:
+        entry = run / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink(missing_ok=True)
+    for entry in run.glob(".*.tmp"):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    for directory in made:
+        try:
+            directory.rmdir()  # only when empty
+        except OSError:
+            break
+
+
+def run_recorded(run: Path, body, *, new: bool = False) -> dict:
     """`body()` -> summary, with run.json saying how it ended: `interrupted` (Ctrl-C), `failed` (with the error),
-    or the summary's own status, with the summary and the seconds it took."""
+    or the summary's own status, with the summary and the seconds it took. A `new` run that fails before its first
+    step is discarded instead, so nothing blocks the retry."""
     started = time.perf_counter()
     try:
         summary = body()
@@ -135,6 +174,9 @@ def run_recorded(run: Path, body) -> dict:
         write_status(run, "interrupted")
         raise
     except BaseException as exc:
+        if new and isinstance(exc, Exception) and not stepped(run):
+            discard(run)
+            raise
         write_status(run, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     summary["seconds"] = round(time.perf_counter() - started, 3)

@@ -127,7 +127,8 @@ def run(cfg: TrainConfig, *, resume: str | None = None, flags: dict | None = Non
         run_dir.write_atomic(run_path / "config.toml", to_toml(cfg))
     if announce is not None:
         announce(cfg, run_path)
-    return run_dir.run_recorded(run_path, lambda: _train(cfg, run_path, marker, resume=bool(resume)))
+    return run_dir.run_recorded(run_path, lambda: _train(cfg, run_path, marker, resume=bool(resume)),
+                                  new=not resume)
 
 
 def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:

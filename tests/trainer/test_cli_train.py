@@ -73,7 +73,8 @@ def test_a_foreign_directory_is_never_written(capsys, tiny_model_dir, task_data,
     (mine / "notes.txt").write_text("keep")
     code, _, err = train(capsys, str(task_data / "data"), "--model", str(tiny_model_dir), "--out", str(mine))
     assert error_line(code, err) == (f"tinygpt train: error: --out {mine} exists and is not an empty directory; a "
-                                     f"run writes only into a new one (continue a run with --resume {mine})")
+                                     "run writes only into a new one (it is not a run of tinygpt's and is left as "
+                                     "it is; name a new directory)")
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
@@ -81,14 +82,36 @@ def test_a_foreign_directory_is_never_written(capsys, tiny_model_dir, task_data,
     ([], "--data is required"),
     (["nowhere.jsonl"], "--data nowhere.jsonl: no such file or directory"),
     (["DATA", "--num-layers", "9"], "--num-layers 9: the model has only 2 layers"),
+    (["DATA", "--num-layers", "0"], "--num-layers must be -1 (every layer) or N >= 1 (the last N layers), got 0"),
     (["DATA", "--keys", "attn.nope"], "--keys attn.nope name no module of the adapted layers"),
+    (["DATA", "--split", "train"], "--split filters traces; --data is not a directory of .atraj traces"),
+    (["OTHER_TOKENIZER"], "tokenizer"),
 ])
-def test_bad_input_is_one_line(capsys, tiny_model_dir, task_data, tmp_path, args, says):
-    args = [str(task_data / "data") if a == "DATA" else a for a in args]
-    code, _, err = train(capsys, *args, "--model", str(tiny_model_dir), "--out", str(tmp_path / "run"))
+def test_bad_input_is_one_line_and_leaves_nothing_behind(capsys, tiny_model_dir, task_data, tmp_path, args, says):
+    """A refused run removes the directory it made (and the new parent above it), so the same --out works on the
+    retry; a folder that was there before stays, as it was."""
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({**json.loads(line), "tokenizer_hash": "another"}) + "\n"
+                             for line in (task_data / "data" / "rows.jsonl").read_text().splitlines()))
+    args = [{"DATA": str(task_data / "data"), "OTHER_TOKENIZER": str(other)}.get(a, a) for a in args]
+    out = tmp_path / "new" / "run"
+    code, _, err = train(capsys, *args, "--model", str(tiny_model_dir), "--out", str(out))
     assert says in error_line(code, err)
-    status = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert status["status"] == "failed" and says in status["error"]
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    code, _, err = train(capsys, *args, "--model", str(tiny_model_dir), "--out", str(tmp_path / "kept"))
+    assert says in error_line(code, err) and (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
+
+
+def test_a_failed_run_can_be_retried_with_the_same_out(capsys, tiny_model_dir, task_data, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = train(capsys, str(task_data / "data"), "--model", str(tiny_model_dir), "--out", str(out),
+                         "--num-layers", "9")
+    assert "--num-layers 9" in error_line(code, err) and not out.exists()
+    code, _, err = train(capsys, str(task_data / "data"), "--model", str(tiny_model_dir), "--out", str(out),
+                         "--iters", "1", "--valid-fraction", "0")
+    assert code == 0, err
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
 
 
 @pytest.mark.parametrize("flag, value, says", [

@@ -172,10 +172,12 @@ def test_cli_on_policy(models, tmp_path, capsys):
     config = json.loads((other / "tokenizer_config.json").read_text())
     (other / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 77}))
     for extra, message in ((["--teacher", str(other)], "must share the student's tokenizer"),
-                           (["--tool-choice", "nope"], "--tool-choice nope: tool_choice 'nope' is not one of")):
+                           (["--tool-choice", "nope"], "--tool-choice nope: tool_choice 'nope' is not one of"),
+                           (["--num-layers", "9"], "--num-layers 9: the model has only")):
         code = cli.main(args + extra + ["--out", str(tmp_path / f"bad{len(extra[1])}")])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and message in err[-1] and err[-1].startswith("tinygpt distill: error:"), err
+        assert not (tmp_path / f"bad{len(extra[1])}").exists()  # a run refused before its first step leaves nothing
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "no prompt here"}\n')
     assert cli.main(args + ["--prompts", str(bad)]) == 2
