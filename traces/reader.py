@@ -3,7 +3,8 @@
 `read_episode` returns an `Episode` (header, events, end, torn byte count); `parse_records` does the same for
 bytes; `list_traces` finds the files of a directory. Only the last line of an unfinished (`.part`) file may be
 torn; damage anywhere else, a line out of sequence, or a finished `.atraj` without its end line raises
-CorruptTraceError. Every version up to FORMAT_VERSION is read. This module does not write files and does not build training data.
+CorruptTraceError. Every version up to FORMAT_VERSION is read. This module does not write files and does not
+build training data.
 """
 import os
 import re
