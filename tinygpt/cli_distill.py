@@ -187,6 +187,8 @@ def _on_policy(a) -> int:
     if a.json:
         print(json.dumps(s, indent=2))
     else:
+        if s.get("already_complete"):
+            print(f"{s['run_dir']} is already complete; nothing was run or rewritten. Its summary:")
         kl = f"sampled reverse KL {s['first_loss']:.4f} -> {s['final_loss']:.4f}" if s["final_loss"] is not None \
             else "no steps"
         print(f"{s['status']}: step {s['step']}/{s['iters']} in {s['seconds']:.1f} s, {s['episodes']} episodes, {kl}"

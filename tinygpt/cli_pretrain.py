@@ -59,6 +59,9 @@ def _announce(cfg: PretrainConfig, run) -> None:
 
 
 def _human(s: dict) -> str:
+    if s.get("already_complete"):
+        return f"{s['run_dir']} is already complete; nothing was run or rewritten. Its summary:\n" + \
+            _human({k: v for k, v in s.items() if k != "already_complete"})
     loss = f"loss {s['first_loss']:.4f} -> {s['final_loss']:.4f}" if s["final_loss"] is not None else "no steps"
     val = f" (val {s['val_loss']:.4f})" if s["val_loss"] is not None else ""
     speed = f", {s['tokens_per_s']:,.0f} tok/s" if s["tokens_per_s"] else ""

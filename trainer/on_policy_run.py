@@ -107,8 +107,9 @@ def run(cfg: OnPolicyConfig, prompts: list[str], make_toolset: Callable, *, resu
         raise TrainError(f"--prompts {cfg.prompts}: no prompts to sample on")
     if resume:
         run_path, marker = run_dir.open_existing(cfg.out, CONFIG)
-        if marker.get("status") == "complete" and isinstance(marker.get("summary"), dict):
-            return {**marker["summary"], "resumed_from": marker["summary"]["step"]}  # nothing left to do
+        done = run_dir.completed(run_path, marker, cfg.register)
+        if done is not None:
+            return done  # nothing left to do: the run and its summary stay as they are
     check_register(cfg.register)
     student, teacher = load_pair(cfg)
     if resume:

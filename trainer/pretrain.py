@@ -151,6 +151,9 @@ def run(cfg: PretrainConfig, *, resume: str | None = None, flags: dict | None = 
         if marker.get("kind") != KIND:
             raise TrainError(f"--resume {run_path}: not a pretraining run; continue it with `tinygpt train --resume`")
         cfg = resumed_config(run_path, flags or {}, PretrainConfig)
+        done = run_dir.completed(run_path, marker, (flags or {}).get("register"))
+        if done is not None:
+            return done  # nothing left to do: the run and its summary stay as they are
     else:
         from tinygpt.trainer.corpus import corpus_files
 

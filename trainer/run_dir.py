@@ -122,6 +122,17 @@ def open_existing(given: str, config: str = "config.toml") -> tuple[Path, dict]:
     return run, meta
 
 
+def completed(run: Path, marker: dict, register: str | None = None) -> dict | None:
+    """The saved summary of a run that is already complete, for a `--resume` that has nothing left to do (and
+    rewrites nothing); None if it is not complete. TrainError for `--register` then: nothing would register it."""
+    if marker.get("status") != "complete" or not isinstance(marker.get("summary"), dict):
+        return None
+    if register:
+        raise TrainError(f"--resume {run}: the run is already complete, so nothing is left to register at its end; "
+                         f"register its output with `tinygpt models add {register} ...`")
+    return {**marker["summary"], "resumed_from": marker["summary"]["step"], "already_complete": True}
+
+
 def write_status(run: Path, status: str, **fields) -> dict:
     """Update run.json: keep what it holds, set `status` and `fields`."""
     meta = read_marker(run) or {"created_by": CREATOR}

@@ -54,16 +54,19 @@ class Interrupt:
 
 
 def resumed_config(run: Path, flags: dict, cls=TrainConfig):
-    """The config saved in `run` (a `cls`: TrainConfig, or another run's config dataclass), with only the
-    RESUME_FREE flags applied; TrainError naming any other flag that was given with a different value."""
+    """The config saved in `run` (a `cls`: TrainConfig, or another run's config dataclass), with only `--register`
+    applied; TrainError naming any other flag that was given with a different value, or an `--out` that is not
+    the run itself."""
     saved = cls(**read_toml(run / "config.toml", cls))
+    if flags.get("out") is not None and Path(flags["out"]).expanduser().resolve() != run.resolve():
+        raise TrainError(f"--resume {run} continues the run where it is; leave out --out {flags['out']} (to repeat "
+                         f"it elsewhere: --config {run / 'config.toml'} --out {flags['out']})")
     changed = sorted(k for k, v in flags.items() if v is not None and k not in RESUME_FREE and v != getattr(saved, k))
     if changed:
         raise TrainError(f"--resume continues {run} with its saved config; these flags would change it: "
                          f"{', '.join('--' + k.replace('_', '-') for k in changed)}. Start a new run to change them")
-    for k in RESUME_FREE:
-        if flags.get(k) is not None:
-            setattr(saved, k, flags[k])
+    if flags.get("register") is not None:
+        saved.register = flags["register"]
     return saved
 
 
@@ -120,6 +123,9 @@ def run(cfg: TrainConfig, *, resume: str | None = None, flags: dict | None = Non
         if marker.get("kind") == "pretrain":
             raise TrainError(f"--resume {run_path}: a pretraining run; continue it with `tinygpt pretrain --resume`")
         cfg = resumed_config(run_path, flags or {})
+        done = run_dir.completed(run_path, marker, (flags or {}).get("register"))
+        if done is not None:
+            return done  # nothing left to do: the run and its summary stay as they are
     else:
         check_register(cfg.register)
         run_path, marker = run_dir.create(cfg.out), {}

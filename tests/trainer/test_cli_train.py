@@ -137,6 +137,30 @@ def test_a_taken_register_name_is_refused_before_anything_runs(capsys, tiny_mode
     assert not (tmp_path / "run").exists()
 
 
+def test_resuming_a_complete_run_does_nothing_and_rewrites_nothing(capsys, tiny_model_dir, task_data, tmp_path,
+                                                                     store_env):
+    run = tmp_path / "run"
+    code, out, err = train(capsys, str(task_data / "data" / "rows.jsonl"), "--model", str(tiny_model_dir), "--out",
+                           str(run), "--iters", "2", "--valid-fraction", "0", "--register", "spec", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code, out, err = train(capsys, "--resume", str(run), "--json")
+    again = json.loads(out)
+    assert code == 0 and again.pop("already_complete") is True and again.pop("resumed_from") == 2
+    assert again == {k: v for k, v in summary.items() if k != "resumed_from"} and again["registered"] == "spec"
+    assert again["tokens_per_s"] and again["peak_memory_mb"] > 0
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    code, out, _ = train(capsys, "--resume", str(run))
+    assert code == 0 and out.startswith(f"{run} is already complete; nothing was run or rewritten")
+    code, _, err = train(capsys, "--resume", str(run), "--out", str(tmp_path / "new"))
+    assert "continues the run where it is; leave out --out" in error_line(code, err)
+    assert not (tmp_path / "new").exists()
+    code, _, err = train(capsys, "--resume", str(run), "--register", "other")
+    assert "already complete, so nothing is left to register" in error_line(code, err)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
 def test_help_teaches_with_examples(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])

@@ -209,6 +209,8 @@ def test_resume_refuses_other_runs_changes_and_changed_prompts(setup, reference,
     # a complete run resumes to itself: nothing is sampled again
     assert cli.main(["distill", "on-policy", "--resume", str(reference), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 6
+    assert "already complete, so nothing is left to register" in _error(
+        capsys, "distill", "on-policy", "--resume", str(reference), "--register", "late")
 
     # an interrupted run whose prompts file changed since is refused, and left as it was
     student, teacher, prompts = setup

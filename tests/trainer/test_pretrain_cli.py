@@ -118,6 +118,12 @@ def test_pretrain_prints_the_config_writes_json_and_registers(capsys, pretrain_c
     assert "a pretraining run; continue it with `tinygpt pretrain --resume`" in error_line(code, err)
     code, _, err = run(capsys, "pretrain", "--resume", str(run_dir), "--seq-length", "32")
     assert "these flags would change it: --seq-length" in error_line(code, err)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    code, out, err = run(capsys, "pretrain", "--resume", str(run_dir))
+    assert code == 0 and "is already complete; nothing was run or rewritten" in out and "registered as my-base" in out
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    code, _, err = run(capsys, "pretrain", "--resume", str(run_dir), "--out", str(tmp_path / "elsewhere"))
+    assert "continues the run where it is; leave out --out" in error_line(code, err)
 
 
 def test_help_teaches_with_examples(capsys):
