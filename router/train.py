@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable
 
 import numpy as np
@@ -22,26 +22,7 @@ from tinygpt.router.errors import RouterError
 from tinygpt.router.features import featurize
 from tinygpt.router.model import Metrics, RouterFile, RouterModel
 from tinygpt.router.settings import Settings
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    dim: int = 2**15          # hashed feature buckets (a power of 2)
-    l2: float = 1e-4
-    steps: int = 300
-    lr: float = 0.1
-    calibration: float = 0.15  # share of each domain's groups held out to fit the temperature
-    test: float = 0.15         # share held out to measure accuracy and ECE
-    seed: int = 0
-
-    def checked(self) -> "TrainOptions":
-        if self.dim < 16 or self.dim & (self.dim - 1):
-            raise RouterError(f"dim must be a power of 2 >= 16, got {self.dim}")
-        if self.steps < 1 or not self.lr > 0 or self.l2 < 0:
-            raise RouterError("steps must be >= 1, lr > 0 and l2 >= 0")
-        if not (0 <= self.calibration < 1 and 0 <= self.test < 1 and self.calibration + self.test < 1):
-            raise RouterError("calibration and test are shares: each in [0, 1), together below 1")
-        return self
+from tinygpt.router.train_options import TrainOptions
 
 
 def split(examples: list[Example], calibration: float, test: float, seed: int) -> tuple[list[int], ...]:

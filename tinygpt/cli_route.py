@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_train_parser() -> argparse.ArgumentParser:
-    from tinygpt.router.train import TrainOptions
+    from tinygpt.router.train_options import TrainOptions
 
     d = TrainOptions()
     p = argparse.ArgumentParser(prog="tinygpt route train", description="fit and save a calibrated router",

@@ -86,3 +86,15 @@ def test_a_bad_threshold_flag_is_argparses_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["route", "x", "--ship", "1.5"])
     assert exit_.value.code == 2 and "must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sub", ["train", "ls", "describe", "data"])
+def test_each_subcommands_help_is_light(sub):
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom tinygpt.cli import main\ntry:\n    main(['route', sys.argv[1], '--help'])\n"
+             "except SystemExit:\n    pass\nprint(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'numpy', 'mlx', 'rich', 'tokenizers', 'huggingface_hub'}))")
+    r = subprocess.run([sys.executable, "-c", probe, sub], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
