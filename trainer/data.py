@@ -158,6 +158,7 @@ def load_data(cfg: TrainConfig, loaded, run_dir: Path) -> DataSet:
         report["valid_split"] = {"fraction": cfg.valid_fraction, "groups_held_out": len({e.group for e in valid})}
     if not train:
         raise TrainError(f"--data {train_path}: no trainable examples (counts: {train_counts})")
+    report["train_longest"] = max(len(e) for e in train)
     train, report["train_long"] = fit(train, cfg.max_seq_length, cfg.long_sequences)
     valid, report["valid_long"] = fit(valid, cfg.max_seq_length, cfg.long_sequences)
     if not train:
@@ -168,3 +169,23 @@ def load_data(cfg: TrainConfig, loaded, run_dir: Path) -> DataSet:
                   train_supervised_tokens=sum(e.supervised for e in train),
                   valid_supervised_tokens=sum(e.supervised for e in valid))
     return DataSet(train, valid, report)
+
+
+def long_warning(report: dict, cfg: TrainConfig) -> str | None:
+    """One line saying how many sequences --max-seq-length split or dropped (and the trained tokens lost), with
+    the flag to change; None when every sequence fit."""
+    parts = []
+    for side in ("train", "valid"):
+        c = report.get(f"{side}_long") or {}
+        if not c.get("long"):
+            continue
+        done = (f"{c['long_skipped']} skipped" if cfg.long_sequences == "skip" else
+                f"split into {c['windows']} windows, {c['turns_dropped']} single turns longer than the limit dropped")
+        parts.append(f"{c['long']} {side} sequences longer than it ({done}; {c['supervised_dropped']:,} trained tokens "
+                     "lost)")
+    if not parts:
+        return None
+    return (f"warning: --max-seq-length {cfg.max_seq_length}: " + "; ".join(parts) +
+            f". The longest training sequence is {report['train_longest']:,} tokens: raise --max-seq-length to keep "
+            "them whole (memory grows with it); counts in data-report.json")
+

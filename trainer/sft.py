@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -142,7 +143,7 @@ def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:
 
     from tinygpt.runtime.models import fingerprint, load
     from tinygpt.trainer.batches import BucketedBatches, fingerprint as data_fingerprint
-    from tinygpt.trainer.data import load_data
+    from tinygpt.trainer.data import load_data, long_warning
     from tinygpt.trainer.losses import has_plain_head, masked_nll, trained_nll
     from tinygpt.trainer.optim import make_optimizer
     from tinygpt.trainer.tuning import count_parameters, prepare
@@ -156,6 +157,10 @@ def _train(cfg: TrainConfig, run: Path, marker: dict, *, resume: bool) -> dict:
     run_dir.write_status(run, "running", **base)
     data = load_data(cfg, loaded, run)
     run_dir.write_atomic(run / "data-report.json", json.dumps(data.report, indent=2) + "\n")
+    warning = long_warning(data.report, cfg)
+    if warning:
+        sys.stderr.write(warning + "\n")
+        sys.stderr.flush()
     gather = has_plain_head(loaded.model)  # logits only where trained (losses.trained_nll)
     loss = trained_nll if gather else masked_nll
     shape = {"max_width": cfg.max_seq_length - 1, "gather": gather}
@@ -250,6 +255,7 @@ def summarize(lines: list[dict], *, start: int, last: int, iters: int, run: Path
         "tokens_trained": sum(m["tokens"] for m in steps), "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
         "peak_memory_mb": round(peak / 2**20, 1), "trainable_params": params[0], "total_params": params[1],
         "train_examples": data["train_examples"], "valid_examples": data["valid_examples"],
+        **{key: data[key] for key in ("train_long", "valid_long") if key in data},
     }
 
 

@@ -161,6 +161,27 @@ def test_resuming_a_complete_run_does_nothing_and_rewrites_nothing(capsys, tiny_
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
+def test_sequences_split_or_dropped_by_max_seq_length_are_said_and_counted(capsys, tiny_model_dir, task_data,
+                                                                          tmp_path):
+    rows = str(task_data / "data" / "rows.jsonl")
+    common = ["--model", str(tiny_model_dir), "--iters", "1", "--valid-fraction", "0", "--json"]
+    code, out, err = train(capsys, rows, *common, "--out", str(tmp_path / "a"))
+    assert code == 0 and "warning: --max-seq-length" not in err  # every row fits the default
+    assert json.loads(out)["train_long"]["long"] == 0
+    code, out, err = train(capsys, rows, *common, "--out", str(tmp_path / "b"), "--max-seq-length", "48")
+    counts = json.loads(out)["train_long"]
+    report = json.loads((tmp_path / "b" / "data-report.json").read_text())
+    assert code == 0 and counts == report["train_long"] and counts["long"] > 0 and counts["windows"] > 0
+    line = next(line for line in err.splitlines() if line.startswith("warning: --max-seq-length 48: "))
+    assert f"{counts['long']} train sequences longer than it (split into {counts['windows']} windows" in line
+    assert f"longest training sequence is {report['train_longest']:,} tokens: raise --max-seq-length" in line
+    code, out, err = train(capsys, rows, *common, "--out", str(tmp_path / "c"), "--max-seq-length", "80",
+                           "--long-sequences", "skip")  # the rows are 73 to 90 tokens long
+    skipped = json.loads(out)["train_long"]
+    assert code == 0 and f"{skipped['long']} train sequences longer than it ({skipped['long_skipped']} skipped; " \
+        f"{skipped['supervised_dropped']:,} trained tokens lost)" in err
+
+
 def test_help_teaches_with_examples(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
