@@ -50,7 +50,7 @@ class RouterFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     settings: Settings = Settings()
     trained_at: str = ""
     sources: list[str] = []
-    options: dict[str, float | int] = {}
+    options: dict[str, bool | int | float] = {}
     metrics: Metrics | None = None
 
 

@@ -1,11 +1,12 @@
 """Fit a router on labelled examples: split, fit the classifier, fit its temperature, measure, return the model.
 
-Examples are split by group (related rows stay together), per domain, with a seeded shuffle: `calibration`
-and `test` shares of each domain's groups are held out (at least one group each when a domain has three or
-more). The classifier is fit on the rest; the temperature on the calibration rows; accuracy and the expected
-calibration error (before and after scaling) on the test rows, which nothing was fit on. Fewer than two
-domains is a RouterError: a router with one answer is not a router. Not here: reading data (data.py), files
-(model.py).
+With `text_only`, each request offered tools is also learned without them (a request may come with no tools;
+a router that learned only tool names would be sure and wrong about it). Examples are split by group (related
+rows stay together), per domain, with a seeded shuffle: `calibration` and `test` shares of each domain's groups
+are held out (at least one group each when a domain has three or more). The classifier is fit on the rest; the
+temperature on the calibration rows; accuracy and the expected calibration error (before and after scaling) on
+the test rows, which nothing was fit on. Fewer than two domains is a RouterError: a router with one answer is
+not a router. Not here: reading data (data.py), files (model.py).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 from tinygpt.router.classifier import Sparse, ece, fit, fit_temperature, softmax
 from tinygpt.router.data import Example
 from tinygpt.router.errors import RouterError
-from tinygpt.router.features import featurize
+from tinygpt.router.features import Request, featurize
 from tinygpt.router.model import Metrics, RouterFile, RouterModel
 from tinygpt.router.settings import Settings
 from tinygpt.router.train_options import TrainOptions
@@ -55,6 +56,10 @@ def train(examples: list[Example], options: TrainOptions = TrainOptions(), setti
     if len(domains) < 2:
         raise RouterError(f"the labelled data has {len(domains)} domain(s) ({', '.join(domains) or 'none'}); a "
                           "router needs examples of at least two domains")
+    per_domain = {d: sum(e.domain == d for e in examples) for d in domains}
+    if options.text_only:  # same group: a copy stays on its original's side of the split
+        examples = examples + [Example(Request(e.request.text), e.domain, e.group) for e in examples
+                               if e.request.tools and e.request.text]
     label = {d: i for i, d in enumerate(domains)}
     y = np.array([label[e.domain] for e in examples])
     x = Sparse.from_rows([featurize(e.request, options.dim) for e in examples], options.dim)
@@ -64,7 +69,7 @@ def train(examples: list[Example], options: TrainOptions = TrainOptions(), setti
                         progress=progress)
     temperature = fit_temperature(x.take(cal).matmul(weights) + bias, y[cal]) if len(cal) else 1.0
     metrics = Metrics(train=len(tr), calibration=len(cal), test=len(te),
-                      per_domain={d: int((y == i).sum()) for d, i in label.items()})
+                      per_domain=per_domain)
     if len(te):
         logits = x.take(te).matmul(weights) + bias
         raw, scaled = softmax(logits), softmax(logits / temperature)

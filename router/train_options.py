@@ -16,6 +16,7 @@ class TrainOptions:
     calibration: float = 0.15  # share of each domain's groups held out to fit the temperature
     test: float = 0.15         # share held out to measure accuracy and ECE
     seed: int = 0
+    text_only: bool = True     # also learn (and calibrate on) each request with tools as if it came without them
 
     def checked(self) -> "TrainOptions":
         if self.dim < 16 or self.dim & (self.dim - 1):

@@ -74,6 +74,8 @@ def build_train_parser() -> argparse.ArgumentParser:
                    help=f"share held out to fit the temperature ({d.calibration})")
     p.add_argument("--test", type=float_in(0, 0.9), default=d.test, help=f"share held out to measure ({d.test})")
     p.add_argument("--seed", type=int_in(0), default=d.seed, help=f"split seed ({d.seed})")
+    p.add_argument("--no-text-only", dest="text_only", action="store_false",
+                   help="do not also learn each request with tools as if it came without them")
     _settings_flags(p)
     p.add_argument("--json", action="store_true", help="print the training report as JSON")
     return p
@@ -166,7 +168,7 @@ def train_main(argv: list[str]) -> int:
     if not a.data and not a.traces:
         raise RouterError("no labelled data: give --data FILE.jsonl and/or --traces DIR")
     options = TrainOptions(dim=a.dim, steps=a.steps, l2=a.l2, lr=a.lr, calibration=a.calibration, test=a.test,
-                           seed=a.seed)
+                           seed=a.seed, text_only=a.text_only)
     out = Path(a.out).expanduser() if a.out else _default_dir()
     examples, skipped = [], 0
     for path in a.data:

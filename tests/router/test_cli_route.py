@@ -47,7 +47,8 @@ def test_train_route_ls_and_describe_end_to_end(capsys, cache, labelled, tmp_pat
     code, out, err = run(capsys, "train", "--data", str(labelled), "--out", str(tmp_path / "r"), "--steps", "60",
                          "--dim", "4096", "--json")
     report = json.loads(out)
-    assert code == 0 and report["domains"] == {d: 30 for d in DOMAINS} and report["accuracy"] == 1.0
+    assert code == 0 and report["domains"] == {d: 30 for d in DOMAINS} and report["test"] == 2 * 3 * 4
+    assert report["accuracy"] >= 0.5  # rows with tools are all right; their text-only copies carry no signal
     assert 0 <= report["ece"] <= 1 and "training: step 60/60" in err
     code, out, _ = run(capsys, "move it", "--tools", "mv,cd", "--router", str(tmp_path / "r"), "--json")
     d = json.loads(out)

@@ -26,7 +26,7 @@ def spec(name, domain, verdict="ship", created="2026-01-01"):
 
 @pytest.fixture(scope="module")
 def model():
-    return train(tool_examples(), FAST)
+    return train(tool_examples(), TrainOptions(dim=2**12, steps=120, text_only=False))
 
 
 def test_a_planted_tool_name_signal_routes_unseen_requests_right(model):
@@ -36,6 +36,18 @@ def test_a_planted_tool_name_signal_routes_unseen_requests_right(model):
         text = " ".join(rng.choice(FILLER) for _ in range(8))
         p = model.probs(Request(text, tools))
         assert model.domains[int(p.argmax())] == want and p.max() > 0.9
+
+
+def test_learning_requests_without_their_tools_keeps_a_router_from_being_sure_of_a_guess():
+    rng = random.Random(5)
+    no_signal = [Request(" ".join(rng.choice(FILLER) for _ in range(8))) for _ in range(40)]  # no tools
+    confidence = {}
+    for text_only in (False, True):
+        router = train(tool_examples(), TrainOptions(dim=2**12, steps=120, text_only=text_only))
+        confidence[text_only] = np.mean([router.probs(r).max() for r in no_signal])
+        assert router.probs(Request("anything", ("mv", "cd"))).max() > 0.9  # the tools still decide
+        assert router.meta.metrics.per_domain == {"fileops": 60, "math": 60, "weather": 60}
+    assert confidence[False] > 0.8 and confidence[True] < 0.65, confidence  # a guess among 3 is right 1/3
 
 
 def test_features_are_the_same_in_any_process_and_tools_are_split_into_parts():
