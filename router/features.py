@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 MAX_CHARS = 4000  # a request's text beyond this (from the end) is not read: bounds the routing latency
 CHAR_GRAM_CHARS = 1500  # character n-grams come from the last this many characters only (they cost the most)
-VERSION = 1  # saved with a router: a change to what features mean must bump it (old routers then refuse to load)
-_WORD = re.compile(r"[a-z0-9]+(?:['_][a-z0-9]+)*")
+VERSION = 2  # saved with a router: a change to what features mean must bump it (old routers then refuse to load)
+_WORD = re.compile(r"[^\W_]+(?:['_][^\W_]+)*")  # letters and digits of any script, joined by ' or _
 _PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
 

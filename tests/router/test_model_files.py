@@ -6,6 +6,7 @@ import pytest
 from router_fakes import tool_examples
 
 from tinygpt.router.errors import RouterError
+from tinygpt.router.features import VERSION as FEATURES_VERSION
 from tinygpt.router.features import Request
 from tinygpt.router.model import load, save
 from tinygpt.router.policy import decide
@@ -67,7 +68,7 @@ def test_a_decision_is_recorded_in_the_trajectory_header_and_reads_back(trained)
 def test_a_router_trained_on_other_features_is_refused(trained, tmp_path):
     save(trained, tmp_path / "r")
     meta = json.loads((tmp_path / "r" / "router.json").read_text())
-    assert meta["features"] == 1
+    assert meta["features"] == FEATURES_VERSION
     (tmp_path / "r" / "router.json").write_text(json.dumps({**meta, "features": 99}))
     with pytest.raises(RouterError, match="features of version 99; .* train the router again"):
         load(tmp_path / "r")

@@ -57,6 +57,8 @@ def test_features_are_the_same_in_any_process_and_tools_are_split_into_parts():
     parts = featurize(Request("", ("move_file",)), 2**16)[0]
     assert len(parts) == 3  # the name, "move", "file"
     assert featurize(Request("", ()), 64) == ([], [])
+    assert len(featurize(Request("Ünïcode wörter 数据"), 2**16)[0]) > 3  # words of any script are words
+    assert featurize(Request("Grüße"), 2**16) != featurize(Request("Gr e"), 2**16)
 
 
 def test_temperature_scaling_lowers_the_calibration_error_of_an_overconfident_classifier():
