@@ -192,6 +192,9 @@ def resolve(flags: dict, config_file: str | Path | None = None) -> TrainConfig:
         raise TrainError("--grad-checkpoint with --dropout > 0: the backward pass would recompute each layer with new "
                          "dropout masks, so the gradients would not be the forward pass's (mlx-lm's grad_checkpoint "
                          "does this silently). Use one or the other")
+    if cfg.valid_data and flags.get("valid_fraction") is not None:  # a saved config.toml holds both: flags only
+        raise TrainError(f"--valid-data {cfg.valid_data} is the validation set, so --valid-fraction (a share of --data "
+                         "held out) would be ignored; give one of them")
     if not cfg.teacher_logprobs and (cfg.alpha, cfg.temperature) != (0.5, 1.0):
         raise TrainError("--alpha and --temperature weigh the distillation loss; they need --teacher-logprobs (a "
                          "sidecar from `tinygpt distill teacher-logprobs`)")

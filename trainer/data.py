@@ -34,7 +34,7 @@ def _has_traces(directory: Path) -> bool:
     return bool(list_traces(directory, include_partial=True))
 
 
-def _detect(path: Path) -> str:
+def detect_format(path: Path) -> str:
     """"rows" or a chat_data format for a JSONL file, from its first record."""
     from tinygpt.trainer.chat_data import record_format
     from tinygpt.trainer.rows import is_row
@@ -60,7 +60,7 @@ def _detect(path: Path) -> str:
 
 
 def _read(path: Path, loaded) -> tuple[list[Example], dict]:
-    kind = _detect(path)
+    kind = detect_format(path)
     if kind == "rows":
         from tinygpt.trainer.rows import read_rows
 
@@ -109,6 +109,9 @@ def sources(cfg: TrainConfig, run_dir: Path) -> tuple[Path, Path | None, dict]:
         raise TrainError(f"--data {data}: no such file or directory")
     valid = None
     if data.is_dir():
+        if (data / "rows.jsonl").is_file() and (data / "train.jsonl").is_file():
+            raise TrainError(f"--data {data}: the directory holds both rows.jsonl and train.jsonl; name the file to "
+                             f"train on (--data {data / 'rows.jsonl'} or {data / 'train.jsonl'})")
         if (data / "rows.jsonl").is_file():
             data = data / "rows.jsonl"
         elif (data / "train.jsonl").is_file():
@@ -132,6 +135,9 @@ def _valid_path(cfg: TrainConfig, found: Path | None) -> Path | None:
     valid = Path(cfg.valid_data).expanduser()
     if not valid.is_file():
         raise TrainError(f"--valid-data {valid}: no such file")
+    if Path(cfg.data).expanduser().is_file() and valid.samefile(Path(cfg.data).expanduser()):
+        raise TrainError(f"--valid-data {valid} is the training data itself; a validation loss on the training "
+                         "examples says nothing: give other data, or leave it out for --valid-fraction")
     return valid
 
 

@@ -118,6 +118,13 @@ def teacher_logprobs(teacher, rows: str | Path, out: str | Path | None = None, *
     vocab = teacher.vocab_size
     if not 1 <= k <= vocab:
         raise TrainError(f"--top-k {k}: must be in [1, {vocab}] (the teacher's vocabulary size)")
+    from tinygpt.trainer.data import detect_format
+
+    kind = detect_format(rows)
+    if kind != "rows":
+        raise TrainError(f"--rows {rows}: {kind} records, not traces-to-data rows; the teacher scores a rows.jsonl's "
+                         "exact ids (make one with `tinygpt traces-to-data`, or train on chat data with `tinygpt "
+                         "train` alone)")
     check_tokenizer(teacher, rows)
     digest = topk_file.file_hash(rows)
     examples, counts = read_rows(rows, tokenizer_hash=teacher.tokenizer_hash, vocab_size=vocab)

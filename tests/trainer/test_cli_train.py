@@ -103,6 +103,21 @@ def test_bad_input_is_one_line_and_leaves_nothing_behind(capsys, tiny_model_dir,
     assert says in error_line(code, err) and (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
 
 
+def test_ambiguous_or_self_validating_data_is_refused(capsys, tiny_model_dir, task_data, tmp_path):
+    rows = task_data / "data" / "rows.jsonl"
+    both = tmp_path / "both"
+    both.mkdir()
+    (both / "rows.jsonl").write_text(rows.read_text())
+    (both / "train.jsonl").write_text(json.dumps({"text": "hello"}) + "\n")
+    common = ["--model", str(tiny_model_dir), "--out", str(tmp_path / "run")]
+    for args, says in (([str(both)], "holds both rows.jsonl and train.jsonl; name the file"),
+                       ([str(rows), "--valid-data", str(rows)], "is the training data itself"),
+                       ([str(rows), "--valid-data", str(both / "rows.jsonl"), "--valid-fraction", "0.2"],
+                        "--valid-fraction (a share of --data held out) would be ignored; give one of them")):
+        code, _, err = train(capsys, *args, *common)
+        assert says in error_line(code, err) and not (tmp_path / "run").exists()
+
+
 def test_a_failed_run_can_be_retried_with_the_same_out(capsys, tiny_model_dir, task_data, tmp_path):
     out = tmp_path / "run"
     code, _, err = train(capsys, str(task_data / "data"), "--model", str(tiny_model_dir), "--out", str(out),

@@ -138,6 +138,15 @@ def test_a_teacher_with_another_tokenizer_is_refused_in_one_line(teacher_dir, ro
     assert "its tokenizer (hash" in err and "a teacher must share the student's tokenizer" in err
 
 
+def test_teacher_logprobs_on_chat_records_says_they_are_not_rows(teacher_dir, tmp_path, capsys):
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "yo"}]}) + "\n")
+    assert cli.main(["distill", "teacher-logprobs", "--teacher", str(teacher_dir), "--rows", str(chat)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "chat records, not traces-to-data rows" in err and "tokenizer" not in err and "\n" not in err
+
+
 def test_windows_of_long_rows_find_their_teacher_numbers(tiny_model_dir, rows, tmp_path):
     student = load(str(tiny_model_dir))
     sidecar = teacher_logprobs(student, rows, k=8)["sidecar"]

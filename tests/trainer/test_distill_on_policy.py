@@ -163,10 +163,18 @@ def test_cli_on_policy(models, tmp_path, capsys):
     args = ["distill", "on-policy", "--student", str(student), "--teacher", str(teacher), "--prompts", str(prompts),
             "--iters", "2", "--batch-size", "2", "--max-tokens", "6", "--agent-steps", "1"]
     code = cli.main(args + ["--out", str(tmp_path / "run"), "--json"])
-    summary = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert "warning: --batch-size" not in err
     assert code == 0 and summary["status"] == "complete" and summary["episodes"] == 4
     assert (tmp_path / "run" / "adapter" / "adapters.safetensors").is_file()
     assert 'prompts = "' in (tmp_path / "run" / "on-policy.toml").read_text()
+    bigger = list(args)
+    bigger[bigger.index("--iters") + 1] = "1"
+    bigger[bigger.index("--batch-size") + 1] = "3"
+    code = cli.main(bigger + ["--out", str(tmp_path / "big")])
+    assert code == 0 and ("warning: --batch-size 3 is more than the 2 prompts, so each step plays 2 episodes, not 3"
+                          in capsys.readouterr().err)
     other = tmp_path / "other"
     shutil.copytree(teacher, other)
     config = json.loads((other / "tokenizer_config.json").read_text())
