@@ -95,6 +95,7 @@ def test_fuse_never_replaces_a_users_directory(adapters, tiny_model_dir, tmp_pat
                         adapters["lora"], "--out", str(mine), "--force"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("tinygpt fuse: error: ")
     assert "never replaces it, even with --force" in r.stderr and [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert "tinygpt did not make it" in r.stderr and "init-model" not in r.stderr
 
 
 def test_fuse_refuses_an_adapter_made_for_another_base_and_makes_new_parents(adapters, tiny_model_dir, tmp_path,
