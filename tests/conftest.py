@@ -100,3 +100,38 @@ def scripted(monkeypatch):
         monkeypatch.setattr(builtins, "input", fake_input)
 
     return feed
+
+
+ROUTED_DOMAINS = {"fileops": ("ls", "cd", "mv", "cat"), "math": ("add", "multiply"), "weather": ("forecast",)}
+
+
+@pytest.fixture(scope="session")
+def saved_router(tmp_path_factory):
+    """`saved_router(settings)`: the directory of a router trained (fast, deterministic) on requests whose tools
+    say the domain (ROUTED_DOMAINS; the text is filler), saved with `settings` (router/settings.py)."""
+    import random
+
+    from tinygpt.router.data import Example
+    from tinygpt.router.features import Request
+    from tinygpt.router.model import save
+    from tinygpt.router.train import TrainOptions, train
+
+    rng = random.Random(0)
+    filler = [f"word{i}" for i in range(300)]
+    examples = [Example(Request(" ".join(rng.choice(filler) for _ in range(8)),
+                                tuple(rng.sample(tools, rng.randint(1, len(tools))))), domain, f"{domain}-{i}")
+                for domain, tools in ROUTED_DOMAINS.items() for i in range(40)]
+    model = train(examples, TrainOptions(dim=2**12, steps=120))
+
+    def make(settings):
+        import msgspec
+
+        from tinygpt.router.model import RouterModel
+
+        meta = msgspec.structs.replace(model.meta, settings=settings)
+        out = tmp_path_factory.mktemp("router")
+        save(RouterModel(domains=model.domains, weights=model.weights, bias=model.bias,
+                         temperature=model.temperature, meta=meta), out)
+        return out
+
+    return make

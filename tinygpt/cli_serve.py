@@ -16,6 +16,7 @@ import errno
 import os
 import socket
 import sys
+from pathlib import Path
 
 from tinygpt.flags import add_tool_format_flag
 
@@ -38,7 +39,8 @@ examples:
 The OpenAPI spec is at /openapi.json (no /docs page: it would need a CDN). GET /health for probes.
 Extensions on both APIs:
 "session": "<id>" keeps the KV cache server-side across calls; "return_token_ids": true returns the exact
-prompt and output token ids.
+prompt and output token ids; with --router, model "auto" routes each chat request (the decision in the
+x-tinygpt-route header and the body's "tinygpt": {"route": ...}).
 """
 
 
@@ -53,7 +55,7 @@ def serve_config(args: argparse.Namespace):
 
     cfg = load_config({"model": args.model, "grammar_backend": args.grammar_backend,
                        "prefix_cache_mb": args.prefix_cache_mb, "model_memory_mb": args.model_memory_mb,
-                       "tool_format": args.tool_format})
+                       "tool_format": args.tool_format, "router": args.router})
     return ServeConfig(
         model=model_path(cfg), model_name=args.model_name, host=args.host, port=args.port,
         api_key=args.api_key or None, models_without_key=args.models_without_key,
@@ -64,7 +66,8 @@ def serve_config(args: argparse.Namespace):
         keep_alive_s=args.keep_alive if args.keep_alive is not None else (cfg.model_keep_alive_s or -1.0),
         batching=not args.no_batch, solo=not args.no_solo, grammar_backend=cfg.grammar_backend,
         tool_format="" if cfg.tool_format == "auto" else cfg.tool_format,
-        prefix_cache_mb=cfg.prefix_cache_mb, model_memory_mb=cfg.model_memory_mb)
+        prefix_cache_mb=cfg.prefix_cache_mb, model_memory_mb=cfg.model_memory_mb,
+        router=str(Path(cfg.router).expanduser()) if cfg.router else None)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -115,6 +118,10 @@ def parser() -> argparse.ArgumentParser:
     add_tool_format_flag(p)
     p.add_argument("--prefix-cache-mb", type=int, default=None, metavar="MB",
                    help="prefix cache per loaded model in MiB (default: config `prefix_cache_mb`, else 2048)")
+    p.add_argument("--router", default=None, metavar="DIR",
+                   help="a router saved by `tinygpt route train`: requests naming model \"auto\" are routed to a "
+                        "store model or an enabled backend, the decision in the x-tinygpt-route header (default: "
+                        "config `router`, else none: \"auto\" is refused)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     return p
 
@@ -172,9 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tinygpt serve: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
               "pick another --port or stop what uses it", file=sys.stderr)
         return 1
+    from tinygpt.router.backends import BackendError
+    from tinygpt.router.errors import RouterError
+
     try:
         app = create_app(config)
-    except ModelLoadError as exc:
+    except (ModelLoadError, RouterError, BackendError) as exc:
         sock.close()
         print(f"tinygpt serve: {exc}", file=sys.stderr)
         return 2
@@ -199,7 +209,11 @@ def banner(card, sock: socket.socket, config) -> str:
         line += ("\ntinygpt serve: note: this model has random weights (made by `tinygpt init-model`, never "
                  "trained); its answers are noise")
     budget = (f"kept within {config.model_memory_mb} MiB" if config.model_memory_mb >= 0 else "not limited")
-    return line + f"\ntinygpt serve: loaded models' weights {budget} (--model-memory-mb)"
+    line += f"\ntinygpt serve: loaded models' weights {budget} (--model-memory-mb)"
+    if config.router:
+        line += (f"\ntinygpt serve: model \"auto\" routes each request with the router {config.router} "
+                 "(decision in the x-tinygpt-route header)")
+    return line
 
 
 def make_server(config, scheduler, banner: str = ""):

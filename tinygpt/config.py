@@ -28,6 +28,7 @@ class Config:
     tool_format: str = ""  # tool-call format name (runtime/tool_formats); "" or "auto": the model's chat template's
     model_keep_alive_s: int = 0  # serve unloads a model idle this long; 0 = keep it until room is needed
     model_memory_mb: int = field(default_factory=lambda: default_model_memory_mb())  # loaded weights; -1 = no limit
+    router: str = ""  # a saved router's directory (tinygpt route train): serve's model "auto", agent --router
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -28,8 +28,8 @@ from tinygpt.web import ollama_api, openai_api, openapi
 from tinygpt.runtime.catalog import Catalog
 from tinygpt.runtime.provider import ModelProvider
 from tinygpt.runtime.scheduler import Scheduler
-from tinygpt.runtime.store import ModelStore
-from tinygpt.web.config import ServeConfig, ServerState, ollama_name
+from tinygpt.runtime.store import DEFAULT, ModelStore
+from tinygpt.web.config import AUTO, ServeConfig, ServerState, ollama_name
 from tinygpt.web.errors import ApiError, error_response
 from tinygpt.web.guard import Guard
 
@@ -43,6 +43,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     store = ModelStore(config.store) if config.store else ModelStore()
     catalog = Catalog(config.model, config.model_name, store=store, provider=ModelProvider(store),
                       include_store=config.serve_store)
+    router = request_router(config, catalog, store)
     scheduler = Scheduler(catalog, config.scheduler_config(), default=catalog.primary)
     try:
         scheduler.start(preload=[catalog.primary])
@@ -62,12 +63,13 @@ def create_app(config: ServeConfig) -> FastAPI:
     app = FastAPI(title="tinygpt serve", version=VERSION, lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url="/openapi.json",
                   description="OpenAI- and Ollama-compatible API for local MLX models.")
-    app.state.tg = ServerState(config=config, scheduler=scheduler, catalog=catalog, started=time.time())
+    app.state.tg = ServerState(config=config, scheduler=scheduler, catalog=catalog, started=time.time(),
+                               router=router)
     app.add_api_route("/health", _health, methods=["GET"], summary="liveness probe", response_class=Response)
     app.include_router(openai_api.router)
     app.include_router(ollama_api.router)
     _errors(app)
-    names = catalog.names()
+    names = catalog.names() + ([AUTO] if router is not None else [])
     openapi.install(app, sorted(set(names) | {ollama_name(n) for n in names}))
     app.add_middleware(Guard, allowed_hosts=config.host_allow_list(), api_key=config.api_key,
                        max_body=config.max_body_bytes, origin_allowed=origin_policy(config),
@@ -76,6 +78,24 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origin_regex=LOCAL_ORIGINS, allow_origins=list(config.cors_origins),
                        allow_methods=["GET", "POST", "OPTIONS", "HEAD", "DELETE"], allow_headers=["*"])
     return app
+
+
+def request_router(config: ServeConfig, catalog: Catalog, store: ModelStore):
+    """The router behind model "auto" (None without --router). Its generalist is the router's own when that names
+    a model other than the embedded default, else the model this server was started with. A RouterError or
+    BackendError (one line) when the router, its generalist or an enabled backend cannot be used."""
+    if not config.router:
+        return None
+    from tinygpt.router.errors import RouterError
+    from tinygpt.router.model import load
+    from tinygpt.router.serve_route import load_request_router
+
+    own = load(config.router).meta.settings.generalist
+    generalist = catalog.primary if own == DEFAULT else own
+    if generalist != catalog.primary and generalist not in catalog.names():
+        raise RouterError(f"{config.router}: the router's generalist {generalist!r} is not a model this server "
+                          f"serves ({', '.join(catalog.names())}); serve it, or set the router's generalist")
+    return load_request_router(config.router, store, generalist=generalist)
 
 
 def origin_policy(config: ServeConfig):

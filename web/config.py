@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from tinygpt.runtime.catalog import Catalog
 from tinygpt.runtime.model_card import ModelCard
@@ -26,6 +27,7 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 # "list" the names (as llama.cpp's server), "refuse" a 401 (as vLLM; BFCL then polls forever).
 MODELS_WITHOUT_KEY = ("empty", "list", "refuse")
 KEYLESS_PATHS = frozenset({"/v1/models"})
+AUTO = "auto"  # the model name that asks the server's router (--router) where a request goes (web/routing.py)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class ServeConfig:
     prefix_cache_mb: int = 1024             # prefix cache per loaded model
     store: str | None = None                # model store root (None: the user cache's); its models are served too
     serve_store: bool = True                # False: serve only `model`
+    router: str | None = None               # a saved router's directory: model "auto" routes each request
 
     def scheduler_config(self) -> SchedulerConfig:
         return SchedulerConfig(max_batch=self.max_batch, prefill_batch=self.max_batch, prefill_step=self.prefill_step,
@@ -89,6 +92,7 @@ class ServerState:
     scheduler: Scheduler
     catalog: Catalog
     started: float = field(default=0.0)
+    router: Any = None  # router.serve_route.RequestRouter when serving with --router (model "auto")
 
     @property
     def default(self) -> str:
@@ -112,6 +116,12 @@ class ServerState:
         return self.catalog.name_for(requested)
 
     def unknown(self, requested: str, ollama: bool = False) -> ApiError:
+        if requested in (AUTO, f"{AUTO}:latest"):
+            why = ("routes chat requests only (/v1/chat/completions, /api/chat, /api/generate); name a model here"
+                   if self.router is not None else "needs a router: start the server with --router DIR (a router "
+                   "`tinygpt route train` saved; docs/router.md)")
+            return ApiError(404 if self.router is None else 400, f"model {requested!r} {why}", param="model",
+                            code="model_not_found" if self.router is None else None)
         listed = ", ".join(repr(ollama_name(n) if ollama else n) for n in self.names())
         if ollama:
             return ApiError(404, f"model {requested!r} not found; this server serves {listed}")

@@ -30,9 +30,9 @@ from tinygpt.runtime.model_card import ModelCard
 from tinygpt.runtime import tool_formats
 from tinygpt.runtime.tool_calls import parse_tool_calls
 from tinygpt.runtime.tool_formats.split import CallStream, Content
-from tinygpt.web import constraints, prompts
+from tinygpt.web import constraints, prompts, routing
 from tinygpt.web import wire_ollama as w
-from tinygpt.web.config import ServerState, ollama_name
+from tinygpt.web.config import AUTO, ServerState, ollama_name
 from tinygpt.web.errors import ApiError, decode
 from tinygpt.runtime.jobs import Chunk, Failed, Finished, Job
 from tinygpt.runtime.penalties import penalties
@@ -122,6 +122,9 @@ def _entry(s: ServerState, name: str) -> w.ModelEntry:
 async def tags(request: Request) -> Response:
     s = state_of(request)
     entries = await run_in_threadpool(lambda: [_entry(s, n) for n in s.names()])
+    if s.router is not None:  # model "auto": the router picks a model or backend per request
+        entries.append(w.ModelEntry(name=ollama_name(AUTO), model=ollama_name(AUTO), modified_at=now_iso(), size=0,
+                                    digest=_digest(s.router.id), details=_details("router", "", "")))
     return _json(w.TagsResponse(models=entries))
 
 
@@ -173,8 +176,8 @@ async def show(request: Request) -> Response:
         modified_at=c.modified_iso))
 
 
-def _json(value) -> Response:
-    return Response(msgspec.json.encode(value), media_type="application/json")
+def _json(value, headers: dict[str, str] | None = None) -> Response:
+    return Response(msgspec.json.encode(value), media_type="application/json", headers=headers)
 
 
 # ---- chat and generate --------------------------------------------------------------------------------------
@@ -243,9 +246,18 @@ async def chat(request: Request) -> Response:
     keep = keep_alive_seconds(req.keep_alive)
     if not req.messages:
         return await _load_or_unload(s, req.model, keep, chat=True)
-    card = await s.card(req.model, ollama=True)
+    routed = None
+    if routing.is_auto(req.model):  # the router picks the model or backend (web/routing.py)
+        if s.router is None:
+            raise s.unknown(req.model, ollama=True)
+        tools = [msgspec.to_builtins(t) for t in req.tools] if req.tools else []
+        messages = prompts.ollama_messages(req.messages)
+        routed = routing.route(s, messages, tools)
+        if routed.policy is not None:
+            return await _remote(s, req, routed, routing.ollama_to_openai(messages), tools, chat=True)
+    card = await s.card(routed.model if routed else req.model, ollama=True)
     plan = await run_in_threadpool(chat_plan, s, card, req)
-    return await _run(s, request, req, plan, keep, chat=True)
+    return await _run(s, request, req, plan, keep, chat=True, routed=routed)
 
 
 @router.post("/api/generate", openapi_extra=body_of("GenerateRequest"),
@@ -257,9 +269,21 @@ async def generate(request: Request) -> Response:
     keep = keep_alive_seconds(req.keep_alive)
     if not req.prompt and not req.context:
         return await _load_or_unload(s, req.model, keep, chat=False)
-    card = await s.card(req.model, ollama=True)
+    routed = None
+    if routing.is_auto(req.model):  # routed as a chat of the system text and the prompt
+        if s.router is None:
+            raise s.unknown(req.model, ollama=True)
+        if req.raw or req.context:
+            raise ApiError(400, "raw and context continue one model's token sequence; with model auto send a "
+                                "plain prompt, or name the model", param="raw" if req.raw else "context")
+        messages = ([{"role": "system", "content": req.system}] if req.system else []) + [
+            {"role": "user", "content": req.prompt}]
+        routed = routing.route(s, messages, [])
+        if routed.policy is not None:
+            return await _remote(s, req, routed, messages, [], chat=False)
+    card = await s.card(routed.model if routed else req.model, ollama=True)
     plan = await run_in_threadpool(generate_plan, s, card, req)
-    return await _run(s, request, req, plan, keep, chat=False)
+    return await _run(s, request, req, plan, keep, chat=False, routed=routed)
 
 
 async def _load_or_unload(s: ServerState, requested: str, keep: float | None, *, chat: bool) -> Response:
@@ -279,17 +303,21 @@ async def _load_or_unload(s: ServerState, requested: str, keep: float | None, *,
     return _json(body)
 
 
-async def _run(s: ServerState, request: Request, req, plan: Plan, keep: float | None, *, chat: bool) -> Response:
+async def _run(s: ServerState, request: Request, req, plan: Plan, keep: float | None, *, chat: bool,
+               routed: routing.Routed | None = None) -> Response:
     job = Job(prompt_ids=plan.prompt_ids, params=plan.params, model=plan.card.name, processors=plan.processors,
               session=req.session, keep_alive_s=keep)
     handle = start(s, job)
+    headers = routed.headers if routed else None
     if req.stream:
-        return StreamingResponse(_stream(s, handle, request, req, plan, chat), media_type=NDJSON)
+        return StreamingResponse(_stream(s, handle, request, req, plan, chat, routed), media_type=NDJSON,
+                                 headers=headers)
     out = await collect(s, handle, request)
-    return _json(_final(s, req, plan, out, chat, whole=True))
+    return _json(_final(s, req, plan, out, chat, whole=True, routed=routed), headers)
 
 
-async def _stream(s: ServerState, handle, request: Request, req, plan: Plan, chat: bool) -> AsyncIterator[bytes]:
+async def _stream(s: ServerState, handle, request: Request, req, plan: Plan, chat: bool,
+                  routed: routing.Routed | None = None) -> AsyncIterator[bytes]:
     splitter = CallStream(plan.format) if plan.tools else None
     out = Outcome()
     async for batch in events(s, handle, request):
@@ -311,7 +339,7 @@ async def _stream(s: ServerState, handle, request: Request, req, plan: Plan, cha
         rest = "".join(p.text for p in splitter.finish(out.result.finish_reason == "stop") if isinstance(p, Content))
         if rest:
             yield _line(_piece(plan.card, rest, chat, None))
-    yield _line(_final(s, req, plan, out, chat, whole=False))
+    yield _line(_final(s, req, plan, out, chat, whole=False, routed=routed))
 
 
 def _line(value) -> bytes:
@@ -334,8 +362,10 @@ def _logprobs(card: ModelCard, ids, lps, tops) -> list[w.Logprob]:
             for i, lp, top in zip(ids, lps, tops)]
 
 
-def _final(s: ServerState, req, plan: Plan, out: Outcome, chat: bool, *, whole: bool):
-    """The `done` answer: in a stream, counts and timings only (plus tool calls); else the whole text too."""
+def _final(s: ServerState, req, plan: Plan, out: Outcome, chat: bool, *, whole: bool,
+           routed: routing.Routed | None = None):
+    """The `done` answer: in a stream, counts and timings only (plus tool calls); else the whole text too; a
+    routed request's decision in `tinygpt`."""
     r = out.result
     text, calls = (r.text if whole else ""), UNSET
     if plan.tools:
@@ -351,7 +381,7 @@ def _final(s: ServerState, req, plan: Plan, out: Outcome, chat: bool, *, whole: 
         model=plan.card.ollama_name, created_at=now_iso(), done=True, done_reason=r.finish_reason,
         total_duration=ns(r.ttft_s + r.decode_s), load_duration=ns(out.load_s),
         prompt_eval_count=len(r.prompt_ids), prompt_eval_duration=ns(r.ttft_s), eval_count=len(r.output_ids),
-        eval_duration=ns(r.decode_s),
+        eval_duration=ns(r.decode_s), tinygpt=routed.extension() if routed else UNSET,
         logprobs=_logprobs(plan.card, r.output_ids, r.logprobs, r.top_logprobs) if req.logprobs and whole else UNSET)
     if req.return_token_ids:
         common.update(prompt_token_ids=list(r.prompt_ids), token_ids=list(r.output_ids),
@@ -359,3 +389,60 @@ def _final(s: ServerState, req, plan: Plan, out: Outcome, chat: bool, *, whole: 
     if chat:
         return w.ChatChunk(message=w.OutMessage(content=text, tool_calls=calls), **common)
     return w.GenerateChunk(response=text, context=list(r.prompt_ids) + list(r.output_ids), **common)
+
+
+# ---- a request routed to a remote or cloud backend (model "auto") ------------------------------------------
+def _remote_refused(req) -> str | None:
+    asked = {"format": req.format not in (None, ""), "logprobs": req.logprobs, "return_token_ids": req.return_token_ids,
+             "session": req.session is not None}
+    return next((name for name, on in asked.items() if on), None)
+
+
+async def _remote(s: ServerState, req, routed: routing.Routed, messages: list[dict], tools: list[dict], *,
+                  chat: bool) -> Response:
+    """The backend's reply in Ollama's shapes: text lines, then the `done` line with its tool calls."""
+    refused = _remote_refused(req)
+    if refused:
+        raise ApiError(400, f"{refused} is not available when model auto routes to the {routed.decision.kind} "
+                            f"backend {routed.decision.route}; send the request without it, or name a model",
+                       param=refused)
+    o = req.options or w.Options()
+    params = routing.remote_params(s, max_tokens=o.num_predict, temperature=_or(o.temperature, 0.8),
+                                   top_p=_or(o.top_p, 0.9), seed=o.seed, stop=o.stop)
+    ask = dict(tool_choice="auto" if tools else "none", parallel=True, params=params)
+    t0 = time.perf_counter()
+    if req.stream:
+        stream = routing.RemoteStream(routed, messages, tools, **ask)
+        return StreamingResponse(_remote_lines(stream, routed, chat, t0), media_type=NDJSON, headers=routed.headers)
+    r = await routing.remote_reply(routed, messages, tools, **ask)
+    return _json(_remote_done(r, routed, chat, r.content, t0), routed.headers)
+
+
+async def _remote_lines(stream: routing.RemoteStream, routed: routing.Routed, chat: bool, t0: float
+                        ) -> AsyncIterator[bytes]:
+    name = ollama_name(routed.policy.model)
+    async for text in stream.deltas():
+        if text:
+            yield _line(w.ChatChunk(model=name, created_at=now_iso(), message=w.OutMessage(content=text), done=False)
+                        if chat else w.GenerateChunk(model=name, created_at=now_iso(), response=text, done=False))
+    try:
+        if stream.error is not None:
+            raise stream.error
+        yield _line(_remote_done(stream.result, routed, chat, "", t0))
+    except ApiError as exc:  # the stream has started: the error goes in-band
+        yield _line(w.OllamaError(error=exc.message))
+
+
+def _remote_done(r, routed: routing.Routed, chat: bool, text: str, t0: float):
+    calls = [w.OllamaOutToolCall(id=c.id or f"call_{i}", function=w.OutCallFunction(
+        name=c.name, arguments=routing.call_arguments(c), index=i)) for i, c in enumerate(r.calls)]
+    u = r.usage
+    common = dict(model=ollama_name(routed.policy.model), created_at=now_iso(), done=True,
+                  done_reason="length" if r.finish_reason == "length" else "stop",
+                  total_duration=int((time.perf_counter() - t0) * 1e9),
+                  prompt_eval_count=u.input_tokens if u and u.input_tokens is not None else UNSET,
+                  eval_count=u.output_tokens if u and u.output_tokens is not None else UNSET,
+                  tinygpt=routed.extension())
+    if chat:
+        return w.ChatChunk(message=w.OutMessage(content=text, tool_calls=calls or UNSET), **common)
+    return w.GenerateChunk(response=text, **common)

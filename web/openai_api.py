@@ -28,9 +28,9 @@ from tinygpt.runtime.model_card import ModelCard
 from tinygpt.runtime import tool_formats
 from tinygpt.runtime.tool_calls import parse_tool_calls
 from tinygpt.runtime.tool_formats.split import CallArgs, CallStart, CallStream, Content
-from tinygpt.web import constraints, prompts
+from tinygpt.web import constraints, prompts, routing
 from tinygpt.web import wire_openai as w
-from tinygpt.web.config import ServerState
+from tinygpt.web.config import AUTO, ServerState
 from tinygpt.web.errors import ApiError, decode, error_body
 from tinygpt.web.guard import KEYLESS
 from tinygpt.runtime.penalties import penalties
@@ -132,39 +132,60 @@ def msgspec_to_dict(value: Any) -> Any:
 @router.post("/v1/chat/completions", openapi_extra=body_of("ChatCompletionRequest"),
              responses=responses_of("ChatCompletion", stream=SSE, item="ChatCompletionChunk"), response_class=Response)
 async def chat_completions(request: Request) -> Response:
-    """Chat completion (OpenAI); `stream: true` answers with server-sent events."""
+    """Chat completion (OpenAI); `stream: true` answers with server-sent events. Model "auto" (with --router)
+    routes the request: to a store model, or to an enabled remote/cloud backend (web/routing.py)."""
+    body = await request.body()
+    req, sent = decode(body, w.ChatCompletionRequest), decode(body, w.SentTools)
+    routed = _route_chat(state_of(request), req, sent) if routing.is_auto(req.model) else None
+    if routed is not None and routed.policy is not None:
+        return await _remote_chat(state_of(request), req, sent, routed)
     state, req, plan, handle, meta, include_usage = await _begin(
-        request, w.ChatCompletionRequest, lambda s, card, r, body: ChatPlan(s, card, r, decode(body, w.SentTools)))
+        request, req, body, lambda s, card, r, _body: ChatPlan(s, card, r, sent), routed)
+    headers = routed.headers if routed else {}
     if req.stream:
         gen = _chat_stream(state, handle, request, plan, req, meta, include_usage)
-        return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache", **headers})
     out = await collect(state, handle, request)
-    return Response(w.encode(_chat_answer(state, plan, req, out, meta)), media_type="application/json")
+    return Response(w.encode(_chat_answer(state, plan, req, out, meta)), media_type="application/json",
+                    headers=headers)
 
 
-async def _begin(request: Request, wire: type, plan_of) -> tuple:
-    """Decode and check a request, plan it off the event loop (`plan_of(state, card, request, raw body)`) and
-    start its job: (state, request body, plan, job handle, response meta, include_usage)."""
+def _route_chat(state: ServerState, req: w.ChatCompletionRequest, sent: w.SentTools) -> routing.Routed:
+    """The route of a chat request naming model "auto" (a 404 saying how to enable it without --router)."""
+    if state.router is None:
+        raise state.unknown(req.model)
+    tools = sent.tools or [{"type": "function", "function": f} for f in sent.functions or []]
+    return routing.route(state, prompts.openai_messages(req.messages), tools)
+
+
+async def _begin(request: Request, req, body: bytes, plan_of, routed: routing.Routed | None = None) -> tuple:
+    """Check a decoded request, plan it off the event loop (`plan_of(state, card, request, raw body)`) and
+    start its job on its model (the routed one for model "auto"): (state, request body, plan, job handle,
+    response meta, include_usage)."""
     state = state_of(request)
-    body = await request.body()
-    req = decode(body, wire)
-    card = await state.card(req.model)
+    card = await state.card(routed.model if routed else req.model)
     plan = await run_in_threadpool(plan_of, state, card, req, body)
     job = Job(prompt_ids=plan.prompt_ids, params=plan.params, model=card.name, processors=plan.processors,
               session=req.session,
               prompt_logprobs=getattr(plan, "prompt_logprobs", None), score_only=getattr(plan, "score_only", False))
     handle = start(state, job)
-    meta = _Meta(card.name, card.fingerprint)
+    meta = _Meta(card.name, card.fingerprint, routed)
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
     return state, req, plan, handle, meta, include_usage
 
 
 class _Meta:
-    def __init__(self, model: str, fingerprint: str):
+    def __init__(self, model: str, fingerprint: str, routed: routing.Routed | None = None):
         self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
         self.created = int(time.time())
         self.model = model
         self.fingerprint = "fp_" + fingerprint
+        self.routed = routed
+
+    @property
+    def extension(self):
+        """The body's `tinygpt` field: the route of a routed request, else absent."""
+        return self.routed.extension() if self.routed is not None else UNSET
 
 
 def usage_of(result) -> w.Usage:
@@ -209,7 +230,8 @@ def _chat_answer(state: ServerState, plan: ChatPlan, req: w.ChatCompletionReques
                           token_ids=list(r.output_ids) if req.return_token_ids else UNSET)
     return w.ChatCompletion(id=meta.id, created=meta.created, model=meta.model, system_fingerprint=meta.fingerprint,
                             choices=[choice], usage=usage_of(r),
-                            prompt_token_ids=list(r.prompt_ids) if req.return_token_ids else UNSET)
+                            prompt_token_ids=list(r.prompt_ids) if req.return_token_ids else UNSET,
+                            tinygpt=meta.extension)
 
 
 def sse(obj: Any) -> bytes:
@@ -217,7 +239,7 @@ def sse(obj: Any) -> bytes:
 
 
 def _chunk(meta: _Meta, delta: w.Delta, **kw) -> w.ChatCompletionChunk:
-    extra = {k: kw.pop(k) for k in ("usage", "prompt_token_ids") if k in kw}
+    extra = {k: kw.pop(k) for k in ("usage", "prompt_token_ids", "tinygpt") if k in kw}
     choices = [] if kw.pop("no_choice", False) else [w.ChunkChoice(index=0, delta=delta, **kw)]
     return w.ChatCompletionChunk(id=meta.id, created=meta.created, model=meta.model,
                                  system_fingerprint=meta.fingerprint, choices=choices, **extra)
@@ -249,7 +271,7 @@ def _deltas(pieces: list, legacy: bool = False) -> list[w.Delta]:
 async def _chat_stream(state: ServerState, handle, request: Request, plan: ChatPlan, req: w.ChatCompletionRequest,
                        meta: _Meta, include_usage: bool) -> AsyncIterator[bytes]:
     splitter = CallStream(plan.format) if plan.calls_enabled else None
-    yield sse(_chunk(meta, w.Delta(role="assistant", content="")))
+    yield sse(_chunk(meta, w.Delta(role="assistant", content=""), tinygpt=meta.extension))
     async for batch in events(state, handle, request):
         for ev in batch:
             if isinstance(ev, Chunk):
@@ -282,6 +304,83 @@ def _stream_end(splitter, r, plan: ChatPlan, req: w.ChatCompletionRequest, meta:
     if include_usage:
         out.append(sse(_chunk(meta, w.Delta(), no_choice=True, usage=usage_of(r))))
     return out
+
+
+# ---- a chat routed to a remote or cloud backend --------------------------------------------------------------
+REMOTE_REFUSED = (("response_format", lambda r: r.response_format is not None and r.response_format.type != "text"),
+                  ("logprobs", lambda r: bool(r.logprobs)), ("return_token_ids", lambda r: r.return_token_ids),
+                  ("functions", lambda r: r.functions is not None or r.function_call is not None),
+                  ("session", lambda r: r.session is not None), ("n", lambda r: (r.n or 1) != 1))
+
+
+async def _remote_chat(state: ServerState, req: w.ChatCompletionRequest, sent: w.SentTools,
+                       routed: routing.Routed) -> Response:
+    """A chat the router sent to a backend: its reply (text and tool calls) in OpenAI's shapes, whole or streamed."""
+    d = routed.decision
+    for name, asked in REMOTE_REFUSED:
+        if asked(req):
+            raise ApiError(400, f"{name} is not available when model auto routes to the {d.kind} backend {d.route}; "
+                                "send the request without it, or name a local model", param=name)
+    messages, tools = prompts.openai_messages(req.messages), sent.tools or []
+    choice = msgspec_to_dict(req.tool_choice) if req.tool_choice is not None else ("auto" if tools else "none")
+    if not tools and choice != "none":
+        raise ApiError(400, "tool_choice needs tools; pass them or leave tool_choice out", param="tool_choice")
+    params = routing.remote_params(
+        state, max_tokens=req.max_completion_tokens or req.max_tokens,
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed, stop=req.stop)
+    ask = dict(tool_choice=choice, parallel=True if req.parallel_tool_calls is None else req.parallel_tool_calls,
+               params=params)
+    meta = _Meta(routed.policy.model, routed.policy.fingerprint, routed)
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        gen = _remote_stream(routing.RemoteStream(routed, messages, tools, **ask), meta, include_usage)
+        return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache", **routed.headers})
+    r = await routing.remote_reply(routed, messages, tools, **ask)
+    calls = [w.OutToolCall(id=c.id or _call_id(), function=w.OutFunctionCall(name=c.name, arguments=c.arguments))
+             for c in r.calls]
+    message = w.AssistantMessage(content=r.content or (None if calls else ""), tool_calls=calls or UNSET)
+    body = w.ChatCompletion(id=meta.id, created=meta.created, model=r.model or meta.model,
+                            system_fingerprint=meta.fingerprint, usage=_remote_usage(r), tinygpt=meta.extension,
+                            choices=[w.ChatChoice(index=0, message=message, finish_reason=_remote_finish(r))])
+    return Response(w.encode(body), media_type="application/json", headers=routed.headers)
+
+
+def _call_id() -> str:
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+def _remote_finish(r) -> str:
+    return "tool_calls" if r.calls else ("length" if r.finish_reason == "length" else "stop")
+
+
+def _remote_usage(r) -> w.Usage:
+    """The provider's token counts (0 where it sent none)."""
+    p = (r.usage.input_tokens if r.usage else None) or 0
+    c = (r.usage.output_tokens if r.usage else None) or 0
+    return w.Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c,
+                   prompt_tokens_details=w.PromptTokensDetails(cached_tokens=0))
+
+
+async def _remote_stream(stream: routing.RemoteStream, meta: _Meta, include_usage: bool) -> AsyncIterator[bytes]:
+    yield sse(_chunk(meta, w.Delta(role="assistant", content=""), tinygpt=meta.extension))
+    async for text in stream.deltas():
+        if text:
+            yield sse(_chunk(meta, w.Delta(content=text)))
+    if stream.error is not None:
+        yield b"data: " + error_body("/v1", stream.error) + b"\n\n"
+        return
+    r = stream.result
+    for i, c in enumerate(r.calls):
+        start = w.DeltaToolCall(index=i, id=c.id or _call_id(), type="function",
+                                function=w.DeltaFunction(name=c.name, arguments=""))
+        yield sse(_chunk(meta, w.Delta(tool_calls=[start])))
+        yield sse(_chunk(meta, w.Delta(tool_calls=[w.DeltaToolCall(index=i, function=w.DeltaFunction(
+            arguments=c.arguments))])))
+    yield sse(_chunk(meta, w.Delta(), finish_reason=_remote_finish(r)))
+    if include_usage:
+        yield sse(_chunk(meta, w.Delta(), no_choice=True, usage=_remote_usage(r)))
+    yield b"data: [DONE]\n\n"
 
 
 # ---- completions and models ---------------------------------------------------------------------------------
@@ -325,8 +424,10 @@ class CompletionPlan:
              responses=responses_of("Completion", stream=SSE), response_class=Response)
 async def completions(request: Request) -> Response:
     """Text completion (OpenAI legacy); `prompt` may be token ids; `echo` + `logprobs` gives prompt logprobs."""
+    body = await request.body()
+    req = decode(body, w.CompletionRequest)
     state, req, plan, handle, meta, include_usage = await _begin(
-        request, w.CompletionRequest, lambda s, card, r, _body: CompletionPlan(s, card, r))
+        request, req, body, lambda s, card, r, _body: CompletionPlan(s, card, r))
     meta.id = "cmpl-" + meta.id.split("-", 1)[1]
     if req.stream:
         gen = _completion_stream(state, handle, request, plan, req, meta, include_usage)
@@ -417,13 +518,22 @@ async def models(request: Request) -> Response:
     if request.scope.get("state", {}).get(KEYLESS) and state.config.models_without_key == "empty":
         return Response(w.encode(w.ModelList(data=[])), media_type="application/json")
     data = await run_in_threadpool(lambda: [_model_object(state, n) for n in state.names()])
+    if state.router is not None:
+        data.append(_auto_object(state))
     return Response(w.encode(w.ModelList(data=data)), media_type="application/json")
 
 
 @router.get("/v1/models/{model_id:path}", responses=responses_of("ModelObject"), response_class=Response)
 async def model(request: Request, model_id: str) -> Response:
     state = state_of(request)
+    if routing.is_auto(model_id) and state.router is not None:
+        return Response(w.encode(_auto_object(state)), media_type="application/json")
     name = state.lookup(model_id)
     if name is None:
         raise state.unknown(model_id)
     return Response(w.encode(await run_in_threadpool(_model_object, state, name)), media_type="application/json")
+
+
+def _auto_object(state: ServerState) -> w.ModelObject:
+    """Model "auto": the router (--router) picks a model or backend per request."""
+    return w.ModelObject(id=AUTO, created=int(state.started), owned_by="tinygpt-router")

@@ -144,6 +144,7 @@ class _Chunk(Response, kw_only=True):
     prompt_token_ids: list[int] | UnsetType = UNSET
     token_ids: list[int] | UnsetType = UNSET
     cached_tokens: int | UnsetType = UNSET
+    tinygpt: dict[str, Any] | UnsetType = UNSET  # extension: {"route": the router's decision} for model "auto"
 
 
 class ChatChunk(_Chunk, kw_only=True):

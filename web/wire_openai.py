@@ -2,8 +2,8 @@
 
 Requests tolerate unknown fields (clients send many we do not use) but type-check every field we read, with
 ranges as msgspec `Meta` constraints, so a bad value is a 400 that names the field. Responses follow OpenAI's
-shapes; tinygpt's extensions are `session` (server-side KV kept across calls) and `return_token_ids` (exact
-prompt and output token ids in the response). Not here: routing, validation beyond types (openai_api.py).
+shapes; tinygpt's extensions are `session` (server-side KV kept across calls), `return_token_ids` (exact
+prompt and output token ids in the response) and `tinygpt` (the router's decision for model "auto"). Not here: routing, validation beyond types (openai_api.py).
 """
 from __future__ import annotations
 
@@ -234,6 +234,7 @@ class ChatCompletion(Response, kw_only=True):
     choices: list[ChatChoice]
     usage: Usage
     prompt_token_ids: list[int] | UnsetType = UNSET
+    tinygpt: dict[str, Any] | UnsetType = UNSET  # extension: {"route": the router's decision} for model "auto"
 
 
 class DeltaFunction(Response, kw_only=True):
@@ -272,6 +273,7 @@ class ChatCompletionChunk(Response, kw_only=True):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     prompt_token_ids: list[int] | UnsetType = UNSET
+    tinygpt: dict[str, Any] | UnsetType = UNSET  # on the first chunk of a routed stream (model "auto")
 
 
 class LegacyLogprobs(Response, kw_only=True):
