@@ -184,8 +184,8 @@ def _on_policy(a) -> int:
         cfg.student = model_path(load_config())
     prompts, make_toolset = read_prompts(cfg.prompts), toolset_factory(cfg.tools)
     if prompts and cfg.batch_size > len(prompts):  # a step plays each prompt once at most (on_policy.picks)
-        sys.stderr.write(f"warning: --batch-size {cfg.batch_size} is more than the {len(prompts)} prompts, so each step "
-                         f"plays {len(prompts)} episodes, not {cfg.batch_size}; give more prompts or a smaller "
+        sys.stderr.write(f"warning: --batch-size {cfg.batch_size} is more than the {len(prompts)} prompts, so each "
+                         f"step plays {len(prompts)} episodes, not {cfg.batch_size}; give more prompts or a smaller "
                          "--batch-size\n")
     s = run(cfg, prompts, make_toolset, resume=bool(a.resume), announce=_announce)
     if a.json:

@@ -25,7 +25,8 @@ def prepare(model, cfg: TrainConfig, base: str) -> dict:
     """Make `model` trainable as `cfg` says; return its adapter_config.json content."""
     depth = len(model.layers)
     if cfg.num_layers > depth:
-        raise TrainError(f"--num-layers {cfg.num_layers}: the model has only {depth} layers (-1 adapts all, N the last N)")
+        raise TrainError(f"--num-layers {cfg.num_layers}: the model has only {depth} layers (-1 adapts all, N the "
+                         "last N)")
     model.freeze()
     config = {"model": base, "fine_tune_type": cfg.method, "num_layers": cfg.num_layers}
     if cfg.method == "full":
