@@ -1,10 +1,10 @@
 """P8 (issue 11): LoRA SFT tokens/s and peak memory, tinygpt's trainer vs mlx-lm's, side by side.
 
-Same model (a random-init preset: `small` on the CPU; the qwen3-0.6b and qwen3-4b shapes in bf16 on a GPU), same data, LoRA rank, layers, batch size, max sequence length,
-optimizer and learning rate. Each run is its own process (so peak memory is its own): tinygpt through
-`tinygpt.trainer.sft.run` (what `tinygpt train` runs), mlx-lm through `mlx_lm.tuner.trainer.train` with its own
-datasets, batching and loss (what `mlx_lm.lora` runs). Runs alternate (tinygpt, mlx-lm, tinygpt, ...) so both see
-the same machine load; the result is the median.
+Same model (a random-init preset: `small` on the CPU; the qwen3-0.6b and qwen3-4b shapes in bf16 on a GPU), same
+data, LoRA rank, layers, batch size, max sequence length, optimizer and learning rate. Each run is its own process
+(so peak memory is its own): tinygpt through `tinygpt.trainer.sft.run` (what `tinygpt train` runs), mlx-lm
+through `mlx_lm.tuner.trainer.train` with its own datasets, batching and loss (what `mlx_lm.lora` runs).
+Runs alternate (tinygpt, mlx-lm, tinygpt, ...) so both see the same machine load; the result is the median.
 Each run trains two epochs over the same rows; the first epoch compiles every batch shape, the second is timed:
 wall clock from the end of epoch 1 to the end of epoch 2, everything each trainer does per step included (mlx-lm
 reports once per epoch, so its per-report printing happens once). Tokens are counted as mlx-lm counts them:

@@ -253,6 +253,52 @@ def cli(r: dict, title: str) -> list[str]:
     return out
 
 
+def train(r: dict, title: str) -> list[str]:
+    cfg, st = r.get("model_config", {}), r["settings"]
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model: random-init Qwen3 `{r['preset']}`, hidden "
+           f"{cfg.get('hidden_size')}, {cfg.get('num_hidden_layers')} layers, vocab {cfg.get('vocab_size')}, "
+           f"{cfg.get('torch_dtype')}; LoRA rank {st['rank']} on every layer, batch {st['batch_size']}, max length "
+           f"{st['max_seq_length']}, {r['optimizer']}; {st['rows']} rows, second epoch timed, medians of "
+           f"{st['reps']} alternating runs per side, {r['date']}. Tokens: trained targets as each side's loss mask "
+           "counts them (mlx-lm's count, 1-2 per row more than tinygpt's). Script: `benchmarks/bench_train.py`.", "",
+           "| workload | side | tokens/s | tokens/CPU-s | peak MiB (mx) | tokens/s of each run | padded tokens/epoch |",
+           "|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for name, w in r["workloads"].items():
+        padded = w.get("padded_tokens_per_epoch", {})
+        for side, m in w["median"].items():
+            runs = ", ".join(f"{x['tokens_per_s']:.0f}" for x in w["runs"][side])
+            out.append(f"| {name} | {side} | {m['tokens_per_s']:.0f} | {m['tokens_per_cpu_s']:.0f} | "
+                       f"{m['peak_mb']:.1f} | {runs} | {padded.get(side, '')} |")
+        speed, peak = w["tokens_per_s_ratio"], w["peak_memory_ratio"]
+        pairs = w["tokens_per_s_ratio_of_pairs"]["mlx_lm"]["median"]
+        met = speed >= 1.0 and peak <= 1.0
+        verdicts.append(f"{name} **{speed:.2f}x** tokens/s (median of each run ÷ the mlx-lm run beside it: "
+                        f"{pairs:.2f}), peak memory **{peak:.3f}** × mlx-lm's: **{'met' if met else 'not met'}**")
+    out += ["", "**P8** tinygpt ÷ `mlx_lm.lora` (target ≥ 1.0 tokens/s at peak memory ≤ mlx-lm's): "
+            + "; ".join(verdicts) + "."]
+    return out + ["", r["note"], ""] if r.get("note") else out + [""]
+
+
+def bfcl_inflight(r: dict, title: str) -> list[str]:
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}. Model: random-init `{r['preset']}` shape, "
+           f"{r['dtype']}, the embedded BPE vocabulary; the first {r['tasks']} BFCL multi-turn `{r['category']}` "
+           f"tasks under the tool grammar, greedy, {r['max_tokens']} tokens per model step, {r['time']}. "
+           "Script: `benchmarks/bench_bfcl_inflight.py`.", "",
+           "| episodes in flight | wall s | episodes/min | model steps | output tokens | prompt tokens | peak batch |",
+           "|---|---|---|---|---|---|---|"]
+    for k in ("one", "many"):
+        v = r[k]
+        out.append(f"| {v['in_flight']} | {v['wall_s']} | {v['episodes_per_min']} | {v['steps']} | "
+                   f"{v['output_tokens']} | {v['prompt_tokens']} | {v['peak_batch']} |")
+    gpu = "gpu" in r["machine"].get("device", "")
+    verdict = f"target ≥ 3x on the GPU: **{'met' if r['speedup'] >= 3 else 'not met'}**" if gpu else \
+        "the target is set for the GPU; on this CPU it is measured only"
+    out += ["", f"**P10** {r['many']['in_flight']} in flight ÷ 1 at a time = **{r['speedup']}x** episodes/min "
+            f"({verdict}); both ways played the same rows: {'yes' if r['same_rows'] else 'NO'}."]
+    return out + ["", r["note"], ""] if r.get("note") else out + [""]
+
+
 def notes(text: str, title: str) -> list[str]:
     """A hand-written results note (measured by hand, machine and commands named in it)."""
     return [f"## {title}", "", text.strip(), ""]
@@ -310,6 +356,15 @@ SECTIONS = [
     ("adapters-gpu-qwen3-0.6b.json", "Mixed-adapter batches on an NVIDIA GPU (issue 9), qwen3-0.6b bf16", adapters),
     ("solo-gpu-qwen3-4b.txt", "Solo vs batch-only single streams on an NVIDIA GPU (issue 5), qwen3-4b bf16", solo),
     ("router.json", "Routing decision latency on the CPU (issue 13: P11)", router),
+    ("train-cpu.json", "LoRA SFT vs mlx_lm.lora on this CPU (issue 11: P8), small preset", train),
+    ("train-cpu-qwen-vocab.json", "LoRA SFT vs mlx_lm.lora on this CPU (issue 11: P8), small preset, Qwen vocabulary",
+     train),
+    ("train-gpu-qwen3-0.6b.json", "LoRA SFT vs mlx_lm.lora on an NVIDIA GPU (issue 11: P8), qwen3-0.6b bf16", train),
+    ("train-gpu-qwen3-4b.json", "LoRA SFT vs mlx_lm.lora on an NVIDIA GPU (issue 11: P8), qwen3-4b bf16", train),
+    ("bfcl_inflight-cpu-small.json", "BFCL episodes in flight on this CPU (issue 12: P10), small preset",
+     bfcl_inflight),
+    ("bfcl_inflight-gpu-qwen3-0.6b.json", "BFCL episodes in flight on an NVIDIA GPU (issue 12: P10), qwen3-0.6b bf16",
+     bfcl_inflight),
 ]
 
 
