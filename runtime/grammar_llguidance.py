@@ -27,6 +27,7 @@ import numpy as np
 from llguidance import LLMatcher, LLTokenizer
 
 from tinygpt.runtime.grammar import GrammarError, GrammarSpec
+from tinygpt.runtime import tool_formats
 from tinygpt.runtime.tool_formats import ToolFormat
 from tinygpt.traces.atraj import ToolSpec
 
@@ -53,7 +54,8 @@ def compile(spec: GrammarSpec, vocab: LLTokenizer) -> LLMatcher:
         elif spec.mode == "json":
             text = LLMatcher.grammar_from_json_schema(spec.schema, overrides=JSON_STYLE)
         else:
-            text = LLMatcher.grammar_from_lark(lark(spec, vocab))
+            own = tool_formats.own_syntax(spec.format)  # a format that writes its calls itself (pythonic)
+            text = LLMatcher.grammar_from_lark(own.lark(spec, vocab) if own else lark(spec, vocab))
         matcher = LLMatcher(vocab, text, log_level=0)
     except (ValueError, TypeError, RuntimeError) as exc:  # e.g. integers past 64 bits in a schema
         raise GrammarError(f"llguidance rejected the grammar: {_one_line(str(exc))}") from exc

@@ -28,7 +28,7 @@ from outlines_core.json_schema import build_regex_from_schema
 from tinygpt.runtime.grammar import GrammarError, GrammarSpec
 from tinygpt.runtime.grammar_regex import PatternError, ecma_pattern, json_text_pattern
 from tinygpt.runtime.grammar_schema import ANNOTATIONS, resolve
-from tinygpt.runtime.tool_formats import ToolFormat, all_formats
+from tinygpt.runtime.tool_formats import ToolFormat, all_formats, own_syntax
 
 SLOT = "\u27e8WS\u27e9"  # placeholder whitespace pattern, replaced after outlines builds the regex
 PLACEHOLDER = "tinygptpattern"  # + n: stands for the n-th string pattern while outlines builds the regex
@@ -115,6 +115,9 @@ def body_regex(spec: GrammarSpec, spell: dict[str, str], budget: _Budget) -> str
     """The whole output as one regex; `spell` maps each format marker to what stands for it."""
     if spec.mode == "json":
         return _json_regex(spec.schema, budget)
+    own = own_syntax(spec.format)  # a format that writes its calls itself (pythonic)
+    if own is not None:
+        return own.regex(spec, spell, budget)
     fmt = spec.format
     marks = "".join(c for c in spell.values() if len(c) == 1)  # free text never holds a marker token
     text = _free_text(fmt, marks, nonempty=False)

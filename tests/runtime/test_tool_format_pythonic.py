@@ -2,9 +2,8 @@
 parses and validates against the tools' schemas for every tool_choice on both backends; every valid call, string
 arguments holding `)]`, quotes and backslashes included, is accepted by both grammars and parses back to itself,
 whole and streamed in any pieces; the parser reads Python's own spellings and names what is wrong with the rest,
-never raising. The grammar backends do not call the format's grammar yet (the `hooked` fixture does what they
-will: tool_formats.own_syntax picks pythonic.lark / pythonic.regex); the strict xfail below turns red once they
-do, so the fixture can go."""
+never raising. Both grammar backends build the format's own grammar (tool_formats.own_syntax: pythonic.lark /
+pythonic.regex)."""
 import json
 import unicodedata
 
@@ -30,29 +29,6 @@ TOOLS = [
 ]
 BACKENDS = ["llguidance", "outlines"]
 CHOICES = ["auto", "required", "none", {"type": "function", "function": {"name": "f"}}]
-
-
-@pytest.fixture
-def hooked(monkeypatch):
-    """The backends as they will be: a format with its own syntax builds its own Lark text / regex."""
-    from tinygpt.runtime import grammar_llguidance as L
-    from tinygpt.runtime import grammar_outlines as O
-
-    lark, body = L.lark, O.body_regex
-
-    def own_lark(spec, vocab):
-        own = tool_formats.own_syntax(spec.format)
-        return own.lark(spec, vocab) if own else lark(spec, vocab)
-
-    def own_body(spec, spell, budget):
-        own = tool_formats.own_syntax(spec.format) if spec.mode != "json" else None
-        return own.regex(spec, spell, budget) if own else body(spec, spell, budget)
-
-    monkeypatch.setattr(L, "lark", own_lark)
-    monkeypatch.setattr(O, "body_regex", own_body)
-    G.clear_cache()
-    yield
-    G.clear_cache()
 
 
 def accepts(grammar, tokenizer, text: str) -> bool:
@@ -123,7 +99,7 @@ def schema_and_value(draw):
 # ---- the grammar, on both backends ---------------------------------------------------------------------
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sv=schema_and_value(), backend=st.sampled_from(BACKENDS))
-def test_every_valid_call_is_accepted_and_parses_back_to_itself(sv, backend, bpe_engine, hooked):
+def test_every_valid_call_is_accepted_and_parses_back_to_itself(sv, backend, bpe_engine):
     schema, value = sv
     assert validate(value, schema) is None  # the strategy itself is right
     tok = bpe_engine.tokenizer
@@ -139,7 +115,7 @@ def test_every_valid_call_is_accepted_and_parses_back_to_itself(sv, backend, bpe
 @given(schema=params(), seed=st.integers(0, 2**31 - 1), backend=st.sampled_from(BACKENDS),
        choice=st.sampled_from(CHOICES), parallel=st.booleans())
 def test_what_the_grammar_lets_a_random_model_write_parses_and_validates(schema, seed, backend, choice, parallel,
-                                                                         bpe_engine, hooked):
+                                                                         bpe_engine):
     tok = bpe_engine.tokenizer
     tools = [{"type": "function", "function": {"name": "f", "parameters": schema}}, TOOLS[1]]
     grammar = G.compile_tools(tok, tools, tool_choice=choice, parallel_tool_calls=parallel, backend=backend,
@@ -166,7 +142,7 @@ def test_what_the_grammar_lets_a_random_model_write_parses_and_validates(schema,
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_string_holding_the_closing_marker_and_quotes_round_trips(backend, bpe_engine, hooked):
+def test_a_string_holding_the_closing_marker_and_quotes_round_trips(backend, bpe_engine):
     tricky = 'a)], pwd()]"\'\\"x\\\n(b=1)'
     text = FMT.render([("echo", {"s": tricky, "t": [")]", "]"]}, None), ("pwd", {}, None)])
     tok = bpe_engine.tokenizer
@@ -183,7 +159,7 @@ def test_a_string_holding_the_closing_marker_and_quotes_round_trips(backend, bpe
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_grammar_writes_one_spelling_and_never_free_text_that_opens_a_list(backend, bpe_engine, hooked):
+def test_the_grammar_writes_one_spelling_and_never_free_text_that_opens_a_list(backend, bpe_engine):
     tok = bpe_engine.tokenizer
     auto = G.compile_tools(tok, TOOLS, tool_choice="auto", backend=backend, tool_format="pythonic")
     assert accepts(auto, tok, "Sure, done.") and accepts(auto, tok, '[pwd(), echo(s="x", t=[])]')
@@ -199,7 +175,7 @@ def test_the_grammar_writes_one_spelling_and_never_free_text_that_opens_a_list(b
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_tools_and_schemas_it_cannot_write_are_refused_with_the_reason(backend, bpe_engine, hooked):
+def test_tools_and_schemas_it_cannot_write_are_refused_with_the_reason(backend, bpe_engine):
     tok = bpe_engine.tokenizer
     cases = {
         "'my-tool' is not a Python identifier": {"name": "my-tool", "parameters": {"type": "object"}},
@@ -213,8 +189,6 @@ def test_tools_and_schemas_it_cannot_write_are_refused_with_the_reason(backend, 
             G.compile_tools(tok, [{"type": "function", "function": fn}], backend=backend, tool_format="pythonic")
 
 
-@pytest.mark.xfail(strict=True, reason="grammar_llguidance / grammar_outlines do not call a format's own grammar "
-                                       "yet (tool_formats.own_syntax); once they do, drop this marker and `hooked`")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_backends_build_the_formats_own_grammar(backend, bpe_engine):
     G.clear_cache()

@@ -1,14 +1,11 @@
 """A server started with `tool_format="pythonic"` writes calls as a Python list and streams them as OpenAI
 tool-call deltas: each call starts with its name and its arguments arrive as JSON, assembling to exactly the
-calls the final parse of the same output ids gives. The grammar backends do not call the format's own grammar
-yet: `hooked` does what they will (tests/runtime/test_tool_format_pythonic.py has the strict xfail)."""
+calls the final parse of the same output ids gives."""
 import json
 
 import httpx
 import pytest
 
-from tinygpt.runtime import grammar as G
-from tinygpt.runtime import tool_formats
 from tinygpt.runtime.models import load
 from tinygpt.runtime.tool_calls import parse_tool_calls
 
@@ -18,29 +15,13 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
     {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}]
 
 
-@pytest.fixture
-def hooked(monkeypatch):
-    from tinygpt.runtime import grammar_llguidance as L
-
-    lark = L.lark
-
-    def own_lark(spec, vocab):
-        own = tool_formats.own_syntax(spec.format)
-        return own.lark(spec, vocab) if own else lark(spec, vocab)
-
-    monkeypatch.setattr(L, "lark", own_lark)
-    G.clear_cache()
-    yield
-    G.clear_cache()
-
-
 def sse(text: str) -> list[dict]:
     events = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     return [json.loads(e) for e in events[:-1]]
 
 
-def test_streamed_pythonic_calls_are_the_calls_the_output_ids_parse_to(start_server, tiny_model, hooked):
+def test_streamed_pythonic_calls_are_the_calls_the_output_ids_parse_to(start_server, tiny_model):
     srv = start_server(tool_format="pythonic", serve_store=False)
     tokenizer = load(str(tiny_model)).tokenizer
     seen = 0
