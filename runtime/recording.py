@@ -34,7 +34,8 @@ import msgspec
 
 from tinygpt.runtime import agent_events as ev
 from tinygpt.runtime.agent import sampling_record
-from tinygpt.traces.atraj import Header, Message, ModelCall, Reward, ToolCall, ToolResult, ToolSpec, Verdict
+from tinygpt.traces.atraj import (Header, Message, ModelCall, Reward, RouteDecision, ToolCall, ToolResult, ToolSpec,
+                                  Verdict)
 from tinygpt.traces.recorder import Recorder
 
 Judge = Callable[[list], tuple[Reward, Verdict | None]]
@@ -42,15 +43,16 @@ UNJUDGED = Reward(value=0.0, source="unjudged")
 
 
 def make_header(engine, agent, *, task_id: str, split: str, episode_id: str | None = None,
-                labels: dict[str, str] | None = None) -> Header:
-    """The `.atraj` header for an episode run by `agent` on `engine` (None: on the agent's message-level policy)."""
+                labels: dict[str, str] | None = None, route: RouteDecision | None = None) -> Header:
+    """The `.atraj` header for an episode run by `agent` on `engine` (None: on the agent's message-level policy);
+    `route`: why the router sent the episode to this model (None: nothing routed it)."""
     tools = [ToolSpec(name=t["function"]["name"], description=t["function"].get("description", ""),
                       parameters=t["function"].get("parameters", {})) for t in agent.tools]
     tools_hash = hashlib.sha256(json.dumps(agent.tools, sort_keys=True).encode()).hexdigest()[:16]
     return Header(
         episode_id=episode_id or uuid.uuid4().hex, task_id=task_id, split=split, created_at=time.time(),
         **_model_fields(engine, agent),
-        tools=tools, tools_hash=tools_hash, labels=labels or {},
+        tools=tools, tools_hash=tools_hash, labels=labels or {}, route=route,
         sampling=sampling_record(agent.config.sampling),
     )
 
@@ -88,8 +90,9 @@ class ConversationRecorder:
     """Records `agent`'s conversations under `directory`, one episode each, opened lazily at the first turn."""
 
     def __init__(self, directory: str | Path, engine, agent, *, task_id: str, split: str, fsync: str = "event",
-                 labels: dict[str, str] | None = None, episode_id: str | None = None):
-        self.directory, self.engine, self.agent = directory, engine, agent
+                 labels: dict[str, str] | None = None, episode_id: str | None = None,
+                 route: RouteDecision | None = None):
+        self.directory, self.engine, self.agent, self.route = directory, engine, agent, route
         self.task_id, self.split, self.fsync, self.labels = task_id, split, fsync, labels
         self._next_id = episode_id  # the first episode's id (later ones get fresh ones)
         self._rec: Recorder | None = None
@@ -115,7 +118,7 @@ class ConversationRecorder:
             raise ValueError("an episode starts where its conversation starts (or is loaded): this one already has "
                              "model output, so its first call would not hold the whole prompt")
         header = make_header(self.engine, self.agent, task_id=self.task_id, split=self.split,
-                             episode_id=self._next_id, labels=self.labels)
+                             episode_id=self._next_id, labels=self.labels, route=self.route)
         rec = Recorder(self.directory, header, fsync=self.fsync)
         self._next_id = None
         try:

@@ -3,7 +3,8 @@
 A local model's calls are grammar-constrained; with `--backend NAME` (a backend configured and enabled in
 backends.toml: docs/backends.md) or `--remote URL --model NAME` (an OpenAI-compatible server, taken as an inline
 backend: one code path) a remote or cloud model drives the same loop and tools (its calls are checked against the
-tools' schemas; turns are recorded with token_exact false, with usage and cost). An API key is read from the
+tools' schemas; turns are recorded with token_exact false, with usage and cost). With `--router DIR` a saved
+router picks the model per conversation, at its first message (tinygpt/agent_route.py). An API key is read from the
 environment variable that `--api-key-env` (or the backend's `api_key_env`) names, never from a flag, and never
 printed.
 The REPL itself (editing, history, multi-line input, Ctrl-C, /save /load) is tinygpt/repl.py; this module
@@ -34,6 +35,9 @@ EPILOG = """examples:
                                                   a model on an OpenAI-compatible server drives the tools
   tinygpt agent --backend claude                  a backend configured and enabled in backends.toml
                                                   (tinygpt backends ls lists them; docs/backends.md)
+  tinygpt agent --router ~/.cache/tinygpt/router --trajectory-dir runs/
+                                                  each conversation's first message picks its model (a shipped
+                                                  specialist, the generalist or an enabled backend; docs/router.md)
 
 REPL commands:
   /tools        list the tools and their parameters
@@ -65,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_tool_format_flag(p)
     p.add_argument("--trajectory-dir", default=None,
                    help="record each conversation (ended by /reset, /load or leaving) as an .atraj episode here")
+    p.add_argument("--router", metavar="DIR", default=None,
+                   help="route each conversation with a router saved by `tinygpt route train`: its first message "
+                        "picks a store model (a shipped specialist, or the generalist: --model) or an enabled "
+                        "backend, for the whole conversation; the decision is printed and recorded in the "
+                        "trajectory header (default: config `router`, else none)")
     remote = add_remote_flags(p, "remote model (an OpenAI-compatible server or a configured backend drives the agent)")
     remote.add_argument("--backend", metavar="NAME", default=None,
                         help="a backend configured and enabled in backends.toml (tinygpt backends ls lists them)")
@@ -156,7 +165,7 @@ def main(argv: list[str]) -> int:
         params = sampling_from(a)
     except ValueError as exc:
         p.error(str(exc))
-    from tinygpt.runtime.agent import Agent, AgentConfig
+    from tinygpt.runtime.agent import Agent
     from tinygpt.repl import describe_model, random_init_note
     from tinygpt.tools.catalog import load_toolset
 
@@ -165,14 +174,15 @@ def main(argv: list[str]) -> int:
     if problem:
         sys.stderr.write(f"tinygpt agent: error: {problem}\n")
         return 2
-    policy = remote_policy(p, a, local=lambda: local_policy(cfg, a))
     toolset = load_toolset(a.tools)
+    if a.router and (a.backend or a.remote):
+        p.error("--router DIR picks the model per conversation; --backend and --remote name one: give one")
+    if cfg.router and not (a.backend or a.remote):  # the config's router, unless a model is named outright
+        return routed_main(p, a, cfg, params, toolset)
+    policy = remote_policy(p, a, local=lambda: local_policy(cfg, a))
     engine = None if policy else load_engine(cfg)
     try:
-        agent = Agent(engine, toolset, AgentConfig(
-            tool_choice=a.tool_choice, parallel_tool_calls=not a.no_parallel, max_steps=a.max_steps,
-            system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params,
-            tool_format=cfg.tool_format), policy=policy)
+        agent = Agent(engine, toolset, agent_config(a, cfg, params), policy=policy)
     except ValueError as exc:  # bad tool choice, grammar the backend cannot build, max_steps < 1
         p.error(str(exc))
     if policy is None:
@@ -185,6 +195,51 @@ def main(argv: list[str]) -> int:
     if engine is not None:
         random_init_note(engine)
     return repl(engine, agent, trajectory_dir=cfg.trajectory_dir)
+
+
+def agent_config(a, cfg, params):
+    from tinygpt.runtime.agent import AgentConfig
+
+    return AgentConfig(tool_choice=a.tool_choice, parallel_tool_calls=not a.no_parallel, max_steps=a.max_steps,
+                       system=a.system, grammar_backend=a.grammar_backend or cfg.grammar_backend, sampling=params,
+                       tool_format=cfg.tool_format)
+
+
+def routed_main(p: argparse.ArgumentParser, a, cfg, params, toolset) -> int:
+    """The REPL with each conversation routed by the router `cfg.router` (tinygpt/agent_route.py). Its generalist
+    is the router's own when that names a model other than the embedded default, else --model (or the config's)."""
+    from dataclasses import replace
+
+    from tinygpt.agent_route import RoutedAgent
+    from tinygpt.router.backends import BackendError
+    from tinygpt.router.errors import RouterError
+    from tinygpt.router.model import load
+    from tinygpt.router.serve_route import load_request_router
+    from tinygpt.runtime.agent import Agent
+    from tinygpt.runtime.store import DEFAULT, ModelStore
+
+    if a.api_key_env or a.timeout is not None:
+        p.error("--api-key-env and --timeout go with --remote URL; a routed backend's are set in backends.toml")
+    try:
+        own = load(cfg.router).meta.settings.generalist
+        router = load_request_router(cfg.router, ModelStore(default_preset=cfg.default_preset),
+                                     generalist=own if own != DEFAULT else (cfg.model or DEFAULT),
+                                     local=lambda: local_policy(cfg, a))
+    except (RouterError, BackendError) as exc:
+        p.error(str(exc))
+    config = agent_config(a, cfg, params)
+
+    def make_agent(decision):
+        policy = router.policy_for(decision)
+        if policy is not None:
+            return None, Agent(None, toolset, config, policy=policy)
+        engine = load_engine(replace(cfg, model=decision.route))
+        return engine, Agent(engine, toolset, config)
+
+    routed = RoutedAgent(router, make_agent, toolset.schemas(), config)
+    print(f"tinygpt agent — router {cfg.router} ({router.id}): each conversation's first message picks its model; "
+          f"tools {a.tools} ({len(toolset.names)}). /help for commands.", file=sys.stderr)
+    return repl(None, routed, trajectory_dir=cfg.trajectory_dir)
 
 
 def local_policy(cfg, a):
@@ -200,10 +255,17 @@ class Recording:
     recording off for the rest of the session; the conversation always goes on."""
 
     def __init__(self, engine, agent, directory: str | None):
+        self.directory, self.conversation = directory, None
+        if directory and not getattr(agent, "routed", False):
+            self.route(engine, agent, None)
+
+    def route(self, engine, agent, route) -> None:
+        """Record the next conversation as run by `agent` on `engine`, sent there by `route` (a RouteDecision)."""
         from tinygpt.runtime.recording import ConversationRecorder
 
-        self.conversation = (ConversationRecorder(directory, engine, agent, task_id="repl", split="interactive")
-                             if directory else None)
+        if self.directory:
+            self.conversation = ConversationRecorder(self.directory, engine, agent, task_id="repl",
+                                                     split="interactive", route=route)
 
     def stream(self, events):
         return self.conversation.record(events) if self.conversation else events
@@ -246,12 +308,12 @@ class Recording:
 def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
     """The agent REPL on `agent`, recording each conversation as one episode under `trajectory_dir` (if given)."""
     from tinygpt.repl import run_repl, set_command
+    from tinygpt.router.serve_route import describe
     from tinygpt.traces.errors import TraceWriteError
 
     recording = Recording(engine, agent, trajectory_dir)
-    # a remote model's calls come apart from its text: no call text to hold back; locally, the format the
-    # agent's grammar writes (--tool-format)
-    printer = EventPrinter("" if agent.grammar is None else agent.grammar.format.trigger)
+    routed = getattr(agent, "routed", False)
+    printer = EventPrinter("" if routed else call_trigger(agent))
 
     def tools(_: str) -> None:
         for schema in agent.tools:
@@ -277,6 +339,11 @@ def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
         print("(new conversation)")
 
     def message(line: str) -> None:
+        decision = agent.begin(line) if routed else None  # a new conversation: its first message picks its model
+        if decision is not None:
+            print(dim(f"route: {describe(decision)}"))
+            recording.route(agent.engine, agent.agent, decision.to_route())
+            printer.call_open = call_trigger(agent.agent)
         mark = recording.mark()
         events = agent.run(line)
         stream = recording.stream(events)
@@ -305,6 +372,16 @@ def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
         raise
     recording.end("quit")
     return code
+
+
+def call_trigger(agent) -> str:
+    """Where a call's raw text starts in the agent's output, to hold back: a remote model's calls come apart from
+    its text (""); locally, the format the agent's grammar writes (--tool-format)."""
+    return "" if agent.grammar is None else agent.grammar.format.trigger
+
+
+def dim(text: str) -> str:
+    return f"\x1b[2m{text}\x1b[0m" if sys.stdout.isatty() else text
 
 
 def remote_policy(p: argparse.ArgumentParser, a, local=None):

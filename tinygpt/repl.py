@@ -117,7 +117,8 @@ def dispatch(engine, conv, help_text, on_message, on_reset, on_load, extra, text
     elif cmd in ("/save", "/load") and not arg:
         print(f"usage: {cmd} PATH")
     elif cmd in ("/save", "/load") and engine is None:
-        print(f"error: {cmd} keeps a local model's KV cache with the chat; a remote model's conversation has none")
+        print(getattr(conv, "no_save", None)  # a conversation that says why (tinygpt/agent_route.py)
+              or f"error: {cmd} keeps a local model's KV cache with the chat; a remote model's conversation has none")
     elif cmd in ("/save", "/load"):
         if save_or_load(engine, conv, cmd, arg) and cmd == "/load":
             on_load()
