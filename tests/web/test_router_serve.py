@@ -170,6 +170,28 @@ def test_an_enabled_backend_answers_unsure_requests_and_only_its_host_is_contact
     assert ("127.0.0.1", cluster.port) in outbound
 
 
+def test_ollama_streams_a_backends_reply_and_generate_goes_there_too(escalating, cluster):
+    cluster.answers[:] = [openai_reply("thinking", [("call_5", "summon", '{"who": "x"}')]),
+                          openai_reply("a generated answer")]
+    lines = [json.loads(x) for x in httpx.post(escalating.url + "/api/chat", json={
+        "model": "auto", "messages": UNSURE, "tools": OTHER_TOOLS}).text.splitlines()]
+    assert "".join(x["message"]["content"] for x in lines) == "thinking" and lines[-1]["done"]
+    assert lines[-1]["message"]["tool_calls"] == [{"id": "call_5", "function": {"name": "summon",
+                                                                                "arguments": {"who": "x"}, "index": 0}}]
+    assert lines[-1]["tinygpt"]["route"]["route"] == "cluster" and lines[-1]["model"] == "big-model:latest"
+    gen = httpx.post(escalating.url + "/api/generate", json={"model": "auto", "prompt": UNSURE[0]["content"],
+                                                             "system": "be brief", "stream": False})
+    assert gen.json()["response"] == "a generated answer" and gen.headers["x-tinygpt-route"].startswith("cluster")
+    assert cluster.requests[-1][2]["messages"] == [{"role": "system", "content": "be brief"}, UNSURE[0]]
+
+
+def test_serve_refuses_a_missing_router_before_loading_anything(tiny_model, capsys):
+    from tinygpt.cli_serve import main
+
+    assert main(["--model", str(tiny_model), "--port", "0", "--router", "/nonexistent/router"]) == 2
+    assert "no router at /nonexistent/router" in capsys.readouterr().err
+
+
 def test_a_request_a_backend_cannot_honour_is_refused_before_anything_is_sent(escalating, cluster):
     n = len(cluster.requests)
     r = httpx.post(escalating.url + "/v1/chat/completions", json={"model": "auto", "messages": UNSURE,
