@@ -15,7 +15,7 @@ import pytest
 
 from tinygpt import cli
 from tinygpt.runtime.models import load
-from tinygpt.trainer import sft, topk_file
+from tinygpt.trainer import run_dir, sft, topk_file
 from tinygpt.trainer.batches import BucketedBatches
 from tinygpt.trainer.config import resolve
 from tinygpt.trainer.distill import DistillBatches
@@ -112,8 +112,10 @@ def test_a_stale_or_foreign_sidecar_is_refused(tiny_model_dir, teacher_dir, rows
     rows.write_text("".join(lines[:-1]))  # the rows changed after the sidecar was made
     with pytest.raises(TrainError, match="was made from other rows than .* make it again with `tinygpt distill"):
         train(tiny_model_dir, rows, sidecar, tmp_path / "run", iters=1)
-    with pytest.raises(TrainError, match="run.json: not a safetensors file"):
-        topk_file.read(tmp_path / "run" / "run.json")
+    assert not (tmp_path / "run").exists()  # refused before its first step: nothing left behind
+    (tmp_path / "notes.json").write_text("{}")
+    with pytest.raises(TrainError, match="notes.json: not a safetensors file"):
+        topk_file.read(tmp_path / "notes.json")
     import mlx.core as mx
 
     mx.save_safetensors(str(tmp_path / "other.safetensors"), {"ids": mx.zeros(2)})
@@ -210,11 +212,13 @@ def test_a_distillation_run_resumes_exactly(tiny_model_dir, teacher_dir, rows, t
           learning_rate=1e-3)
     straight = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     shutil.rmtree(run / "checkpoints" / "step-0000004")
+    run_dir.write_status(run, "running")  # as a run killed after checkpoint 2 left it (a complete one is not redone)
     summary = sft.run(resolve({}), resume=str(run), flags={})
     again = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert summary["resumed_from"] == 2 and len(again) == 4
     assert np.allclose(again, straight, atol=1e-5), (straight, again)
     shutil.rmtree(run / "checkpoints" / "step-0000004")
+    run_dir.write_status(run, "running")
     teacher_logprobs(load(str(tiny_model_dir)), rows, sidecar, k=8, force=True)  # the same path, another teacher
     with pytest.raises(TrainError, match="the data differs from what checkpoint step-0000002 was trained on"):
         sft.run(resolve({}), resume=str(run), flags={})
