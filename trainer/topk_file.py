@@ -7,7 +7,8 @@ T = 1) and `tail` float32 [N] (the log of the teacher's mass outside those k ids
 Its metadata records the teacher (name, fingerprint), the tokenizer hash, k, the temperature of the log-probs (1)
 and the SHA-256 of the rows file, so a sidecar made for other rows, another tokenizer or a changed file is refused
 with one line. A sidecar's name ends in `.safetensors` (what `read` loads by); `check_target` refuses to write
-over the rows, over any file tinygpt did not write as a sidecar, or (without `force`) over one it did.
+over the rows, over any file tinygpt did not write as a sidecar, or (without `force`) over one it did; missing
+folders above it are made.
 Not here: computing it (teacher.py), using it (distill.py).
 """
 from __future__ import annotations
@@ -110,8 +111,11 @@ def check_target(path: str | Path, rows: str | Path, force: bool = False, flag: 
                              "another file or move that one")
         if not force:
             raise TrainError(f"{flag} {path} already holds a teacher top-k sidecar; pass --force to replace it")
-    if not path.parent.is_dir():
-        raise TrainError(f"{flag} {path}: the directory {path.parent} does not exist; create it or name another")
+    above = path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise TrainError(f"{flag} {path}: {above} is a file, not a directory; name another place")
     return path
 
 
@@ -123,6 +127,7 @@ def write(path: str | Path, meta: dict, arrays: dict[str, np.ndarray], *, rows: 
 
     path = check_target(path, rows, force)
     meta = {"format": FORMAT, "version": VERSION, **{k: str(v) for k, v in meta.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)  # as fuse and eval-gate do: a new folder is made
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".safetensors", dir=path.parent)
     os.close(fd)
     try:

@@ -233,7 +233,7 @@ def test_teacher_logprobs_never_writes_over_a_users_file_or_the_rows(teacher_dir
     precious.write_bytes(b"the user's own bytes")
     for out, words in ((rows, "is the rows file itself"), (precious, "was not written by"),
                        (tmp_path / "self.st", "must end in .safetensors"),
-                       (tmp_path / "no" / "x.safetensors", "does not exist")):
+                       (precious / "x.safetensors", "is a file, not a directory")):
         assert cli.main(base + ["--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and "\n" not in err, err
@@ -246,3 +246,5 @@ def test_teacher_logprobs_never_writes_over_a_users_file_or_the_rows(teacher_dir
     assert cli.main(base + ["--top-k", "3"]) == 2 and "pass --force" in capsys.readouterr().err
     assert sidecar.read_bytes() == made
     assert cli.main(base + ["--top-k", "3", "--force"]) == 0 and topk_file.read(sidecar).k == 3
+    assert cli.main(base + ["--out", str(tmp_path / "new" / "dir" / "s.safetensors")]) == 0  # folders made
+    assert topk_file.read(tmp_path / "new" / "dir" / "s.safetensors").k == 2
