@@ -70,7 +70,7 @@ class RunManifest(_Value, kw_only=True):
 
     version: int = SCHEMA_VERSION
     run_id: str
-    status: Literal["running", "complete"]
+    status: Literal["running", "complete", "failed"]  # failed: every row was written, but some say nothing
     suite: str
     split: str
     model: str
@@ -81,6 +81,7 @@ class RunManifest(_Value, kw_only=True):
     started_at: float
     finished_at: float | None = None
     settings: dict[str, str | int | float | bool | None] = {}
+    failure: str = ""  # why a "failed" run's results say nothing about the model
 
 
 def new_run_id(suite: str, split: str, model: str) -> str:
@@ -130,6 +131,13 @@ class ResultWriter:
                              f"{self.manifest.tasks * self.manifest.passes} planned")
         self.close()
         self.manifest = msgspec.structs.replace(self.manifest, status="complete", finished_at=time.time())
+        self._write_manifest(self.manifest)
+
+    def fail(self, why: str) -> None:
+        """Mark the run failed (every planned row written, but `why` makes them meaningless, e.g. a remote model
+        that never answered): eval-gate will not use it."""
+        self.close()
+        self.manifest = msgspec.structs.replace(self.manifest, status="failed", finished_at=time.time(), failure=why)
         self._write_manifest(self.manifest)
 
     def close(self) -> None:
@@ -185,6 +193,9 @@ def read_run(manifest_path: str | Path) -> Run:
     manifest_path = Path(manifest_path)
     manifest = read_manifest(manifest_path)
     rows_path = manifest_path.with_name(manifest_path.name[: -len(MANIFEST_SUFFIX)] + ROWS_SUFFIX)
+    if manifest.status == "failed":
+        raise EvalError(f"run {manifest.run_id} ({manifest_path}) failed: {manifest.failure}. Its results say "
+                        "nothing about the model; run the eval again, or move the run's files out of the directory")
     if manifest.status != "complete":
         raise EvalError(f"run {manifest.run_id} ({manifest_path}) did not complete (interrupted or still running): "
                         "its results are partial. Run the eval again, or move the run's files out of the directory")

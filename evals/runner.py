@@ -116,6 +116,10 @@ def episode_steps(engine, suite: ModuleType, task: Task, pass_index: int, settin
                         events.append(event)
                     yield
                 summary = summarize(events)
+                if summary.end == "remote_error":  # no answer at all: nothing to check; later turns are not played
+                    error = next((e.message for e in reversed(events) if isinstance(e, ev.Error)), "no reply")
+                    outcomes.append((summary, Check(False, f"remote_error: {error}", stop=True)))
+                    break
                 outcomes.append((summary, episode.check(i, summary)))
                 if outcomes[-1][1].stop:
                     break
@@ -163,7 +167,7 @@ def run_suite(engine, suite: ModuleType, tasks: list[Task], settings: RunSetting
               remote=None) -> tuple[RunManifest, list]:
     """Run every task `settings.passes` times, `settings.in_flight` episodes at once; rows go to
     out_dir/<run_id>.results.jsonl as they finish and the run's manifest says "complete" only once all are
-    written. `engine` None: the message-level policy `remote` is the model. Returns (manifest, rows in task
+    written ("failed" instead when a remote model gave no answer in some episode: such rows say nothing about it). `engine` None: the message-level policy `remote` is the model. Returns (manifest, rows in task
     order)."""
     if settings.in_flight < 1:
         raise ValueError(f"in_flight must be >= 1, got {settings.in_flight}")
@@ -192,7 +196,12 @@ def run_suite(engine, suite: ModuleType, tasks: list[Task], settings: RunSetting
             _threads(episodes, settings.in_flight, done)
         else:
             _interleave(episodes, settings.in_flight, done)
-        writer.complete()
+        unanswered = [r for r in rows if r.end == "remote_error"]
+        if unanswered:
+            writer.fail(f"{len(unanswered)} of {len(rows)} episodes got no answer from the remote model (first: "
+                        f"{unanswered[0].task_id}, {unanswered[0].reason.removeprefix('remote_error: ')})")
+        else:
+            writer.complete()
         order = {(task.id, k): i for i, (task, k) in enumerate(planned)}
         return writer.manifest, sorted(rows, key=lambda r: order[(r.task_id, r.pass_index)])
 

@@ -127,7 +127,12 @@ def main(argv: list[str]) -> int:
             console.print(f"the run did not finish: {path} says \"running\", so eval-gate will not use its partial "
                           "results; run the eval again")
         raise
-    return _report(console, a, manifest, rows, suite, tasks)
+    code = _report(console, a, manifest, rows, suite, tasks)
+    if manifest.status == "failed":
+        console.print(f"the run failed: {manifest.failure}. Its results say nothing about the model and eval-gate "
+                      "will not use them; check the server and run the eval again", style="red")
+        return 1
+    return code
 
 
 def _unfinished(out: str, since: float) -> list:
@@ -148,17 +153,37 @@ def _run(console, engine, suite, tasks, settings, out, model, split, remote):
 
     from tinygpt.evals.runner import run_suite
 
-    passed = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
-        job = bar.add_task("episodes", total=len(tasks) * settings.passes)
+    total, passed, done, started = len(tasks) * settings.passes, 0, 0, time.monotonic()
+    step = max(1, total // 20)  # without a terminal: a line every 5% (and the last)
 
+    def line() -> str:
+        spent = time.monotonic() - started
+        left = spent / done * (total - done)
+        return f"episodes {done}/{total} ({passed} passed), {_clock(spent)} elapsed, ~{_clock(left)} left"
+
+    if not console.is_terminal:
         def on_row(row) -> None:
-            nonlocal passed
-            passed += row.passed
-            bar.update(job, advance=1, description=f"episodes ({passed} passed)")
+            nonlocal passed, done
+            passed, done = passed + row.passed, done + 1
+            if done % step == 0 or done == total:
+                console.print(line())
 
         return run_suite(engine, suite, tasks, settings, out, model=model, split=split, on_row=on_row, remote=remote)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        job = bar.add_task("episodes", total=total)
+
+        def on_bar(row) -> None:
+            nonlocal passed, done
+            passed, done = passed + row.passed, done + 1
+            bar.update(job, advance=1, description=f"episodes ({passed} passed)")
+
+        return run_suite(engine, suite, tasks, settings, out, model=model, split=split, on_row=on_bar, remote=remote)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
 
 
 def _report(console, a, manifest, rows, suite, tasks) -> int:

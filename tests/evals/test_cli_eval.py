@@ -171,3 +171,26 @@ def test_help_teaches_with_examples(command, capsys):
     text = capsys.readouterr().out
     assert "examples:" in text and "tinygpt eval-gate --candidate" in text
     assert command in cli.HELP
+
+
+def test_a_remote_model_that_never_answers_fails_the_run_and_the_gate_refuses_it(store, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "runs"
+    assert cli.main(["eval", "--remote", f"http://127.0.0.1:{port}/v1", "--model", "foo", "--limit", "2",
+                     "--timeout", "2", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.replace("\n", "")
+    assert "the run failed: 2 of 2 episodes got no answer from the remote model" in err
+    assert "episodes 2/2 (0 passed)" in err  # progress lines when stderr is no terminal
+    (manifest,) = out.glob("*.run.json")
+    data = json.loads(manifest.read_text())
+    assert data["status"] == "failed" and "no answer from the remote model" in data["failure"]
+    rows = [json.loads(line) for line in next(out.glob("*.results.jsonl")).read_text().splitlines()]
+    assert [r["end"] for r in rows] == ["remote_error"] * 2 and all(r["reason"].startswith("remote_error: ")
+                                                                     for r in rows)
+    assert cli.main(["eval-gate", "--candidate", "foo", "--baseline", "base", "--suites", "fileops",
+                     "--results", str(out)]) == 2
+    assert "failed: 2 of 2 episodes got no answer" in one_error_line(capsys, "eval-gate")
