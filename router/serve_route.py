@@ -68,10 +68,12 @@ def live_targets(targets: list[Target], backends: Backends) -> tuple[Target, ...
 
 
 def load_request_router(directory: str | Path, store: ModelStore, *, generalist: str | None = None,
-                        backends: Backends | None = None, local=None, env=None) -> RequestRouter:
-    """The router saved in `directory` over `store`; `generalist` overrides the router's own (settings). A
-    RouterError or BackendError (one line) when the router, the settings or an enabled backend cannot be used."""
-    model = load(directory)
+                        backends: Backends | None = None, local=None, env=None, model: RouterModel | None = None
+                        ) -> RequestRouter:
+    """The router saved in `directory` (`model`: it, loaded already) over `store`; `generalist` overrides the
+    router's own (settings). A RouterError or BackendError (one line) when the router, the settings or an enabled
+    backend cannot be used."""
+    model = model or load(directory)
     settings = model.meta.settings
     if generalist:
         settings = msgspec.structs.replace(settings, generalist=generalist)

@@ -221,8 +221,9 @@ def routed_main(p: argparse.ArgumentParser, a, cfg, params, toolset) -> int:
     if a.api_key_env or a.timeout is not None:
         p.error("--api-key-env and --timeout go with --remote URL; a routed backend's are set in backends.toml")
     try:
-        own = load(cfg.router).meta.settings.generalist
-        router = load_request_router(cfg.router, ModelStore(default_preset=cfg.default_preset),
+        model = load(cfg.router)
+        own = model.meta.settings.generalist
+        router = load_request_router(cfg.router, ModelStore(default_preset=cfg.default_preset), model=model,
                                      generalist=own if own != DEFAULT else (cfg.model or DEFAULT),
                                      local=lambda: local_policy(cfg, a))
     except (RouterError, BackendError) as exc:

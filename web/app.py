@@ -90,12 +90,13 @@ def request_router(config: ServeConfig, catalog: Catalog, store: ModelStore):
     from tinygpt.router.model import load
     from tinygpt.router.serve_route import load_request_router
 
-    own = load(config.router).meta.settings.generalist
+    model = load(config.router)
+    own = model.meta.settings.generalist
     generalist = catalog.primary if own == DEFAULT else own
     if generalist != catalog.primary and generalist not in catalog.names():
         raise RouterError(f"{config.router}: the router's generalist {generalist!r} is not a model this server "
                           f"serves ({', '.join(catalog.names())}); serve it, or set the router's generalist")
-    return load_request_router(config.router, store, generalist=generalist)
+    return load_request_router(config.router, store, generalist=generalist, model=model)
 
 
 def origin_policy(config: ServeConfig):

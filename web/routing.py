@@ -48,8 +48,8 @@ def is_auto(model: str) -> bool:
     return model in (AUTO, f"{AUTO}:latest")
 
 
-def route(state: ServerState, messages: list[dict] | None, tools: list | None, text: str | None = None,
-          ollama: bool = False) -> Routed | None:
+def route(state: ServerState, messages: list[dict] | None, tools: list | None, text: str | None = None
+          ) -> Routed | None:
     """The route of a request that names model "auto"; None for any other model name."""
     router = state.router
     if router is None:
