@@ -96,6 +96,11 @@ def pair(runs: list[Run], *, candidate: str, baseline: str, suite: str, split: s
         raise EvalError(f"suite {suite}: the arms ran different tasks: {'; '.join(parts)}. Missing results are "
                         "never counted as a pass: run both models on the same split and tasks (or pick one split "
                         "with --split)")
+    modes = [sorted({str(run.manifest.settings.get("mode") or "") for run in runs if run.manifest.run_id in arm.runs})
+             for arm in (cand, base)]
+    if modes[0] != modes[1] or len(modes[0]) > 1:
+        said = "; ".join(f"{name!r}: {', '.join(m) or 'the default'}" for name, m in zip((candidate, baseline), modes))
+        raise EvalError(f"suite {suite}: the arms ran in different --mode settings ({said}); compare runs of one mode")
     for task, category in cand.categories.items():
         if base.categories[task] != category:
             raise EvalError(f"suite {suite}: task {task} is category {category!r} for {candidate!r} but "

@@ -6,14 +6,15 @@ from tinygpt.evals.results import ResultRow, ResultWriter, RunManifest, new_run_
 
 def write_run(directory, *, model: str, outcomes: dict[str, list[bool]], suite: str = "fileops",
               split: str = "validation", fingerprint: str | None = None, policy: str = "model",
-              categories: dict[str, str] | None = None, started_at: float | None = None) -> RunManifest:
+              categories: dict[str, str] | None = None, started_at: float | None = None,
+              settings: dict | None = None) -> RunManifest:
     """One complete run: task id -> its passes' outcomes (K = the list's length, the same for every task)."""
     passes = {len(v) for v in outcomes.values()}
     assert len(passes) == 1, "every task needs the same number of passes"
     fingerprint = fingerprint or f"base-{model}"
     manifest = RunManifest(run_id=new_run_id(suite, split, model), status="running", suite=suite, split=split,
                            model=model, model_fingerprint=fingerprint, policy=policy, passes=passes.pop(),
-                           tasks=len(outcomes), started_at=started_at or time.time())
+                           tasks=len(outcomes), started_at=started_at or time.time(), settings=settings or {})
     with ResultWriter(directory, manifest) as writer:
         for task, results in outcomes.items():
             for k, passed in enumerate(results):

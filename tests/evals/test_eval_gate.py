@@ -110,6 +110,15 @@ def test_categories_are_compared_too(tmp_path):
     assert even.diff.wins + odd.diff.wins == 12 and even.diff.p_value == stats.mcnemar_exact(even.diff.wins, 0)
 
 
+def test_arms_run_in_different_modes_are_not_compared(tmp_path):
+    cand, base = outcomes(20, 8, 0, 5)
+    write_run(tmp_path, model="spec", outcomes=cand, suite="bfcl-multi-turn", settings={"mode": "prompting"})
+    write_run(tmp_path, model="base", outcomes=base, suite="bfcl-multi-turn", settings={"mode": "native"})
+    with pytest.raises(EvalError, match="the arms ran in different --mode settings \\('spec': prompting; 'base': "
+                                        "native\\)"):
+        evaluate(read_results(tmp_path), candidate="spec", baseline="base", suites=["bfcl-multi-turn"])
+
+
 @pytest.mark.parametrize("damage, says", [
     ("drop-a-task", "the arms ran different tasks: 1 task(s) only for 'spec'"),
     ("no-guard-rows", "suite bfcl: no results for model 'base'"),
