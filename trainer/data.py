@@ -186,12 +186,17 @@ def long_warning(report: dict, cfg: TrainConfig) -> str | None:
         if not c.get("long"):
             continue
         done = (f"{c['long_skipped']} skipped" if cfg.long_sequences == "skip" else
-                f"split into {c['windows']} windows, {c['turns_dropped']} single turns longer than the limit dropped")
-        parts.append(f"{c['long']} {side} sequences longer than it ({done}; {c['supervised_dropped']:,} trained tokens "
-                     "lost)")
+                f"split into {_count(c['windows'], 'window')}, {_count(c['turns_dropped'], 'single turn')} longer "
+                "than the limit dropped")
+        parts.append(f"{_count(c['long'], side + ' sequence')} longer than it ({done}; {c['supervised_dropped']:,} "
+                     "trained tokens lost)")
     if not parts:
         return None
     return (f"warning: --max-seq-length {cfg.max_seq_length}: " + "; ".join(parts) +
             f". The longest training sequence is {report['train_longest']:,} tokens: raise --max-seq-length to keep "
             "them whole (memory grows with it); counts in data-report.json")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
