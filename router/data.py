@@ -48,11 +48,12 @@ def read_jsonl(path: str | Path) -> list[Example]:
             row = msgspec.json.decode(line)
         except msgspec.DecodeError as exc:
             raise RouterError(f"{path}:{number}: not JSON ({exc})") from exc
-        out.append(_example(row, f"{path}:{number}"))
+        out.append(example_from(row, f"{path}:{number}"))
     return out
 
 
-def _example(row, where: str) -> Example:
+def example_from(row, where: str) -> Example:
+    """One labelled example from a decoded JSONL object; a RouterError naming `where` when it is wrong."""
     if not isinstance(row, dict):
         raise RouterError(f"{where}: expected an object with 'text' or 'messages' and 'domain'")
     domain = row.get("domain")
