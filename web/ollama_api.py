@@ -412,7 +412,7 @@ async def _remote(s: ServerState, req, routed: routing.Routed, messages: list[di
     ask = dict(tool_choice="auto" if tools else "none", parallel=True, params=params)
     t0 = time.perf_counter()
     if req.stream:
-        stream = routing.RemoteStream(routed, messages, tools, **ask)
+        stream = await routing.RemoteStream(routed, messages, tools, **ask).start()
         return StreamingResponse(_remote_lines(stream, routed, chat, t0), media_type=NDJSON, headers=routed.headers)
     r = await routing.remote_reply(routed, messages, tools, **ask)
     return _json(_remote_done(r, routed, chat, r.content, t0), routed.headers)

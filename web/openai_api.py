@@ -334,7 +334,8 @@ async def _remote_chat(state: ServerState, req: w.ChatCompletionRequest, sent: w
     meta = _Meta(routed.policy.model, routed.policy.fingerprint, routed)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        gen = _remote_stream(routing.RemoteStream(routed, messages, tools, **ask), meta, include_usage)
+        stream = await routing.RemoteStream(routed, messages, tools, **ask).start()
+        gen = _remote_stream(stream, meta, include_usage)
         return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache", **routed.headers})
     r = await routing.remote_reply(routed, messages, tools, **ask)
     calls = [w.OutToolCall(id=c.id or _call_id(), function=w.OutFunctionCall(name=c.name, arguments=c.arguments))

@@ -103,8 +103,9 @@ async def remote_reply(routed: Routed, messages: list[dict], tools: list[dict], 
 
 
 class RemoteStream:
-    """A backend's reply as it streams: iterate `deltas()` for text; `.result` is the whole reply after it, or
-    `.error` the ApiError that ended it (the stream has started: the caller sends it in-band)."""
+    """A backend's reply as it streams. `await start()` waits for its first text, so a backend that gives no reply
+    at all (after its retries and fallback) is a 502 before the response starts; then iterate `deltas()` for the
+    text: `.result` is the whole reply after it, or `.error` the ApiError that cut it (sent in-band)."""
 
     def __init__(self, routed: Routed, messages: list[dict], tools: list[dict], *, tool_choice, parallel: bool,
                  params: SamplingParams):
@@ -113,12 +114,26 @@ class RemoteStream:
                                          params=params)
         self.result: AssistantReply | None = None
         self.error: ApiError | None = None
+        self._texts = iterate_in_threadpool(iter(self.reply))
+        self._first: list[str] = []
+
+    async def start(self) -> "RemoteStream":
+        try:
+            self._first.append(await self._texts.__anext__())
+        except StopAsyncIteration:
+            self.result = self.reply.result
+        except RemoteError as exc:
+            raise _failed(self.routed, exc) from exc
+        return self
 
     async def deltas(self) -> AsyncIterator[str]:
         try:
-            async for text in iterate_in_threadpool(iter(self.reply)):
+            for text in self._first:
                 yield text
-            self.result = self.reply.result
+            if self.result is None:
+                async for text in self._texts:
+                    yield text
+                self.result = self.reply.result
         except RemoteError as exc:
             self.error = _failed(self.routed, exc)
         finally:  # the client left or the stream ended: release the backend's connection

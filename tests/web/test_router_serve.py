@@ -205,10 +205,17 @@ def test_a_request_a_backend_cannot_honour_is_refused_before_anything_is_sent(es
     assert len(cluster.requests) == n
 
 
-def test_a_failing_backend_is_a_502_naming_the_route(escalating, cluster):
-    cluster.answers[:] = [("status", 400, {"error": {"message": "no such model"}})]
+def test_a_failing_backend_is_a_502_naming_the_route_streamed_or_not(escalating, cluster):
+    cluster.answers[:] = [("status", 400, {"error": {"message": "no such model"}})] * 3
     r = httpx.post(escalating.url + "/v1/chat/completions", json={"model": "auto", "messages": UNSURE})
     assert r.status_code == 502 and "route cluster" in r.json()["error"]["message"]
+    oai, oll = clients(escalating)
+    with pytest.raises(openai.APIStatusError, match="route cluster") as err:  # before the stream starts
+        list(oai.chat.completions.create(model="auto", messages=UNSURE, stream=True))
+    assert err.value.status_code == 502
+    with pytest.raises(ollama.ResponseError, match="route cluster"):
+        list(oll.chat(model="auto", messages=UNSURE, stream=True))
+    assert cluster.answers == []
 
 
 def test_without_a_router_auto_is_a_404_that_says_how_to_enable_it(server):
