@@ -324,6 +324,33 @@ def router(r: dict, title: str) -> list[str]:
     return out
 
 
+def eval_router(r: dict, title: str) -> list[str]:
+    def pct(x):
+        return "n/a" if x is None else f"{x * 100:.1f}%"
+
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}, {r['date']}. Data: {r['data']} ({r['train_requests']} "
+           f"train, {r['heldout_requests']} heldout requests). Specialists: {', '.join(r['specialists'])} (travel has "
+           f"none: its requests should escalate). Quality per tier is an **assumption**, not measured: "
+           f"`--quality {r['quality_assumption']}` (no eval result rows exist yet for the three tiers on these "
+           "tasks). Script: `benchmarks/bench_eval_router.py`.", "",
+           "| case | accuracy [95%] | ECE | escalation precision / recall | APGR (oracle) | CPT(50%) | CPT(80%) | "
+           "to specialists at ship 0.5 |", "|---|---|---|---|---|---|---|---|"]
+    for c in r["cases"]:
+        a, e, cv = c["accuracy"], c["escalation"], c["curve"]
+        out.append(f"| {c['case']} | {a['rate']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}] | {c['ece']:.3f} | "
+                   f"{pct(e['precision'])} / {pct(e['recall'])} ({e['escalated']} escalated, {e['should']} should) | "
+                   f"{cv['apgr']:.3f} ({cv['oracle']['apgr']:.3f}) | {pct(cv['cpt50'])} | {pct(cv['cpt80'])} | "
+                   f"{pct(c['shares']['specialist'])} |")
+    out += ["", "`tools`: the heldout requests as they come; `text-only`: the same without their tools; "
+            "`travel-unseen`: a router trained without travel (its travel answers count as wrong). APGR is the area "
+            "under the performance-gap-recovered curve over the share of requests sent to the cloud (a random order "
+            "scores 0.5), the weak arm being the local split (specialists + generalist) the router makes at its "
+            "thresholds; CPT is the share of cloud calls that recovers 50% / 80% of the gap (docs/router.md, "
+            "\"Evaluating a router\"). A router whose confidence ranks its mistakes first comes close to the oracle.",
+            ""]
+    return out
+
+
 SECTIONS = [
     ("engine.json", "Engine on CPU (issue 2: P1, P3, P4)", engine),
     ("engine_gpu.json", "Engine on an NVIDIA GPU (issue 2: P1, qwen3-4b bf16)", engine),
@@ -365,6 +392,7 @@ SECTIONS = [
      bfcl_inflight),
     ("bfcl_inflight-gpu-qwen3-0.6b.json", "BFCL episodes in flight on an NVIDIA GPU (issue 12: P10), qwen3-0.6b bf16",
      bfcl_inflight),
+    ("eval_router.json", "Router quality on the project's labelled set (issue 13: eval-router)", eval_router),
 ]
 
 
