@@ -331,7 +331,7 @@ async def _remote_chat(state: ServerState, req: w.ChatCompletionRequest, sent: w
         top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed, stop=req.stop)
     ask = dict(tool_choice=choice, parallel=True if req.parallel_tool_calls is None else req.parallel_tool_calls,
                params=params)
-    meta = _Meta(routed.policy.model, routed.policy.fingerprint, routed)
+    meta = _Meta(routed.policy.model, f"backend-{d.route}", routed)  # the backend's name: never its URL
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         stream = await routing.RemoteStream(routed, messages, tools, **ask).start()

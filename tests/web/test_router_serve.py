@@ -144,7 +144,7 @@ def test_an_enabled_backend_answers_unsure_requests_and_only_its_host_is_contact
     r = raw.parse()
     assert r.choices[0].message.content == "hi from the cluster" and r.usage.prompt_tokens == 40
     assert raw.headers["x-tinygpt-route"].startswith("cluster (remote)")
-    assert r.model_extra["tinygpt"]["route"]["kind"] == "remote"
+    assert r.model_extra["tinygpt"]["route"]["kind"] == "remote" and r.system_fingerprint == "fp_backend-cluster"
     sent = cluster.requests[0][2]
     assert sent["model"] == "big-model" and sent["messages"] == [{"role": "user", "content": UNSURE[0]["content"]}]
     assert sent["max_tokens"] == 5
