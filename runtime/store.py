@@ -179,7 +179,7 @@ class ModelStore:
             resolved = self.resolve(base)  # the base must resolve now, so a typo fails here, not at load time
             if resolved.adapter is not None:
                 raise StoreError(f"the base {base!r} is itself a specialist; name a base model")
-            _check_made_for(where, resolved.base)
+            check_made_for(where, resolved.base)
             if base not in self.names() and Path(base).expanduser().is_dir():
                 base = str(resolved.base.resolve())  # a directory is recorded absolute (works from any cwd)
             kind = kind or "specialist"
@@ -388,7 +388,7 @@ def fetch_hub(hub_id: str) -> Path:
                              f"one with `tinygpt init-model {hub_id}`") from exc
 
 
-def _check_made_for(adapter: Path, base: Path) -> None:
+def check_made_for(adapter: Path, base: Path) -> None:
     """Refuse an adapter whose tinygpt marker records another base (a wrong pairing would only fail at load)."""
     from tinygpt.runtime.presets import adapter_marker  # light: no MLX at import
 

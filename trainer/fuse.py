@@ -26,13 +26,13 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def fuse(base: Path, adapter: Path, out_dir: str | Path, *, force: bool = False, dequantize: bool = False) -> Path:
     """Write base + adapter as one model at `out_dir`; return its path."""
     from tinygpt.runtime.presets import MARKER, check_target, model_marker
-    from tinygpt.runtime.store import _check_made_for
+    from tinygpt.runtime.store import check_made_for
 
     base, adapter = Path(base), Path(adapter)
     for f in ("adapters.safetensors", "adapter_config.json"):
         if not (adapter / f).is_file():
             raise TrainError(f"{adapter} is not an adapter directory (no {f}); give a run's adapter/ directory")
-    _check_made_for(adapter, base)  # the store's own rule: an adapter fuses only into the base it was made for
+    check_made_for(adapter, base)  # the store's own rule: an adapter fuses only into the base it was made for
     where = Path(out_dir).expanduser()
     if where.is_dir() and not where.is_symlink() and any(where.iterdir()) and model_marker(where) is None:
         raise TrainError(f"--out {where} exists and is not empty, and tinygpt did not make it (no {MARKER}): tinygpt "
