@@ -100,7 +100,7 @@ def test_config_errors_read_well(tmp_path, monkeypatch, text, says):
     ("FILE", "is a file; --model takes a model directory"),
     ("EMPTY", "has no config.json: an empty directory"),
     ("org/name", "could not be fetched from the Hugging Face hub (HF_HUB_OFFLINE is set"),
-    ("NOWEIGHTS", "could not load the model in NOWEIGHTS: FileNotFoundError: No safetensors found"),
+    ("NOWEIGHTS", "NOWEIGHTS has a config.json but no *.safetensors weights (deleted, or not converted"),
     ("NOTOKENIZER", "NOTOKENIZER has no tokenizer (tokenizer.json, tokenizer.model, vocab.json)"),
     ("NOTEMPLATE", "has no chat template; pass --raw"),
 ])
