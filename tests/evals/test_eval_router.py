@@ -243,3 +243,61 @@ def test_the_project_labelled_set_end_to_end(tmp_path, capsys, monkeypatch):
     assert 0.5 < c["apgr"] <= c["oracle"]["apgr"] + 1e-9 and 0 < c["cpt50"] < c["cpt80"] < 1
     assert c["points"][0]["cloud_share"] == 0 and c["points"][-1]["cloud_share"] == 1
     assert software_of((tmp_path / "eval.png").read_bytes()) == SOFTWARE
+
+
+def test_quality_from_result_rows_through_the_cli(router_dir, capsys):
+    from evals_synthetic import write_run
+
+    rows = [json.loads(line) for line in (router_dir / "data.jsonl").read_text().splitlines()]
+    with open(router_dir / "tasks.jsonl", "w") as f:
+        for i, row in enumerate(rows):
+            f.write(json.dumps({**row, "task_id": f"t{i}"}) + "\n")
+    tasks = [f"t{i}" for i in range(len(rows))]
+    results = router_dir / "results"
+    write_run(results, model="spec-files", outcomes={t: [True] for t in tasks})
+    write_run(results, model="gen", outcomes={t: [False] for t in tasks})
+    write_run(results, model="big", outcomes={t: [True] for t in tasks})
+    argv = ["eval-router", "--router", str(router_dir / "r"), "--data", str(router_dir / "tasks.jsonl"),
+            "--specialists", "fileops", "--results", str(results), "--json"]
+    assert cli.main(argv + ["--models", "generalist=gen,cloud=big"]) == 2
+    assert "no specialist for domain fileops" in capsys.readouterr().err
+    assert cli.main(argv + ["--models", "generalist=gen,cloud=big,fileops=spec-files"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["quality_source"].startswith("results") and r["quality_inputs"]["fileops"] == "spec-files"
+    c = r["curve"]
+    # a request stays local with quality 1 only on the fileops specialist; the cloud passes everything
+    assert c["weak"] == pytest.approx(r["shares"]["specialist"]) and c["strong"] == 1.0
+    assert cli.main(argv + ["--models", "generalist=gen,cloud=big,fileops=spec-files", "--quality",
+                            "specialist=1,off_domain=0,generalist=0,cloud=1"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_per_row_quality_and_the_stores_specialists(router_dir, capsys):
+    from tinygpt.runtime.store import ModelStore
+
+    q = {"specialist": 1, "off_domain": 0, "generalist": 0.5, "cloud": 1}
+    with open(router_dir / "q.jsonl", "w") as f:
+        for line in (router_dir / "data.jsonl").read_text().splitlines():
+            f.write(json.dumps({**json.loads(line), "quality": q}) + "\n")
+    base, adapter = router_dir / "base", router_dir / "adapter"
+    base.mkdir()
+    (base / "config.json").write_text('{"model_type": "qwen3"}')
+    (base / "model.safetensors").write_bytes(b"not read")
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapters.safetensors").write_bytes(b"not read")
+    store = ModelStore()  # under TINYGPT_CACHE (the fixture's)
+    store.add("base", base)
+    store.add("math-spec", adapter, base="base")
+    store.set_status("math-spec", "routed-ship")
+    store.describe("math-spec", domain="math")
+    assert cli.main(["eval-router", "--router", str(router_dir / "r"), "--data", str(router_dir / "q.jsonl"),
+                     "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["specialists_source"] == "the model store's routable specialists"
+    assert r["specialists"] == {"math": r["settings"]["routed_ship"]}
+    assert r["quality_source"].startswith("labelled") and r["escalation"]["should"] == 16
+    assert r["curve"]["references"]["all_generalist"]["quality"] == 0.5
+    assert cli.main(["eval-router", "--router", str(router_dir / "r"), "--data", str(router_dir / "q.jsonl"),
+                     "--quality", "specialist=1,off_domain=0,generalist=0,cloud=1"]) == 2
+    assert "drop --quality" in capsys.readouterr().err
