@@ -148,7 +148,7 @@ def cost_quality(confidence: np.ndarray, threshold: np.ndarray, quality: np.ndar
     """The three-tier cost–quality curve: θ from 0 up, every request with confidence < θ to the cloud, the rest
     split by the specialist thresholds (the settings escalate_below = θ, ship and routed_ship raised to at least
     θ). With references: all generalist, the local split (θ = 0), all cloud, a random escalation order (its
-    expected curve is the straight line, APGR 0.5) and the oracle order (largest gain first)."""
+    expected curve is the straight line, APGR 0.5) and the oracle order (largest gain first); and the local tiers' own curve (local_curve)."""
     local_tiers = np.where(confidence >= threshold, SPECIALIST, GENERALIST)
     local = tier_quality(local_tiers, quality)
     cloud = quality[:, CLOUD]
@@ -162,6 +162,7 @@ def cost_quality(confidence: np.ndarray, threshold: np.ndarray, quality: np.ndar
                "specialist_share": float(p), "quality": float(v), "cost": float(c)}
               for t, s, p, v, c in zip(thresholds, shares, spec_left, q, cost)]
     return {"weak": weak, "strong": strong, "points": points, **curve_summary(shares, q, weak, strong),
+            "local": local_curve(confidence, threshold, quality, costs),
             "oracle": {"shares": oshares.tolist(), "quality": oq.tolist(),
                        **{k: v for k, v in curve_summary(oshares, oq, weak, strong).items() if k != "pgr"}},
             "references": {
@@ -169,3 +170,20 @@ def cost_quality(confidence: np.ndarray, threshold: np.ndarray, quality: np.ndar
                 "local_split": {"quality": weak, "cost": float(cost[0]),
                                 "specialist_share": float((local_tiers == SPECIALIST).mean())},
                 "all_cloud": {"quality": strong, "cost": costs["cloud"]}}}
+
+
+def local_curve(confidence: np.ndarray, threshold: np.ndarray, quality: np.ndarray, costs: dict[str, float]
+                ) -> list[dict]:
+    """The local tiers alone (no cloud): every specialist threshold set to t, t rising from 0, so the requests
+    whose top domain has a specialist move to the generalist in ascending confidence. Each point: t, the share
+    of requests on specialists, mean quality, mean cost."""
+    eligible = np.isfinite(threshold)
+    n = len(confidence)
+    if not eligible.any():
+        return []
+    t, moved, q = escalation_curve(confidence[eligible], quality[eligible, SPECIALIST], quality[eligible, GENERALIST])
+    share = eligible.mean() * (1 - moved)
+    quality_all = quality[~eligible, GENERALIST].sum() / n + eligible.mean() * q
+    return [{"threshold": None if not np.isfinite(a) else float(a), "specialist_share": float(b),
+             "quality": float(c), "cost": float(b * costs["specialist"] + (1 - b) * costs["generalist"])}
+            for a, b, c in zip(t, share, quality_all)]

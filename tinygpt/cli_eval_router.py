@@ -227,7 +227,10 @@ def main(argv: list[str]) -> int:
         from rich.console import Console
 
         print_result(result, Console(width=None if sys.stdout.isatty() else 160, markup=False, highlight=False))
+        err = Console(stderr=True, markup=False, highlight=False)
         wrote = [p for p in (a.out, chart if result["curve"] is not None else None) if p]
         if wrote:
-            Console(stderr=True, markup=False, highlight=False).print(f"wrote {' and '.join(wrote)}")
+            err.print(f"wrote {' and '.join(wrote)}")
+        if chart and result["curve"] is None:
+            err.print(f"no chart at {chart}: there is no curve without a quality source")
     return 0

@@ -301,3 +301,21 @@ def test_per_row_quality_and_the_stores_specialists(router_dir, capsys):
     assert cli.main(["eval-router", "--router", str(router_dir / "r"), "--data", str(router_dir / "q.jsonl"),
                      "--quality", "specialist=1,off_domain=0,generalist=0,cloud=1"]) == 2
     assert "drop --quality" in capsys.readouterr().err
+
+
+def test_the_three_tier_points_and_the_local_curve_on_a_hand_computed_example():
+    conf = np.array([0.3, 0.6, 0.9])
+    threshold = np.array([np.inf, 0.5, 0.5])  # the first request's top domain has no specialist
+    quality = np.array([[0.0, 0.5, 1.0], [1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # specialist, generalist, cloud
+    c = re_.cost_quality(conf, threshold, quality, COSTS)
+    assert [p["cloud_share"] for p in c["points"]] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert [p["specialist_share"] for p in c["points"]] == pytest.approx([2 / 3, 2 / 3, 1 / 3, 0])
+    assert [p["cost"] for p in c["points"]] == pytest.approx([2 / 3 + 1, 2 / 3 + 10, 1 / 3 + 20, 30])
+    assert [p["quality"] for p in c["points"]] == pytest.approx([2.5 / 3, 3 / 3, 3 / 3, 2 / 3])
+    assert c["weak"] == pytest.approx(2.5 / 3) and c["strong"] == pytest.approx(2 / 3)
+    assert c["references"]["all_generalist"]["quality"] == pytest.approx(0.5 / 3)
+    assert [p["threshold"] for p in c["points"]] == [0.3, 0.6, 0.9, None]
+    local = c["local"]  # the two requests with a specialist move to the generalist, least confident first
+    assert [p["specialist_share"] for p in local] == pytest.approx([2 / 3, 1 / 3, 0])
+    assert [p["quality"] for p in local] == pytest.approx([2.5 / 3, 1.5 / 3, 0.5 / 3])
+    assert [p["cost"] for p in local] == pytest.approx([2 / 3 + 1, 1 / 3 + 2, 3])
