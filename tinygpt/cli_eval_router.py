@@ -127,7 +127,10 @@ def _costs(a) -> dict:
     if a.cloud_model is None:
         costs = parse_pairs(a.costs or DEFAULT_COSTS, "--costs", COST_KEYS)
         return {**costs, "unit": "relative", "source": "--costs" if a.costs else f"default ({DEFAULT_COSTS})"}
-    local = parse_pairs(a.costs or "", "--costs", COST_KEYS[:2])
+    if a.costs is None:
+        raise EvalError("--cloud-model prices the cloud in USD; give the local tiers' USD per request too "
+                        "(--costs specialist=X,generalist=Y)")
+    local = parse_pairs(a.costs, "--costs", COST_KEYS[:2])
     try:
         tokens = tuple(int(t) for t in a.tokens.split(","))
     except ValueError:

@@ -179,7 +179,8 @@ def test_help_and_one_line_errors(router_dir, capsys):
                          (["--quality", "cloud=1"], "give exactly"),
                          (["--costs", "cloud=x"], "must be a number"),
                          (["--cloud-model", "no-such-model", "--costs", "specialist=0,generalist=0"], "no price"),
-                         (["--specialists", "fileops:maybe"], "ship or routed-ship")):
+                         (["--specialists", "fileops:maybe"], "ship or routed-ship"),
+                         (["--cloud-model", "claude-sonnet-4-5"], "give the local tiers' USD")):
         assert cli.main(base + extra) == 2
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1, err
