@@ -96,7 +96,7 @@ def test_a_random_order_recovers_half_the_gap_and_the_oracle_nearly_all():
 
 def test_the_vectorised_rule_is_the_policys_rule():
     from tinygpt.router.policy import decide
-    from tinygpt.router.registry import Registry, Specialist
+    from tinygpt.router.registry import Registry, Specialist, Target
     from tinygpt.router.settings import Settings
     from tinygpt.router.train import TrainOptions, train
 
@@ -104,7 +104,8 @@ def test_the_vectorised_rule_is_the_policys_rule():
     spec = [Specialist(name=f"s-{d}", base="base", domain=d, tools=[], provenance={}, status=status,
                        verdict=verdict, routable=True, why="") for d, status, verdict in
             (("fileops", "shipped", "ship"), ("math", "routed-ship", "routed-ship"))]
-    registry = Registry(specialists=tuple(spec), generalist="base")
+    cloud = Target(name="c", kind="cloud", enabled=True, low_confidence=True)
+    reg = Registry(specialists=tuple(spec), generalist="base", targets=(cloud,))
     requests = [e.request for e in tool_examples(10, seed=3, text_words=3)]
     requests += [type(r)(r.text) for r in requests]  # without tools: less sure
     probs = np.array([model.probs(r) for r in requests])
@@ -112,10 +113,6 @@ def test_the_vectorised_rule_is_the_policys_rule():
     kinds = {"specialist": re_.SPECIALIST, "generalist": re_.GENERALIST, "cloud": re_.CLOUD}
     for settings in (Settings(ship=0.5, routed_ship=0.8, escalate_below=0.6), Settings(ship=0.9, escalate_below=0.95),
                      Settings(ship=0.0, routed_ship=0.0)):
-        from tinygpt.router.registry import Target
-
-        reg = Registry(specialists=registry.specialists, generalist="base",
-                       targets=(Target(name="c", kind="cloud", enabled=True, low_confidence=True),))
         expected = [kinds[decide(r, model, reg, settings).kind] for r in requests]
         top = [model.domains[k] for k in probs.argmax(1)]
         threshold = np.array([{"fileops": settings.ship, "math": settings.routed_ship}.get(d, np.inf) for d in top])
