@@ -78,12 +78,24 @@ def history_records(transcript) -> list[Message | ToolResult]:
                                       content=m.get("content") or ""))
             continue
         calls = [ToolCall(id=c.get("id") or "", name=c["function"]["name"],
-                          arguments=c["function"].get("arguments") or {}) for c in m.get("tool_calls") or ()]
+                          arguments=_arguments(c["function"].get("arguments"))) for c in m.get("tool_calls") or ()]
         records.append(Message(role=m["role"], content=m.get("content") or "", tool_calls=calls))
     if records:
         ids = None if transcript.ids is None else list(transcript.ids)  # None: a remote conversation's
         records[-1] = msgspec.structs.replace(records[-1], token_ids=ids)
     return records
+
+
+def _arguments(value) -> dict:
+    """A history call's arguments as an object: a local transcript holds them parsed, a message-level one as the
+    JSON text the model wrote; text that is no JSON object (a call the agent refused) is kept as {"_text": ...}."""
+    if not isinstance(value, str):
+        return value or {}
+    try:
+        parsed = json.loads(value or "{}")
+    except ValueError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"_text": value}
 
 
 class ConversationRecorder:

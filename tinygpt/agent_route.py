@@ -11,6 +11,7 @@ conversation", which `rollback` undoes by starting it over. Not here: printing (
 """
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 NEW = "new conversation"  # the mark taken before a conversation's first message
@@ -102,9 +103,61 @@ class RoutedAgent:
         if self.agent.session is not None:
             self.engine.rewind(self.agent.session, self.agent.transcript.ids)
 
+    def stuck(self, events: list):
+        """After a turn on a local model: an `Escalation` to the enabled backend above it when the model keeps
+        failing (router/cascade.py: tool errors in a row, unusable calls, the step limit), else None. It is only
+        offered; the user decides (/escalate), so a tool result, which a file can dictate, never moves the
+        conversation by itself."""
+        from tinygpt.router.cascade import Escalation, failing, next_tier
+
+        if self.agent is None or self.agent.remote or self.decision is None:
+            return None
+        reason = failing(events)
+        above = next_tier("generalist", self.router.registry) if reason else None
+        if above is None or above[0] not in self.router.policies:
+            return None
+        return Escalation(route=above[0], kind=above[1], reason=f"{reason}: from {self.decision.kind} "
+                                                                f"{self.decision.route} to {above[1]} {above[0]}")
+
+    def escalate(self, escalation):
+        """Continue the conversation on `escalation`'s backend, from its messages so far (a new conversation, so a
+        new episode: the backend's turns are not token-exact); the Decision that records why."""
+        import msgspec
+
+        history = remote_messages(self.agent.transcript.messages)
+        decision = msgspec.structs.replace(self.decision, route=escalation.route, kind=escalation.kind,
+                                           threshold=None, reason=escalation.reason)
+        if decision.route not in self._served:
+            self._served[decision.route] = self.make_agent(decision)
+        self.engine, self.agent = self._served[decision.route]
+        self.agent.reset()
+        self.agent.transcript.messages.extend(history)
+        self.decision = decision
+        return decision
+
     def __getattr__(self, name: str):
         # what else the REPL reads (tool_choice, grammar, ...) is the current agent's
         agent = self.__dict__.get("agent")
         if agent is None:
             raise AttributeError(f"{name}: no conversation has been routed yet")
         return getattr(agent, name)
+
+
+def remote_messages(messages: list[dict]) -> list[dict]:
+    """A local conversation's messages as a backend takes them: call arguments as JSON text, and a tool result
+    that answers no call of the message before it (a call the model wrote that could not be used) as a user
+    message saying so (an API refuses a tool message without its call)."""
+    out, ids = [], set()
+    for m in messages:
+        m = dict(m)
+        if m["role"] == "assistant":
+            calls = m.get("tool_calls") or []
+            if calls:
+                m["tool_calls"] = [{**c, "function": {"name": c["function"]["name"],
+                                                      "arguments": json.dumps(c["function"]["arguments"])}}
+                                   for c in calls]
+            ids = {c["id"] for c in calls}
+        elif m["role"] == "tool" and m.get("tool_call_id") not in ids:
+            m = {"role": "user", "content": f"(result of a tool call that could not be used) {m['content']}"}
+        out.append(m)
+    return out

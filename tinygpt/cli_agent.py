@@ -45,6 +45,7 @@ REPL commands:
   /load PATH    load one (refused if made by another model)
   /save PATH    replaces only a chat saved there before, never another file
   /reset        start a new conversation (the tool world keeps its state)
+  /escalate     with --router, after a turn the local model kept failing: go on with the enabled backend above it
   /set NAME VALUE  change a setting: max-steps, or a sampling one (temperature, top-p, top-k, max-tokens, seed)
   /help         this help
   /bye          leave (also /quit, Ctrl-D)
@@ -339,7 +340,21 @@ def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
         agent.reset()
         print("(new conversation)")
 
+    offered = []  # the escalation offered after the last turn (routed conversations only)
+
+    def escalate(_: str) -> None:
+        if not offered:
+            print("nothing to escalate: /escalate follows a turn in which the local model kept failing, when an "
+                  "enabled backend is above it (--router)")
+            return
+        recording.end("escalated")
+        decision = agent.escalate(offered.pop())
+        recording.route(agent.engine, agent.agent, decision.to_route())
+        printer.call_open = call_trigger(agent.agent)
+        print(dim(f"route: {describe(decision)}"))
+
     def message(line: str) -> None:
+        offered.clear()
         decision = agent.begin(line) if routed else None  # a new conversation: its first message picks its model
         if decision is not None:
             print(dim(f"route: {describe(decision)}"))
@@ -348,10 +363,12 @@ def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
         mark = recording.mark()
         events = agent.run(line)
         stream = recording.stream(events)
+        seen = []
         try:
             try:
                 for event in stream:
                     printer.show(event)
+                    seen.append(event)
             except TraceWriteError as exc:
                 recording.failed(exc)
                 for event in events:
@@ -363,11 +380,15 @@ def repl(engine, agent, *, trajectory_dir: str | None = None) -> int:
             stream.close()
             events.close()
             printer.reset()
+        escalation = agent.stuck(seen) if routed else None
+        if escalation is not None:  # offered, never taken by itself: a tool result must not move the conversation
+            offered.append(escalation)
+            print(dim(f"! {escalation.reason}; /escalate continues this conversation there (a new episode)"))
 
     try:
         code = run_repl(engine=engine, conv=agent, help_text=EPILOG.split("REPL commands:\n", 1)[1] + KEYS,
                         on_message=message, on_reset=reset, on_load=lambda: recording.end("load"),
-                        history="agent", extra={"/tools": tools, "/set": set_})
+                        history="agent", extra={"/tools": tools, "/set": set_, "/escalate": escalate})
     except BaseException:
         recording.close()
         raise
