@@ -126,11 +126,11 @@ def learns(teacher_dir, student_dir, out, seed: int = 0):
 
 
 def test_on_policy_distillation_improves_exact_answers(models, tmp_path):
-    """Greedy episodes, 90 steps of 8, learning rate 1e-4, student after 60 SFT steps. Measured (this 2-core CPU,
-    OpenBLAS as tests/conftest.py binds it, ~20 s alone): held-out exact answers 4/16 -> 14/16, training prompts 11/48 ->
-    46/48, exact reverse KL along the student's greedy episodes 0.435 -> 0.207. Seven variants (other SFT and
-    sampling seeds; MLX's bundled BLAS, whose rounding gives other fixtures) all pass, the tightest (SFT seed 2)
-    at 1/16 -> 4/16, 3/48 -> 18/48, KL x0.58: docs/trainer.md lists them."""
+    """Greedy episodes, 90 steps of 8, learning rate 1e-4, student after 60 SFT steps. Measured (this 2-core
+    CPU, OpenBLAS as tests/conftest.py binds it, ~20 s alone): held-out exact answers 4/16 -> 14/16, training
+    prompts 11/48 -> 46/48, exact reverse KL along the student's greedy episodes 0.435 -> 0.207. Seven variants
+    (other SFT and sampling seeds; MLX's bundled BLAS, whose rounding gives other fixtures) all pass, the tightest
+    (SFT seed 2) at 1/16 -> 4/16, 3/48 -> 18/48, KL x0.58: docs/trainer.md lists them."""
     learns(*models, tmp_path / "run")
 
 
