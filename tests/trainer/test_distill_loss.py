@@ -6,7 +6,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
-from mlx.utils import tree_flatten
+from mlx.utils import tree_flatten, tree_unflatten
 
 from tinygpt.trainer.distill_loss import bucket_kl, student_buckets, teacher_buckets
 
@@ -128,3 +128,47 @@ def test_on_policy_gradient_is_the_reverse_kl_gradient_in_expectation(tiny_model
     err = sum(float(((got[k] - want[k]) ** 2).sum()) for k in want) ** 0.5
     norm = sum(float((want[k] ** 2).sum()) for k in want) ** 0.5
     assert norm > 0 and err / norm < 1e-4, err / norm
+
+
+def test_on_policy_loss_on_packed_rollouts_known_answers(tiny_model_dir, tmp_path):
+    """On pack()ed rollouts: with the student's own log-probs as the teacher's the value and every gradient are 0;
+    the value is the mean of log p_s − log p_t over the sampled tokens only (prompt tokens' scores ignored, a
+    token mean, not a sequence mean); one SGD step along the gradient raises log p_s of a token the teacher
+    prefers and lowers one the teacher dislikes (the advantage's sign, detached)."""
+    from tinygpt.runtime.models import load
+    from tinygpt.trainer.on_policy import Rollout, on_policy_loss, pack
+
+    student = load(str(tiny_model_dir))
+    rng = np.random.default_rng(0)
+    shapes = ((14, 9), (23, 12))  # (length, prompt length): sequences of unequal length, so unequal token counts
+    ids = [rng.integers(5, 300, n).astype(np.int32) for n, _ in shapes]
+    masks = [(np.arange(n) >= p).astype(np.uint8) for n, p in shapes]
+
+    def own(seq):
+        lp = _logp(student.model(mx.array(seq)[None])[0, :-1])
+        got = np.array(mx.take_along_axis(lp, mx.array(seq[1:])[:, None], axis=-1)[:, 0])
+        return np.concatenate([[np.nan], got]).astype(np.float32)
+
+    def value_and_grad(teacher):
+        batch = pack([Rollout(i, m, t, "stop") for i, m, t in zip(ids, masks, teacher)])
+        loss = lambda model: on_policy_loss(model, *batch, plain_head=True)[0]  # noqa: E731
+        value, grad = nn.value_and_grad(student.model, loss)(student.model)
+        return value.item(), dict(tree_flatten(grad))
+
+    mine = [own(s) for s in ids]
+    value, grad = value_and_grad(mine)
+    assert abs(value) < 1e-5 and max(float(mx.abs(g).max()) for g in grad.values()) < 1e-6
+    shifted = [t - np.where(m == 1, 0.5 * (r + 1), 7.0) for r, (t, m) in enumerate(zip(mine, masks))]
+    counts = [int(m[1:].sum()) for m in masks]
+    assert abs(value_and_grad(shifted)[0] - (0.5 * counts[0] + 1.0 * counts[1]) / sum(counts)) < 1e-4
+    first = int(np.flatnonzero(masks[0])[0])  # the first sampled token of sequence 0
+    for delta, direction in ((-3.0, -1), (3.0, 1)):  # teacher far below / far above the student there
+        teacher = [t.copy() for t in mine]
+        teacher[0][first] += delta
+        _, g = value_and_grad(teacher)
+        before = own(ids[0])[first]
+        params = dict(tree_flatten(student.model.parameters()))
+        student.model.update(tree_unflatten([(k, params[k] - 1e-2 * g[k]) for k in g]))
+        after = own(ids[0])[first]
+        student.model.update(tree_unflatten(list(params.items())))
+        assert direction * (after - before) > 1e-3, (delta, before, after)

@@ -3,8 +3,9 @@ scores its tokens, the per-token reverse-KL advantage updates it.
 
 The task (answer-only, no tools block, so rows stay ~30 tokens): "weather in Paris?" -> "weather: Paris", "clock
 for Rome" -> "time: Rome", over trainer_task's 4 templates per kind x 8 cities; 16 (template, city) pairs are held
-out. The teacher is the tiny model after 150 SFT steps on the 48 others (16/16 held out), the student after 40
-(fused into a standalone model). The metric: exact answers under greedy decoding in the agent loop.
+out. The teacher is the tiny model after 150 SFT steps on the 48 others (15-16/16 held out), the student after 60
+(fused into a standalone model). The metric: exact answers under greedy decoding in the agent loop; and the exact
+reverse KL to the teacher along the student's greedy episodes.
 """
 import json
 import shutil
@@ -41,22 +42,26 @@ def no_tools():
     return Toolset([], timeout_s=None)
 
 
-@pytest.fixture(scope="module")
-def models(tiny_model_dir, tmp_path_factory):
-    """(teacher dir, student dir): the tiny model after 150 and after 40 SFT steps on the answers, fused."""
-    root = tmp_path_factory.mktemp("answers")
+def sft_models(tiny_model_dir, root, seed: int = 0):
+    """(teacher dir, student dir): the tiny model after 150 and after 60 SFT steps on the answers (SFT seed
+    `seed`), fused."""
     with open(root / "chat.jsonl", "w") as fh:
         for tool, prompt, city, held in ITEMS:
             if not held:
                 fh.write(json.dumps({"messages": [{"role": "user", "content": prompt},
                                                   {"role": "assistant", "content": answer(tool, city)}]}) + "\n")
     out = {}
-    for name, iters in (("teacher", 150), ("student", 40)):
+    for name, iters in (("teacher", 150), ("student", 60)):
         cfg = resolve({"model": str(tiny_model_dir), "data": str(root / "chat.jsonl"), "out": str(root / name),
                        "rank": 16, "learning_rate": 1e-3, "batch_size": 8, "iters": iters, "valid_fraction": 0.0,
-                       "save_every": 0, "seed": 0})
+                       "save_every": 0, "seed": seed})
         out[name] = fuse(tiny_model_dir, sft.run(cfg)["adapter"], root / f"{name}-model")
     return out["teacher"], out["student"]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_dir, tmp_path_factory):
+    return sft_models(tiny_model_dir, tmp_path_factory.mktemp("answers"))
 
 
 def episodes(loaded, prompts, max_tokens=12):
@@ -103,23 +108,39 @@ def test_teacher_equal_to_student_gives_kl_zero(models, tmp_path):
     assert abs(summary["first_loss"]) < 1e-4  # the teacher's scheduler pass and the training pass agree
 
 
-def test_on_policy_distillation_improves_exact_answers(models, tmp_path):
-    """Greedy episodes, 45 steps of 8, learning rate 3e-4. Measured (seed 0, this 2-core CPU, ~45 s): exact answers
-    held-out 1/16 -> 6/16, training prompts 3/48 -> 24/48; the exact reverse KL along the student's greedy
-    episodes 0.597 -> 0.456; the sampled log-ratio (the loss, mean of 5 steps) 0.853 -> -0.034."""
-    teacher_dir, student_dir = models
+def learns(teacher_dir, student_dir, out, seed: int = 0):
+    """Distill greedily (90 steps of 8 episodes, learning rate 1e-4); assert the task metric and the exact reverse
+    KL improve by a clear margin; return (before, after) as (held-out exact /16, training exact /48, greedy KL)."""
     teacher, student = load(str(teacher_dir)), load(str(student_dir))
-    assert exact_answers(teacher, True) == 16
+    assert exact_answers(teacher, True) >= 12  # the teacher knows the task (14-16/16 in the variants)
     before = exact_answers(student, True), exact_answers(student, False), greedy_kl(student, teacher, TRAIN[::4])
-    summary = distill(student_dir, teacher_dir, tmp_path / "run", iters=45, learning_rate=3e-4,
-                      sample_temperature=0.0)
+    summary = distill(student_dir, teacher_dir, out, iters=90, learning_rate=1e-4, sample_temperature=0.0,
+                      seed=seed)
     tuned = load(str(student_dir), adapter_path=summary["adapter"])
     after = exact_answers(tuned, True), exact_answers(tuned, False), greedy_kl(tuned, teacher, TRAIN[::4])
-    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["episodes"] for m in lines] == [8] * 45 and all(m["ended"] for m in lines)
-    sampled = np.mean([m["loss"] for m in lines[:5]]), np.mean([m["loss"] for m in lines[-5:]])
-    assert after[0] >= before[0] + 3 and after[1] >= before[1] + 12, (before, after)
-    assert after[2] < 0.9 * before[2] and sampled[1] < sampled[0] - 0.3, (before, after, sampled)
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["episodes"] for m in lines] == [8] * 90 and all(m["ended"] for m in lines)
+    assert after[1] >= before[1] + 12 and after[0] >= before[0] + 2, (before, after)  # measured: >= +15, >= +3
+    assert after[2] < 0.7 * before[2], (before, after)  # measured: at most 0.58x
+    return before, after
+
+
+def test_on_policy_distillation_improves_exact_answers(models, tmp_path):
+    """Greedy episodes, 90 steps of 8, learning rate 1e-4, student after 60 SFT steps. Measured (this 2-core
+    CPU, OpenBLAS as tests/conftest.py binds it, ~20 s alone): held-out exact answers 4/16 -> 14/16, training
+    prompts 11/48 -> 46/48, exact reverse KL along the student's greedy episodes 0.435 -> 0.207. Seven variants
+    (other SFT and sampling seeds; MLX's bundled BLAS, whose rounding gives other fixtures) all pass, the tightest
+    (SFT seed 2) at 1/16 -> 4/16, 3/48 -> 18/48, KL x0.58: docs/trainer.md lists them."""
+    learns(*models, tmp_path / "run")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sft_seed,seed", [(1, 0), (2, 0), (0, 1)])
+def test_on_policy_distillation_learns_across_seeds(tiny_model_dir, tmp_path, sft_seed, seed):
+    """The same bar on other fixtures (SFT seed) and another sampling/adapter seed: the margin is not float luck
+    (measured: SFT seed 1 4/16 -> 14/16, 16/48 -> 45/48, KL 0.317 -> 0.128; SFT seed 2 1/16 -> 4/16, 3/48 -> 18/48,
+    KL 0.313 -> 0.181; seed 1 4/16 -> 16/16, 11/48 -> 46/48, KL 0.435 -> 0.160)."""
+    learns(*sft_models(tiny_model_dir, tmp_path, sft_seed), tmp_path / "run", seed)
 
 
 def test_episodes_with_tool_calls_become_sequences_the_teacher_scores(tiny_model_dir, tmp_path):
