@@ -114,6 +114,9 @@ def test_bad_model_paths_are_clear_errors(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="no \\*.safetensors weights"):
+        load(str(broken))
+    (broken / "model.safetensors").write_bytes(b"")
     with pytest.raises(ModelLoadError, match="has no tokenizer"):
         load(str(broken))
     (broken / "tokenizer.json").write_text("{}")
