@@ -18,14 +18,13 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from tinygpt.runtime.message_policy import AssistantReply, RemoteError, Reply, WrittenCall
-from tinygpt.runtime.remote_policy import remote_fingerprint, server_address
+from tinygpt.runtime.remote_policy import error_detail, one_line, remote_fingerprint, server_address
 from tinygpt.runtime.sampling import SamplingParams
 from tinygpt.traces.atraj import Usage
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                 "refusal": "content_filter"}
-_DETAIL_CHARS = 300
 
 
 class AnthropicPolicy:
@@ -101,9 +100,9 @@ class AnthropicPolicy:
         if isinstance(exc, anthropic.APITimeoutError):
             return f"{where} did not answer within {self.timeout:g} s (timed out); raise the backend's timeout"
         if isinstance(exc, anthropic.APIConnectionError):
-            cause = _one_line(str(exc.__cause__)) if exc.__cause__ else "connection error"
+            cause = one_line(str(exc.__cause__)) if exc.__cause__ else "connection error"
             return f"cannot reach {where} ({cause}); check the backend's base_url and the network"
-        detail = _error_detail(exc)
+        detail = error_detail(exc)
         if isinstance(exc, anthropic.AuthenticationError):
             return f"{where} refused the API key (401: {detail}); check the key in the backend's api_key_env"
         if isinstance(exc, anthropic.NotFoundError):
@@ -149,7 +148,7 @@ class _StreamState:
                     self.input_tokens = _input_tokens(event.usage) or self.input_tokens
         except AttributeError as exc:
             raise RemoteError(f"{address} sent an event that is not a Messages stream event "
-                              f"({_one_line(str(exc))})") from None
+                              f"({one_line(str(exc))})") from None
         return ""
 
     def result(self, address: str, model: str) -> AssistantReply:
@@ -255,16 +254,3 @@ def _input_tokens(usage) -> int | None:
         return None
     return usage.input_tokens + sum(getattr(usage, k, None) or 0 for k in
                                     ("cache_creation_input_tokens", "cache_read_input_tokens"))
-
-
-def _error_detail(exc) -> str:
-    body = getattr(exc, "body", None)
-    message = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        message = body["error"].get("message")
-    return _one_line(str(message or getattr(exc, "message", "") or type(exc).__name__))
-
-
-def _one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _DETAIL_CHARS else text[:_DETAIL_CHARS] + " ..."

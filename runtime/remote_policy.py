@@ -138,7 +138,7 @@ class OpenAIPolicy:
             return chunk.model or None, text, pieces, finish
         except (AttributeError, TypeError) as exc:
             raise RemoteError(f"{self.address} sent a chunk that is not a chat completion chunk "
-                              f"({_one_line(str(exc))})") from None
+                              f"({one_line(str(exc))})") from None
 
     def _describe(self, exc) -> str:
         """One line saying what went wrong with the server and what to do."""
@@ -150,9 +150,9 @@ class OpenAIPolicy:
             return (f"{where} did not answer within {self.timeout:g} s (timed out{tries}); check the server or "
                     "raise the timeout (--timeout)")
         if isinstance(exc, openai.APIConnectionError):
-            cause = _one_line(str(exc.__cause__)) if exc.__cause__ else "connection error"
+            cause = one_line(str(exc.__cause__)) if exc.__cause__ else "connection error"
             return f"cannot reach {where} ({cause}); is the server running at that address?"
-        detail = _error_detail(exc)
+        detail = error_detail(exc)
         if isinstance(exc, openai.AuthenticationError):
             return f"{where} refused the API key (401: {detail}); give the right key with --api-key-env VAR"
         if isinstance(exc, openai.NotFoundError):
@@ -194,14 +194,16 @@ def _add_call_delta(calls: dict[int, dict], piece: tuple, position: int) -> None
         call["arguments"].append(arguments)
 
 
-def _error_detail(exc) -> str:
+def error_detail(exc) -> str:
+    """An SDK error's message (the JSON body's `error.message` or `message`), on one line."""
     body = getattr(exc, "body", None)
     message = body.get("message") if isinstance(body, dict) else None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         message = body["error"].get("message")
-    return _one_line(str(message or getattr(exc, "message", "") or type(exc).__name__))
+    return one_line(str(message or getattr(exc, "message", "") or type(exc).__name__))
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """`text` on one line, cut to a few hundred characters."""
     text = " ".join(text.split())
     return text if len(text) <= _DETAIL_CHARS else text[:_DETAIL_CHARS] + " ..."
