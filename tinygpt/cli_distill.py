@@ -15,6 +15,7 @@ import json
 import sys
 
 from tinygpt.flags import int_in
+from tinygpt.run_output import announcer
 
 EPILOG = """examples:
   tinygpt distill teacher-logprobs --teacher big --rows data/rows.jsonl --top-k 20
@@ -158,14 +159,6 @@ def toolset_factory(spec: str):
     return lambda: load_toolset(spec)
 
 
-def _announce(cfg, run) -> None:
-    from tinygpt.trainer.config import to_toml
-
-    sys.stderr.write(f"tinygpt distill on-policy -> {run}\n" + "".join(f"  {line}\n"
-                                                                    for line in to_toml(cfg).splitlines()))
-    sys.stderr.flush()
-
-
 def _on_policy(a) -> int:
     from dataclasses import fields
 
@@ -187,7 +180,7 @@ def _on_policy(a) -> int:
         sys.stderr.write(f"warning: --batch-size {cfg.batch_size} is more than the {len(prompts)} prompts, so each "
                          f"step plays {len(prompts)} episodes, not {cfg.batch_size}; give more prompts or a smaller "
                          "--batch-size\n")
-    s = run(cfg, prompts, make_toolset, resume=bool(a.resume), announce=_announce)
+    s = run(cfg, prompts, make_toolset, resume=bool(a.resume), announce=announcer("distill on-policy"))
     if a.json:
         print(json.dumps(s, indent=2))
     else:

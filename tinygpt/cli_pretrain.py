@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import fields
 
 from tinygpt.cli_train import add_config_flags
+from tinygpt.run_output import announcer, summary_text
 from tinygpt.trainer.pretrain_config import PretrainConfig
 
 EPILOG = """examples:
@@ -51,30 +51,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _announce(cfg: PretrainConfig, run) -> None:
-    from tinygpt.trainer.config import to_toml
-
-    sys.stderr.write(f"tinygpt pretrain -> {run}\n" + "".join(f"  {line}\n" for line in to_toml(cfg).splitlines()))
-    sys.stderr.flush()
-
-
-def _human(s: dict) -> str:
-    if s.get("already_complete"):
-        return f"{s['run_dir']} is already complete; nothing was run or rewritten. Its summary:\n" + \
-            _human({k: v for k, v in s.items() if k != "already_complete"})
-    loss = f"loss {s['first_loss']:.4f} -> {s['final_loss']:.4f}" if s["final_loss"] is not None else "no steps"
-    val = f" (val {s['val_loss']:.4f})" if s["val_loss"] is not None else ""
-    speed = f", {s['tokens_per_s']:,.0f} tok/s" if s["tokens_per_s"] else ""
-    head = (f"{s['status']}: step {s['step']}/{s['iters']} in {s['seconds']:.1f} s, {loss}{val}{speed}, "
-            f"{s['total_params']:,} parameters, peak {s['peak_memory_mb']:,.0f} MB")
-    if s["status"] != "complete":
-        return head + f"\ncontinue with: tinygpt pretrain --resume {s['run_dir']}"
-    tail = f"\nmodel: {s['model']}\nloss curve: {s['loss_png']}"
-    if s.get("registered"):
-        tail += f"\nregistered as {s['registered']}: tinygpt generate --model {s['registered']}"
-    return head + tail
-
-
 def main(argv: list[str]) -> int:
     p = parser()
     a = p.parse_args(argv)
@@ -89,8 +65,9 @@ def main(argv: list[str]) -> int:
     if a.resume:
         if a.config:
             p.error("--resume uses the run's saved config; --config cannot be combined with it")
-        summary = pretrain.run(PretrainConfig(), resume=a.resume, flags=given, announce=_announce)
+        summary = pretrain.run(PretrainConfig(), resume=a.resume, flags=given, announce=announcer("pretrain"))
     else:
-        summary = pretrain.run(resolve(given, a.config), announce=_announce)
-    print(json.dumps(summary, indent=2) if a.json else _human(summary))
+        summary = pretrain.run(resolve(given, a.config), announce=announcer("pretrain"))
+    print(json.dumps(summary, indent=2) if a.json else
+          summary_text(summary, command="pretrain", artifact="model", use="generate", parameters=True))
     return 0 if summary["status"] == "complete" else 130

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import MISSING, fields
 
 from tinygpt.flags import float_in, int_in
+from tinygpt.run_output import announcer, summary_text
 from tinygpt.trainer.config import TrainConfig, flag
 
 EPILOG = """examples:
@@ -87,30 +87,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _announce(cfg: TrainConfig, run) -> None:
-    from tinygpt.trainer.config import to_toml
-
-    sys.stderr.write(f"tinygpt train -> {run}\n" + "".join(f"  {line}\n" for line in to_toml(cfg).splitlines()))
-    sys.stderr.flush()
-
-
-def _human(s: dict) -> str:
-    if s.get("already_complete"):
-        return f"{s['run_dir']} is already complete; nothing was run or rewritten. Its summary:\n" + \
-            _human({k: v for k, v in s.items() if k != "already_complete"})
-    loss = f"loss {s['first_loss']:.4f} -> {s['final_loss']:.4f}" if s["final_loss"] is not None else "no steps"
-    val = f" (val {s['val_loss']:.4f})" if s["val_loss"] is not None else ""
-    speed = f", {s['tokens_per_s']:,.0f} tok/s" if s["tokens_per_s"] else ""
-    head = (f"{s['status']}: step {s['step']}/{s['iters']} in {s['seconds']:.1f} s, {loss}{val}{speed}, "
-            f"peak {s['peak_memory_mb']:,.0f} MB")
-    if s["status"] != "complete":
-        return head + f"\ncontinue with: tinygpt train --resume {s['run_dir']}"
-    tail = f"\nadapter: {s['adapter']}\nloss curve: {s['loss_png']}"
-    if s.get("registered"):
-        tail += f"\nregistered as {s['registered']}: tinygpt chat --model {s['registered']}"
-    return head + tail
-
-
 def main(argv: list[str]) -> int:
     p = parser()
     a = p.parse_args(argv)
@@ -125,7 +101,7 @@ def main(argv: list[str]) -> int:
     if a.resume:
         if a.config:
             p.error("--resume uses the run's saved config; --config cannot be combined with it")
-        summary = sft.run(TrainConfig(), resume=a.resume, flags=given, announce=_announce)
+        summary = sft.run(TrainConfig(), resume=a.resume, flags=given, announce=announcer("train"))
     else:
         cfg = resolve(given, a.config)
         if not cfg.model:
@@ -133,6 +109,7 @@ def main(argv: list[str]) -> int:
             from tinygpt.model_arg import model_path
 
             cfg.model = model_path(load_config())
-        summary = sft.run(cfg, announce=_announce)
-    print(json.dumps(summary, indent=2) if a.json else _human(summary))
+        summary = sft.run(cfg, announce=announcer("train"))
+    print(json.dumps(summary, indent=2) if a.json else
+          summary_text(summary, command="train", artifact="adapter", use="chat"))
     return 0 if summary["status"] == "complete" else 130
