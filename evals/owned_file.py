@@ -2,10 +2,12 @@
 
 `check_owned(path, ours)` refuses a symlink, a directory, or an existing file that `ours(bytes)` does not
 recognise (a user's file is never replaced); `write_owned` then writes a temp file beside it, fsyncs it and
-renames it into place, so a reader never sees half a file. It knows nothing of what the bytes mean.
+renames it into place, so a reader never sees half a file. `json_of_kind(kind)` and `png_by(software)` make the
+usual `ours`: a JSON object whose "kind" is `kind`; a PNG whose Software text is `software`.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +16,26 @@ from typing import Callable
 from tinygpt.evals.errors import EvalError
 
 _MAX_OWNED = 64 << 20  # a result or chart tinygpt wrote is far smaller; a bigger file is someone else's
+
+
+def json_of_kind(kind: str) -> Callable[[bytes], bool]:
+    """Recognises a JSON object tinygpt wrote with {"kind": kind}."""
+    def ours(data: bytes) -> bool:
+        try:
+            value = json.loads(data)
+        except ValueError:
+            return False
+        return isinstance(value, dict) and value.get("kind") == kind
+    return ours
+
+
+def png_by(software: str) -> Callable[[bytes], bool]:
+    """Recognises a PNG whose Software text chunk is `software` (evals/png.py writes it)."""
+    def ours(data: bytes) -> bool:
+        from tinygpt.evals.png import software_of
+
+        return software_of(data) == software
+    return ours
 
 
 def check_owned(path: str | Path, ours: Callable[[bytes], bool], flag: str) -> Path:

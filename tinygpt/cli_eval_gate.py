@@ -7,7 +7,6 @@ records the verdict as the candidate's status in the model store. Exit code: 0 s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from tinygpt.cli_eval import DEFAULT_OUT
@@ -56,36 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _ours_json(data: bytes) -> bool:
-    from tinygpt.evals.gate import RESULT_KIND
-
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return False
-    return isinstance(value, dict) and value.get("kind") == RESULT_KIND
-
-
-def _ours_png(data: bytes) -> bool:
-    from tinygpt.evals.chart import SOFTWARE
-    from tinygpt.evals.png import software_of
-
-    return software_of(data) == SOFTWARE
-
-
 def main(argv: list[str]) -> int:
     a = build_parser().parse_args(argv)
     import msgspec
     from rich.console import Console
 
-    from tinygpt.evals.gate import evaluate
-    from tinygpt.evals.gate_config import load_gate_config
-    from tinygpt.evals.owned_file import check_owned, write_owned
-    from tinygpt.evals.results import read_results
-
+    from tinygpt.evals.chart import SOFTWARE
     from tinygpt.evals.errors import EvalError
+    from tinygpt.evals.gate import RESULT_KIND, evaluate
+    from tinygpt.evals.gate_config import load_gate_config
+    from tinygpt.evals.owned_file import check_owned, json_of_kind, png_by, write_owned
+    from tinygpt.evals.results import read_results
     from tinygpt.evals.suite import SUITES
 
+    _ours_json, _ours_png = json_of_kind(RESULT_KIND), png_by(SOFTWARE)
     suites = [s for item in a.suites for s in item.split(",") if s]
     unknown = [s for s in suites if s not in SUITES]
     if unknown:

@@ -59,21 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _ours_json(data: bytes) -> bool:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return False
-    return isinstance(value, dict) and value.get("kind") == RESULT_KIND
-
-
-def _ours_png(data: bytes) -> bool:
-    from tinygpt.evals.png import software_of
-    from tinygpt.evals.router_chart import SOFTWARE
-
-    return software_of(data) == SOFTWARE
-
-
 def _rows(path: str | None) -> tuple[list[dict], str]:
     """The labelled rows (decoded objects) and a description of where they came from."""
     from tinygpt.router.errors import RouterError
@@ -208,8 +193,10 @@ def run(a) -> dict:
 
 def main(argv: list[str]) -> int:
     a = build_parser().parse_args(argv)
-    from tinygpt.evals.owned_file import check_owned, write_owned
+    from tinygpt.evals.owned_file import check_owned, json_of_kind, png_by, write_owned
+    from tinygpt.evals.router_chart import SOFTWARE
 
+    _ours_json, _ours_png = json_of_kind(RESULT_KIND), png_by(SOFTWARE)
     chart = a.chart or (str(Path(a.out).with_suffix(".png")) if a.out else None)
     if a.out:
         check_owned(a.out, _ours_json, "--out")  # before any work: a user's file there is refused at once
