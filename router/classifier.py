@@ -61,9 +61,14 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def fit(x: Sparse, y: np.ndarray, classes: int, *, l2: float = 1e-4, steps: int = 300, lr: float = 0.1,
-        progress: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (dim, C) and bias (C,) of the logistic regression of labels `y` (ints < classes) on `x`."""
+        balanced: bool = False, progress: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (dim, C) and bias (C,) of the logistic regression of labels `y` (ints < classes) on `x`. With
+    `balanced`, each class's rows weigh 1 / its count in the mean (every class counts alike in the loss), so a
+    large class (the general requests) cannot swamp a small domain."""
     n = x.n
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    row_weight = (1.0 / counts[y] if balanced else np.ones(n)).astype(np.float32)
+    row_weight *= n / row_weight.sum()
     order = np.argsort(x.indices, kind="stable")  # non-zeros grouped by feature (CSC): X^T G is a segment sum
     by_feature_rows = np.repeat(np.arange(n), np.diff(x.indptr))[order]
     by_feature_values = x.values[order][:, None]
@@ -83,7 +88,7 @@ def fit(x: Sparse, y: np.ndarray, classes: int, *, l2: float = 1e-4, steps: int 
             logits[nonempty] = np.add.reduceat(w[local] * row_values, x.indptr[nonempty], axis=0)
         logits += b
         p = softmax(logits)
-        g = (p - onehot) / n
+        g = (p - onehot) * row_weight[:, None] / n
         gw = (np.add.reduceat(g[by_feature_rows] * by_feature_values, starts, axis=0) if len(starts)
               else np.zeros_like(w))
         gw += l2 * w
@@ -95,7 +100,7 @@ def fit(x: Sparse, y: np.ndarray, classes: int, *, l2: float = 1e-4, steps: int 
             v += (1 - beta2) * grad * grad
             param -= lr * (m / (1 - beta1 ** step)) / (np.sqrt(v / (1 - beta2 ** step)) + eps)
         if progress is not None and (step % 25 == 0 or step == steps):
-            loss = -np.log(p[np.arange(n), y] + 1e-12).mean() + 0.5 * l2 * float((w * w).sum())
+            loss = -(np.log(p[np.arange(n), y] + 1e-12) * row_weight).mean() + 0.5 * l2 * float((w * w).sum())
             progress(step, float(loss))
     full = np.zeros((x.dim, classes), dtype=np.float32)
     full[features] = w

@@ -9,8 +9,10 @@ distribution over domains for one request. Not here: training (train.py), the de
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +54,7 @@ class RouterFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     sources: list[str] = []
     options: dict[str, bool | int | float] = {}
     metrics: Metrics | None = None
+    min_coverage: float = 0.0  # below this share of features seen in training, a request is unlike the data
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,19 @@ class RouterModel:
         h.update(self.weights.tobytes() + self.bias.tobytes())
         h.update(repr((self.domains, round(self.temperature, 9))).encode())
         return f"router:{h.hexdigest()}"
+
+    @cached_property
+    def seen(self) -> np.ndarray:
+        """Which feature buckets training saw (fit gives weight only to those): (dim,) bool."""
+        return np.any(self.weights != 0, axis=1)
+
+    def coverage(self, request: Request) -> float:
+        """The share of the request's feature mass (squared values) on buckets seen in training; 0 for none."""
+        idx, val = featurize(request, self.dim)
+        if not idx:
+            return 0.0
+        mass = np.asarray(val, dtype=np.float64) ** 2
+        return float((mass * self.seen[idx]).sum() / mass.sum())
 
     def logits(self, request: Request) -> np.ndarray:
         idx, val = featurize(request, self.dim)
@@ -119,15 +135,17 @@ def load(directory: str | Path) -> RouterModel:
     try:
         with np.load(weights_path, allow_pickle=False) as z:
             rows, w, bias = z["rows"], z["weights"], z["bias"]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise RouterError(f"{weights_path} is missing or damaged ({type(exc).__name__}: {exc}); train the router "
                           "again") from exc
     classes, dim = len(meta.domains), meta.dim
     if (dim < 2 or dim & (dim - 1) or w.ndim != 2 or w.shape != (len(rows), classes) or bias.shape != (classes,)
-            or (len(rows) and (rows.min() < 0 or rows.max() >= dim)) or not np.isfinite(w).all()
-            or not meta.temperature > 0):
+            or (len(rows) and (rows.min() < 0 or rows.max() >= dim)) or not np.isfinite(w).all()):
         raise RouterError(f"{weights_path} does not match {meta_path} (shapes, indices or values); train the "
                           "router again")
+    if not (math.isfinite(meta.temperature) and meta.temperature > 0) or not 0.0 <= meta.min_coverage <= 1.0:
+        raise RouterError(f"{meta_path}: temperature must be a number above 0 and min_coverage in [0, 1] (got "
+                          f"{meta.temperature}, {meta.min_coverage}); train the router again")
     try:
         meta.settings.checked()
     except ValueError as exc:

@@ -1,6 +1,8 @@
 """The routing decision: a request's calibrated domain scores, the registry and the thresholds give one target.
 
 The rule, in order (the Decision's `reason` says which step decided):
+  0. an empty request (no text, no tools), or one unlike the training data (the share of its features seen in
+     training below the router's fitted `min_coverage`), goes to the local generalist;
   1. the router's top domain d and its calibrated confidence s;
   2. the best routable specialist of d (ship before routed-ship) takes the request if s >= its threshold
      (`ship` for a ship specialist, the stricter `routed_ship` for a routed-ship one: such a specialist is
@@ -61,6 +63,14 @@ def decide(request: Request, model: RouterModel, registry: Registry, settings: S
     scores[registry.generalist] = round(max(0.0, 1.0 - covered), 6)
     common = dict(domain=domain, score=round(score, 6), scores=scores, domain_scores=domain_scores,
                   policy=model.id)
+    if not request.text.strip() and not request.tools:
+        return Decision(route=registry.generalist, kind="generalist", threshold=None, **common,
+                        reason=f"empty request: the generalist {registry.generalist}")
+    coverage = model.coverage(request)
+    if coverage < model.meta.min_coverage:
+        return Decision(route=registry.generalist, kind="generalist", threshold=model.meta.min_coverage, **common,
+                        reason=f"unlike the training data (features seen in training {coverage:.2f} < "
+                               f"{model.meta.min_coverage:.2f}): the generalist {registry.generalist}")
     best = next(iter(registry.routable(domain)), None)
     if best is not None:
         threshold = settings.ship if best.verdict == "ship" else settings.routed_ship

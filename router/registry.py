@@ -3,7 +3,7 @@ remote/cloud targets the user configured.
 
 A specialist is routable only when the eval gate shipped it (store status `shipped`, or `routed-ship`: then only
 inside its domain, which the policy enforces), it records a domain (`tinygpt route describe`), and its files
-still resolve. Every specialist is listed with `why` it is or is not routable. Remote and cloud targets are
+still resolve; the domain `general` is never a specialist's (its requests are the generalist's). Every specialist is listed with `why` it is or is not routable. Remote and cloud targets are
 plain typed entries, off by default (`enabled=False`); the backends give them life. This module decides nothing
 about a request (policy.py) and never writes the store.
 """
@@ -18,6 +18,7 @@ from tinygpt.runtime.models import ModelLoadError
 from tinygpt.runtime.store import DEFAULT, ModelStore
 
 TargetKind = Literal["local", "remote", "cloud"]
+GENERAL = "general"  # the labelled data's domain of requests for the generalist: never a specialist's
 VERDICTS = {"shipped": "ship", "routed-ship": "routed-ship"}  # store status -> the gate verdict that makes it routable
 
 
@@ -95,6 +96,9 @@ def load_registry(store: ModelStore, *, generalist: str = DEFAULT, targets: tupl
             problem = f"status {e.status!r}: only specialists the eval gate shipped (ship, routed-ship) are routed"
         elif not e.domain:
             problem = f"no domain recorded: `tinygpt route describe {e.name} --domain D` says what it is for"
+        elif e.domain == GENERAL:
+            problem = f"domain {GENERAL!r} is the generalist's (requests no specialist should take); describe a " \
+                      "specialist by its own domain"
         else:
             problem = _files_problem(store, e.name)
         routable = problem is None

@@ -22,6 +22,7 @@ from tinygpt.router.data import Example
 from tinygpt.router.errors import RouterError
 from tinygpt.router.features import Request, featurize
 from tinygpt.router.model import Metrics, RouterFile, RouterModel
+from tinygpt.router.registry import GENERAL
 from tinygpt.router.settings import Settings
 from tinygpt.router.train_options import TrainOptions
 
@@ -66,7 +67,7 @@ def train(examples: list[Example], options: TrainOptions = TrainOptions(), setti
     tr, cal, te = (np.array(p, dtype=np.int64) for p in split(examples, options.calibration, options.test,
                                                               options.seed))
     weights, bias = fit(x.take(tr), y[tr], len(domains), l2=options.l2, steps=options.steps, lr=options.lr,
-                        progress=progress)
+                        balanced=options.balanced, progress=progress)
     temperature = fit_temperature(x.take(cal).matmul(weights) + bias, y[cal]) if len(cal) else 1.0
     metrics = Metrics(train=len(tr), calibration=len(cal), test=len(te),
                       per_domain=per_domain)
@@ -75,10 +76,31 @@ def train(examples: list[Example], options: TrainOptions = TrainOptions(), setti
         raw, scaled = softmax(logits), softmax(logits / temperature)
         metrics = Metrics(**{**_fields(metrics), "accuracy": float((scaled.argmax(1) == y[te]).mean()),
                              "ece_raw": ece(raw, y[te]), "ece": ece(scaled, y[te])})
+    min_coverage = _min_coverage(x, cal, y != label.get(GENERAL, -1), weights)
     meta = RouterFile(domains=domains, dim=options.dim, temperature=temperature, settings=settings,
+                      min_coverage=min_coverage,
                       trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), sources=list(sources),
                       options={k: v for k, v in asdict(options).items()}, metrics=metrics)
     return RouterModel(domains=tuple(domains), weights=weights, bias=bias, temperature=temperature, meta=meta)
+
+
+COVERAGE_QUANTILE, COVERAGE_MARGIN = 0.01, 0.5  # guard at half the coverage of the 1% least-covered in-domain rows
+
+
+def _min_coverage(x: Sparse, held: np.ndarray, in_domain: np.ndarray, weights: np.ndarray) -> float:
+    """The guard's threshold: COVERAGE_MARGIN x the COVERAGE_QUANTILE of the share of feature mass seen in
+    training, over the held-out (calibration) rows of the specialists' domains (the margin: a small domain's few
+    calibration rows understate how low its own requests go); 0 (no guard) without such rows."""
+    rows = held[in_domain[held]] if len(held) else held
+    if not len(rows):
+        return 0.0
+    seen = np.any(weights != 0, axis=1)
+    shares = []
+    for r in rows:
+        idx, val = x.row(int(r))
+        mass = np.asarray(val, dtype=np.float64) ** 2
+        shares.append(float((mass * seen[idx]).sum() / mass.sum()) if len(idx) else 0.0)
+    return round(COVERAGE_MARGIN * float(np.quantile(shares, COVERAGE_QUANTILE)), 6)
 
 
 def _fields(m: Metrics) -> dict:

@@ -17,6 +17,7 @@ class TrainOptions:
     test: float = 0.15         # share held out to measure accuracy and ECE
     seed: int = 0
     text_only: bool = True     # also learn (and calibrate on) each request with tools as if it came without them
+    balanced: bool = True      # each domain weighs alike in the loss, whatever its number of rows
 
     def checked(self) -> "TrainOptions":
         if self.dim < 16 or self.dim & (self.dim - 1):

@@ -1,5 +1,6 @@
-"""The project's labelled request set for the router: four domains from the suites' tasks, split by group, and a
-router trained on its train split routes its heldout split."""
+"""The project's labelled request set for the router: four domains from the suites' tasks and `general`, split by
+group, and a router trained on its train split routes its heldout split (and sends off-domain requests to the
+generalist)."""
 import json
 
 import pytest
@@ -15,10 +16,17 @@ def rows():
     return labelled_rows()
 
 
-def test_four_domains_split_by_group_and_one_api_per_bfcl_row(rows):
-    assert {r["domain"] for r in rows} == {"fileops", "trading", "vehicle", "travel"}
+DOMAINS = {"fileops", "trading", "vehicle", "travel", "general"}
+# the QA prober's requests outside every domain (none of them is in the labelled set)
+OFF_DOMAIN = ["what is the capital of France", "tell me a joke", "how do I bake bread at home", "who wrote Hamlet",
+              "who won the world cup in 2018", "hello", "", "   ", "what's a good name for a golden retriever",
+              "Какая погода в Москве сегодня?"]
+
+
+def test_four_domains_and_general_split_by_group_and_one_api_per_bfcl_row(rows):
+    assert {r["domain"] for r in rows} == DOMAINS
     for split in ("train", "heldout"):
-        assert {r["domain"] for r in rows if r["split"] == split} == {"fileops", "trading", "vehicle", "travel"}
+        assert {r["domain"] for r in rows if r["split"] == split} == DOMAINS
     train = {r["group"] for r in rows if r["split"] == "train"}
     heldout = {r["group"] for r in rows if r["split"] == "heldout"}
     assert not train & heldout
@@ -37,7 +45,7 @@ def test_route_data_writes_what_route_train_reads_and_the_heldout_split_routes(t
     assert "wrote " in capsys.readouterr().out
     assert cli.main(["route", "train", "--data", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "r"),
                      "--steps", "80", "--dim", "4096", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["domains"].keys() == {"fileops", "trading", "vehicle", "travel"}
+    assert json.loads(capsys.readouterr().out)["domains"].keys() == DOMAINS
     from tinygpt.router.data import read_jsonl
     from tinygpt.router.model import load
 
@@ -47,3 +55,37 @@ def test_route_data_writes_what_route_train_reads_and_the_heldout_split_routes(t
     assert right / len(heldout) > 0.95
     assert cli.main(["route", "data", "--out", str(tmp_path / "train.jsonl")]) == 2  # never over a file
     assert "File exists" in capsys.readouterr().err
+
+
+def test_general_rows_are_bfcl_irrelevance_and_generated_chat_and_never_repeat_off_domain_prompts(rows):
+    general = [r for r in rows if r["domain"] == "general"]
+    assert sum(r["task_id"].startswith("irrelevance_") for r in general) == 240
+    chat = [r for r in general if r["task_id"].startswith("general-chat-")]
+    assert len(chat) >= 300 and all(r["tools"] == [] for r in chat)
+    assert len({r["group"] for r in chat}) >= 30  # grouped by template: heldout phrasings were never trained on
+    assert not {t.lower() for t in OFF_DOMAIN} & {r["text"].lower() for r in rows}
+
+
+def test_a_router_trained_on_the_train_split_sends_off_domain_requests_to_the_generalist(rows):
+    from tinygpt.router.data import example_from
+    from tinygpt.router.features import Request
+    from tinygpt.router.policy import decide
+    from tinygpt.router.registry import Registry, Specialist
+    from tinygpt.router.train import TrainOptions, train
+
+    examples = [example_from(r, "row") for r in rows if r["split"] == "train"]
+    model = train(examples, TrainOptions())
+    specialists = tuple(Specialist(name=f"{d}-spec", base="base", domain=d, tools=[], provenance={},
+                                   status="shipped", verdict="ship", routable=True, why="")
+                        for d in sorted(DOMAINS - {"general"}))
+    registry = Registry(specialists=specialists, generalist="gen")
+    heldout = [example_from(r, "row") for r in rows if r["split"] == "heldout"]
+    general = [e for e in heldout if e.domain == "general"]
+    to_generalist = [decide(e.request, model, registry).route == "gen" for e in general]
+    assert sum(to_generalist) / len(general) >= 0.9
+    off = [decide(Request(t), model, registry) for t in OFF_DOMAIN]
+    assert [d.route for d in off] == ["gen"] * len(OFF_DOMAIN), [(d.route, d.reason) for d in off]
+    assert "empty request" in off[6].reason and "empty request" in off[7].reason
+    in_domain = [e for e in heldout if e.domain != "general"]
+    right = [decide(e.request, model, registry).route == f"{e.domain}-spec" for e in in_domain]
+    assert sum(right) / len(in_domain) >= 0.95

@@ -166,3 +166,30 @@ def test_only_the_end_of_a_long_request_is_read():
     assert a == featurize(Request("other " * 100 + tail), 2**16)  # before the last MAX_CHARS: not read
     short = featurize(Request("head " * 100 + tail[-MAX_CHARS + 600:]), 2**16)
     assert short != a
+
+
+def test_a_request_unlike_the_training_data_or_empty_goes_to_the_generalist(model):
+    assert 0 < model.meta.min_coverage < 1
+    reg = Registry(specialists=(spec("fs", "fileops"),), generalist="base")
+    seen = decide(Request(" ".join(FILLER[:6]), ("mv",)), model, reg)
+    assert seen.route == "fs" and model.coverage(Request(" ".join(FILLER[:6]), ("mv",))) > model.meta.min_coverage
+    strange = Request("Καλημέρα σας, τι ώρα κλείνει το φαρμακείο σήμερα;", ())
+    assert model.coverage(strange) < model.meta.min_coverage
+    d = decide(strange, model, reg)
+    assert (d.route, d.kind, d.threshold) == ("base", "generalist", model.meta.min_coverage)
+    assert "unlike the training data" in d.reason
+    d = decide(Request("  \n"), model, reg)
+    assert d.route == "base" and "empty request" in d.reason
+
+
+def test_balanced_training_keeps_a_small_domain_from_being_swamped():
+    # 100 of 600 general requests offer mv too: unweighted they outvote the 12 fileops ones (p ~ 12/112); with
+    # each domain weighing alike, mv is fileops's (p ~ 1 / (1 + 100/600))
+    big = [Example(Request("", ("mv",) if i % 6 == 0 else ("forecast",)), "general", f"g{i}") for i in range(600)]
+    small = [Example(Request("", ("mv",)), "fileops", f"f{i}") for i in range(12)]
+    probe = Request("", ("mv",))
+    options = TrainOptions(dim=2**12, steps=300, text_only=False, calibration=0, test=0)
+    balanced = train(big + small, options)
+    plain = train(big + small, TrainOptions(**{**options.__dict__, "balanced": False}))
+    assert balanced.probs(probe)[balanced.domains.index("fileops")] > 0.75
+    assert plain.probs(probe)[plain.domains.index("fileops")] < 0.2

@@ -55,3 +55,10 @@ def test_targets_are_off_by_default_and_only_enabled_ones_take_low_confidence(st
     assert reg.low_confidence_target().name == "b" and reg.target("a").kind == "remote"
     with pytest.raises(ValueError, match="distinct names"):
         load_registry(store, targets=[Target(name="a"), Target(name="a")])
+
+
+def test_a_specialist_described_as_general_is_never_routable(store, tmp_path):  # noqa: F811
+    add_specialist(store, tmp_path, "chatty", status="shipped", domain="general")
+    reg = load_registry(store)
+    (s,) = reg.specialists
+    assert not s.routable and "generalist's" in s.why and reg.routable("general") == ()
