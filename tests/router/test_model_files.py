@@ -72,3 +72,27 @@ def test_a_router_trained_on_other_features_is_refused(trained, tmp_path):
     (tmp_path / "r" / "router.json").write_text(json.dumps({**meta, "features": 99}))
     with pytest.raises(RouterError, match="features of version 99; .* train the router again"):
         load(tmp_path / "r")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed tail"])
+def test_a_damaged_zip_of_weights_is_the_one_line_error_and_exit_2(trained, tmp_path, capsys, damage):
+    from tinygpt import cli
+
+    save(trained, tmp_path / "r")
+    path = tmp_path / "r" / "weights.npz"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else data[:-40] + bytes(40))
+    with pytest.raises(RouterError, match="weights.npz is missing or damaged.*train the router again"):
+        load(tmp_path / "r")
+    assert cli.main(["route", "hello", "--router", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "missing or damaged" in err and "Traceback" not in err
+
+
+def test_a_bad_temperature_is_blamed_on_router_json_not_the_weights(trained, tmp_path):
+    save(trained, tmp_path / "r")
+    meta = json.loads((tmp_path / "r" / "router.json").read_text())
+    (tmp_path / "r" / "router.json").write_text(json.dumps({**meta, "temperature": 0}))
+    with pytest.raises(RouterError, match=r"router.json: temperature must be a number above 0") as caught:
+        load(tmp_path / "r")
+    assert "weights.npz" not in str(caught.value)
