@@ -115,6 +115,29 @@ def save(model: RouterModel, directory: str | Path) -> Path:
     return out
 
 
+def saved_settings(directory: str | Path) -> Settings | None:
+    """The settings of the router tinygpt saved in `directory` (None when there is no router.json there), so a
+    retrained router keeps hand-edited targets and thresholds; RouterError when a router.json there is a link or
+    was not written by tinygpt (it is never replaced)."""
+    path = Path(directory).expanduser() / JSON_NAME
+    if path.is_symlink() or path.exists() and not path.is_file():
+        raise RouterError(f"{path} is a link or not a file; tinygpt writes a router only as plain files. Choose "
+                          "another --out")
+    if not path.exists():
+        return None
+    try:
+        value = msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError):
+        value = None
+    if not isinstance(value, dict) or value.get("kind") != FILE_KIND:
+        raise RouterError(f"{path} exists and was not written by tinygpt; it is left alone. Choose another --out "
+                          "or move that file")
+    try:
+        return msgspec.convert(value.get("settings", {}), Settings).checked()
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise RouterError(f"{path}: its settings cannot be kept ({exc}); fix them or move the file") from exc
+
+
 def load(directory: str | Path) -> RouterModel:
     """The router saved in `directory`; RouterError naming the file when it is missing, damaged or inconsistent."""
     where = Path(directory).expanduser()

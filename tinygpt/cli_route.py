@@ -161,7 +161,7 @@ def train_main(argv: list[str]) -> int:
     a = build_train_parser().parse_args(argv)
     from tinygpt.router.data import read_jsonl, read_traces
     from tinygpt.router.errors import RouterError
-    from tinygpt.router.model import save
+    from tinygpt.router.model import save, saved_settings
     from tinygpt.router.settings import Settings
     from tinygpt.router.train import TrainOptions, train
 
@@ -170,6 +170,11 @@ def train_main(argv: list[str]) -> int:
     options = TrainOptions(dim=a.dim, steps=a.steps, l2=a.l2, lr=a.lr, calibration=a.calibration, test=a.test,
                            seed=a.seed, text_only=a.text_only)
     out = Path(a.out).expanduser() if a.out else _default_dir()
+    kept = saved_settings(out)  # before any work: a router.json tinygpt did not write is refused at once
+    try:
+        settings = _settings(kept or Settings(), a).checked()  # flag > the router's own file > default
+    except ValueError as exc:
+        raise RouterError(str(exc)) from exc
     examples, skipped = [], 0
     for path in a.data:
         examples += read_jsonl(path)
@@ -185,7 +190,9 @@ def train_main(argv: list[str]) -> int:
         end = "\n" if step == a.steps else ""
         print(f"\rtraining: step {step}/{a.steps}, loss {loss:.4f}", end=end, file=sys.stderr, flush=True)
 
-    model = train(examples, options, _settings(Settings(), a), sources=[*a.data, *a.traces], progress=progress)
+    if kept is not None:
+        print(f"router: keeping the settings of {out / 'router.json'} (flags override them)", file=sys.stderr)
+    model = train(examples, options, settings, sources=[*a.data, *a.traces], progress=progress)
     save(model, out)
     m = model.meta.metrics
     report = {"router": str(out), "id": model.id, "domains": m.per_domain, "train": m.train,

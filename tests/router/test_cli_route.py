@@ -99,3 +99,25 @@ def test_each_subcommands_help_is_light(sub):
              "{'numpy', 'mlx', 'rich', 'tokenizers', 'huggingface_hub'}))")
     r = subprocess.run([sys.executable, "-c", probe, sub], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
+
+
+def test_retraining_keeps_the_routers_own_settings_flags_win_and_a_foreign_file_is_refused(capsys, cache, labelled,
+                                                                                        tmp_path):
+    out = tmp_path / "r"
+    train = ["train", "--data", str(labelled), "--out", str(out), "--steps", "20", "--dim", "1024", "--json"]
+    assert run(capsys, *train)[0] == 0
+    meta = json.loads((out / "router.json").read_text())
+    meta["settings"].update(escalate_below=0.3, ship=0.7,
+                            targets=[{"name": "cluster", "kind": "remote", "enabled": True, "low_confidence": True}])
+    (out / "router.json").write_text(json.dumps(meta))
+    code, _, err = run(capsys, *train, "--ship", "0.6")
+    assert code == 0 and "keeping the settings of" in err
+    settings = json.loads((out / "router.json").read_text())["settings"]
+    assert (settings["escalate_below"], settings["ship"]) == (0.3, 0.6)
+    assert settings["targets"] == [{"name": "cluster", "kind": "remote", "enabled": True, "low_confidence": True}]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "router.json").write_text('{"my": "notes"}')
+    code, out_, err = run(capsys, "train", "--data", str(labelled), "--out", str(foreign))
+    assert code == 2 and "was not written by tinygpt; it is left alone" in err
+    assert (foreign / "router.json").read_text() == '{"my": "notes"}' and not (foreign / "weights.npz").exists()
