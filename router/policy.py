@@ -88,5 +88,8 @@ def decide(request: Request, model: RouterModel, registry: Registry, settings: S
                         threshold=settings.escalate_below, **common,
                         reason=f"{why}; confidence below {settings.escalate_below:g}: {target.kind} target "
                                f"{target.name}")
+    skipped = next((t for t in registry.targets if t.low_confidence and not t.enabled), None)
+    if skipped is not None and score < settings.escalate_below:
+        why += f"; {skipped.kind} target {skipped.name} skipped (disabled)"
     return Decision(route=registry.generalist, kind="generalist", threshold=threshold, **common,
                     reason=f"{why}: the generalist {registry.generalist}")

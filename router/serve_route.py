@@ -57,14 +57,23 @@ class RequestRouter:
         return policy
 
 
+def why_off(target: Target, backends: Backends) -> str | None:
+    """Why `target` is off (None: it is live): it must be enabled in the router's settings and its backend of the
+    same name configured and enabled in backends.toml."""
+    where = backends.path or "backends.toml"
+    backend = backends.backends.get(target.name)
+    if not target.enabled:
+        return "disabled in router.json (settings.targets: enabled = false)"
+    if backend is None:
+        return f"no backend named {target.name!r} in {where}"
+    if not backend.enabled:
+        return f"backend {target.name!r} is disabled in {where}"
+    return None
+
+
 def live_targets(targets: list[Target], backends: Backends) -> tuple[Target, ...]:
     """The router's targets, each enabled only if its backend is configured and enabled in backends.toml too."""
-    out = []
-    for t in targets:
-        backend = backends.backends.get(t.name)
-        on = t.enabled and backend is not None and backend.enabled
-        out.append(msgspec.structs.replace(t, enabled=on))
-    return tuple(out)
+    return tuple(msgspec.structs.replace(t, enabled=why_off(t, backends) is None) for t in targets)
 
 
 def load_request_router(directory: str | Path, store: ModelStore, *, generalist: str | None = None,

@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
         settings = _settings(model.meta.settings, a).checked()
     except ValueError as exc:
         raise RouterError(str(exc)) from exc
-    registry = load_registry(ModelStore(), generalist=settings.generalist, targets=settings.targets)
+    registry = load_registry(ModelStore(), generalist=settings.generalist, targets=_live(settings.targets)[0])
     decision = decide(request, model, registry, settings)
     if a.json:
         import msgspec
@@ -137,6 +137,16 @@ def main(argv: list[str]) -> int:
     for t, v in sorted(decision.scores.items(), key=lambda kv: -kv[1]):
         print(f"  {t:<24} {v:6.3f}")
     return 0
+
+
+def _live(targets) -> tuple[tuple, dict[str, str]]:
+    """The targets as the server sees them (on only when enabled in router.json and backends.toml), and why each
+    one that is off is off."""
+    from tinygpt.router.backends import load_backends
+    from tinygpt.router.serve_route import live_targets, why_off
+
+    backends = load_backends()
+    return live_targets(list(targets), backends), {t.name: why_off(t, backends) for t in targets}
 
 
 def _messages(path: str) -> tuple[list, list]:
@@ -226,10 +236,11 @@ def ls_main(argv: list[str]) -> int:
 
     where = Path(a.router).expanduser() if a.router else _default_dir()
     settings = load(where).meta.settings if (where / JSON_NAME).is_file() else Settings()
-    reg = load_registry(ModelStore(), generalist=settings.generalist, targets=settings.targets)
+    targets, off = _live(settings.targets)
+    reg = load_registry(ModelStore(), generalist=settings.generalist, targets=targets)
     if a.json:
         print(json.dumps({"generalist": reg.generalist, "specialists": msgspec.to_builtins(list(reg.specialists)),
-                          "targets": msgspec.to_builtins(list(reg.targets))}))
+                          "targets": [{**msgspec.to_builtins(t), "why_off": off[t.name]} for t in reg.targets]}))
         return 0
     print(f"generalist: {reg.generalist}")
     for s in reg.specialists:
@@ -238,6 +249,7 @@ def ls_main(argv: list[str]) -> int:
         print("no specialists registered (`tinygpt models add NAME --base BASE --adapter DIR`)")
     for t in reg.targets:
         print(f"{'+' if t.enabled else '-'} {t.name:<24} {t.kind} target, {'on' if t.enabled else 'off'}"
+              + (f" ({off[t.name]})" if off[t.name] else "")
               + (", takes low-confidence requests" if t.low_confidence else ""))
     return 0
 

@@ -121,3 +121,31 @@ def test_retraining_keeps_the_routers_own_settings_flags_win_and_a_foreign_file_
     code, out_, err = run(capsys, "train", "--data", str(labelled), "--out", str(foreign))
     assert code == 2 and "was not written by tinygpt; it is left alone" in err
     assert (foreign / "router.json").read_text() == '{"my": "notes"}' and not (foreign / "weights.npz").exists()
+
+
+def test_route_and_ls_use_the_servers_live_targets_and_say_why_one_is_off(capsys, cache, labelled, tmp_path,
+                                                                          monkeypatch):
+    out = tmp_path / "r"
+    assert run(capsys, "train", "--data", str(labelled), "--out", str(out), "--steps", "20", "--dim", "1024",
+               "--escalate-below", "1")[0] == 0
+    meta = json.loads((out / "router.json").read_text())
+    meta["settings"]["targets"] = [{"name": "cluster", "kind": "remote", "enabled": True, "low_confidence": True}]
+    (out / "router.json").write_text(json.dumps(meta))
+    toml = tmp_path / "backends.toml"
+    monkeypatch.setenv("TINYGPT_BACKENDS", str(toml))
+    toml.write_text('[backends.cluster]\nkind = "openai-compatible"\nmodel = "m"\n'
+                    'base_url = "http://127.0.0.1:9/v1"\nenabled = false\n')
+    code, text, _ = run(capsys, "ls", "--router", str(out))
+    assert code == 0 and "- cluster" in text and f"off (backend 'cluster' is disabled in {toml})" in text
+    code, text, _ = run(capsys, "move it", "--tools", "mv", "--router", str(out), "--json")
+    d = json.loads(text)
+    assert code == 0 and d["kind"] == "generalist" and "remote target cluster skipped (disabled)" in d["reason"]
+    toml.write_text(toml.read_text().replace("enabled = false", "enabled = true"))
+    code, text, _ = run(capsys, "move it", "--tools", "mv", "--router", str(out), "--json")
+    assert code == 0 and (json.loads(text)["route"], json.loads(text)["kind"]) == ("cluster", "remote")
+    code, text, _ = run(capsys, "ls", "--router", str(out), "--json")
+    assert json.loads(text)["targets"] == [{"name": "cluster", "kind": "remote", "enabled": True,
+                                            "low_confidence": True, "why_off": None}]
+    toml.write_text("")
+    code, text, _ = run(capsys, "ls", "--router", str(out))
+    assert "off (no backend named 'cluster' in" in text
