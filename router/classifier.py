@@ -67,8 +67,8 @@ def fit(x: Sparse, y: np.ndarray, classes: int, *, l2: float = 1e-4, steps: int 
     large class (the general requests) cannot swamp a small domain."""
     n = x.n
     counts = np.bincount(y, minlength=classes).astype(np.float64)
-    row_weight = (1.0 / counts[y] if balanced else np.ones(n)).astype(np.float32)
-    row_weight *= n / row_weight.sum()
+    # mean weight 1; exactly 1 for every row when the classes are already of one size
+    row_weight = (n / (np.count_nonzero(counts) * counts[y]) if balanced else np.ones(n)).astype(np.float32)
     order = np.argsort(x.indices, kind="stable")  # non-zeros grouped by feature (CSC): X^T G is a segment sum
     by_feature_rows = np.repeat(np.arange(n), np.diff(x.indptr))[order]
     by_feature_values = x.values[order][:, None]

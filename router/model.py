@@ -85,12 +85,8 @@ class RouterModel:
         return np.any(self.weights != 0, axis=1)
 
     def coverage(self, request: Request) -> float:
-        """The share of the request's feature mass (squared values) on buckets seen in training; 0 for none."""
-        idx, val = featurize(request, self.dim)
-        if not idx:
-            return 0.0
-        mass = np.asarray(val, dtype=np.float64) ** 2
-        return float((mass * self.seen[idx]).sum() / mass.sum())
+        """How much of the request training saw: see `coverage`."""
+        return coverage(request, self.seen)
 
     def logits(self, request: Request) -> np.ndarray:
         idx, val = featurize(request, self.dim)
@@ -103,6 +99,19 @@ class RouterModel:
         z = self.logits(request) / self.temperature
         e = np.exp(z - z.max())
         return e / e.sum()
+
+
+def coverage(request: Request, seen: np.ndarray) -> float:
+    """The share of a request's feature mass (squared values) on the buckets `seen` in training, its text and its
+    tools measured apart and the larger kept (familiar tools with new words, or familiar words with new tools,
+    are still like the training data); 0 for an empty request."""
+    best = 0.0
+    for part in (Request(request.text), Request("", request.tools)):
+        idx, val = featurize(part, len(seen))
+        if idx:
+            mass = np.asarray(val, dtype=np.float64) ** 2
+            best = max(best, float((mass * seen[idx]).sum() / mass.sum()))
+    return best
 
 
 def save(model: RouterModel, directory: str | Path) -> Path:

@@ -21,7 +21,7 @@ from tinygpt.router.classifier import Sparse, ece, fit, fit_temperature, softmax
 from tinygpt.router.data import Example
 from tinygpt.router.errors import RouterError
 from tinygpt.router.features import Request, featurize
-from tinygpt.router.model import Metrics, RouterFile, RouterModel
+from tinygpt.router.model import Metrics, RouterFile, RouterModel, coverage
 from tinygpt.router.registry import GENERAL
 from tinygpt.router.settings import Settings
 from tinygpt.router.train_options import TrainOptions
@@ -76,7 +76,7 @@ def train(examples: list[Example], options: TrainOptions = TrainOptions(), setti
         raw, scaled = softmax(logits), softmax(logits / temperature)
         metrics = Metrics(**{**_fields(metrics), "accuracy": float((scaled.argmax(1) == y[te]).mean()),
                              "ece_raw": ece(raw, y[te]), "ece": ece(scaled, y[te])})
-    min_coverage = _min_coverage(x, cal, y != label.get(GENERAL, -1), weights)
+    min_coverage = _min_coverage([examples[i].request for i in cal if examples[i].domain != GENERAL], weights)
     meta = RouterFile(domains=domains, dim=options.dim, temperature=temperature, settings=settings,
                       min_coverage=min_coverage,
                       trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), sources=list(sources),
@@ -87,19 +87,14 @@ def train(examples: list[Example], options: TrainOptions = TrainOptions(), setti
 COVERAGE_QUANTILE, COVERAGE_MARGIN = 0.01, 0.5  # guard at half the coverage of the 1% least-covered in-domain rows
 
 
-def _min_coverage(x: Sparse, held: np.ndarray, in_domain: np.ndarray, weights: np.ndarray) -> float:
-    """The guard's threshold: COVERAGE_MARGIN x the COVERAGE_QUANTILE of the share of feature mass seen in
-    training, over the held-out (calibration) rows of the specialists' domains (the margin: a small domain's few
-    calibration rows understate how low its own requests go); 0 (no guard) without such rows."""
-    rows = held[in_domain[held]] if len(held) else held
-    if not len(rows):
+def _min_coverage(requests: list[Request], weights: np.ndarray) -> float:
+    """The guard's threshold: COVERAGE_MARGIN x the COVERAGE_QUANTILE of `coverage` over `requests` (the held-out
+    calibration rows of the specialists' domains; the margin: a small domain's few calibration rows understate
+    how low its own requests go); 0 (no guard) without such rows."""
+    if not requests:
         return 0.0
     seen = np.any(weights != 0, axis=1)
-    shares = []
-    for r in rows:
-        idx, val = x.row(int(r))
-        mass = np.asarray(val, dtype=np.float64) ** 2
-        shares.append(float((mass * seen[idx]).sum() / mass.sum()) if len(idx) else 0.0)
+    shares = [coverage(r, seen) for r in requests]
     return round(COVERAGE_MARGIN * float(np.quantile(shares, COVERAGE_QUANTILE)), 6)
 
 
