@@ -113,13 +113,15 @@ def curve_summary(shares: np.ndarray, quality: np.ndarray, weak: float, strong: 
 
 
 def evaluate(probs: np.ndarray, labels: list[str], domains: list[str], specialists: dict[str, float],
-             escalate_below: float, quality: np.ndarray | None, costs: dict[str, float], bins: int = 10) -> dict:
+             escalate_below: float, quality: np.ndarray | None, costs: dict[str, float], bins: int = 10,
+             guarded: np.ndarray | None = None) -> dict:
     """Every measurement of eval-router (see the module docstring) as plain values.
 
     probs: (n, len(domains)) calibrated probabilities; labels: each request's true domain (one the router does
     not know is always a wrong answer); specialists: the threshold of the best routable specialist per domain;
     quality: (n, 3) quality per tier, the specialist column meaning the specialist of the request's top domain
-    (None: no curve); costs: per tier, per request."""
+    (None: no curve); costs: per tier, per request; guarded: the requests the policy's guard sends to the
+    generalist whatever their scores (empty, or unlike the training data): no specialist takes them."""
     n = len(labels)
     top = probs.argmax(axis=1)
     predicted = [domains[k] for k in top]
@@ -129,6 +131,8 @@ def evaluate(probs: np.ndarray, labels: list[str], domains: list[str], specialis
     per_domain = {d: rate(int(sum(c for c, y in zip(correct, labels) if y == d)), labels.count(d))
                   for d in sorted(set(labels))}
     threshold = np.array([specialists.get(d, np.inf) for d in predicted])
+    if guarded is not None:
+        threshold[guarded] = np.inf
     tiers = route_tiers(confidence, threshold, escalate_below)
     should = np.array([y not in specialists for y in labels])
     out = {"requests": n, "accuracy": rate(int(correct.sum()), n), "per_domain": per_domain,

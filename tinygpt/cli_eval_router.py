@@ -86,12 +86,16 @@ def _specialists(a, model, settings) -> tuple[dict[str, float], str]:
     """Threshold of the best routable specialist per domain, and where the list came from."""
     from tinygpt.evals.errors import EvalError
 
+    from tinygpt.router.registry import GENERAL
+
     if a.specialists is not None:
         out = {}
         for item in (s.strip() for s in a.specialists.split(",") if s.strip()):
             domain, _, verdict = item.partition(":")
             if verdict not in ("", "ship", "routed-ship"):
                 raise EvalError(f"--specialists: {item!r}: the verdict after ':' is ship or routed-ship")
+            if domain == GENERAL:
+                raise EvalError(f"--specialists: {GENERAL!r} is the generalist's domain, never a specialist's")
             out[domain] = settings.routed_ship if verdict == "routed-ship" else settings.ship
         return out, "--specialists"
     from tinygpt.router.registry import load_registry
@@ -102,7 +106,8 @@ def _specialists(a, model, settings) -> tuple[dict[str, float], str]:
              for d in registry.domains()}
     if found:
         return found, "the model store's routable specialists"
-    return {d: settings.ship for d in model.domains}, "assumed: a ship specialist for every domain the router knows"
+    return ({d: settings.ship for d in model.domains if d != GENERAL},
+            f"assumed: a ship specialist for every domain the router knows but {GENERAL}")
 
 
 def _costs(a) -> dict:
@@ -182,13 +187,40 @@ def run(a) -> dict:
         if lacking:
             raise EvalError(f"--models names no specialist for domain {lacking[0]} (add {lacking[0]}=MODEL)")
     costs = _costs(a)
+    guarded = np.array([not (e.request.text.strip() or e.request.tools)
+                        or model.coverage(e.request) < model.meta.min_coverage for e in examples])
     measured = evaluate(probs, [e.domain for e in examples], list(model.domains), specialists,
-                        settings.escalate_below, quality, costs, a.bins)
+                        settings.escalate_below, quality, costs, a.bins, guarded=guarded)
     return {"kind": RESULT_KIND, "version": 1, "router": str(a.router or _default_dir()), "router_id": model.id,
             "router_domains": list(model.domains), "data": where, "specialists": specialists,
             "specialists_source": specialists_source,
             "settings": msgspec.to_builtins(msgspec.structs.replace(settings, targets=[])),
-            "quality_source": source, "quality_inputs": assumption, "costs": costs, **measured}
+            "quality_source": source, "quality_inputs": assumption, "costs": costs,
+            "guarded": int(guarded.sum()), "trained_on_evaluated": trained_on(model.meta.sources, rows), **measured}
+
+
+def trained_on(sources: list[str], rows: list[dict]) -> dict:
+    """How many evaluated rows the router was trained on: their text (or group) is in a JSONL file named in its
+    sources (router.json). Sources that cannot be read now (moved, or trajectory directories) are listed."""
+    texts, groups, unread = set(), set(), []
+    for source in sources:
+        try:
+            lines = Path(source).expanduser().read_bytes().splitlines()
+        except OSError:
+            unread.append(source)
+            continue
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                texts.add(row.get("text"))
+                groups.add(row.get("group"))
+    texts.discard(None)
+    groups.discard(None)
+    overlap = sum(1 for r in rows if r.get("text") in texts or r.get("group") in groups)
+    return {"rows": overlap, "of": len(rows), "sources": list(sources), "unread_sources": unread}
 
 
 def main(argv: list[str]) -> int:
@@ -203,6 +235,11 @@ def main(argv: list[str]) -> int:
     if chart:
         check_owned(chart, _ours_png, "--chart")
     result = run(a)
+    seen = result["trained_on_evaluated"]
+    if seen["rows"]:
+        print(f"WARNING: the router was trained on {seen['rows']} of the {seen['of']} evaluated requests (their text "
+              f"or group is in {', '.join(seen['sources'])}): these numbers overstate it. Evaluate on rows it never "
+              "saw (route data --split heldout, and train on --split train)", file=sys.stderr)
     body = (json.dumps(result, indent=2) + "\n").encode()
     if a.out:
         write_owned(a.out, body, _ours_json, "--out")
