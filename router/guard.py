@@ -89,6 +89,7 @@ class GuardedPolicy:
         if self.fallback is None:  # the error says where it went wrong; a lone attempt needs no count
             raise RemoteError(why if n > 1 else str(failures[-1]), retryable=failures[-1].retryable)
         note = f"backend {self.name} failed: {why}; answered by the fallback {self.fallback.model}"
+        reply.note = note  # known before the fallback's first text: a stream's headers can say it
         inner = self.fallback.reply(messages, ask["tools"], tool_choice=ask["tool_choice"],
                                     parallel_tool_calls=ask["parallel_tool_calls"], params=ask["params"])
         try:

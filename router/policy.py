@@ -1,8 +1,9 @@
 """The routing decision: a request's calibrated domain scores, the registry and the thresholds give one target.
 
 The rule, in order (the Decision's `reason` says which step decided):
-  0. an empty request (no text, no tools), or one unlike the training data (the share of its features seen in
-     training below the router's fitted `min_coverage`), goes to the local generalist;
+  0. an empty request (no text, no tools) goes to the local generalist; one unlike the training data (the share
+     of its features seen in training below the router's fitted `min_coverage`) goes to no specialist: to the
+     low-confidence target of step 3 when one is enabled and `escalate_below` > 0, else the generalist;
   1. the router's top domain d and its calibrated confidence s;
   2. the best routable specialist of d (ship before routed-ship) takes the request if s >= its threshold
      (`ship` for a ship specialist, the stricter `routed_ship` for a routed-ship one: such a specialist is
@@ -67,12 +68,13 @@ def decide(request: Request, model: RouterModel, registry: Registry, settings: S
         return Decision(route=registry.generalist, kind="generalist", threshold=None, **common,
                         reason=f"empty request: the generalist {registry.generalist}")
     coverage = model.coverage(request)
-    if coverage < model.meta.min_coverage:
-        return Decision(route=registry.generalist, kind="generalist", threshold=model.meta.min_coverage, **common,
-                        reason=f"unlike the training data (features seen in training {coverage:.2f} < "
-                               f"{model.meta.min_coverage:.2f}): the generalist {registry.generalist}")
-    best = next(iter(registry.routable(domain)), None)
-    if best is not None:
+    unlike = coverage < model.meta.min_coverage  # no specialist; a low-confidence target may take it (rule 3)
+    best = None if unlike else next(iter(registry.routable(domain)), None)
+    if unlike:
+        threshold = model.meta.min_coverage
+        why = (f"unlike the training data (features seen in training {coverage:.2f} < "
+               f"{model.meta.min_coverage:.2f})")
+    elif best is not None:
         threshold = settings.ship if best.verdict == "ship" else settings.routed_ship
         if score >= threshold:
             return Decision(route=best.name, kind="specialist", threshold=threshold, **common,
@@ -82,14 +84,15 @@ def decide(request: Request, model: RouterModel, registry: Registry, settings: S
     else:
         threshold = None
         why = f"no routable specialist for domain {domain} ({score:.3f})"
+    unsure = score < settings.escalate_below or unlike and settings.escalate_below > 0
     target = registry.low_confidence_target()
-    if target is not None and score < settings.escalate_below:
+    if target is not None and unsure:
         return Decision(route=target.name, kind=target.kind,
                         threshold=settings.escalate_below, **common,
                         reason=f"{why}; confidence below {settings.escalate_below:g}: {target.kind} target "
                                f"{target.name}")
     skipped = next((t for t in registry.targets if t.low_confidence and not t.enabled), None)
-    if skipped is not None and score < settings.escalate_below:
+    if skipped is not None and unsure:
         why += f"; {skipped.kind} target {skipped.name} skipped (disabled)"
     return Decision(route=registry.generalist, kind="generalist", threshold=threshold, **common,
                     reason=f"{why}: the generalist {registry.generalist}")

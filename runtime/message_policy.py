@@ -58,6 +58,7 @@ class Reply:
 
     def __init__(self, run: Callable[["Reply"], Iterator[str]]):
         self.result: AssistantReply | None = None
+        self.note: str | None = None  # how the answer came, when not as asked (a backend's fallback), once known
         self._deltas = run(self)
 
     def __iter__(self) -> Iterator[str]:

@@ -413,8 +413,10 @@ async def _remote(s: ServerState, req, routed: routing.Routed, messages: list[di
     t0 = time.perf_counter()
     if req.stream:
         stream = await routing.RemoteStream(routed, messages, tools, **ask).start()
-        return StreamingResponse(_remote_lines(stream, routed, chat, t0), media_type=NDJSON, headers=routed.headers)
+        return StreamingResponse(_remote_lines(stream, stream.routed, chat, t0), media_type=NDJSON,
+                                 headers=stream.routed.headers)
     r = await routing.remote_reply(routed, messages, tools, **ask)
+    routed = routing.answered(routed, r)
     return _json(_remote_done(r, routed, chat, r.content, t0), routed.headers)
 
 

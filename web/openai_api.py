@@ -335,9 +335,11 @@ async def _remote_chat(state: ServerState, req: w.ChatCompletionRequest, sent: w
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         stream = await routing.RemoteStream(routed, messages, tools, **ask).start()
+        meta.routed = stream.routed
         gen = _remote_stream(stream, meta, include_usage)
-        return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache", **routed.headers})
+        return StreamingResponse(gen, media_type=SSE, headers={"Cache-Control": "no-cache", **stream.routed.headers})
     r = await routing.remote_reply(routed, messages, tools, **ask)
+    routed = meta.routed = routing.answered(routed, r)
     calls = [w.OutToolCall(id=c.id or _call_id(), function=w.OutFunctionCall(name=c.name, arguments=c.arguments))
              for c in r.calls]
     message = w.AssistantMessage(content=r.content or (None if calls else ""), tool_calls=calls or UNSET)

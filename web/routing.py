@@ -4,13 +4,16 @@
 either the store model that serves it (by the same scheduler as any request) or the guarded policy of an enabled
 remote/cloud backend. The decision is reported in the `x-tinygpt-route` response header (`headers`) and as the
 `tinygpt.route` extension field of the body (`extension`). `remote_reply` runs a backend's reply off the event
-loop (whole, or as text deltas for a stream) and maps its failure to a 502. Without `--router`, "auto" is a 404
+loop (whole, or as text deltas for a stream) and maps its failure to a 502; a reply the backend's fallback gave
+is logged, and its note (which backend answered, and why) joins the header and the extension (`fallback`). Without `--router`, "auto" is a 404
 that says how to enable it (config.py). Not here: the wire shapes (openai_api.py, ollama_api.py).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+import re
+from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator
 
 import msgspec
@@ -24,6 +27,8 @@ from tinygpt.web.config import AUTO, ServerState
 from tinygpt.web.errors import ApiError
 
 HEADER = "x-tinygpt-route"
+log = logging.getLogger("tinygpt.serve")
+_URL = re.compile(r"https?://[^\s,;]+")
 
 
 @dataclass(frozen=True)
@@ -33,15 +38,31 @@ class Routed:
     decision: Decision
     model: str | None = None
     policy: Any = None
+    fallback: str | None = None  # the backend's fallback answered: which, and why
 
     @property
     def headers(self) -> dict[str, str]:
         # header values are latin-1: a reason naming a non-ASCII domain is escaped, never refused
-        return {HEADER: describe(self.decision).encode("ascii", "backslashreplace").decode()}
+        line = describe(self.decision) + (f"; fallback={self.fallback}" if self.fallback else "")
+        return {HEADER: line.encode("ascii", "backslashreplace").decode()}
 
     def extension(self) -> dict:
         """The body's `tinygpt` extension field."""
-        return {"route": msgspec.to_builtins(self.decision)}
+        route = msgspec.to_builtins(self.decision)
+        if self.fallback:
+            route["fallback"] = self.fallback
+        return {"route": route}
+
+
+def answered(routed: Routed, reply) -> Routed:
+    """`routed` with the note of a backend reply (a Reply in flight, or its AssistantReply) that its fallback
+    gave, logged; unchanged otherwise."""
+    usage = getattr(reply, "usage", None)
+    note = getattr(reply, "note", None) or (usage.note if usage is not None else None)
+    if not note:
+        return routed
+    log.warning("route %s: %s", routed.decision.route, note)
+    return replace(routed, fallback=_URL.sub("[its url]", note))  # the client learns backend names, never URLs
 
 
 def is_auto(model: str) -> bool:
@@ -124,6 +145,7 @@ class RemoteStream:
             self.result = self.reply.result
         except RemoteError as exc:
             raise _failed(self.routed, exc) from exc
+        self.routed = answered(self.routed, self.result or self.reply)  # before the headers go out
         return self
 
     async def deltas(self) -> AsyncIterator[str]:

@@ -225,3 +225,51 @@ def test_without_a_router_auto_is_a_404_that_says_how_to_enable_it(server):
         oai.chat.completions.create(model="auto", messages=UNSURE)
     with pytest.raises(ollama.ResponseError, match="--router DIR"):
         oll.chat(model="auto", messages=UNSURE)
+
+
+@pytest.fixture(scope="module")
+def backup():
+    server = WireServer([])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def falling_back(start_server, store_root, saved_router, cluster, backup, tmp_path_factory):
+    """A routed server whose enabled backend `cluster` falls back to the enabled backend `backup`."""
+    path = tmp_path_factory.mktemp("b") / "backends.toml"
+    path.write_text(BACKENDS.format(url=cluster.url, enabled='enabled = true\nfallback = "backup"')
+                    + BACKENDS.replace("cluster", "backup").replace("big-model", "small-model").format(
+                        url=backup.url, enabled="enabled = true"))
+    return routed_server(start_server, store_root, saved_router(SETTINGS), path)
+
+
+def test_a_reply_the_fallback_gave_says_so_in_the_header_the_extension_and_the_log(falling_back, cluster, backup,
+                                                                                   caplog):
+    failed = ("status", 503, {"error": {"message": "overloaded"}})
+    cluster.answers[:] = [failed] * 3
+    backup.answers[:] = [openai_reply("from the backup"), openai_reply("streamed backup"), openai_reply("ollama")]
+    oai, _ = clients(falling_back)
+    with caplog.at_level("WARNING", logger="tinygpt.serve"):
+        raw = oai.chat.completions.with_raw_response.create(model="auto", messages=UNSURE, max_tokens=5)
+    r = raw.parse()
+    assert r.choices[0].message.content == "from the backup"
+    header = raw.headers["x-tinygpt-route"]
+    assert header.startswith("cluster (remote)") and "; fallback=backend cluster failed" in header
+    assert "answered by the fallback small-model" in header
+    note = r.model_extra["tinygpt"]["route"]["fallback"]
+    assert "backend cluster failed" in note and "overloaded" in note and "small-model" in note
+    assert any("route cluster: backend cluster failed" in m for m in caplog.messages)
+    raw = oai.chat.completions.with_raw_response.create(model="auto", messages=UNSURE, stream=True)
+    chunks = list(raw.parse())
+    assert "fallback=backend cluster failed" in raw.headers["x-tinygpt-route"]
+    assert "small-model" in chunks[0].model_extra["tinygpt"]["route"]["fallback"]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "streamed backup"
+    done = httpx.post(falling_back.url + "/api/chat", json={"model": "auto", "messages": UNSURE, "stream": False})
+    assert done.json()["message"]["content"] == "ollama"
+    assert "small-model" in done.json()["tinygpt"]["route"]["fallback"] and "fallback=" in done.headers[
+        "x-tinygpt-route"]
+    assert "127.0.0.1" not in done.headers["x-tinygpt-route"] + note  # backend names, never their URLs
+    cluster.answers[:] = [openai_reply("no fallback needed")]
+    r = oai.chat.completions.create(model="auto", messages=UNSURE)
+    assert "fallback" not in r.model_extra["tinygpt"]["route"]
