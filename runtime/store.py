@@ -30,6 +30,7 @@ Kind = Literal["base", "adapter", "specialist"]
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 DEFAULT = "default"  # the embedded default model (created on first use by the CLI)
+RESERVED = {"auto": "the name `tinygpt serve --router` gives the router"}  # never a model of the store
 ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
 
 
@@ -161,6 +162,8 @@ class ModelStore:
             also = " (an alias may also be a hub id like org/name)" if hub_id_ok else ""
             raise StoreError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (no '/'), starting "
                              f"with a letter or digit, at most 64 characters{also}")
+        if name.lower() in RESERVED:
+            raise StoreError(f"the name {name!r} is reserved ({RESERVED[name.lower()]}); choose another")
         if name == DEFAULT or any(e.name == name for e in reg.models) or name in reg.aliases:
             raise StoreError(f"the name {name!r} is taken; `tinygpt models rm {name}` first or choose another")
 

@@ -90,6 +90,9 @@ def request_router(config: ServeConfig, catalog: Catalog, store: ModelStore):
     from tinygpt.router.model import load
     from tinygpt.router.serve_route import load_request_router
 
+    if catalog.primary in (AUTO, f"{AUTO}:latest"):
+        raise RouterError(f"the served model is named {catalog.primary!r}, the name --router gives the router; "
+                          "choose another --model-name")
     model = load(config.router)
     own = model.meta.settings.generalist
     generalist = catalog.primary if own == DEFAULT else own

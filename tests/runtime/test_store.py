@@ -228,3 +228,12 @@ def test_a_registry_written_before_domains_existed_reads_and_describe_records_wh
         store.describe("b", domain="a b")
     with pytest.raises(StoreError, match="unknown model 'nope'"):
         store.describe("nope", domain="x")
+
+
+def test_the_routers_name_auto_is_reserved(store, tiny_model_dir):
+    for name in ("auto", "AUTO"):
+        with pytest.raises(StoreError, match=f"the name '{name}' is reserved .*router.*choose another"):
+            store.add(name, tiny_model_dir)
+    with pytest.raises(StoreError, match="reserved"):
+        store.alias("auto", DEFAULT)
+    assert "auto" not in store.names()

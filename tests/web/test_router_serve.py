@@ -273,3 +273,12 @@ def test_a_reply_the_fallback_gave_says_so_in_the_header_the_extension_and_the_l
     cluster.answers[:] = [openai_reply("no fallback needed")]
     r = oai.chat.completions.create(model="auto", messages=UNSURE)
     assert "fallback" not in r.model_extra["tinygpt"]["route"]
+
+
+def test_serve_refuses_a_model_named_auto_with_a_router(tiny_model, saved_router, capsys):
+    from tinygpt.cli_serve import main
+
+    argv = ["--model", str(tiny_model), "--port", "0", "--router", str(saved_router(SETTINGS))]
+    for name in ("auto", "auto:latest"):
+        assert main([*argv, "--model-name", name]) == 2
+        assert f"the served model is named '{name}', the name --router gives the router" in capsys.readouterr().err
