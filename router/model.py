@@ -86,32 +86,51 @@ class RouterModel:
 
     def coverage(self, request: Request) -> float:
         """How much of the request training saw: see `coverage`."""
-        return coverage(request, self.seen)
+        return _coverage(_parts(request, self.dim), self.seen)
 
     def logits(self, request: Request) -> np.ndarray:
-        idx, val = featurize(request, self.dim)
-        out = self.bias.astype(np.float64)
-        if idx:
-            out = out + np.asarray(val, dtype=np.float64) @ self.weights[idx]
-        return out
+        return self._logits(_parts(request, self.dim))
 
     def probs(self, request: Request) -> np.ndarray:
-        z = self.logits(request) / self.temperature
+        return self._softmax(self._logits(_parts(request, self.dim)))
+
+    def assess(self, request: Request) -> tuple[np.ndarray, float]:
+        """(probs, coverage) of a request, its features computed once."""
+        parts = _parts(request, self.dim)
+        return self._softmax(self._logits(parts)), _coverage(parts, self.seen)
+
+    def _logits(self, parts) -> np.ndarray:
+        out = self.bias.astype(np.float64)
+        for idx, val in parts:  # the features are linear: the text's and the tools' add up to the request's
+            if idx:
+                out = out + np.asarray(val, dtype=np.float64) @ self.weights[idx]
+        return out
+
+    def _softmax(self, logits: np.ndarray) -> np.ndarray:
+        z = logits / self.temperature
         e = np.exp(z - z.max())
         return e / e.sum()
+
+
+def _parts(request: Request, dim: int) -> list[tuple[list[int], list[float]]]:
+    """The features of the request's text and of its tools, apart (their blocks are normalised apart anyway)."""
+    return [featurize(Request(request.text), dim), featurize(Request("", request.tools), dim)]
+
+
+def _coverage(parts, seen: np.ndarray) -> float:
+    best = 0.0
+    for idx, val in parts:
+        if idx:
+            mass = np.asarray(val, dtype=np.float64) ** 2
+            best = max(best, float((mass * seen[idx]).sum() / mass.sum()))
+    return best
 
 
 def coverage(request: Request, seen: np.ndarray) -> float:
     """The share of a request's feature mass (squared values) on the buckets `seen` in training, its text and its
     tools measured apart and the larger kept (familiar tools with new words, or familiar words with new tools,
     are still like the training data); 0 for an empty request."""
-    best = 0.0
-    for part in (Request(request.text), Request("", request.tools)):
-        idx, val = featurize(part, len(seen))
-        if idx:
-            mass = np.asarray(val, dtype=np.float64) ** 2
-            best = max(best, float((mass * seen[idx]).sum() / mass.sum()))
-    return best
+    return _coverage(_parts(request, len(seen)), seen)
 
 
 def save(model: RouterModel, directory: str | Path) -> Path:

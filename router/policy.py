@@ -50,7 +50,7 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
 def decide(request: Request, model: RouterModel, registry: Registry, settings: Settings | None = None) -> Decision:
     """The Decision for `request` (see the module docstring for the rule)."""
     settings = settings or model.meta.settings
-    p = model.probs(request)
+    p, coverage = model.assess(request)
     domain_scores = {d: round(float(v), 6) for d, v in zip(model.domains, p)}
     top = int(p.argmax())
     domain, score = model.domains[top], float(p[top])
@@ -67,7 +67,6 @@ def decide(request: Request, model: RouterModel, registry: Registry, settings: S
     if not request.text.strip() and not request.tools:
         return Decision(route=registry.generalist, kind="generalist", threshold=None, **common,
                         reason=f"empty request: the generalist {registry.generalist}")
-    coverage = model.coverage(request)
     unlike = coverage < model.meta.min_coverage  # no specialist; a low-confidence target may take it (rule 3)
     best = None if unlike else next(iter(registry.routable(domain)), None)
     if unlike:
