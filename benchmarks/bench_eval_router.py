@@ -4,7 +4,7 @@ three-tier cost–quality curve of a router trained on the train split, measured
 Cases: `tools` (the heldout requests as they come, with their tools), `text-only` (the same requests with their
 tools removed: the text alone must carry the domain), and `travel-unseen` (a router trained without any travel
 request, so travel is out of every domain it knows). Specialists: fileops, trading and vehicle (travel has none,
-so a travel request should escalate). Quality per tier is the stated assumption QUALITY below (no eval result
+and `general`, the off-domain requests for the generalist, never has one: their requests should escalate). Quality per tier is the stated assumption QUALITY below (no eval result
 rows exist yet for a specialist, the generalist and a cloud model on these tasks); costs are eval-router's
 default relative units. Writes benchmarks/results/eval_router.json.
 Usage: python benchmarks/bench_eval_router.py

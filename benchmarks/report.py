@@ -330,7 +330,8 @@ def eval_router(r: dict, title: str) -> list[str]:
 
     out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}, {r['date']}. Data: {r['data']} ({r['train_requests']} "
            f"train, {r['heldout_requests']} heldout requests). Specialists: {', '.join(r['specialists'])} (travel has "
-           f"none: its requests should escalate). Quality per tier is an **assumption**, not measured: "
+           f"none, and general, the off-domain requests for the generalist, never has one: their requests should "
+           f"escalate). Quality per tier is an **assumption**, not measured: "
            f"`--quality {r['quality_assumption']}` (no eval result rows exist yet for the three tiers on these "
            "tasks). Script: `benchmarks/bench_eval_router.py`.", "",
            "| case | accuracy [95%] | ECE | escalation precision / recall | APGR (oracle) | CPT(50%) | CPT(80%) | "
