@@ -127,6 +127,13 @@ def parse_backends(data: dict, path: Path) -> Backends:
         if backend.fallback and backend.fallback not in out.backends and backend.fallback != LOCAL:
             raise BackendError(f"{path}: [backends.{backend.name}] fallback {backend.fallback!r} is not a "
                                "configured backend (nor \"local\", the model loaded here)")
+        chain, at = [backend.name], backend
+        while at.fallback and at.fallback != LOCAL:  # a loop would never answer: refuse it when the file is read
+            if at.fallback in chain:
+                raise BackendError(f"{path}: backend fallbacks loop: {' -> '.join(chain + [at.fallback])}; end the "
+                                   "chain at a backend without a fallback")
+            chain.append(at.fallback)
+            at = out.backends[at.fallback]
     try:
         out.prices.update(parse_prices(data.get("prices", {}), f"{path} [prices]"))
         out.redactor = _redactor(data.get("redact", {}), path)

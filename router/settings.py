@@ -27,6 +27,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"threshold {name.replace('_', '-')} must be between 0 and 1, got {value}")
+        if self.routed_ship < self.ship:  # a routed-ship specialist is the less trusted: its bar is never lower
+            raise ValueError(f"routed-ship ({self.routed_ship}) must be at least ship ({self.ship}): a routed-ship "
+                             "specialist is trusted less than a ship one; raise --routed-ship or lower --ship")
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError(f"route targets must have distinct names, got {', '.join(names)}")

@@ -200,6 +200,12 @@ def train_main(argv: list[str]) -> int:
         end = "\n" if step == a.steps else ""
         print(f"\rtraining: step {step}/{a.steps}, loss {loss:.4f}", end=end, file=sys.stderr, flush=True)
 
+    from tinygpt.runtime.store import DEFAULT, ModelStore
+
+    known = ModelStore().names()
+    if settings.generalist != DEFAULT and settings.generalist not in known:
+        raise RouterError(f"the generalist {settings.generalist!r} is not a model of the store ({', '.join(known)}); "
+                          "register it (`tinygpt models add NAME DIR`) or give --generalist one of those")
     if kept is not None:
         print(f"router: keeping the settings of {out / 'router.json'} (flags override them)", file=sys.stderr)
     model = train(examples, options, settings, sources=[*a.data, *a.traces], progress=progress)

@@ -79,7 +79,7 @@ def test_unknown_backend_missing_key_and_fallback_loops_are_one_line(backends_fi
         config.policy("gpt")
     with pytest.raises(BackendError, match="environment variable TG_ANTHROPIC_KEY is not set"):
         config.policy("claude")
-    backends_file(GOOD.replace('enabled = true', 'enabled = true\nfallback = "cluster"', 1) +
+    backends_file(GOOD +
                   '\n[backends.b]\nkind = "openai-compatible"\nmodel = "m"\nbase_url = "http://h/v1"\n'
                   'enabled = true\nfallback = "cluster"\n')
     looped = load_backends()
@@ -175,3 +175,16 @@ def test_the_example_in_docs_backends_md_is_a_valid_file(backends_file):
                                                                   "workstation": True}
     assert config.backends["claude"].fallback == "workstation" and config.prices["qwen3-32b"].input == 0.1
     assert config.redactor("a@b.co ACME-12345") == "[redacted:email] [redacted:pattern1]"
+
+
+def test_a_fallback_loop_in_the_file_is_refused_when_it_is_read(backends_file, capsys):
+    from tinygpt import cli
+
+    entry = '\n[backends.{n}]\nkind = "openai-compatible"\nmodel = "m"\nbase_url = "http://h/v1"\nfallback = "{f}"\n'
+    backends_file(entry.format(n="a", f="a"))
+    with pytest.raises(BackendError, match="backend fallbacks loop: a -> a; end the chain"):
+        load_backends()
+    backends_file(entry.format(n="a", f="b") + entry.format(n="b", f="a"))
+    with pytest.raises(BackendError, match="backend fallbacks loop: a -> b -> a"):
+        load_backends()
+    assert cli.main(["backends", "ls"]) == 2 and "fallbacks loop" in capsys.readouterr().err

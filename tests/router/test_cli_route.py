@@ -149,3 +149,13 @@ def test_route_and_ls_use_the_servers_live_targets_and_say_why_one_is_off(capsys
     toml.write_text("")
     code, text, _ = run(capsys, "ls", "--router", str(out))
     assert "off (no backend named 'cluster' in" in text
+
+
+def test_an_unknown_generalist_and_a_routed_ship_bar_below_ship_are_refused(capsys, cache, labelled, tmp_path):
+    base = ["train", "--data", str(labelled), "--out", str(tmp_path / "r"), "--steps", "5", "--dim", "1024"]
+    code, _, err = run(capsys, *base, "--generalist", "nosuch")
+    assert code == 2 and "the generalist 'nosuch' is not a model of the store (default, base)" in err
+    assert not (tmp_path / "r").exists()
+    code, _, err = run(capsys, *base, "--ship", "0.9", "--routed-ship", "0.6")
+    assert code == 2 and "routed-ship (0.6) must be at least ship (0.9)" in err
+    assert run(capsys, *base, "--generalist", "base")[0] == 0
