@@ -157,6 +157,14 @@ async def show(request: Request) -> Response:
     req = decode(await request.body(), w.ShowRequest)
     if req.model is None and req.name is None:
         raise ApiError(400, "name the model: send {\"model\": \"<name>\"}", param="model")
+    if s.router is not None and routing.is_auto(req.model or req.name):  # listed in /api/tags: shown too
+        r = s.router
+        return _json(w.ShowResponse(
+            modelfile=f"# served by tinygpt serve: the router {r.directory} ({r.id}) picks a model per request\n",
+            parameters="", template="", details=_details("router", "", ""),
+            model_info={"general.architecture": "router", "tinygpt.router": r.id,
+                        "tinygpt.router.domains": list(r.model.domains), "tinygpt.router.generalist":
+                        r.registry.generalist}, capabilities=["completion", "tools"], modified_at=now_iso()))
     c = await s.card(req.model or req.name, ollama=True)
     fam = c.family
     info = {"general.architecture": fam, "general.parameter_count": c.parameter_count,

@@ -282,3 +282,12 @@ def test_serve_refuses_a_model_named_auto_with_a_router(tiny_model, saved_router
     for name in ("auto", "auto:latest"):
         assert main([*argv, "--model-name", name]) == 2
         assert f"the served model is named '{name}', the name --router gives the router" in capsys.readouterr().err
+
+
+def test_api_show_describes_auto_as_the_router(escalating):
+    for name in ("auto", "auto:latest"):
+        r = httpx.post(escalating.url + "/api/show", json={"model": name})
+        assert r.status_code == 200 and r.json()["details"]["family"] == "router"
+        info = r.json()["model_info"]
+        assert info["general.architecture"] == "router" and info["tinygpt.router"].startswith("router:")
+        assert "fileops" in info["tinygpt.router.domains"] and "tools" in r.json()["capabilities"]
