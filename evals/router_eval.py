@@ -134,6 +134,8 @@ def evaluate(probs: np.ndarray, labels: list[str], domains: list[str], specialis
     if guarded is not None:
         threshold[guarded] = np.inf
     tiers = route_tiers(confidence, threshold, escalate_below)
+    if guarded is not None and escalate_below > 0:  # the policy sends a request unlike the data to the target
+        tiers[guarded] = CLOUD
     should = np.array([y not in specialists for y in labels])
     out = {"requests": n, "accuracy": rate(int(correct.sum()), n), "per_domain": per_domain,
            "ece": ece_of(table), "reliability": table,

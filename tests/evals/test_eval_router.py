@@ -337,3 +337,14 @@ def test_a_router_trained_on_the_evaluated_rows_is_warned_about(router_dir, caps
     assert cli.main(argv + [str(router_dir / "r")]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["trained_on_evaluated"]["rows"] == 0 and "WARNING" not in err
+
+
+def test_guarded_requests_never_reach_a_specialist_and_go_to_the_cloud_when_escalation_is_on():
+    probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.4, 0.6]])
+    labels, domains = ["a", "a", "b"], ["a", "b"]
+    costs = {"specialist": 1, "generalist": 3, "cloud": 30}
+    guarded = np.array([False, True, False])
+    shares = lambda below, g: re_.evaluate(probs, labels, domains, {"a": 0.5}, below, None, costs, guarded=g)["shares"]
+    assert shares(0.0, None) == {"specialist": 2 / 3, "generalist": 1 / 3, "cloud": 0.0}
+    assert shares(0.0, guarded) == {"specialist": 1 / 3, "generalist": 2 / 3, "cloud": 0.0}
+    assert shares(0.5, guarded) == {"specialist": 1 / 3, "generalist": 1 / 3, "cloud": 1 / 3}
