@@ -7,29 +7,15 @@ Most families make the model use what an earlier call returned: the folder a `fi
 move or delete, and in the two-turn families the second turn builds on the first. Every gold solution ends with
 a call that changes the file system, so the end state tells a finished task from one stopped a call short.
 The calls follow the GorillaFileSystem rules (cd one folder at a time; cp/mv/echo/touch only in the current
-folder). This module does not check episodes or assign splits (fileops.py).
+folder). This module does not check episodes or assign splits (fileops.py, generated.py).
 """
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from tinygpt.evals.fileops_world import STEMS, FileRef, World, fresh_name, line, unique_token
-from tinygpt.evals.suite import Call, Step
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A task as a family draws it: user turns, gold steps per turn, and per turn what the answer must contain."""
-
-    turns: tuple[str, ...]
-    gold: tuple[tuple[Step, ...], ...]
-    answers: tuple[tuple[str, ...], ...]
-
-
-def c(tool: str, /, **arguments) -> tuple[Call, ...]:
-    """A step of one call."""
-    return (Call(tool, arguments),)
+from tinygpt.evals.generated import Plan, c, one_turn
+from tinygpt.evals.suite import Call
 
 
 def into(dirs: tuple[str, ...]) -> list[tuple[Call, ...]]:
@@ -42,10 +28,6 @@ def out_of(dirs: tuple[str, ...]) -> list[tuple[Call, ...]]:
 
 def where(dirs: tuple[str, ...]) -> str:
     return "/".join(dirs) if dirs else "the top of the workspace"
-
-
-def one_turn(prompt: str, steps: list, answer: tuple[str, ...] = ()) -> Plan:
-    return Plan((prompt,), (tuple(steps),), (answer,))
 
 
 def pick(rng: random.Random, world: World, *, nested: bool = True, findable: bool = False,
