@@ -10,7 +10,8 @@ A `Task` holds its user turns and, per turn, the gold steps that solve it (a ste
 reply, or the final answer text). The runner (runner.py) plays the turns through the agent loop; the checker
 judges each turn from the world's state and a `TurnSummary` (episode.py). A task passes when every turn passes.
 `drop_last_call` makes the broken solution every suite must fail: the gold steps less the last call of each turn.
-Suites: `fileops` (this project's file-operations gate), `bfcl-multi-turn` (BFCL v4 multi-turn, bfcl.py),
+Suites: `fileops` (this project's file-operations gate), `calendar` and `shop` (the embedded tool world's other
+domains; fileops, calendar and shop are generated suites, generated.py), `bfcl-multi-turn` (BFCL v4 multi-turn, bfcl.py),
 `bfcl-other-domains` (its tasks with no file system: the out-of-domain guard for a file specialist, bfcl_domains.py).
 """
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Callable, NamedTuple
 
 from tinygpt.evals.errors import EvalError
 
-SUITES = {"fileops": "tinygpt.evals.fileops", "bfcl-multi-turn": "tinygpt.evals.bfcl",
+SUITES = {"fileops": "tinygpt.evals.fileops", "calendar": "tinygpt.evals.calendar_suite",
+          "shop": "tinygpt.evals.shop_suite", "bfcl-multi-turn": "tinygpt.evals.bfcl",
           "bfcl-other-domains": "tinygpt.evals.bfcl_domains"}
 
 
