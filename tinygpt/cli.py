@@ -31,6 +31,7 @@ COMMANDS = {
     "fuse": ("tinygpt.cli_fuse", "fuse an adapter into its base: a standalone model directory"),
     "eval": ("tinygpt.cli_eval", "run an eval suite on a model, recording every episode and its result row"),
     "eval-gate": ("tinygpt.cli_eval_gate", "ship / routed-ship / reject / inconclusive: a candidate vs a baseline"),
+    "retrain": ("tinygpt.cli_retrain", "the factory loop, resumable: rollouts, data, train, eval, gate, register"),
     "eval-router": ("tinygpt.cli_eval_router", "routing accuracy, calibration, escalation and the cost-quality curve"),
     "backends": ("tinygpt.cli_backends", "list remote and cloud backends (backends.toml; off unless enabled)"),
     "route": ("tinygpt.cli_route", "where a request goes (specialist, generalist, remote) and why; train the router"),
