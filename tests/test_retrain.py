@@ -28,11 +28,10 @@ def env(tmp_path_factory, tiny_model_dir):
         yield {"root": root, "model": str(tiny_model_dir), "env": {**os.environ, **values}}
 
 
-def cli(env, out, *extra, capsys=None):
+def cli(env, out, *extra):
     from tinygpt.cli import main
 
-    code = main(["retrain", "--model", env["model"], "--out", str(out), *FLAGS, *extra, "--json"])
-    return code
+    return main(["retrain", "--model", env["model"], "--out", str(out), *FLAGS, *extra, "--json"])
 
 
 def outputs(run: Path) -> dict:

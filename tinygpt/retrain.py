@@ -475,6 +475,18 @@ def _base_fingerprint(model: str, flag: str) -> str:
     return fingerprint(resolved.base) + (f"+{digest(str(resolved.adapter))}" if resolved.adapter else "")
 
 
+def _guard_suite(name: str, default: bool):
+    """The guard suite `name`; None for a default guard whose module this build does not have."""
+    from tinygpt.evals.suite import SUITES, load_suite
+
+    try:
+        return load_suite(name)
+    except ModuleNotFoundError as exc:
+        if default and exc.name == SUITES[name]:
+            return None
+        raise
+
+
 def prepare(cfg: RetrainConfig) -> Plan:
     """Check every input and resolve the run's plan; writes nothing. User errors raise with one clear line."""
     from tinygpt.evals.gate_config import load_gate_config
@@ -492,7 +504,7 @@ def prepare(cfg: RetrainConfig) -> Plan:
     names = default_guards(cfg.domain) if cfg.guards is None else list(cfg.guards)
     if cfg.domain in names or len(set(names)) != len(names):
         raise RetrainError(f"--guards {' '.join(names)}: name each guard once, and not the domain {cfg.domain}")
-    guards = [load_suite(g) for g in names]
+    guards = [g for g in map(_guard_suite, names, [cfg.guards is None] * len(names)) if g is not None]
     for d in cfg.traces:
         if not Path(d).is_dir() and not Path(d).is_file():
             raise RetrainError(f"--traces {d}: no such file or directory")
