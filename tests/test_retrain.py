@@ -162,3 +162,18 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(env, tmp_path, case, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error" in err[0], err
     assert (sorted(p.name for p in out.iterdir()) == ["mine.txt"]) if case == "not a retrain dir" else not out.exists()
+
+
+def test_added_user_traces_redo_data_and_are_never_written(env, reference, tmp_path, capsys):
+    run = copy_without(reference, tmp_path / "run", [])
+    mine = tmp_path / "mine"
+    shutil.copytree(reference / "rollouts/v1/traces", mine)  # the same passing episodes: deduplicated away
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in mine.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert cli(env, run, "--traces", str(mine)) == 1
+    err = capsys.readouterr().err
+    status = json.loads((run / "retrain.json").read_text())
+    # new data version; its rows are the same, so training and everything after is reused
+    assert status["stages"] == {"rollouts": 1, "data": 2, "train": 1, "eval": 1, "gate": 1, "register": 1}
+    assert "[data] v2: start" in err and "[train] v1: reusing" in err
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in mine.rglob("*") if p.is_file()} == before
