@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tinygpt.runtime.models import LoadedModel, ModelLoadError
 from tinygpt.runtime.provider import ModelProvider, footprint
-from tinygpt.runtime.store import DEFAULT, HUB_ID_RE, ModelStore, Registry, Resolved, StoreError
+from tinygpt.runtime.store import DEFAULT, DEFAULT_DIR, HUB_ID_RE, ModelStore, Registry, Resolved, StoreError
 
 log = logging.getLogger("tinygpt.serve")
 
@@ -70,7 +70,7 @@ class Catalog:
         except StoreError as exc:  # a damaged registry: the served model still answers; the rest is unlisted
             log.warning("%s; listing only %s", exc, self.primary)
             return out
-        candidates = ([DEFAULT] if (self.store.default_dir / "config.json").exists() else [])
+        candidates = ([DEFAULT] if (DEFAULT_DIR / "config.json").exists() else [])
         candidates += [e.name for e in reg.models] + list(reg.aliases)
         for name in candidates:
             if name in out:
@@ -94,7 +94,7 @@ class Catalog:
         except StoreError:
             reg = Registry()
         known = [(self.primary, self._primary.adapter or self._primary.base)]  # (name, its directory)
-        known += [(DEFAULT, self.store.default_dir)] if self.include_store else []
+        known += [(DEFAULT, DEFAULT_DIR)] if self.include_store else []
         known += [(e.name, Path(e.path)) for e in reg.models]
         known += [(a, Path(t)) for a, t in reg.aliases.items() if Path(t).is_absolute()]  # aliases of directories
         wanted = {_real(e.path) for e in reg.models if e.source is not None and e.source == requested}

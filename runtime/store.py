@@ -2,14 +2,15 @@
 
 A name is, in this order: an alias (→ another name; an alias may itself be a hub id, which then means the local
 model), a registered entry (a base model directory, an adapter or a specialist = base + adapter in mlx-lm's
-format), `default` (the embedded default model), a local directory (a model directory, or an adapter directory
-the registry knows the base of), or a hub id `org/name` (fetched through huggingface_hub with mlx-lm's file
-patterns; offline, a clear error). `resolve` turns a name into directories without importing MLX; models.py
-loads them. The registry is JSON in cache_dir()/models/registry.json, written atomically (temp file, fsync,
-rename). mlx-lm's adapter_config.json has no base field, so the registry records each adapter's base. `remove`
-unregisters; it deletes files only of a directory tinygpt created (its tinygpt.json marker) inside the store's own
-directory, never a user's. An entry may say what it is for (domain, tool names, provenance: `describe`); registry
-files written before those fields existed read unchanged. It does not load or cache models.
+format), `default` (the embedded default model: the tool world's base shipped in the package, DEFAULT_DIR, only
+ever read, never removed), a local directory (a model directory, or an adapter directory the registry knows the
+base of), or a hub id `org/name` (fetched through huggingface_hub with mlx-lm's file patterns; offline, a clear
+error). `resolve` turns a name into directories without importing MLX; models.py loads them. The registry is JSON
+in cache_dir()/models/registry.json, written atomically (temp file, fsync, rename). mlx-lm's adapter_config.json
+has no base field, so the registry records each adapter's base. `remove` unregisters; it deletes files only of a
+directory tinygpt created (its tinygpt.json marker) inside the store's own directory, never a user's. An entry may
+say what it is for (domain, tool names, provenance: `describe`); registry files written before those fields
+existed read unchanged. It does not load or cache models.
 """
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ from tinygpt.runtime.models import ModelLoadError, fingerprint
 Kind = Literal["base", "adapter", "specialist"]
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
-DEFAULT = "default"  # the embedded default model (created on first use by the CLI)
+DEFAULT = "default"  # the embedded default model: the tool world's pretrained base, shipped with tinygpt
+# found through the package (a checkout or an installed wheel alike); only ever read, never written
+DEFAULT_DIR = Path(__file__).resolve().parent / "assets" / "world-base"
 RESERVED = {"auto": "the name `tinygpt serve --router` gives the router"}  # never a model of the store
 ADAPTER_FILES = ("adapters.safetensors", "adapter_config.json")
 
@@ -97,9 +100,8 @@ def _looks_local(text: str) -> bool:
 class ModelStore:
     """Names → directories, and the registry file. `root` defaults to cache_dir()/models."""
 
-    def __init__(self, root: str | Path | None = None, default_preset: str = "tiny"):
+    def __init__(self, root: str | Path | None = None):
         self._root = Path(root) if root is not None else None
-        self.default_preset = default_preset
 
     @property
     def root(self) -> Path:
@@ -112,10 +114,6 @@ class ModelStore:
     @property
     def registry_path(self) -> Path:
         return self.root / "registry.json"
-
-    @property
-    def default_dir(self) -> Path:
-        return self.root / f"default-{self.default_preset}"
 
     # ---- the registry file -------------------------------------------------------------------------
     def read(self) -> Registry:
@@ -144,7 +142,7 @@ class ModelStore:
 
     def entries(self) -> list[Entry]:
         """Every model: the embedded default first, then the registry's entries."""
-        default = Entry(name=DEFAULT, kind="base", path=str(self.default_dir), status="unrated", created="",
+        default = Entry(name=DEFAULT, kind="base", path=str(DEFAULT_DIR), status="unrated", created="",
                         source="embedded")
         return [default, *self.read().models]
 
@@ -264,17 +262,14 @@ class ModelStore:
             del reg.aliases[name]
             self._write(reg)
             return "alias", None
+        if name == DEFAULT:
+            raise StoreError(f"{DEFAULT!r} is the embedded default model, shipped with tinygpt ({DEFAULT_DIR}); it "
+                             "cannot be removed. Set config `model` or pass --model to use another")
         entry = next((e for e in reg.models if e.name == name), None)
         refs = {name} | ({entry.path} if entry is not None and entry.kind == "base" else set())
         users = [e.name for e in reg.models if e.base in refs] + alias_users
         if users:
             raise StoreError(f"{name!r} is used by {', '.join(sorted(users))}; remove those first")
-        if name == DEFAULT:
-            if not self.owns(self.default_dir):
-                raise StoreError(f"the embedded default model is not at {self.default_dir} (or tinygpt did not make "
-                                 "what is there); nothing was removed")
-            shutil.rmtree(self.default_dir)
-            return "base", self.default_dir
         if entry is None:
             raise self._unknown(name)
         reg.models.remove(entry)
@@ -317,7 +312,7 @@ class ModelStore:
         if entry is not None:
             return self._resolve_entry(entry)
         if text == DEFAULT:
-            return Resolved(name=DEFAULT, base=self.default_dir)
+            return Resolved(name=DEFAULT, base=DEFAULT_DIR)
         return self._resolve_path(text, reg)
 
     def _resolve_entry(self, e: Entry) -> Resolved:

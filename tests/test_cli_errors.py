@@ -80,7 +80,8 @@ def test_missing_config_named_by_env_is_an_error(tmp_path):
     ("prefix_cache_mb = -5", "must be >= 0, got -5"),
     ("model = 3", "key 'model' must be a string, got 3"),
     ("modle = 'x'", "unknown keys ['modle']"),
-    ("default_preset = 'huge'", "key 'default_preset' must be one of tiny, small, qwen3-0.6b, qwen3-4b, got 'huge'"),
+    ("default_preset = 'tiny'", "key 'default_preset' is gone: the embedded default model is no longer made on "
+                                "first use from a preset"),
 ])
 def test_config_errors_read_well(tmp_path, monkeypatch, text, says):
     from tinygpt.config import ConfigError, load_config

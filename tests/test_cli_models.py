@@ -42,7 +42,9 @@ def test_ls_add_alias_show_rm_round_trip(cache, capsys, tiny_model_dir, adapter_
     code, out, _ = models(capsys, "ls")
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "KIND", "STATUS", "BASE", "PATH"]
-    assert lines[1].split()[:4] == ["default", "base", "unrated", "-"] and "(created on first use)" in lines[1]
+    from tinygpt.runtime.store import DEFAULT_DIR
+
+    assert lines[1].split() == ["default", "base", "unrated", "-", str(DEFAULT_DIR)]
     assert lines[3].split()[:4] == ["my-spec", "specialist", "unrated", "base"]
     assert lines[4].split() == ["fav", "alias", "-", "-", "->", "my-spec"]
     code, out, _ = models(capsys, "ls", "--json")
@@ -92,14 +94,13 @@ def test_pull_offline_says_so_in_one_line(cache):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-def test_rm_default_deletes_only_the_embedded_model_tinygpt_made(cache, capsys):
-    from tinygpt.runtime.presets import InitSpec, init_model
+def test_rm_default_is_refused_and_touches_nothing(cache, capsys):
+    from tinygpt.runtime.store import DEFAULT_DIR
 
+    before = sorted(p.name for p in DEFAULT_DIR.iterdir())
     code, _, err = models(capsys, "rm", "default")
-    assert code == 2 and "nothing was removed" in err
-    made = init_model(cache / "models" / "default-tiny", InitSpec(preset="tiny"))
-    code, out, _ = models(capsys, "rm", "default")
-    assert code == 0 and "deleted" in out and not made.exists()
+    assert code == 2 and "'default' is the embedded default model, shipped with tinygpt" in err
+    assert len(err.strip().splitlines()) == 1 and sorted(p.name for p in DEFAULT_DIR.iterdir()) == before
 
 
 def test_model_flag_takes_aliases_and_specialists(cache, capsys, tiny_model_dir, adapter_dir):
@@ -163,7 +164,7 @@ def test_a_damaged_registry_leaves_the_served_model_listed(tmp_path, tiny_model_
     store = ModelStore(tmp_path / "store")
     catalog = Catalog(str(tiny_model_dir), store=store)
     store.alias("fav", str(tiny_model_dir))
-    assert catalog.names() == [catalog.primary, "fav"]
+    assert catalog.names() == [catalog.primary, "default", "fav"]  # the embedded default is always there
     (tmp_path / "store" / "registry.json").write_text("garbage{")
     assert catalog.names() == [catalog.primary]  # not a StoreError on every request
 

@@ -4,6 +4,7 @@ The run uses `python -I -S` with sys.path = [install dir, the venv's site-packag
 of this checkout (a .pth finder in site-packages, which -S skips) cannot shadow the wheel. The cwd is outside
 the repo and TINYGPT_CACHE / HOME point into a temp dir.
 """
+import json
 import os
 import re
 import shutil
@@ -76,6 +77,7 @@ def test_the_wheel_carries_every_data_file_of_the_packages(wheel):
         if top in dirs and not f.endswith(".py") and "__pycache__" not in f and rest:
             wanted.append(dirs[top].replace(".", "/") + "/" + rest)
     assert "tinygpt/runtime/assets/bpe_corpus.txt" in wanted
+    assert "tinygpt/runtime/assets/world-base/model.safetensors" in wanted  # the embedded default model
     assert [w for w in wanted if w not in names] == []
     assert "tinygpt-0.1.0.dist-info/licenses/LICENSE" in names
     assert "warning" not in build_log.lower(), build_log
@@ -90,7 +92,7 @@ def test_license_is_an_spdx_expression_with_its_file(wheel):
     assert "License-Expression: Apache-2.0" in meta.splitlines()
 
 
-def test_installed_wheel_runs_help_and_creates_the_default_bpe_model(wheel, tmp_path):
+def test_installed_wheel_runs_help_creates_a_bpe_model_and_runs_the_embedded_default(wheel, tmp_path):
     _, target, _ = wheel
     helped = run_installed(target, tmp_path, "--help")
     assert helped.returncode == 0, helped.stderr
@@ -99,6 +101,11 @@ def test_installed_wheel_runs_help_and_creates_the_default_bpe_model(wheel, tmp_
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "m" / "tokenizer.json").is_file() and (tmp_path / "m" / "config.json").is_file()
     assert "created tiny model (bpe vocab" in made.stdout
+    said = run_installed(target, tmp_path, "generate", "--max-tokens", "4", "--json", "hi")  # no --model: world-base
+    assert said.returncode == 0, said.stderr
+    assert len(json.loads(said.stdout)["output_ids"]) >= 1
+    where = run_installed(target, tmp_path, "models", "show", "default", "--json")
+    assert json.loads(where.stdout)["base"] == str(target / "tinygpt" / "runtime" / "assets" / "world-base")
 
 
 @pytest.mark.slow
@@ -109,7 +116,7 @@ def test_installed_wheel_runs_the_main_command(wheel, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "teacher pass rate 100%" in done.stdout + done.stderr
     assert list((tmp_path / "qs" / "traces").glob("*.atraj"))
-    assert (tmp_path / "cache" / "models").is_dir()  # the default model was created from the wheel
+    assert not (tmp_path / "cache" / "models").exists()  # the default model is the wheel's own, never copied
 
 
 def _bootstrap_dir(tmp: Path) -> Path:

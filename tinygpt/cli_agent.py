@@ -224,7 +224,7 @@ def routed_main(p: argparse.ArgumentParser, a, cfg, params, toolset) -> int:
     try:
         model = load(cfg.router)
         own = model.meta.settings.generalist
-        router = load_request_router(cfg.router, ModelStore(default_preset=cfg.default_preset), model=model,
+        router = load_request_router(cfg.router, ModelStore(), model=model,
                                      generalist=own if own != DEFAULT else (cfg.model or DEFAULT),
                                      local=lambda: local_policy(cfg, a))
     except (RouterError, BackendError) as exc:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from contextlib import contextmanager
 
 from tinygpt.flags import SEED_MAX, int_in
-from tinygpt.model_arg import creation_progress
 from tinygpt.runtime.presets import DTYPES, PRESETS, STEPS, VOCABS, InitSpec, init_model
 
 EPILOG = """examples:
@@ -27,6 +28,39 @@ llama-cpp-python==0.3.36 sdist, tekken_240718.json from the mistral-common==1.12
 calls in its family's format (docs/tool-formats.md). Weights are random: these models are for tests, benchmarks
 and as a starting point for training, not for chatting.
 """
+
+
+@contextmanager
+def creation_progress(title: str, total: int):
+    """Yield a `step(description)` callable: a rich bar on a terminal's stderr, plain numbered lines otherwise."""
+    if not sys.stderr.isatty():
+        count = 0
+
+        def line(msg: str) -> None:
+            nonlocal count
+            count += 1
+            sys.stderr.write(f"{title}: [{count}/{total}] {msg}\n")
+            sys.stderr.flush()
+
+        yield line
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True)) as bar:
+        job = bar.add_task(title, total=total)
+        started = 0
+
+        def step(msg: str) -> None:
+            nonlocal started
+            if started:
+                bar.advance(job)
+            started += 1
+            bar.update(job, description=f"{title}: {msg}")
+
+        yield step
+        bar.update(job, completed=total, description=f"{title}: done")
 
 
 def main(argv: list[str]) -> int:

@@ -64,10 +64,9 @@ def main(argv: list[str]) -> int:
             p.error("add takes a directory: `add NAME DIR`, or `add NAME --base BASE --adapter DIR`")
         if a.adapter is not None and a.base is None:
             p.error("--adapter needs --base: the base model the adapter was trained on")
-    from tinygpt.config import load_config
     from tinygpt.runtime.store import ModelStore
 
-    store = ModelStore(default_preset=load_config().default_preset)
+    store = ModelStore()
     return {"ls": _ls, "show": _show, "add": _add, "register": _add, "alias": _alias, "pull": _pull,
             "rm": _rm}[a.cmd](store, a)
 
@@ -87,8 +86,7 @@ def _ls(store, a) -> int:
         return 0
     table = [("NAME", "KIND", "STATUS", "BASE", "PATH")]
     for r in rows:
-        where = r["path"] + ("" if r["exists"] else ("  (created on first use)" if r["source"] == "embedded"
-                                                     else "  (missing)"))
+        where = r["path"] + ("" if r["exists"] else "  (missing)")
         table.append((r["name"], r["kind"], r["status"], r["base"] or "-", where))
     table += [(name, "alias", "-", "-", f"-> {target}") for name, target in sorted(aliases.items())]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
@@ -120,7 +118,7 @@ def _show(store, a) -> int:
         if v is not None:
             print(f"{k + ':':<21}{v}")
     if not exists:
-        print("note: not created yet; it is created on first use (e.g. `tinygpt generate hi`)")
+        print(f"note: no model at {r.base} (no config.json)")
     return 0
 
 

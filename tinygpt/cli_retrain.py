@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", "-m", default=None,
                    help="the base model to specialize: registered name, directory or hub id (default: config "
-                        "`model`, else the embedded default tiny model)")
+                        "`model`, else the embedded default, the tool world's base)")
     p.add_argument("--domain", required=True, help="the suite to specialize on: fileops, calendar or shop")
     p.add_argument("--guards", nargs="*", default=None, metavar="SUITE",
                    help="guard suites the specialist must not get worse on (default: the tool world's other "

@@ -75,7 +75,8 @@ def parser() -> argparse.ArgumentParser:
                                 "Ollama-compatible HTTP APIs on one socket.", epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", "-m", default=None, metavar="DIR",
-                   help="model directory or hub id (default: config `model`, else the embedded default tiny model)")
+                   help="model directory or hub id (default: config `model`, else the embedded default, the tool "
+                        "world's base)")
     p.add_argument("--model-name", metavar="NAME", help="name clients use (default: the directory name)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=11434, help="port (default 11434, Ollama's; 0 picks a free one)")

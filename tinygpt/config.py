@@ -20,8 +20,7 @@ from pathlib import Path
 class Config:
     """Resolved settings shared by commands."""
 
-    model: str = ""  # empty: the embedded default model (created on first use)
-    default_preset: str = "tiny"
+    model: str = ""  # empty: the embedded default model (the tool world's base, shipped with tinygpt)
     trajectory_dir: str = ""
     prefix_cache_mb: int = 2048
     grammar_backend: str = "llguidance"
@@ -39,6 +38,10 @@ class ConfigError(ValueError):
 
 
 _TYPE_NAMES = {int: "an integer", str: "a string", float: "a number", bool: "true or false"}
+# keys that once existed: a file that still has one gets an error saying what replaced it
+_REMOVED = {"default_preset": "the embedded default model is no longer made on first use from a preset; it is the "
+                              "tool world's base shipped with tinygpt. Delete the key (for a random-init model: "
+                              "`tinygpt init-model DIR --preset P`, then `model = \"DIR\"`)"}
 
 
 def config_path() -> Path:
@@ -64,6 +67,9 @@ def load_config(overrides: dict | None = None) -> Config:
     path = config_path()
     values = _read(path, required=bool(os.environ.get("TINYGPT_CONFIG")))
     known = {f.name: f.type for f in fields(Config)}
+    gone = sorted(set(values) & set(_REMOVED))
+    if gone:
+        raise ConfigError(f"{path}: key {gone[0]!r} is gone: {_REMOVED[gone[0]]}")
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
@@ -74,11 +80,6 @@ def load_config(overrides: dict | None = None) -> Config:
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             raise ConfigError(f"{path}: key {f.name!r} must be {_TYPE_NAMES.get(want, want.__name__)}, "
                               f"got {value!r}")
-    from tinygpt.runtime.presets import PRESETS  # light: no MLX at import
-
-    if cfg.default_preset not in PRESETS:
-        raise ConfigError(f"{path}: key 'default_preset' must be one of {', '.join(PRESETS)}, "
-                          f"got {cfg.default_preset!r}")
     from tinygpt.runtime.tool_formats import ToolFormatError, check_name  # light: no MLX at import
 
     try:
@@ -101,8 +102,3 @@ def default_model_memory_mb() -> int:
     except (ValueError, OSError, AttributeError):
         return -1
 
-
-def default_model_dir(preset: str = "tiny") -> Path:
-    from tinygpt.runtime.vocab import cache_dir  # the one definition of the user cache; imported on use
-
-    return cache_dir() / "models" / f"default-{preset}"

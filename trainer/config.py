@@ -35,7 +35,7 @@ class TrainConfig:
     """A training run. Field order is the order of `--help` and of the saved config."""
 
     model: str = _f("", "base model: registered name, model directory or hub id (default: the config file's "
-                        "`model`, else the embedded default tiny model)")
+                        "`model`, else the embedded default, the tool world's base)")
     data: str = _f("", "training data: a rows.jsonl from traces-to-data, a chat / completions / text .jsonl "
                        "(mlx-lm's formats), a directory holding one of those (or train.jsonl + valid.jsonl), or "
                        "a directory of .atraj traces (exported into the run directory first)")

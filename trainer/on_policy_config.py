@@ -22,7 +22,7 @@ class OnPolicyConfig:
     """An on-policy distillation run. Field order is the order of `--help` and of the saved config."""
 
     student: str = _f("", "the model that learns (and samples): registered name, model directory or hub id "
-                          "(default: the config file's `model`, else the embedded default tiny model)")
+                          "(default: the config file's `model`, else the embedded default, the tool world's base)")
     teacher: str = _f("", "the model that scores the student's samples; it must share the student's tokenizer")
     prompts: str = _f("", "task prompts: a JSONL file of {\"prompt\": ...} records (or chat records: the first "
                           "user message), or `world` for the embedded tool world's task prompts")

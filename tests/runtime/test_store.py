@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from tinygpt.runtime.models import ModelLoadError
-from tinygpt.runtime.store import DEFAULT, ModelStore, StoreError
+from tinygpt.runtime.store import DEFAULT, DEFAULT_DIR, ModelStore, StoreError
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_names_resolve_aliases_entries_specialists_and_directories(store, tiny_m
     direct = store.resolve(str(adapter_dir))  # a registered adapter's directory means that specialist
     assert (direct.base, direct.adapter) == (tiny_model_dir, adapter_dir.resolve())
     assert store.resolve(str(tiny_model_dir)) .base == tiny_model_dir
-    assert store.resolve(DEFAULT).base == store.default_dir
+    assert store.resolve(DEFAULT).base == DEFAULT_DIR
     assert [e.kind for e in store.entries()] == ["base", "base", "specialist"]
 
 
