@@ -23,7 +23,7 @@ SPLITS = generated.SPLITS
 SYSTEM = ("You manage a weekly calendar through the tools. Get an event's id from find_events or list_events "
           "before you move or cancel it. When the job is done, answer briefly.")
 SEED = 14
-QUOTAS = {"train": 2000, "validation": 200, "heldout": 200}
+QUOTAS = {"train": 3000, "validation": 200, "heldout": 200}
 
 
 def difference(want: dict, got: dict) -> str:

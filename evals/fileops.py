@@ -1,8 +1,9 @@
 """The file-ops suite: this project's own multi-step file tasks on the virtual file system, checked by end state.
 
 Tasks are generated from a fixed seed (fileops_tasks.py families on fileops_world.py worlds) by the machinery all
-generated suites share (generated.py: content-hash splits that never overlap, filled to 600 / 200 / 200 tasks).
-An episode runs on a fresh VirtualFileSystem of the task's world (tools/fs_virtual.py, the `fs:virtual` tools);
+generated suites share (generated.py: content-hash splits that never overlap, filled to 1500 / 200 / 200 tasks).
+An episode runs on a fresh VirtualFileSystem of the task's world (tools/fs_virtual.py, the `fs:virtual` tools,
+with brief descriptions: `fs_toolset(brief=True)`, as `tinygpt agent --tools fs:...` offers them);
 after each user turn the checker compares the whole tree with the state the gold calls leave (file text compared
 without trailing spaces and blank lines at either end) and looks in the final answer for what the turn must say.
 It does not run the agent (runner.py).
@@ -24,7 +25,7 @@ SPLITS = generated.SPLITS
 SYSTEM = ("You operate a file system through the tools. You start at the top of the workspace (/workspace); paths "
           "in requests are relative to it. cd moves one folder at a time. When the job is done, answer briefly.")
 SEED = 12
-QUOTAS = {"train": 600, "validation": 200, "heldout": 200}
+QUOTAS = {"train": 1500, "validation": 200, "heldout": 200}
 
 
 def normalized(tree: dict) -> dict:
@@ -59,7 +60,7 @@ def tree_difference(want: dict, got: dict, where: str = "") -> str:
 DOMAIN = generated.Domain(
     name=NAME, families=FAMILIES, make_world=make_world, backend=VirtualFileSystem.from_bfcl,
     state=lambda fs: normalized(fs.to_bfcl()), difference=tree_difference,
-    toolset=lambda fs: fs_toolset(fs, timeout_s=None), noun="file system")
+    toolset=lambda fs: fs_toolset(fs, timeout_s=None, brief=True), noun="file system")
 
 
 def tasks(split: str) -> list[Task]:

@@ -22,7 +22,7 @@ SPLITS = generated.SPLITS
 SYSTEM = ("You help a customer of a shop through the tools: search_products finds a product's sku, and the skus "
           "and order ids the tools return are what later calls take. When the job is done, answer briefly.")
 SEED = 14
-QUOTAS = {"train": 2000, "validation": 200, "heldout": 200}
+QUOTAS = {"train": 3000, "validation": 200, "heldout": 200}
 
 
 def difference(want: dict, got: dict) -> str:

@@ -43,12 +43,27 @@ class FileSystem(Protocol):
 
 
 def fs_toolset(fs: FileSystem, *, timeout_s: Optional[float] = DEFAULT_TIMEOUT_S,
-               max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> Toolset:
-    """A Toolset whose 18 tools run on `fs`; descriptions carry BFCL's Gorilla file system preamble."""
+               max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS, brief: bool = False) -> Toolset:
+    """A Toolset whose 18 tools run on `fs`. Descriptions are BFCL's, with its Gorilla file system preamble, or
+    with `brief` the first sentence of each (and of each argument's), without the preamble: the same tools in a
+    fifth of the prompt (tinygpt's own tool world and `--tools fs:...` use it; small models learn it)."""
     ops = FsTools(fs)
     tools = [tool_from_function(getattr(ops, name)) for name in FS_OPERATIONS]
-    tools = [replace(tool, description=FS_PREAMBLE + tool.description) for tool in tools]
+    tools = [_brief(tool) if brief else replace(tool, description=FS_PREAMBLE + tool.description) for tool in tools]
     return Toolset(tools, timeout_s=timeout_s, max_output_chars=max_output_chars)
+
+
+def _first_sentence(text: str) -> str:
+    head = text.strip().split("\n\n")[0].replace("\n", " ")
+    end = head.find(". ")
+    return head if end < 0 else head[:end + 1]
+
+
+def _brief(tool):
+    properties = {name: {**spec, "description": _first_sentence(spec["description"])} if "description" in spec
+                  else spec for name, spec in tool.parameters.get("properties", {}).items()}
+    return replace(tool, description=_first_sentence(tool.description),
+                   parameters={**tool.parameters, "properties": properties})
 
 
 class FsTools:

@@ -26,7 +26,7 @@ def test_the_registry_finds_the_suite():
 
 
 def test_split_sizes_and_every_category_in_every_split():
-    assert {s: len(t) for s, t in ALL.items()} == {"train": 2000, "validation": 200, "heldout": 200}
+    assert {s: len(t) for s, t in ALL.items()} == {"train": 3000, "validation": 200, "heldout": 200}
     assert 8 <= len(FAMILIES) <= 10
     for tasks in ALL.values():
         counts = Counter(t.category for t in tasks)

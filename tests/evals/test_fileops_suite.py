@@ -15,7 +15,7 @@ ALL = {split: fileops.tasks(split) for split in fileops.SPLITS}
 
 
 def test_split_sizes_and_every_category_in_every_split():
-    assert {s: len(t) for s, t in ALL.items()} == {"train": 600, "validation": 200, "heldout": 200}
+    assert {s: len(t) for s, t in ALL.items()} == {"train": 1500, "validation": 200, "heldout": 200}
     for tasks in ALL.values():
         counts = Counter(t.category for t in tasks)
         assert set(counts) == set(FAMILIES) and min(counts.values()) >= 8, counts

@@ -23,7 +23,7 @@ def calls(turn):
 
 
 def test_split_sizes_and_every_category_in_every_split():
-    assert {s: len(t) for s, t in ALL.items()} == {"train": 2000, "validation": 200, "heldout": 200}
+    assert {s: len(t) for s, t in ALL.items()} == {"train": 3000, "validation": 200, "heldout": 200}
     assert len(FAMILIES) >= 8
     for split, tasks in ALL.items():
         counts = Counter(t.category for t in tasks)
