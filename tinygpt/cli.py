@@ -26,6 +26,7 @@ COMMANDS = {
     "traces-to-data": ("tinygpt.cli_traces:traces_to_data_main", "turn trajectories into training rows"),
     "train": ("tinygpt.cli_train", "fine-tune (LoRA, DoRA, full) on traces, rows or chat data; resume exactly"),
     "train-tokenizer": ("tinygpt.cli_train_tokenizer", "train a byte-level BPE tokenizer with chat and tool tokens"),
+    "build-base": ("tinygpt.cli_build_base", "make the tool world's base model: corpus, tokenizer, pretraining, card"),
     "pretrain": ("tinygpt.cli_pretrain", "pretrain a small model from random weights on a text corpus; resume exactly"),
     "distill": ("tinygpt.cli_distill", "distill from a local teacher: top-k logprobs for train, or on-policy"),
     "fuse": ("tinygpt.cli_fuse", "fuse an adapter into its base: a standalone model directory"),

@@ -1,13 +1,21 @@
-"""`tinygpt quickstart`: the main job on the embedded default — model, tool world, traces, training data.
+"""`tinygpt quickstart`: the whole trace -> specialist loop on the embedded base model and tool world.
 
-Runs every embedded world task twice through the real agent loop, each episode recorded as `.atraj`:
-once by the scripted teacher (the reference solution) and once by the model itself under the tool grammar.
-A checker judges each episode; then traces-to-data turns them into pre-tokenized training rows and chat
-records. Later stages of the loop (train, eval gate, promote) join here as they are built.
-
-The run directory must be new or empty; `quickstart.json` in it says `"status": "running"` until the run ends,
-then holds the summary with `"complete"` (or `"interrupted"` / `"failed"`), so a cut-short run never looks
-finished. It never writes outside its run directory (and the embedded model's cache place).
+The embedded base (runtime/assets/world-base, a small general model of the tool world: a file system, a calendar
+and a shop) is the generalist. The loop, each stage resumable and reused on a re-run:
+  1-6. `tinygpt retrain` (tinygpt/retrain.py) into RUN/loop: the oracle teacher plays the domain's train tasks
+       through the real agent loop (every episode a token-exact .atraj), checker-passing episodes become rows,
+       a specialist is trained on them, base and specialist are evaluated on held-out tasks of the domain and of
+       the other domains, the gate gives its verdict, and a ship / routed-ship specialist is registered in the
+       model store with its domain;
+  7.   router: a calibrated domain classifier trained on the first requests of train tasks of every domain
+       (RUN/router, what `tinygpt agent --router` and `tinygpt serve --router` load);
+  8.   report: the router routes every held-out task's first request; base, specialist and router are scored on
+       the same tasks (evals/loop_report.py: the router's score on a task is that of the model it chose, whose
+       greedy episode it is), in-domain, out-of-domain and mixed, with 95% intervals: a table, RUN/summary.png,
+       and the commands to chat with the routed pair.
+RUN/quickstart.json says "running" until the end, then "complete" with the summary (or "interrupted" /
+"failed"), so a cut-short run never looks finished; re-running the same command continues it. It writes only
+into RUN, plus the specialist's entry in the model store when the gate ships it.
 """
 from __future__ import annotations
 
@@ -18,70 +26,110 @@ import time
 from pathlib import Path
 
 from tinygpt.flags import SEED_MAX, int_in
-from tinygpt.model_arg import add_model_flag, load_engine, resolve
 
 STATUS_FILE = "quickstart.json"
+CREATOR = "tinygpt quickstart"
+DOMAINS = ("fileops", "calendar", "shop")
+ROUTER_EXAMPLES = 300  # train tasks per domain the router learns from
+# the specialist's training on 2 CPU cores (flags override): all weights, one pass over the rollouts
+TRAIN = {"method": "full", "learning_rate": 1e-4, "epochs": 1.0, "batch_size": 4, "save_every": 25}
 
 EPILOG = """examples:
-  tinygpt quickstart                        everything on the embedded default model and world
-  tinygpt quickstart --out runs/demo --model models/q06 --json
+  tinygpt quickstart                                   the whole loop on the embedded base and world (~10 min)
+  tinygpt quickstart --out runs/qs                     the same command again: finished stages are reused
+  tinygpt quickstart --domain shop --train-tasks 200   a shop specialist instead of a calendar one
+  tinygpt quickstart --traces runs/my-traces           add your own recorded .atraj episodes to the training data
+  tinygpt quickstart --short                           a few tasks per stage: the whole loop in a minute or two
+                                                       (numbers too small to mean anything; what CI runs)
+then:
+  tinygpt agent --router RUN/router --tools calendar   chat with the routed pair
+  tinygpt serve --router RUN/router                    model "auto" routes each request
 """
-
-
-def run_task(engine, task, policy_kind: str, traces_dir: Path, seed: int, max_tokens: int):
-    """One recorded, judged episode of `task` by the teacher or the model; returns (events, passed)."""
-    from tinygpt.evals.world_tasks import make_judge
-    from tinygpt.runtime.agent import Agent, AgentConfig
-    from tinygpt.runtime.policy import ScriptedPolicy
-    from tinygpt.runtime.recording import record_episode
-    from tinygpt.runtime.sampling import SamplingParams
-    from tinygpt.tools.catalog import open_filesystem
-    from tinygpt.tools.fs_tools import fs_toolset
-
-    fs = open_filesystem("fs:virtual")
-    policy = ScriptedPolicy(engine, list(task.teacher)) if policy_kind == "teacher" else None
-    config = AgentConfig(max_steps=len(task.teacher) + 1,
-                         sampling=SamplingParams(temperature=0.8, top_p=0.95, max_tokens=max_tokens, seed=seed))
-    agent = Agent(engine, fs_toolset(fs, timeout_s=None), config, policy=policy)
-    judge, verdicts = make_judge(task, fs), []
-
-    def judge_and_keep(events):
-        reward, verdict = judge(events)
-        verdicts.append(verdict.passed)
-        return reward, verdict
-
-    events = list(record_episode(agent.run(task.prompt), traces_dir, engine=engine, agent=agent, task_id=task.id,
-                                 split="train" if policy_kind == "teacher" else "rollout", judge=judge_and_keep,
-                                 labels={"policy": policy_kind}))
-    return events, verdicts[0]
-
-
-def write_status(run_dir: Path, status: str, fields: dict) -> None:
-    """Atomically (re)write the run's status file."""
-    tmp = run_dir / f".{STATUS_FILE}.tmp"
-    tmp.write_text(json.dumps({"status": status, **fields}, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(run_dir / STATUS_FILE)
 
 
 class RunDirError(RuntimeError):
     """The run directory cannot be used; the message says why and what to do."""
 
 
-def _fresh_default() -> Path:
-    base = Path(f"runs/quickstart-{time.strftime('%Y%m%d-%H%M%S')}")
-    out, n = base, 1
-    while out.exists() or out.is_symlink():
-        n += 1
-        out = base.with_name(f"{base.name}-{n}")
-    return out
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinygpt quickstart", description=__doc__.splitlines()[0], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=None, help="run directory (default ./runs/quickstart; a quickstart run there "
+                   "is continued)")
+    p.add_argument("--model", "-m", default="default", help="the base model (default: the embedded world base)")
+    p.add_argument("--domain", choices=DOMAINS, default="calendar", help="the specialist's domain (default calendar)")
+    p.add_argument("--train-tasks", type=int_in(1), default=300, help="train tasks the teacher plays (default 300)")
+    p.add_argument("--eval-tasks", type=int_in(1), default=200,
+                   help="held-out tasks of the domain (default 200, the whole split)")
+    p.add_argument("--guard-tasks", type=int_in(1), default=60,
+                   help="held-out tasks of each other domain (default 60)")
+    p.add_argument("--traces", action="append", default=[], metavar="DIR",
+                   help="your own recorded .atraj episodes to train on too (read only; repeatable)")
+    p.add_argument("--name", default="", help="the specialist's name in the model store (default <domain>-specialist)")
+    p.add_argument("--in-flight", type=int_in(1), default=8, help="episodes played at once in evals (default 8)")
+    p.add_argument("--seed", type=int_in(0, SEED_MAX), default=0, help="run seed (default 0)")
+    p.add_argument("--short", action="store_true", help="a few tasks per stage (a smoke test of the whole loop)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
 
 
-def make_run_dir(given: str | None) -> Path:
-    """The run directory, created new (or an empty one reused); a user's non-empty directory is refused."""
-    out = Path(given) if given else _fresh_default()
-    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
-        raise RunDirError(f"--out {out} exists and is not an empty directory; quickstart writes only into a new "
-                          "one. Choose another --out")
+def main(argv: list[str]) -> int:
+    a = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    console = Console(stderr=True, soft_wrap=not sys.stderr.isatty(), markup=False, highlight=False)
+    if a.short:
+        a.train_tasks, a.eval_tasks, a.guard_tasks = min(a.train_tasks, 24), min(a.eval_tasks, 12), min(a.guard_tasks, 6)
+    from tinygpt.retrain import prepare
+
+    out = Path(a.out) if a.out else Path("runs/quickstart")
+    cfg = loop_config(a, out)
+    check_run_dir(out)
+    prepare(cfg)  # every input checked (model, domain, traces, names) before anything is written
+    out = run_dir(out)
+    try:
+        summary = run(a, cfg, out, console)
+    except BaseException as exc:
+        from tinygpt.cli import interrupted
+
+        write_status(out, "interrupted" if interrupted(exc) else "failed", {"error": f"{type(exc).__name__}: {exc}"})
+        console.print(f"run directory {out} is incomplete ({STATUS_FILE} says so); the same command continues it")
+        raise
+    write_status(out, "complete", summary)
+    if a.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("\n".join(summary["table"]))
+        print(summary["conclusion"])
+        print(f"chart: {summary['chart']}")
+        for line in summary["next"]:
+            print(line)
+    return 0
+
+
+def write_status(out: Path, status: str, fields: dict) -> None:
+    """Atomically (re)write the run's status file."""
+    tmp = out / f".{STATUS_FILE}.tmp"
+    tmp.write_text(json.dumps({"created_by": CREATOR, "status": status, **fields}, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / STATUS_FILE)
+
+
+def check_run_dir(out: Path) -> None:
+    """RunDirError unless `out` is new, empty, or an earlier quickstart run (continued)."""
+    status = out / STATUS_FILE
+    ours = False
+    if status.is_file() and not status.is_symlink():
+        try:
+            ours = json.loads(status.read_text(encoding="utf-8")).get("created_by") == CREATOR
+        except (OSError, ValueError, AttributeError):
+            ours = False
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or (any(out.iterdir()) and not ours))):
+        raise RunDirError(f"--out {out} exists and is neither empty nor a quickstart run; quickstart writes only into "
+                          "a new directory or continues its own. Choose another --out")
+
+
+def run_dir(out: Path) -> Path:
+    """Create (or reopen) the run directory and mark it running."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_status(out, "running", {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
@@ -92,97 +140,99 @@ def make_run_dir(given: str | None) -> Path:
     return out
 
 
-def untrained_note(loaded) -> str | None:
-    """What to tell the user when the model is random-init (an untrained model scores 0%), else None."""
-    from tinygpt.runtime.presets import is_untrained
+def loop_config(a, out: Path):
+    """The retrain run of stages 1-6."""
+    from tinygpt.retrain import RetrainConfig
 
-    if not is_untrained(loaded):
-        return None
-    model_path = loaded.path
-    return (f"{model_path} has random weights (made by `tinygpt init-model`, never trained), so a 0% model pass "
-            "rate is expected. The teacher episodes above are its training data (`tinygpt train <data>/rows.jsonl "
-            "--model <model>` trains on them; the quickstart does not train yet); to measure a real model run "
-            "`tinygpt quickstart --model <trained dir or hub id>`.")
+    return RetrainConfig(model=a.model, domain=a.domain, out=str(out / "loop"),
+                         guards=[d for d in DOMAINS if d != a.domain], traces=list(a.traces),
+                         train_tasks=a.train_tasks, eval_tasks=a.eval_tasks, guard_tasks=a.guard_tasks,
+                         train=dict(TRAIN), name=a.name or f"{a.domain}-specialist", in_flight=a.in_flight,
+                         max_tokens=128, seed=a.seed)
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="tinygpt quickstart", description=__doc__, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_flag(p)
-    p.add_argument("--out", default=None, help="run directory (default: ./runs/quickstart-<time>)")
-    p.add_argument("--max-tokens", type=int_in(1), default=48, help="tokens per model step (default 48)")
-    p.add_argument("--seed", type=int_in(0, SEED_MAX), default=0, help="sampling seed of the first task (default 0)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    a = p.parse_args(argv)
-    from rich.console import Console
+def run(a, cfg, out: Path, console) -> dict:
+    """Retrain (stages 1-6), the router, the report; returns the summary."""
+    from tinygpt.retrain import retrain
 
-    # no markup (paths may hold brackets), no wrapping when piped (paths stay whole)
-    console = Console(stderr=True, soft_wrap=not sys.stderr.isatty(), markup=False, highlight=False)
-    cfg = resolve(a)
-    engine = load_engine(cfg)  # a bad --model fails before any run directory exists
-    out = make_run_dir(a.out)
-    try:
-        summary = run(a, engine, out, console)
-    except BaseException as exc:
-        from tinygpt.cli import interrupted
-
-        write_status(out, "interrupted" if interrupted(exc) else "failed",
-                     {"error": f"{type(exc).__name__}: {exc}"})
-        console.print(f"run directory {out} is incomplete ({STATUS_FILE} says so)")
-        raise
-    write_status(out, "complete", summary)
-    if a.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        console.print(f"teacher pass rate {summary['teacher_pass_rate']:.0%}, "
-                      f"model pass rate {summary['model_pass_rate']:.0%}")
-        if summary.get("note"):
-            console.print(summary["note"])
-        console.print(f"training data: {summary['training_rows']} rows, {summary['tokens']} tokens "
-                      f"({summary['trained_tokens']} trained) in {out / 'data'}")
-        console.print(f"inspect: tinygpt traces ls {out / 'traces'}  |  tinygpt traces show <file>")
-    if summary["teacher_pass_rate"] < 1.0:
-        console.print("the scripted teacher failed a task: this is a bug", style="red")
-        return 1
-    return 0
+    started = time.time()
+    guards, name = cfg.guards, cfg.name
+    loop = retrain(cfg, console)
+    loop_s = time.time() - started
+    router_dir, router_s = train_router(out / "router", a.model, a.short, console)
+    report = make_report(a, out, loop, router_dir, name, guards, console)
+    report["seconds"] = {"loop": round(loop_s, 1), "router": round(router_s, 1), "total": round(time.time() - started, 1)}
+    console.print(f"quickstart: {report['seconds']['total']:.0f} s in all")
+    return report
 
 
-def run(a, engine, out: Path, console) -> dict:
-    """Record and judge every task by teacher and model, export training data; return the summary."""
-    from rich.progress import Progress
+def train_router(directory: Path, generalist: str, short: bool, console) -> tuple[Path, float]:
+    """Stage 7: the router, trained on the first request of train tasks of every domain; reused when present."""
+    from tinygpt.router.model import JSON_NAME, save
+    from tinygpt.router.settings import Settings
+    from tinygpt.router.train import TrainOptions, train
 
-    from tinygpt import blas
-    from tinygpt.evals.world_tasks import TASKS
-    from tinygpt.runtime import agent_events as ev
-    from tinygpt.traces.atraj import ToolCall
-    from tinygpt.traces.to_data import ExportConfig, traces_to_data
+    started = time.time()
+    if (directory / JSON_NAME).is_file():
+        console.print(f"[router] reusing {directory}")
+        return directory, 0.0
+    from tinygpt.evals.loop_report import router_examples
 
-    traces_dir, data_dir = out / "traces", out / "data"
-    console.print(f"quickstart -> {out}: model {engine.loaded.path} ({engine.loaded.config.get('num_hidden_layers')} "
-                  f"layers, vocab {engine.loaded.vocab_size}), world fs:virtual, {len(TASKS)} tasks, "
-                  f"max {a.max_tokens} tokens/step, seed {a.seed}, BLAS {blas.loaded_openblas() or 'bundled'}")
-    verdicts: dict[str, list[bool]] = {"teacher": [], "model": []}
-    with Progress(console=console, transient=True) as bar:
-        job = bar.add_task("recording episodes", total=2 * len(TASKS))
-        for i, task in enumerate(TASKS):
-            for kind in ("teacher", "model"):
-                events, passed = run_task(engine, task, kind, traces_dir, a.seed + i, a.max_tokens)
-                calls = [e for e in events if isinstance(e, ToolCall)]
-                end = next(e for e in events if isinstance(e, ev.TurnEnd))
-                verdicts[kind].append(passed)
-                console.print(f"{kind:>7} {task.id:<14} {len(calls)} calls, {end.reason}, "
-                              f"{'pass' if passed else 'fail'}")
-                bar.advance(job)
-    report = traces_to_data([traces_dir], data_dir, ExportConfig(require_pass=True))
-    summary = {
-        "out": str(out), "model": str(engine.loaded.path), "episodes": 2 * len(TASKS),
-        "teacher_pass_rate": sum(verdicts["teacher"]) / len(TASKS),
-        "model_pass_rate": sum(verdicts["model"]) / len(TASKS),
-        "training_rows": report.rows, "trained_tokens": report.trained_tokens, "tokens": report.tokens,
-        "rows_file": str(data_dir / "rows.jsonl"), "chat_file": str(data_dir / "chat.jsonl"),
-        "next": "train/eval/promote stages are not built yet",
-    }
-    note = untrained_note(engine.loaded)
-    if note:
-        summary["random_init"], summary["note"] = True, note
-    return summary
+    examples = router_examples(list(DOMAINS), 40 if short else ROUTER_EXAMPLES)
+    console.print(f"[router] training on {len(examples)} first requests of train tasks ({', '.join(DOMAINS)})")
+    model = train(examples, TrainOptions(), Settings(generalist=generalist).checked(), sources=["quickstart"])
+    save(model, directory)
+    m = model.meta.metrics
+    console.print(f"[router] done in {time.time() - started:.1f}s: held-out accuracy "
+                  f"{m.accuracy if m.accuracy is not None else '-'}, ECE {m.ece if m.ece is not None else '-'}")
+    return directory, time.time() - started
+
+
+def make_report(a, out: Path, loop: dict, router_dir: Path, name: str, guards: list[str], console) -> dict:
+    """Stage 8: route the held-out tasks, score the three arms on them, write the table and the chart."""
+    from tinygpt.evals.loop_report import chart_png, route_tasks, routed_passes, table, text_table
+    from tinygpt.router.model import load
+    from tinygpt.router.registry import load_registry
+    from tinygpt.router.settings import Settings
+    from tinygpt.runtime.store import ModelStore
+
+    evals = json.loads((Path(loop["out"]) / "eval" / f"v{loop['stages']['eval']}" / "stage.json").read_text())
+    runs = evals["outputs"]["runs"]
+    passed = {suite: {arm: r["passed"] for arm, r in arms.items()} for suite, arms in runs.items()}
+    router = load(router_dir)
+    settings = Settings(generalist=a.model)
+    registry = load_registry(ModelStore(), generalist=a.model)
+    routes = route_tasks(router, registry, settings, {a.domain: a.eval_tasks, **{g: a.guard_tasks for g in guards}})
+    (out / "routes.json").write_text(json.dumps(routes, indent=2) + "\n", encoding="utf-8")
+    arms = {"base": {s: passed[s]["base"] for s in passed}, "specialist": {s: passed[s]["specialist"] for s in passed},
+            "router": routed_passes(routes, passed, loop.get("registered") or name)}
+    rows = table(a.domain, arms)
+    lines = text_table(rows, {"base": a.model, "specialist": name, "router": "auto"})
+    chart = out / "summary.png"
+    chart.write_bytes(chart_png(rows, f"{a.domain}: gate says {loop['verdict']}"))
+    to_specialist = sum(r["route"] == (loop.get("registered") or name) for t in routes.values() for r in t.values())
+    base_in, spec_in = rows["base"]["in-domain"], rows["specialist"]["in-domain"]
+    base_out, spec_out = rows["base"]["out-of-domain"], rows["specialist"]["out-of-domain"]
+    best = max(rows["base"]["mixed"].rate, rows["specialist"]["mixed"].rate)
+    conclusion = (f"gate: {loop['verdict']}. In-domain the specialist scores {spec_in.rate:.1%} against the base's "
+                  f"{base_in.rate:.1%} ({(spec_in.rate - base_in.rate) * 100:+.1f} points); out of domain "
+                  f"{spec_out.rate:.1%} against {base_out.rate:.1%} ({(spec_out.rate - base_out.rate) * 100:+.1f}). "
+                  f"The router sent {to_specialist} of {sum(len(t) for t in routes.values())} held-out requests to "
+                  f"the specialist and scores {rows['router']['mixed'].rate:.1%} on the mixed set (the better arm alone: "
+                  f"{best:.1%}).")
+    registered = loop.get("registered")
+    nxt = [f"chat with the routed pair:  tinygpt agent --router {router_dir} --tools {_tools(a.domain)}",
+           f"serve it (model \"auto\"):    tinygpt serve --router {router_dir}",
+           f"the loop's artifacts:        {loop['out']} (tinygpt retrain --help)"]
+    if not registered:
+        nxt.insert(0, f"the gate did not ship the specialist ({loop['verdict']}): the router sends everything to the base")
+    return {"out": str(out), "domain": a.domain, "base": a.model, "specialist": name, "registered": registered,
+            "verdict": loop["verdict"], "reasons": loop.get("reasons", []),
+            "results": {arm: {col: {"passed": c.passed, "tasks": c.tasks, "rate": c.rate, "ci95": [c.lo, c.hi]}
+                              for col, c in cells.items()} for arm, cells in rows.items()},
+            "table": lines, "conclusion": conclusion, "chart": str(chart), "routes": str(out / "routes.json"),
+            "router": str(router_dir), "loop": loop["out"], "next": nxt}
+
+
+def _tools(domain: str) -> str:
+    return {"fileops": "fs:virtual", "calendar": "calendar", "shop": "shop"}[domain]
