@@ -88,7 +88,7 @@ def test_a_keyless_model_list_is_empty_by_default_and_a_wrong_key_is_refused(key
     assert probe.status_code == 200 and probe.json() == {"object": "list", "data": []}
     assert httpx.get(url + "/v1/models", headers={"Authorization": "Bearer nope"}).status_code == 401
     keyed_list = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k3y"}).json()
-    assert [m["id"] for m in keyed_list["data"]] == [tiny_model.name]
+    assert [m["id"] for m in keyed_list["data"]] == [tiny_model.name, "default"]  # and the embedded default
     for path in (f"/v1/models/{tiny_model.name}", "/health", "/api/tags", "/openapi.json"):
         assert httpx.get(url + path).status_code == 401, path
     chat = httpx.post(url + "/v1/chat/completions", json={"model": tiny_model.name, "messages": USER})
@@ -102,7 +102,7 @@ def test_models_without_key_list_shows_names_and_refuse_is_a_401(keyed, tiny_mod
     assert parser().parse_args([]).models_without_key == "empty"
     assert next(a for a in parser()._actions if a.dest == "models_without_key").choices == MODELS_WITHOUT_KEY
     listed = httpx.get(keyed["list"].url + "/v1/models")
-    assert listed.status_code == 200 and [m["id"] for m in listed.json()["data"]] == [tiny_model.name]
+    assert listed.status_code == 200 and [m["id"] for m in listed.json()["data"]] == [tiny_model.name, "default"]
     refused = httpx.get(keyed["refuse"].url + "/v1/models")
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
 

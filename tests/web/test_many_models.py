@@ -42,7 +42,7 @@ def oll(many):
 
 
 def test_every_servable_model_is_listed_on_both_surfaces(oai, oll, tiny_model):
-    names = [tiny_model.name, "other", "spec"]
+    names = [tiny_model.name, "default", "other", "spec"]  # the embedded default is always servable
     assert [m.id for m in oai.models.list()] == names
     assert oai.models.retrieve("spec").id == "spec"
     listed = {m.model: m for m in oll.list().models}

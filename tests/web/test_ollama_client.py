@@ -26,7 +26,8 @@ def test_root_and_version(server):
 
 
 def test_list_show_ps(client, tiny_model):
-    (m,) = client.list().models
+    m, embedded = client.list().models
+    assert embedded.model == "default:latest"  # the embedded default is always servable
     assert m.model == f"{tiny_model.name}:latest" and m.size > 0 and len(m.digest) == 64
     assert m.details.family == "qwen3" and m.details.format == "safetensors"
     shown = client.show(tiny_model.name)

@@ -26,7 +26,7 @@ def client(server):
 
 
 def test_models_list_names_the_served_model(client, tiny_model):
-    assert [m.id for m in client.models.list()] == [tiny_model.name]
+    assert [m.id for m in client.models.list()] == [tiny_model.name, "default"]  # and the embedded default
     assert client.models.retrieve(tiny_model.name).id == tiny_model.name
 
 
