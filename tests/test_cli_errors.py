@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -42,15 +41,32 @@ FLAG_CASES = [
 ]
 
 
+QUICKSTART_CASES = [
+    ("--train-tasks", "0", "must be an integer >= 1, got 0"),
+    ("--eval-tasks", "-1", "must be an integer >= 1, got -1"),
+    ("--guard-tasks", "0", "must be an integer >= 1, got 0"),
+    ("--in-flight", "0", "must be an integer >= 1, got 0"),
+    ("--seed", "-1", "must be an integer in [0, 18446744073709551615], got -1"),
+    ("--seed", str(2**64), f"must be an integer in [0, 18446744073709551615], got {2**64}"),
+    ("--train-tasks", "ten", "expected an integer, got 'ten'"),
+]
+
+
 @pytest.mark.parametrize("command, flag, value, says", [
-    (command, *case) for command in ("generate", "chat", "agent", "quickstart") for case in FLAG_CASES
-    if command != "quickstart" or case[0] in ("--max-tokens", "--seed")  # quickstart has only these two
-])
+    (command, *case) for command in ("generate", "chat", "agent") for case in FLAG_CASES
+] + [("quickstart", *case) for case in QUICKSTART_CASES])
 def test_numeric_flags_are_range_checked(command, flag, value, says, capsys):
     with pytest.raises(SystemExit) as stop:
         cli.main([command, flag, value] + (["hi"] if command == "generate" else []))
     assert stop.value.code == 2
     assert f"argument {flag}: {says}" in capsys.readouterr().err
+
+
+def test_quickstart_has_no_max_tokens_flag(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["quickstart", "--max-tokens", "8"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: --max-tokens 8" in capsys.readouterr().err
 
 
 def test_init_model_seed_is_range_checked(capsys):
@@ -136,7 +152,7 @@ def test_os_errors_about_places_are_one_line(capsys):
 def test_trace_errors_raised_by_any_command_are_one_line(capsys):
     from tinygpt.traces.errors import TraceError
 
-    def refused_out(_argv):  # quickstart calls traces_to_data directly; its refusals are user errors
+    def refused_out(_argv):  # quickstart's data stage calls traces_to_data; its refusals are user errors
         raise TraceError("/data/out/rows.jsonl exists and no tinygpt run wrote it; pick another --out")
 
     assert cli._run("quickstart", refused_out, []) == 2
@@ -154,20 +170,42 @@ def test_an_error_raised_while_handling_ctrl_c_still_reads_interrupted(capsys):
     assert capsys.readouterr().err == "\ninterrupted\n"
 
 
+def quickstart(*args, cache: Path, prefix=()):
+    """`tinygpt quickstart` with its own model store (TINYGPT_CACHE), so no test touches the user's."""
+    return run("quickstart", *args, env={"TINYGPT_CACHE": str(cache), "TINYGPT_CONFIG": ""}, prefix=prefix)
+
+
 def test_quickstart_out_under_a_file_is_one_line(tmp_path, tiny_model_dir):
     blocker = tmp_path / "file"
     blocker.write_text("mine")
-    last = one_error_line(run("quickstart", "--out", str(blocker / "run"), "--model", str(tiny_model_dir)),
-                          "quickstart")
+    last = one_error_line(quickstart("--out", str(blocker / "run"), "--model", str(tiny_model_dir),
+                                     cache=tmp_path / "cache"), "quickstart")
     assert "cannot create the run directory" in last and str(blocker) in last and "--out" in last
     assert blocker.read_text() == "mine"
 
 
-def test_quickstart_never_writes_into_a_users_directory(tmp_path, tiny_model_dir):
-    (tmp_path / "mine.txt").write_text("mine")
-    last = one_error_line(run("quickstart", "--out", str(tmp_path), "--model", str(tiny_model_dir)), "quickstart")
-    assert "is not an empty directory" in last
-    assert os.listdir(tmp_path) == ["mine.txt"]
+@pytest.mark.parametrize("status", [None, {"created_by": "someone else", "status": "complete"}])
+def test_quickstart_never_writes_into_a_users_directory(tmp_path, tiny_model_dir, status):
+    """A non-empty directory is continued only if quickstart made it (its quickstart.json says so)."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "mine.txt").write_text("mine")
+    if status is not None:
+        (mine / "quickstart.json").write_text(json.dumps(status))
+    before = sorted(os.listdir(mine))
+    last = one_error_line(quickstart("--out", str(mine), "--model", str(tiny_model_dir), cache=tmp_path / "cache"),
+                          "quickstart")
+    assert f"--out {mine} exists and is neither empty nor a quickstart run" in last and "another --out" in last
+    assert sorted(os.listdir(mine)) == before and (mine / "mine.txt").read_text() == "mine"
+    assert not (tmp_path / "cache").exists()
+
+
+def test_quickstart_bad_traces_are_one_line_and_create_nothing(tmp_path, tiny_model_dir):
+    """retrain.prepare's refusals (here --traces) read as quickstart's own error, before any directory is made."""
+    last = one_error_line(quickstart("--out", str(tmp_path / "run"), "--model", str(tiny_model_dir), "--traces",
+                                     str(tmp_path / "nope"), cache=tmp_path / "cache"), "quickstart")
+    assert f"--traces {tmp_path / 'nope'}: no such file or directory" in last
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) for a read-only mount")
@@ -181,69 +219,43 @@ def test_read_only_mount_is_one_line(tmp_path, tiny_model_dir):
         pytest.skip(f"cannot mount here: {probe.stderr!r}")
     last = one_error_line(run("init-model", str(ro / "m"), prefix=mount), "init-model")
     assert "Read-only file system" in last and str(ro) in last
-    last = one_error_line(run("quickstart", "--out", str(ro / "run"), "--model", str(tiny_model_dir),
-                              prefix=mount), "quickstart")
-    assert "Read-only file system" in last and str(ro / "run") in last
+    last = one_error_line(quickstart("--out", str(ro / "run"), "--model", str(tiny_model_dir),
+                                     cache=tmp_path / "cache", prefix=mount), "quickstart")
+    assert "cannot create the run directory" in last and "Read-only file system" in last
+    assert str(ro / "run") in last
 
 
 def test_ctrl_c_during_quickstart_says_interrupted_and_marks_the_run(tmp_path, tiny_model_dir):
-    """SIGINT once the first episode is reported (waits for output, not for time)."""
+    """SIGINT once the first stage reports its start (waits for output, not for time)."""
     out = tmp_path / "run[1]"  # brackets: printed as they are, not taken for rich markup
-    proc = subprocess.Popen(TINYGPT + ["quickstart", "--out", str(out), "--model", str(tiny_model_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(TINYGPT + ["quickstart", "--short", "--out", str(out), "--model", str(tiny_model_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TINYGPT_CACHE": str(tmp_path / "cache"), "TINYGPT_CONFIG": ""})
     seen = []
     for line in proc.stderr:
         seen.append(line)
-        if line.lstrip().startswith("teacher "):
+        if line.startswith("[rollouts] v1: start"):
             proc.send_signal(signal.SIGINT)
             break
     _, rest = proc.communicate(timeout=120)
     err = "".join(seen) + rest
     assert proc.returncode == 130, err
     assert err.rstrip().endswith("interrupted") and "Traceback" not in err
-    assert "cli_quickstart.py" not in err  # log lines carry no source-file column
-    settings = next(line for line in seen if line.startswith("quickstart -> "))
-    assert settings.startswith(f"quickstart -> {out}: model {tiny_model_dir} ")
-    assert "world fs:virtual" in settings and "seed 0" in settings  # one line, not wrapped at 80 columns
+    assert "cli_quickstart.py" not in err and "retrain.py" not in err  # log lines carry no source-file column
+    settings = next(line for line in seen if line.startswith("retrain "))
+    assert settings.startswith(f"retrain {tiny_model_dir} on calendar (guards: fileops, shop) -> {out / 'loop'}: ")
+    assert settings.rstrip().endswith("specialist calendar-specialist")  # one line, not wrapped at 80 columns
+    assert f"run directory {out} is incomplete" in err
     status = json.loads((out / "quickstart.json").read_text())
-    assert status["status"] == "interrupted"
-    assert not (out / "data" / "rows.jsonl").exists()
+    assert status["created_by"] == "tinygpt quickstart" and status["status"] == "interrupted"
+    assert json.loads((out / "loop" / "retrain.json").read_text())["status"] == "interrupted"
+    assert not (out / "loop" / "data").exists() and not (out / "routes.json").exists()
 
 
 def test_quickstart_with_a_bad_model_creates_no_run_dir(tmp_path):
-    last = one_error_line(run("quickstart", "--out", str(tmp_path / "run"), "--model", str(tmp_path / "nope")),
-                          "quickstart")
+    last = one_error_line(quickstart("--out", str(tmp_path / "run"), "--model", str(tmp_path / "nope"),
+                                     cache=tmp_path / "cache"), "quickstart")
     assert "the local path does not exist" in last and not (tmp_path / "run").exists()
-
-
-def test_random_init_models_are_explained(tiny_model_dir, tmp_path):
-    from tinygpt.cli_quickstart import untrained_note
-
-    as_loaded = lambda path, adapter=None: SimpleNamespace(path=Path(path), adapter_path=adapter)  # noqa: E731
-    note = untrained_note(as_loaded(tiny_model_dir))
-    assert "random weights" in note and "0% model pass rate is expected" in note and "--model" in note
-    trained = tmp_path / "trained"
-    shutil.copytree(tiny_model_dir, trained)
-    meta = json.loads((trained / "tinygpt.json").read_text())
-    (trained / "tinygpt.json").write_text(json.dumps({**meta, "trained_by": "tinygpt train"}))
-    assert untrained_note(as_loaded(trained)) is None
-    from tinygpt.runtime.presets import ADAPTER_CREATOR, MARKER
-
-    for trained_adapter in (False, True):  # a specialist on a random base is untrained only if its adapter is
-        adapter = tmp_path / f"adapter-{trained_adapter}"
-        adapter.mkdir()
-        (adapter / MARKER).write_text(json.dumps({"created_by": ADAPTER_CREATOR, "kind": "adapter",
-                                                  **({"trained_by": "tinygpt train"} if trained_adapter else {})}))
-        assert (untrained_note(as_loaded(tiny_model_dir, adapter)) is None) == trained_adapter
-
-
-@pytest.mark.slow
-def test_quickstart_summary_says_the_model_is_untrained(tmp_path, tiny_model_dir):
-    r = run("quickstart", "--out", str(tmp_path / "run"), "--model", str(tiny_model_dir), "--json")
-    assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout)
-    assert summary["random_init"] is True and summary["model_pass_rate"] == 0.0
-    assert json.loads((tmp_path / "run" / "quickstart.json").read_text())["status"] == "complete"
 
 
 def test_doctor_piped_prints_plain_unwrapped_lines():

@@ -169,20 +169,42 @@ def test_interrupted_replacement_puts_the_old_model_back(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
-def test_quickstart_default_run_dir_never_reuses_an_existing_one(tmp_path, monkeypatch):
-    import time
-
-    from tinygpt.cli_quickstart import make_run_dir
+def test_quickstart_default_run_dir_is_continued_only_if_quickstart_made_it(tmp_path, monkeypatch):
+    """The default --out runs/quickstart: a user's non-empty directory there is refused untouched (also when its
+    quickstart.json is someone else's or a symlink); an earlier quickstart run there is reopened."""
+    from tinygpt.cli_quickstart import RunDirError, check_run_dir, run_dir
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(time, "strftime", lambda *_: "20260101-000000")
-    taken = tmp_path / "runs" / "quickstart-20260101-000000"
+    taken = tmp_path / "runs" / "quickstart"
     taken.mkdir(parents=True)
     (taken / "mine.txt").write_text("mine")
-    out = make_run_dir(None)
-    assert out == Path("runs/quickstart-20260101-000000-2")
-    assert json.loads((out / "quickstart.json").read_text())["status"] == "running"
-    assert os.listdir(taken) == ["mine.txt"]
+    r = run("quickstart", "--model", "default", cwd=tmp_path,
+            env={"TINYGPT_CACHE": str(tmp_path / "cache"), "TINYGPT_CONFIG": ""})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "tinygpt quickstart: error: --out runs/quickstart exists and is neither empty nor a quickstart run; "
+        "quickstart writes only into a new directory or continues its own. Choose another --out")
+    assert snapshot(taken) == {"mine.txt": b"mine"} and sorted(os.listdir(tmp_path)) == ["runs"]
+    default = Path("runs/quickstart")
+    elsewhere = tmp_path / "theirs.json"
+    elsewhere.write_text(json.dumps({"created_by": "tinygpt quickstart", "status": "complete"}))
+    for status in ('{"created_by": "tinygpt retrain"}', "not json", None):
+        if status is None:
+            (taken / "quickstart.json").symlink_to(elsewhere)
+        else:
+            (taken / "quickstart.json").write_text(status)
+        with pytest.raises(RunDirError, match="is neither empty nor a quickstart run"):
+            check_run_dir(default)
+        (taken / "quickstart.json").unlink()
+    (taken / "quickstart.json").write_text(json.dumps({"created_by": "tinygpt quickstart", "status": "interrupted"}))
+    check_run_dir(default)  # its own run: continued
+    assert run_dir(default) == default
+    assert json.loads((taken / "quickstart.json").read_text())["status"] == "running"
+    assert (taken / "mine.txt").read_text() == "mine"
+    for fresh in (Path("runs/new"), Path("runs/empty")):
+        if fresh.name == "empty":
+            fresh.mkdir()
+        check_run_dir(fresh)  # new or empty: fine
 
 
 def test_model_creation_progress_on_a_terminal_and_when_piped(tmp_path):

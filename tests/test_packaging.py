@@ -97,6 +97,9 @@ def test_installed_wheel_runs_help_creates_a_bpe_model_and_runs_the_embedded_def
     helped = run_installed(target, tmp_path, "--help")
     assert helped.returncode == 0, helped.stderr
     assert "init-model" in helped.stdout and "quickstart" in helped.stdout
+    for command, says in (("quickstart", "--short"), ("build-base", "usage: tinygpt build-base")):
+        helped = run_installed(target, tmp_path, command, "--help")
+        assert helped.returncode == 0 and says in helped.stdout, helped.stderr
     made = run_installed(target, tmp_path, "init-model", str(tmp_path / "m"), "--vocab", "bpe")
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "m" / "tokenizer.json").is_file() and (tmp_path / "m" / "config.json").is_file()
@@ -110,13 +113,18 @@ def test_installed_wheel_runs_help_creates_a_bpe_model_and_runs_the_embedded_def
 
 @pytest.mark.slow
 def test_installed_wheel_runs_the_main_command(wheel, tmp_path):
+    """The shortened quickstart from the wheel: the whole loop on the wheel's own default model and tool world."""
     _, target, _ = wheel
-    done = run_installed(target, tmp_path, "quickstart", "--out", str(tmp_path / "qs"), "--max-tokens", "8",
-                         timeout=600)
+    out = tmp_path / "qs"
+    done = run_installed(target, tmp_path, "quickstart", "--short", "--out", str(out), "--json", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "teacher pass rate 100%" in done.stdout + done.stderr
-    assert list((tmp_path / "qs" / "traces").glob("*.atraj"))
-    assert not (tmp_path / "cache" / "models").exists()  # the default model is the wheel's own, never copied
+    assert "teacher oracle on calendar/train: 24/24 passed" in done.stderr
+    summary = json.loads(done.stdout)
+    status = json.loads((out / "quickstart.json").read_text())
+    assert status["status"] == "complete" and status["results"] == summary["results"]
+    assert list((out / "loop" / "rollouts" / "v1" / "traces").rglob("*.atraj"))
+    assert (out / "summary.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert not list((tmp_path / "cache").rglob("*.safetensors"))  # the default model is the wheel's own, never copied
 
 
 def _bootstrap_dir(tmp: Path) -> Path:

@@ -80,21 +80,18 @@ def main(argv: list[str]) -> int:
     console = Console(stderr=True, soft_wrap=not sys.stderr.isatty(), markup=False, highlight=False)
     if a.short:
         a.train_tasks, a.eval_tasks, a.guard_tasks = min(a.train_tasks, 24), min(a.eval_tasks, 12), min(a.guard_tasks, 6)
-    from tinygpt.retrain import prepare
+    from tinygpt.retrain import RetrainError, prepare
 
     out = Path(a.out) if a.out else Path("runs/quickstart")
     cfg = loop_config(a, out)
     check_run_dir(out)
-    prepare(cfg)  # every input checked (model, domain, traces, names) before anything is written
-    out = run_dir(out)
     try:
-        summary = run(a, cfg, out, console)
-    except BaseException as exc:
-        from tinygpt.cli import interrupted
-
-        write_status(out, "interrupted" if interrupted(exc) else "failed", {"error": f"{type(exc).__name__}: {exc}"})
-        console.print(f"run directory {out} is incomplete ({STATUS_FILE} says so); the same command continues it")
-        raise
+        prepare(cfg)  # every input checked (model, domain, traces, names) before anything is written
+        out = run_dir(out)
+        summary = run_marked(a, cfg, out, console)
+    except RetrainError as exc:  # bad input, or a stage that cannot go on: retrain's message says what to do
+        sys.stderr.write(f"tinygpt quickstart: error: {exc}\n")
+        return 2
     write_status(out, "complete", summary)
     if a.json:
         print(json.dumps(summary, indent=2))
@@ -105,6 +102,18 @@ def main(argv: list[str]) -> int:
         for line in summary["next"]:
             print(line)
     return 0
+
+
+def run_marked(a, cfg, out: Path, console) -> dict:
+    """`run`, with quickstart.json marked "interrupted" or "failed" if it does not finish."""
+    try:
+        return run(a, cfg, out, console)
+    except BaseException as exc:
+        from tinygpt.cli import interrupted
+
+        write_status(out, "interrupted" if interrupted(exc) else "failed", {"error": f"{type(exc).__name__}: {exc}"})
+        console.print(f"run directory {out} is incomplete ({STATUS_FILE} says so); the same command continues it")
+        raise
 
 
 def write_status(out: Path, status: str, fields: dict) -> None:
