@@ -111,7 +111,7 @@ def test_a_specialist_and_its_base_share_weights_but_never_a_prefix_cache_entry(
     init_adapter(tiny_model_dir, tmp_path / "adapter", rank=4, seed=3)
     store.add("spec", tmp_path / "adapter", base=str(tiny_model_dir))
     catalog = Catalog(str(tiny_model_dir), "base", store=store)
-    assert catalog.names() == ["base", "spec"]
+    assert catalog.names() == ["base", "default", "spec"]  # the embedded default is always servable
     s = Scheduler(catalog, SchedulerConfig(prefill_step=64))
     ids = list(range(3, 30))
 
