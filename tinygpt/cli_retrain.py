@@ -26,10 +26,14 @@ EPILOG = """examples:
   tinygpt retrain --model models/q06 --domain fileops --out runs/fs2 --teacher qwen3-4b --train-tasks 200 \\
         --method full --learning-rate 1e-5 --iters 300 --name fs-full --json
   tinygpt retrain --model models/q06 --domain calendar --guards fileops --out runs/cal --config train.toml
+  tinygpt retrain --model models/q06 --domain fileops --out runs/fs-remote --teacher-remote http://127.0.0.1:8000/v1 \
+        --teacher-model qwen3-32b --api-key-env MY_KEY --in-flight 8
+        a model on an OpenAI-compatible server plays the train tasks (text only: its passing episodes train as chat)
 
 stages and what each leaves in RUN/<stage>/v<N>/ (plus its stage.json):
   rollouts  traces/<run id>/*.atraj and the teacher's result rows on the domain's train split
-  data      export/rows.jsonl, chat.jsonl, report.json: checker-passing episodes only (rejection sampling)
+  data      export/rows.jsonl, chat.jsonl, report.json: checker-passing episodes only (rejection sampling);
+            training uses rows.jsonl if every kept episode is token-exact, else chat.jsonl (all of them)
   train     run/: a `tinygpt train` run directory (adapter/, checkpoints/, metrics.jsonl, loss.png)
   eval      results/: base and specialist result rows + manifests on the domain's and guards' held-out tasks
   gate      gate-result.json and gate-result.png (ship / routed-ship / reject / inconclusive)
@@ -57,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="guard suites the specialist must not get worse on (default: the tool world's other "
                         "domains among fileops, calendar, shop; `--guards` alone: none)")
     p.add_argument("--out", required=True, help="run directory: new, or an earlier retrain run to continue")
-    p.add_argument("--teacher", default="oracle",
+    p.add_argument("--teacher", default=None,
                    help="who plays the train tasks: oracle (the suite's gold solutions replayed through the agent "
-                        "loop; default) or a store model (it must share the base's tokenizer)")
+                        "loop; default), a store model (it must share the base's tokenizer) or backend:NAME (a "
+                        "backend of backends.toml; text only, trained as chat)")
     p.add_argument("--traces", nargs="+", default=[], metavar="DIR",
                    help="also learn from your own recorded .atraj episodes (read only; checker-passing ones kept)")
     p.add_argument("--train-tasks", type=int_in(1), default=32, help="train-split tasks the teacher plays (32)")
@@ -81,13 +86,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int_in(1), default=256, help="tokens per model step (default 256)")
     p.add_argument("--seed", type=int_in(0, SEED_MAX), default=0, dest="run_seed",
                    help="the rollout and eval seed (default 0); the trainer's: key `seed` in --config")
+    remote = p.add_argument_group("remote teacher (an OpenAI-compatible server plays the train tasks; text only: "
+                                  "its episodes train as chat records)")
+    remote.add_argument("--teacher-remote", metavar="URL", default=None,
+                        help="the server's API base URL, e.g. http://127.0.0.1:8000/v1 (not with --teacher)")
+    remote.add_argument("--teacher-model", metavar="NAME", default=None,
+                        help="the server's model to ask (its GET /v1/models lists them)")
+    remote.add_argument("--api-key-env", metavar="VAR", default=None,
+                        help="read the server's API key from environment variable VAR (default: send no key)")
+    remote.add_argument("--timeout", metavar="S", type=float_in(0.0, lo_open=True), default=None,
+                        help="seconds to wait for the server (default 120)")
     p.add_argument("--gate-config", default=None, metavar="TOML", help="eval-gate config (margins, confidence)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     return p
 
 
 def main(argv: list[str]) -> int:
-    a = build_parser().parse_args(argv)
+    p = build_parser()
+    a = p.parse_args(argv)
+    if a.teacher is not None and a.teacher_remote:
+        p.error(f"--teacher {a.teacher} and --teacher-remote {a.teacher_remote}: give one")
     from rich.console import Console
 
     from tinygpt.retrain import RetrainConfig, RetrainError, retrain
@@ -95,7 +113,9 @@ def main(argv: list[str]) -> int:
 
     console = Console(stderr=True, soft_wrap=not sys.stderr.isatty(), markup=False, highlight=False)
     cfg = RetrainConfig(
-        model=a.model or "", domain=a.domain, out=a.out, guards=a.guards, teacher=a.teacher, traces=a.traces,
+        model=a.model or "", domain=a.domain, out=a.out, guards=a.guards, teacher=a.teacher or "oracle",
+        teacher_remote=a.teacher_remote or "", teacher_model=a.teacher_model or "", api_key_env=a.api_key_env or "",
+        timeout=a.timeout, traces=a.traces,
         train_tasks=a.train_tasks, eval_tasks=a.eval_tasks, guard_tasks=a.guard_tasks,
         train={n: check_value(n, getattr(a, n)) for n in TRAIN_FLAGS if getattr(a, n) is not None},
         train_config=a.config, name=a.name, in_flight=a.in_flight, max_tokens=a.max_tokens, seed=a.run_seed,

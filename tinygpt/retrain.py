@@ -7,7 +7,9 @@ fingerprint is reused; changed inputs give a new version (old ones are kept) and
 incomplete stage is continued (train: the trainer's exact resume; the others: redone, after deleting what they
 wrote in their own version directory). RUN/retrain.json holds the overall status and each stage's version.
 It never writes a user's files: `--traces` directories are only read, and a store entry that this run did not
-create is never replaced.
+create is never replaced. The teacher is `oracle`, a local model, a model on an OpenAI-compatible server
+(`teacher_remote`) or a backends.toml backend (`backend:NAME`); the last two record text only (token_exact false),
+so their episodes train as chat records (see stage_data).
 
 Test hook: TINYGPT_RETRAIN_CRASH=<stage> makes the process SIGKILL itself partway through that stage, after it
 has written some of its output (rollouts and eval: after the first episode's row; data and gate: after writing
@@ -32,6 +34,7 @@ STAGE_FILE = "stage.json"
 CREATOR = "tinygpt retrain"
 CRASH_ENV = "TINYGPT_RETRAIN_CRASH"
 ORACLE = "oracle"
+BACKEND_PREFIX = "backend:"  # --teacher backend:NAME: a backend of backends.toml plays the train tasks
 # retrain's training defaults for a small model (under --config and the flags; TrainConfig's defaults under them)
 TRAIN_DEFAULTS = {"method": "lora", "learning_rate": 5e-4, "epochs": 3.0, "valid_fraction": 0.0, "val_every": 0,
                   "save_every": 10}
@@ -51,6 +54,10 @@ class RetrainConfig:
     out: str
     guards: list[str] | None = None
     teacher: str = ORACLE
+    teacher_remote: str = ""  # an OpenAI-compatible server's base URL; then teacher_model names its model
+    teacher_model: str = ""
+    api_key_env: str = ""
+    timeout: float | None = None
     traces: list[str] = field(default_factory=list)
     train_tasks: int = 32
     eval_tasks: int = 50
@@ -217,7 +224,7 @@ def load_engine(model: str, adapter: Path | None = None, in_flight: int = 1):
 
 
 def play(console, engine, suite, tasks, settings, out_dir: Path, *, model: str, split: str, label: str,
-         crash: str | None = None):
+         crash: str | None = None, remote=None):
     """run_suite with a progress bar (a line at the end without a terminal); `crash`: the stage whose test hook
     fires after the first row. Returns (manifest, rows)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -236,7 +243,8 @@ def play(console, engine, suite, tasks, settings, out_dir: Path, *, model: str, 
             if crash:
                 crash_point(crash)
 
-        manifest, rows = run_suite(engine, suite, tasks, settings, out_dir, model=model, split=split, on_row=on_row)
+        manifest, rows = run_suite(engine, suite, tasks, settings, out_dir, model=model, split=split, on_row=on_row,
+                                   remote=remote)
     console.print(f"  {label}: {sum(r.passed for r in rows)}/{len(rows)} passed")
     return manifest, rows
 
@@ -251,6 +259,8 @@ class Plan:
     guards: list
     base_fingerprint: str
     teacher_fingerprint: str
+    teacher: str  # who plays the train tasks, as recorded: oracle, a model name, remote:<address>#<model>
+    remote: object  # the teacher's message-level policy (a remote or backend teacher), else None
     name: str
     train: object  # TrainConfig with model and data still to fill in
     gate: tuple  # (GateConfig, ConfigSource)
@@ -268,34 +278,61 @@ def stage_rollouts(p: Plan, sd: StageDir, console) -> dict:
 
     cfg = p.cfg
     tasks = select_tasks(p.suite, "train", limit=cfg.train_tasks)
-    oracle = cfg.teacher == ORACLE
-    engine = load_engine(cfg.model if oracle else cfg.teacher, in_flight=cfg.in_flight)
+    oracle = p.teacher == ORACLE
+    engine = None if p.remote is not None else load_engine(cfg.model if oracle else cfg.teacher,
+                                                              in_flight=cfg.in_flight)
     settings = RunSettings(policy="gold" if oracle else "model", seed=cfg.seed, max_tokens=cfg.max_tokens,
                            in_flight=cfg.in_flight)
-    manifest, rows = play(console, engine, p.suite, tasks, settings, sd.path, model=cfg.teacher, split="train",
-                          label=f"teacher {cfg.teacher} on {p.suite.NAME}/train", crash="rollouts")
+    manifest, rows = play(console, engine, p.suite, tasks, settings, sd.path, model=p.teacher, split="train",
+                          label=f"teacher {p.teacher} on {p.suite.NAME}/train", crash="rollouts", remote=p.remote)
+    unanswered = [r for r in rows if r.end == "remote_error"]
+    if unanswered and len(unanswered) == len(rows):
+        raise RetrainError(f"the teacher {p.teacher} answered none of the {len(rows)} episodes (first: "
+                           f"{unanswered[0].reason.removeprefix('remote_error: ')}); check the server and run the "
+                           "same command again")
+    if unanswered:
+        console.print(f"  {len(unanswered)} of {len(rows)} episodes got no answer from the teacher (failures of the "
+                      "teacher: they are not trained on)")
     return {"episodes": len(rows), "passed": sum(r.passed for r in rows), "traces": str(sd.path / "traces"),
-            "run_id": manifest.run_id, "traces_sha": tree_sha(sd.path / "traces")}
+            "run_id": manifest.run_id, "traces_sha": tree_sha(sd.path / "traces"), "unanswered": len(unanswered)}
 
 
 def stage_data(p: Plan, sd: StageDir, console, rollouts: dict) -> dict:
-    """Rejection sampling: traces-to-data keeps only checker-passing episodes (the teacher's and the user's)."""
+    """Rejection sampling: traces-to-data keeps only checker-passing episodes (the teacher's and the user's).
+
+    What the run trains on: rows.jsonl (the recorded ids) if every kept episode is token-exact; else chat.jsonl,
+    which holds every kept episode (token-exact ones too) as messages, rendered by the trainer with the base's
+    own chat template. One format per run: text-only episodes have no ids, and mixing would train the same kind
+    of turn two ways."""
     from tinygpt.traces.export_config import ExportConfig
     from tinygpt.traces.to_data import traces_to_data
 
     sources = [rollouts["traces"], *p.cfg.traces]
     report = traces_to_data(sources, sd.path / "export", ExportConfig(require_pass=True))
     crash_point("data")
-    rows = sd.path / "export" / "rows.jsonl"
-    if report.rows == 0:
-        raise RetrainError(f"no checker-passing token-exact episode among {report.read} read from "
-                           f"{', '.join(map(str, sources))}: nothing to train on. Add --train-tasks or --traces")
+    rows, chat = sd.path / "export" / "rows.jsonl", sd.path / "export" / "chat.jsonl"
+    if report.written == 0:
+        raise RetrainError(f"no checker-passing episode among the {report.read} read from "
+                           f"{', '.join(map(str, sources))} ({report.filtered.get('not_passed', 0)} failed the "
+                           "checker): nothing to train on. Use a stronger --teacher, more --train-tasks, or --traces")
+    fmt = "rows" if report.chat_only == 0 else "chat"
+    kept = f"{report.rows} rows" if fmt == "rows" else (f"{report.written} chat records ({report.chat_only} "
+                                                         "text-only episodes: all are trained as chat)")
     console.print(f"  {report.files} trace files, {report.read} episodes read, "
                   f"{report.filtered.get('not_passed', 0)} failed the checker, {report.exact_dup + report.near_dup} "
-                  f"duplicates -> {report.rows} rows, {report.trained_tokens} trained tokens")
-    return {"rows": report.rows, "read": report.read, "not_passed": report.filtered.get("not_passed", 0),
-            "duplicates": report.exact_dup + report.near_dup, "tokens": report.tokens,
-            "trained_tokens": report.trained_tokens, "rows_file": str(rows), "rows_sha": file_sha(rows)}
+                  f"duplicates -> {kept}" + (f", {report.trained_tokens} trained tokens" if fmt == "rows" else ""))
+    out = {"rows": report.rows, "read": report.read, "not_passed": report.filtered.get("not_passed", 0),
+           "duplicates": report.exact_dup + report.near_dup, "tokens": report.tokens,
+           "trained_tokens": report.trained_tokens, "rows_file": str(rows), "rows_sha": file_sha(rows)}
+    if fmt == "chat":
+        out.update(format="chat", examples=report.written, chat_only=report.chat_only, chat_file=str(chat),
+                   chat_sha=file_sha(chat))
+    return out
+
+
+def train_file(data: dict) -> str:
+    """The file the train stage trains on: the data stage's rows, or its chat records (stage_data says which)."""
+    return data["chat_file"] if data.get("format") == "chat" else data["rows_file"]
 
 
 def stage_train(p: Plan, sd: StageDir, console, data: dict, resume: bool) -> dict:
@@ -320,12 +357,13 @@ def stage_train(p: Plan, sd: StageDir, console, data: dict, resume: bool) -> dic
     else:
         if run.exists():  # made but no marker yet: the trainer takes an empty directory only
             shutil.rmtree(run)
-        cfg = dataclasses.replace(p.train, data=data["rows_file"], out=str(run))
+        cfg = dataclasses.replace(p.train, data=train_file(data), out=str(run))
         summary = sft.run(cfg, announce=announcer("train"))
     if summary["status"] != "complete":
         raise KeyboardInterrupt  # Ctrl-C: the trainer wrote a checkpoint; the stage stays resumable
     adapter = run / "adapter"
-    return {"run_dir": str(run), "adapter": str(adapter), "rows_file": data["rows_file"], "adapter_sha": file_sha(adapter / "adapters.safetensors"),
+    return {"run_dir": str(run), "adapter": str(adapter), "rows_file": train_file(data),
+            "adapter_sha": file_sha(adapter / "adapters.safetensors"),
             "steps": summary["step"], "first_loss": summary.get("first_loss"), "final_loss": summary.get("final_loss")}
 
 
@@ -450,7 +488,7 @@ def stage_register(p: Plan, sd: StageDir, console, train: dict, gate: dict) -> d
         store.add(p.name, adapter, base=p.cfg.model or "default", kind="specialist")
     crash_point("register")
     store.describe(p.name, domain=p.suite.NAME, tools=tool_names(p.suite),
-                   provenance={"created_by": CREATOR, "run": str(p.run.resolve()), "teacher": p.cfg.teacher,
+                   provenance={"created_by": CREATOR, "run": str(p.run.resolve()), "teacher": p.teacher,
                                "data": train["rows_file"], "train_run": train["run_dir"],
                                "gate_result": gate["gate_result"], "verdict": verdict})
     recorded = record_verdict(store, p.name, gate["candidate_fingerprint"], verdict)
@@ -487,6 +525,61 @@ def _guard_suite(name: str, default: bool):
         raise
 
 
+def resolve_teacher(cfg: RetrainConfig, base_fp: str) -> tuple[str, str, object]:
+    """(label, fingerprint, message policy or None) of the teacher; builds the remote policy as `tinygpt eval
+    --remote` does (an inline openai-compatible backend, no redaction) but sends nothing."""
+    import os
+
+    from tinygpt.router.backends import Backend, BackendError, guarded, load_backends
+    from tinygpt.runtime.remote_policy import remote_fingerprint
+
+    if cfg.teacher_remote:
+        if cfg.teacher != ORACLE:
+            raise RetrainError(f"--teacher {cfg.teacher} and --teacher-remote {cfg.teacher_remote}: give one")
+        if not cfg.teacher_model:
+            raise RetrainError("--teacher-remote needs --teacher-model NAME: the server's model (its GET /v1/models "
+                               "lists them)")
+        if cfg.api_key_env and not os.environ.get(cfg.api_key_env):
+            raise RetrainError(f"--api-key-env {cfg.api_key_env}: that environment variable is not set (or empty); "
+                               "export the key in it, or leave --api-key-env out for a server without a key")
+        inline = Backend(name="remote", kind="openai-compatible", model=cfg.teacher_model, base_url=cfg.teacher_remote,
+                         api_key_env=cfg.api_key_env, timeout=120.0 if cfg.timeout is None else cfg.timeout,
+                         enabled=True, redact=False)
+        try:
+            policy = guarded(inline, env=os.environ)
+        except BackendError as exc:
+            raise RetrainError(f"--teacher-remote: {exc}") from None
+        return policy.fingerprint, policy.fingerprint, policy
+    if cfg.teacher_model or cfg.api_key_env or cfg.timeout is not None:
+        raise RetrainError("--teacher-model, --api-key-env and --timeout go with --teacher-remote URL")
+    if cfg.teacher.startswith(BACKEND_PREFIX):
+        name = cfg.teacher.removeprefix(BACKEND_PREFIX)
+        try:
+            backends = load_backends()
+            backend = backends.get(name)
+            policy = backends.policy(name)
+        except BackendError as exc:
+            raise RetrainError(f"--teacher {cfg.teacher}: {exc}") from None
+        return cfg.teacher, remote_fingerprint(backend.url, backend.model), policy
+    return cfg.teacher, base_fp if cfg.teacher == ORACLE else _base_fingerprint(cfg.teacher, "--teacher"), None
+
+
+def check_teacher(p: Plan) -> None:
+    """One short request to a remote teacher before anything is written: an unreachable server, a wrong model or
+    key is one clear error, not a run directory of failed episodes."""
+    from tinygpt.runtime.message_policy import RemoteError
+    from tinygpt.runtime.sampling import SamplingParams
+
+    reply = p.remote.reply([{"role": "user", "content": "Say OK."}], [], tool_choice="auto",
+                           parallel_tool_calls=False, params=SamplingParams(max_tokens=1))
+    try:
+        for _ in reply:
+            pass
+    except RemoteError as exc:
+        raise RetrainError(f"the teacher {p.teacher} cannot be used: {exc}. Nothing was written; check the URL, "
+                           "--teacher-model and the key, and run the same command again") from None
+
+
 def prepare(cfg: RetrainConfig) -> Plan:
     """Check every input and resolve the run's plan; writes nothing. User errors raise with one clear line."""
     from tinygpt.evals.gate_config import load_gate_config
@@ -512,7 +605,7 @@ def prepare(cfg: RetrainConfig) -> Plan:
             raise RetrainError(f"--traces {d}: no .atraj trajectories in it; record some (tinygpt agent, quickstart) "
                                "or leave --traces out")
     base_fp = _base_fingerprint(cfg.model, "--model")
-    teacher_fp = base_fp if cfg.teacher == ORACLE else _base_fingerprint(cfg.teacher, "--teacher")
+    teacher, teacher_fp, remote = resolve_teacher(cfg, base_fp)
     name = cfg.name or default_name(cfg.out)
     if not NAME_RE.fullmatch(name):
         raise RetrainError(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
@@ -529,7 +622,7 @@ def prepare(cfg: RetrainConfig) -> Plan:
     if not isinstance(train, TrainConfig):
         raise TypeError(train)
     return Plan(cfg=cfg, run=run, suite=suite, guards=guards, base_fingerprint=base_fp, teacher_fingerprint=teacher_fp,
-                name=name, train=train, gate=load_gate_config(cfg.gate_config))
+                teacher=teacher, remote=remote, name=name, train=train, gate=load_gate_config(cfg.gate_config))
 
 
 def _train_key(train) -> str:
@@ -542,14 +635,16 @@ def stage_inputs(p: Plan, stage: str, outs: dict) -> dict:
     """What stage `stage` depends on: its config and its upstream stages' outputs (their fingerprint)."""
     cfg = p.cfg
     if stage == "rollouts":
-        return {"teacher": cfg.teacher, "teacher_fingerprint": p.teacher_fingerprint, "domain": cfg.domain,
+        return {"teacher": p.teacher, "teacher_fingerprint": p.teacher_fingerprint, "domain": cfg.domain,
                 "base_fingerprint": p.base_fingerprint, "train_tasks": cfg.train_tasks, "max_tokens": cfg.max_tokens,
-                "seed": cfg.seed, "in_flight": cfg.in_flight if cfg.teacher != ORACLE else 1}
+                "seed": cfg.seed, "in_flight": cfg.in_flight if p.teacher != ORACLE else 1}
     if stage == "data":
         return {"traces_sha": outs["rollouts"]["traces_sha"], "user_traces": user_traces_key(cfg.traces),
                 "require_pass": True}
     if stage == "train":
-        return {"rows_sha": outs["data"]["rows_sha"], "config": _train_key(p.train)}
+        data = outs["data"]  # a rows run's key is as it always was, so earlier runs' train stages are reused
+        key = {"chat_sha": data["chat_sha"]} if data.get("format") == "chat" else {"rows_sha": data["rows_sha"]}
+        return {**key, "config": _train_key(p.train)}
     if stage == "eval":
         return {"adapter_sha": outs["train"]["adapter_sha"], "base_fingerprint": p.base_fingerprint,
                 "baseline": p.baseline, "name": p.name, "domain": cfg.domain, "guards": [g.NAME for g in p.guards],
@@ -590,7 +685,8 @@ def _brief(stage: str, out: dict) -> str:
     if stage == "rollouts":
         return f"{out['episodes']} episodes, {out['passed']} passed"
     if stage == "data":
-        return f"{out['rows']} rows from {out['read']} episodes, {out['not_passed']} rejected"
+        kept = f"{out['examples']} chat records" if out.get("format") == "chat" else f"{out['rows']} rows"
+        return f"{kept} from {out['read']} episodes, {out['not_passed']} rejected"
     if stage == "train":
         return f"{out['steps']} steps, loss {out['first_loss']:.3f} -> {out['final_loss']:.3f}"
     if stage == "eval":
@@ -607,16 +703,28 @@ def summarize(p: Plan, outs: dict) -> dict:
     gate = outs["gate"]
     return {
         "out": str(p.run), "status": "complete", "domain": p.suite.NAME, "guards": [g.NAME for g in p.guards],
-        "base": p.baseline, "name": p.name, "teacher": p.cfg.teacher, "verdict": gate["verdict"],
+        "base": p.baseline, "name": p.name, "teacher": p.teacher, "verdict": gate["verdict"],
         "reasons": gate["reasons"], "confidence": gate["confidence"], "suites": gate["suites"],
         "registered": outs["register"]["registered"], "register_note": outs["register"]["note"],
-        "episodes": outs["rollouts"]["episodes"], "rows": outs["data"]["rows"], "steps": outs["train"]["steps"],
+        "episodes": outs["rollouts"]["episodes"], "rows": outs["data"]["rows"],
+        "data_format": outs["data"].get("format", "rows"), "steps": outs["train"]["steps"],
         "stages": {s: int(Path(str(outs["_dirs"][s])).name[1:]) for s in STAGES},
         "paths": {"traces": outs["rollouts"]["traces"], "rows": outs["data"]["rows_file"],
+                  "train_data": train_file(outs["data"]),
                   "train_run": outs["train"]["run_dir"], "adapter": outs["train"]["adapter"],
                   "results": outs["eval"]["results"], "gate_result": gate["gate_result"], "chart": gate["chart"],
                   "status": str(p.run / STATUS_FILE)},
     }
+
+
+def recorded_config(cfg: RetrainConfig) -> dict:
+    """cfg as retrain.json records it: the teacher's URL without user info, query or fragment (no secrets)."""
+    from tinygpt.runtime.remote_policy import server_address
+
+    values = dict(vars(cfg))
+    if cfg.teacher_remote:
+        values["teacher_remote"] = server_address(cfg.teacher_remote)
+    return values
 
 
 def retrain(cfg: RetrainConfig, console=None) -> dict:
@@ -629,13 +737,15 @@ def retrain(cfg: RetrainConfig, console=None) -> dict:
 
         console = Console(stderr=True, markup=False, highlight=False)
     p = prepare(cfg)
+    if p.remote is not None and pick_version(p.run, "rollouts", stage_inputs(p, "rollouts", {}))[1] != "reuse":
+        check_teacher(p)
     p.run.mkdir(parents=True, exist_ok=True)
     status = read_json(p.run / STATUS_FILE) or {"created_by": CREATOR, "created": _now(), "stages": {}}
-    status.update(status="running", updated=_now(), config={k: v for k, v in vars(cfg).items()})
+    status.update(status="running", updated=_now(), config=recorded_config(cfg))
     status.pop("summary", None)
     write_json(p.run / STATUS_FILE, status)
     console.print(f"retrain {p.baseline} on {p.suite.NAME} (guards: {', '.join(g.NAME for g in p.guards) or 'none'}) "
-                  f"-> {p.run}: teacher {cfg.teacher}, {cfg.train_tasks} train / {cfg.eval_tasks} eval / "
+                  f"-> {p.run}: teacher {p.teacher}, {cfg.train_tasks} train / {cfg.eval_tasks} eval / "
                   f"{cfg.guard_tasks} guard tasks, specialist {p.name}")
     console.print("training config: " + ", ".join(f"{k}={v}" for k, v in vars(p.train).items() if v not in ("", [])))
     outs: dict = {"_dirs": {}}
