@@ -352,6 +352,28 @@ def eval_router(r: dict, title: str) -> list[str]:
     return out
 
 
+def loop(r: dict, title: str) -> list[str]:
+    s = r["summary"]
+    out = [f"## {title}", "", f"Machine: {_machine(r['machine'])}, {r['date']}; 1-minute load average "
+           f"{r['load_average_1m'][0]} before, {r['load_average_1m'][1]} after. Command: `{r['command']}` (set-up "
+           f"excluded; a fresh run directory and model store). Script: `benchmarks/bench_loop.py`.", "",
+           f"Wall time **{r['wall_s'] / 60:.1f} min** (target ≤ 10 min on this 2-core machine). Stages (s): "
+           + ", ".join(f"{k} {v}" for k, v in r["stages_s"].items())
+           + f"; router {s['seconds']['router']}, report and the rest "
+           f"{max(0.0, s['seconds']['total'] - s['seconds']['loop'] - s['seconds']['router']):.1f}.", "",
+           f"Domain **{s['domain']}**; base `{s['base']}`, specialist `{s['specialist']}`; gate verdict "
+           f"**{s['verdict']}**.", "",
+           "| arm | in-domain | out-of-domain | mixed |", "|---|---|---|---|"]
+    for arm, cells in s["results"].items():
+        out.append(f"| {arm} | " + " | ".join(
+            f"{c['rate']:.1%} [{c['ci95'][0]:.1%}, {c['ci95'][1]:.1%}] ({c['passed']}/{c['tasks']})"
+            for c in (cells[k] for k in ("in-domain", "out-of-domain", "mixed"))) + " |")
+    out += ["", s["conclusion"], "", "Whiskers and intervals: 95% Wilson. The router's score on a task is the "
+            "score of the model it routed that task's first request to (greedy episodes; docs/quickstart.md). "
+            "Chart: `benchmarks/results/loop-summary.png`. Gate reasons: " + "; ".join(s.get("reasons", [])), ""]
+    return out
+
+
 SECTIONS = [
     ("engine.json", "Engine on CPU (issue 2: P1, P3, P4)", engine),
     ("engine_gpu.json", "Engine on an NVIDIA GPU (issue 2: P1, qwen3-4b bf16)", engine),
@@ -394,6 +416,7 @@ SECTIONS = [
     ("bfcl_inflight-gpu-qwen3-0.6b.json", "BFCL episodes in flight on an NVIDIA GPU (issue 12: P10), qwen3-0.6b bf16",
      bfcl_inflight),
     ("eval_router.json", "Router quality on the project's labelled set (issue 13: eval-router)", eval_router),
+    ("loop.json", "The closed loop: `tinygpt quickstart` on this CPU (issue 14)", loop),
 ]
 
 

@@ -146,8 +146,9 @@ def write_card(model: Path, *, mix: dict, flags: list[str], run: Path, results: 
         f"= corpus, then `tinygpt train-tokenizer`, then `tinygpt pretrain ... {' '.join(flags)}`; "
         f"{seconds / 60:.1f} minutes in all on {machine_line()}.", "",
         "## Data", "",
-        "Chat records of gold episodes (real tool results) of the first tasks of each domain's train split "
-        "(fileops: the last ones; never a validation or held-out task), plus tool-less small talk: "
+        "Chat records of gold episodes (real tool results) of the last tasks of each domain's train split (never "
+        "a validation or held-out task; `tinygpt retrain` takes its rollouts from the first ones), plus tool-less "
+        "small talk: "
         + ", ".join(f"{k} {v}" for k, v in mix.items()) + ".", "",
         "## Model", "",
         f"mlx-lm `{config.get('model_type')}`: {config.get('num_hidden_layers')} layers, hidden "

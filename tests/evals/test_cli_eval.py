@@ -134,7 +134,7 @@ def test_bad_rows_and_missing_results_are_one_line_errors(results, capsys):
     assert gate(results, "--suites", "fileops", "bfcl-other-domains") == 2
     assert "suite bfcl-other-domains: no results for model 'spec'" in one_error_line(capsys, "eval-gate")
     assert gate(results, "--suites", "fileops,bogus") == 2
-    assert "unknown suite 'bogus'; suites: fileops, bfcl-multi-turn" in one_error_line(capsys, "eval-gate")
+    assert "unknown suite 'bogus'; suites: fileops, calendar, shop, bfcl-multi-turn" in one_error_line(capsys, "eval-gate")
     (rows,) = [p for p in results.glob("*.results.jsonl") if "spec" in p.name]
     rows.write_text(rows.read_text().replace('"passed":true', '"passed":1', 1))
     assert gate(results) == 2
