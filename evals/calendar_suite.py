@@ -9,13 +9,11 @@ agent (runner.py).
 """
 from __future__ import annotations
 
-from functools import lru_cache
 
 from tinygpt.evals import generated
 from tinygpt.evals.calendar_tasks import FAMILIES
 from tinygpt.evals.calendar_world import make_world
 from tinygpt.evals.generated import Plan, content_hash, says, split_of  # noqa: F401  (the suite's surface)
-from tinygpt.evals.suite import Check, Episode, Step, Task
 from tinygpt.tools.calendar_api import Calendar, calendar_toolset
 
 NAME = "calendar"
@@ -48,27 +46,5 @@ DOMAIN = generated.Domain(
     toolset=lambda cal: calendar_toolset(cal, timeout_s=None), noun="calendar")
 
 
-def tasks(split: str) -> list[Task]:
-    """Every task of `split`, in generation order."""
-    return list(_generate()[split])
-
-
-def start(task: Task) -> Episode:
-    """A fresh copy of the task's week as a toolset, and the checker of each turn on it."""
-    return generated.start(DOMAIN, task)
-
-
-def judge(task: Task, turn: int, state: dict, answer: str) -> Check:
-    """Turn `turn` passes when the state (Calendar.state()) equals the gold state and the answer says what it
-    must."""
-    return generated.judge(DOMAIN, task, turn, state, answer)
-
-
-def replay(task: Task, turns: tuple[tuple[Step, ...], ...], *, tools: bool = True) -> list[Check]:
-    """Play the given steps without a model and return each turn's check (generated.replay)."""
-    return generated.replay(DOMAIN, task, turns, tools=tools)
-
-
-@lru_cache(maxsize=1)
-def _generate() -> dict[str, tuple[Task, ...]]:
-    return generated.generate(DOMAIN, seed=SEED, quotas=QUOTAS)
+SUITE = generated.Suite(DOMAIN, seed=SEED, quotas=QUOTAS)
+tasks, start, judge, replay = SUITE.tasks, SUITE.start, SUITE.judge, SUITE.replay

@@ -10,13 +10,12 @@ It does not run the agent (runner.py).
 """
 from __future__ import annotations
 
-from functools import lru_cache
 
 from tinygpt.evals import generated
 from tinygpt.evals.fileops_tasks import FAMILIES
 from tinygpt.evals.fileops_world import make_world
 from tinygpt.evals.generated import Plan, content_hash, says, split_of  # noqa: F401  (the suite's surface)
-from tinygpt.evals.suite import Check, Episode, Step, Task
+from tinygpt.evals.suite import Check, Task
 from tinygpt.tools.fs_tools import fs_toolset
 from tinygpt.tools.fs_virtual import VirtualFileSystem
 
@@ -63,14 +62,8 @@ DOMAIN = generated.Domain(
     toolset=lambda fs: fs_toolset(fs, timeout_s=None, brief=True), noun="file system")
 
 
-def tasks(split: str) -> list[Task]:
-    """Every task of `split`, in generation order."""
-    return list(_generate()[split])
-
-
-def start(task: Task) -> Episode:
-    """A fresh copy of the task's world as a toolset, and the checker of each turn on it."""
-    return generated.start(DOMAIN, task)
+SUITE = generated.Suite(DOMAIN, seed=SEED, quotas=QUOTAS)
+tasks, start, replay = SUITE.tasks, SUITE.start, SUITE.replay
 
 
 def judge(task: Task, turn: int, tree: dict, answer: str) -> Check:
@@ -78,12 +71,3 @@ def judge(task: Task, turn: int, tree: dict, answer: str) -> Check:
     it must."""
     return generated.judge(DOMAIN, task, turn, normalized(tree), answer)
 
-
-def replay(task: Task, turns: tuple[tuple[Step, ...], ...], *, tools: bool = True) -> list[Check]:
-    """Play the given steps without a model and return each turn's check (generated.replay)."""
-    return generated.replay(DOMAIN, task, turns, tools=tools)
-
-
-@lru_cache(maxsize=1)
-def _generate() -> dict[str, tuple[Task, ...]]:
-    return generated.generate(DOMAIN, seed=SEED, quotas=QUOTAS)

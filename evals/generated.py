@@ -76,6 +76,38 @@ class WorldData:
     content_hash: str
 
 
+class Suite:
+    """A generated domain's suite surface (what evals/suite.py asks of a suite module): its tasks, drawn once per
+    process, and start / judge / replay on them. A suite module binds these as its module functions."""
+
+    def __init__(self, domain: Domain, *, seed: int, quotas: dict[str, int]) -> None:
+        self.domain, self.seed, self.quotas = domain, seed, quotas
+        self._tasks: dict[str, tuple[Task, ...]] | None = None
+
+    def generate(self) -> dict[str, tuple[Task, ...]]:
+        """Every split's tasks, drawn anew (tasks() keeps the first draw)."""
+        return generate(self.domain, seed=self.seed, quotas=self.quotas)
+
+    def tasks(self, split: str) -> list[Task]:
+        """Every task of `split`, in generation order."""
+        if self._tasks is None:
+            self._tasks = self.generate()
+        return list(self._tasks[split])
+
+    def start(self, task: Task) -> Episode:
+        """A fresh backend on the task's world as a toolset, and the checker of each turn on it."""
+        return start(self.domain, task)
+
+    def judge(self, task: Task, turn: int, state: Any, answer: str) -> Check:
+        """Turn `turn` passes when `state` (the backend's normalized state) equals the gold state and the answer
+        says what it must."""
+        return judge(self.domain, task, turn, state, answer)
+
+    def replay(self, task: Task, turns: tuple[tuple[Step, ...], ...], *, tools: bool = True) -> list[Check]:
+        """Play the given steps without a model and return each turn's check."""
+        return replay(self.domain, task, turns, tools=tools)
+
+
 def start(domain: Domain, task: Task) -> Episode:
     """A fresh backend on the task's world as a toolset, and the checker of each turn on it."""
     backend = domain.backend(copy.deepcopy(task.data.world))

@@ -8,13 +8,11 @@ state the gold calls leave and looks in the final answer for what the turn must 
 """
 from __future__ import annotations
 
-from functools import lru_cache
 
 from tinygpt.evals import generated
 from tinygpt.evals.generated import Plan, content_hash, says, split_of  # noqa: F401  (the suite's surface)
 from tinygpt.evals.shop_tasks import FAMILIES
 from tinygpt.evals.shop_world import make_world
-from tinygpt.evals.suite import Check, Episode, Step, Task
 from tinygpt.tools.shop_api import Shop, shop_toolset
 
 NAME = "shop"
@@ -54,27 +52,5 @@ DOMAIN = generated.Domain(
     difference=difference, toolset=lambda shop: shop_toolset(shop, timeout_s=None), noun="shop")
 
 
-def tasks(split: str) -> list[Task]:
-    """Every task of `split`, in generation order."""
-    return list(_generate()[split])
-
-
-def start(task: Task) -> Episode:
-    """A fresh copy of the task's shop as a toolset, and the checker of each turn on it."""
-    return generated.start(DOMAIN, task)
-
-
-def judge(task: Task, turn: int, state: dict, answer: str) -> Check:
-    """Turn `turn` passes when the shop's state (Shop.state()) equals the gold state and the answer says what it
-    must."""
-    return generated.judge(DOMAIN, task, turn, state, answer)
-
-
-def replay(task: Task, turns: tuple[tuple[Step, ...], ...], *, tools: bool = True) -> list[Check]:
-    """Play the given steps without a model and return each turn's check (generated.replay)."""
-    return generated.replay(DOMAIN, task, turns, tools=tools)
-
-
-@lru_cache(maxsize=1)
-def _generate() -> dict[str, tuple[Task, ...]]:
-    return generated.generate(DOMAIN, seed=SEED, quotas=QUOTAS)
+SUITE = generated.Suite(DOMAIN, seed=SEED, quotas=QUOTAS)
+tasks, start, judge, replay = SUITE.tasks, SUITE.start, SUITE.judge, SUITE.replay
