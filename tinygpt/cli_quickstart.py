@@ -32,7 +32,9 @@ CREATOR = "tinygpt quickstart"
 DOMAINS = ("fileops", "calendar", "shop")
 ROUTER_EXAMPLES = 300  # train tasks per domain the router learns from
 # the specialist's training on 2 CPU cores (flags override): all weights, one pass over the rollouts
-TRAIN = {"method": "full", "learning_rate": 1e-4, "epochs": 1.0, "batch_size": 4, "save_every": 25}
+# (4096 tokens: a file-system episode is ~2,000, so none is split into windows that lose their context)
+TRAIN = {"method": "full", "learning_rate": 3e-5, "epochs": 1.0, "batch_size": 4, "save_every": 25,
+         "max_seq_length": 4096}
 
 EPILOG = """examples:
   tinygpt quickstart                                   the whole loop on the embedded base and world (~10 min)
