@@ -417,6 +417,7 @@ SECTIONS = [
      bfcl_inflight),
     ("eval_router.json", "Router quality on the project's labelled set (issue 13: eval-router)", eval_router),
     ("loop.json", "The closed loop: `tinygpt quickstart` on this CPU (issue 14)", loop),
+    ("loop-notes.md", "The closed loop: what the numbers say (issue 14)", notes),
 ]
 
 
