@@ -7,8 +7,6 @@ trains on chat records end to end). An unreachable URL is one error line, exit 2
 import json
 import socket
 import threading
-import time
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -29,27 +27,10 @@ def env(tmp_path_factory, tiny_model_dir):
 @pytest.fixture(scope="module")
 def tiny_server(env, tiny_model_dir):
     """`tinygpt serve` (its app and server, as the CLI builds them) on the tiny model, in a thread."""
-    import uvicorn
+    from server_for_tests import running_server
 
-    from tinygpt.cli_serve import make_server
-    from tinygpt.web.app import create_app
-    from tinygpt.web.config import ServeConfig
-
-    config = replace(ServeConfig(model=str(tiny_model_dir), max_tokens=64, store=str(env["root"] / "store")))
-    app, sock = create_app(config), socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = make_server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2),
-                         app.state.tg.scheduler)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    server.should_exit = True
-    thread.join(15)
-    app.state.tg.scheduler.stop()
+    with running_server(tiny_model_dir, max_tokens=64, store=str(env["root"] / "store")) as url:
+        yield url
 
 
 def sse(delta: dict, finish: str) -> bytes:

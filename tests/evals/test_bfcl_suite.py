@@ -199,7 +199,7 @@ def test_model_episodes_in_flight_are_batched_in_one_scheduler(tiny_model_dir, b
 @pytest.mark.slow  # a real tinygpt server prefilling BFCL's tool docs for the tiny model: ~1 min on 2 cores
 def test_a_remote_model_runs_the_same_harness(tiny_model_dir, by_category, tmp_path):
     from tinygpt.runtime.remote_policy import OpenAIPolicy, remote_fingerprint
-    from server_for_evals import running_server
+    from server_for_tests import running_server
 
     tasks = by_category["base"][:2]
     with running_server(tiny_model_dir, store=str(tmp_path / "store")) as url:

@@ -1,5 +1,5 @@
 """Not a test module: `running_server(model_dir)`, a real `tinygpt serve` app (uvicorn, 127.0.0.1, a free port)
-serving one model in a thread, for evals that score a remote model; yields its OpenAI base URL."""
+serving one model in a thread, for tests that need a remote model; yields its OpenAI base URL."""
 import contextlib
 import socket
 import threading
