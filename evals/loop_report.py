@@ -103,11 +103,11 @@ def table(domain: str, arms: dict[str, dict[str, dict[str, bool]]]) -> dict[str,
 def text_table(rows: dict[str, dict[str, Cell]], names: dict[str, str]) -> list[str]:
     """The table as aligned lines: arm, then rate [95% interval] (passed/tasks) per column."""
     columns = ("in-domain", "out-of-domain", "mixed")
-    head = f"{'':<24}" + "".join(f"{c:<30}" for c in columns)
+    head = f"{'':<32}" + "".join(f"{c:<30}" for c in columns)
     lines = [head]
     for arm, cells in rows.items():
-        label = f"{arm} ({names.get(arm, arm)})"[:23]
-        lines.append(f"{label:<24}" + "".join(
+        label = f"{arm} ({names.get(arm, arm)})"[:31]
+        lines.append(f"{label:<32}" + "".join(
             f"{f'{c.rate:6.1%} [{c.lo:.0%}, {c.hi:.0%}] ({c.passed}/{c.tasks})':<30}" for c in
             (cells[k] for k in columns)))
     return lines
