@@ -203,7 +203,7 @@ def make_report(a, out: Path, loop: dict, router_dir: Path, name: str, guards: l
     """Stage 8: route the held-out tasks, score the three arms on them, write the table and the chart."""
     from tinygpt.evals.loop_report import chart_png, route_tasks, routed_passes, table, text_table
     from tinygpt.router.model import load
-    from tinygpt.router.registry import load_registry
+    from tinygpt.router.registry import Registry, load_registry
     from tinygpt.router.settings import Settings
     from tinygpt.runtime.store import ModelStore
 
@@ -213,6 +213,9 @@ def make_report(a, out: Path, loop: dict, router_dir: Path, name: str, guards: l
     router = load(router_dir)
     settings = Settings(generalist=a.model)
     registry = load_registry(ModelStore(), generalist=a.model)
+    # scored against this run's results: other specialists the store may hold (other runs) are left out
+    registry = Registry(specialists=tuple(s for s in registry.specialists if s.name == loop.get("registered")),
+                        generalist=registry.generalist)
     routes = route_tasks(router, registry, settings, {a.domain: a.eval_tasks, **{g: a.guard_tasks for g in guards}})
     (out / "routes.json").write_text(json.dumps(routes, indent=2) + "\n", encoding="utf-8")
     arms = {"base": {s: passed[s]["base"] for s in passed}, "specialist": {s: passed[s]["specialist"] for s in passed},
