@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from tinygpt.flags import int_in
+from tinygpt.flags import float_in, int_in
 
 DOMAINS = ("fileops", "calendar", "shop")
 EPILOG = """examples:
@@ -46,8 +46,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-length", type=int_in(16), default=2048)
     p.add_argument("--batch-size", type=int_in(1), default=16)
     p.add_argument("--iters", type=int_in(1), default=2000)
-    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--learning-rate", type=float_in(0, lo_open=True), default=2e-3)
     p.add_argument("--warmup", type=int_in(0), default=100)
+    p.add_argument("--grad-clip", type=float_in(0), default=0.0,
+                   help="clip gradients to this global norm (default 0: off, as the shipped model was trained; 1.0 "
+                        "is the usual value — bases with less calendar data spiked without it)")
     p.add_argument("--seed", type=int_in(0), default=0)
     p.add_argument("--eval-tasks", type=int_in(0), default=0,
                    help="held-out tasks per domain to measure the model on at the end (default 0: none)")
@@ -79,7 +82,8 @@ def main(argv: list[str]) -> int:
         say(f"2/3 tokenizer: reusing {tok}")
     flags = ["--layers", str(a.layers), "--hidden-size", str(a.hidden_size), "--heads", "4", "--kv-heads", "2",
              "--seq-length", str(a.seq_length), "--batch-size", str(a.batch_size), "--iters", str(a.iters),
-             "--learning-rate", str(a.learning_rate), "--warmup", str(a.warmup), "--seed", str(a.seed),
+             "--learning-rate", str(a.learning_rate), "--warmup", str(a.warmup), "--grad-clip", str(a.grad_clip),
+             "--seed", str(a.seed),
              "--val-every", "200", "--save-every", "200"]
     run_json = run / "run.json"
     status = json.loads(run_json.read_text()).get("status") if run_json.exists() else None

@@ -67,6 +67,8 @@ class TrainConfig:
     epochs: float = _f(1.0, "passes over the training data when --iters is 0", lo=0.0, lo_open=True)
     batch_size: int = _f(4, "sequences per micro-batch (length-bucketed)", lo=1)
     grad_accumulation: int = _f(1, "micro-batches per optimizer step", lo=1)
+    grad_clip: float = _f(0.0, "clip the gradient's global L2 norm to this before each update (0: off; 1.0 is the "
+                               "usual value for pretraining, where a rare huge gradient can wreck a run)", lo=0.0)
     max_seq_length: int = _f(2048, "longest sequence in tokens; longer ones are split at turn starts or "
                                    "skipped (--long-sequences), never cut at the end", lo=8)
     long_sequences: str = _f("split", "split: windows of whole turns; skip: drop the sequence (both counted)",

@@ -17,6 +17,7 @@ from typing import Callable, Protocol
 
 import mlx.core as mx
 import mlx.nn as nn
+import mlx.optimizers as optim
 from mlx.utils import tree_map
 
 from tinygpt.trainer.losses import masked_nll
@@ -31,6 +32,7 @@ class BatchSource(Protocol):
 class LoopConfig:
     iters: int
     grad_accumulation: int = 1
+    grad_clip: float = 0.0  # the update's gradient is clipped to this global L2 norm (0: not clipped)
     val_every: int = 0  # 0: validate only at the end
     val_batches: int = 0  # 0: the whole validation source
     save_every: int = 0  # 0: checkpoint only at the end
@@ -109,6 +111,8 @@ def train(model, optimizer, source: BatchSource, *, config: LoopConfig, loss: Ca
         if update:
             if accum > 1:
                 grad = tree_map(lambda g: g / accum, grad)
+            if config.grad_clip > 0:
+                grad, _ = optim.clip_grad_norm(grad, config.grad_clip)
             optimizer.update(model, grad)
             grad = None
         return value, count, grad

@@ -55,6 +55,7 @@ class PretrainConfig:
     epochs: float = train_field("epochs")
     batch_size: int = _f(8, "packed sequences per micro-batch", lo=1)
     grad_accumulation: int = train_field("grad_accumulation")
+    grad_clip: float = train_field("grad_clip")
     seq_length: int = _f(512, "tokens per packed sequence (the documents' token stream is cut into windows of "
                               "this length)", lo=8)
     grad_checkpoint: bool = train_field("grad_checkpoint")

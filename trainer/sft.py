@@ -197,9 +197,9 @@ def run_steps(cfg, run: Path, model, optimizer, source, valid, loss: Callable, *
     import mlx.core as mx
 
     ckpts = run / "checkpoints"
-    loop_cfg = LoopConfig(iters=iters, grad_accumulation=cfg.grad_accumulation, val_every=cfg.val_every,
-                          val_batches=cfg.val_batches, save_every=cfg.save_every, seed=cfg.seed,
-                          grad_checkpoint=cfg.grad_checkpoint)
+    loop_cfg = LoopConfig(iters=iters, grad_accumulation=cfg.grad_accumulation, grad_clip=cfg.grad_clip,
+                          val_every=cfg.val_every, val_batches=cfg.val_batches, save_every=cfg.save_every,
+                          seed=cfg.seed, grad_checkpoint=cfg.grad_checkpoint)
 
     def save(step: int) -> None:
         meta = {"cursor": step * cfg.grad_accumulation, "seed": cfg.seed, "iters": iters,

@@ -66,6 +66,28 @@ def test_a_stop_request_ends_the_run_after_the_current_step(tiny_model_dir):
     assert last == 2 and len(hooks.losses) == 2
 
 
+def _first_update_norm(model_dir, **cfg):
+    """The global L2 norm of the trainable weights' change in one SGD step (no weight decay)."""
+    from mlx.utils import tree_flatten
+
+    loaded = load(str(model_dir))
+    mx.random.seed(0)
+    config = TrainConfig(rank=4, optimizer="sgd", learning_rate=1.0, weight_decay=0.0, **cfg)
+    prepare(loaded.model, config, "tiny")
+    before = {k: np.array(v) for k, v in tree_flatten(loaded.model.trainable_parameters())}
+    train(loaded.model, make_optimizer(config, 1), BucketedBatches(_examples(), 4, seed=2),
+          config=LoopConfig(iters=1, seed=5, grad_clip=config.grad_clip))
+    after = dict(tree_flatten(loaded.model.trainable_parameters()))
+    return float(np.sqrt(sum(((np.array(after[k]) - v) ** 2).sum() for k, v in before.items())))
+
+
+def test_grad_clip_bounds_the_update(tiny_model_dir):
+    """SGD's first step moves the weights by lr x the gradient: clipped to 1e-3, by at most 1e-3."""
+    free = _first_update_norm(tiny_model_dir)
+    clipped = _first_update_norm(tiny_model_dir, grad_clip=1e-3)
+    assert free > 1e-2 and clipped <= 1e-3 * (1 + 1e-4) and clipped > 1e-3 * 0.9
+
+
 def test_the_data_cursor_is_a_pure_function_of_k():
     a, b = BucketedBatches(_examples(), 4, seed=2), BucketedBatches(_examples(), 4, seed=2)
     for k in (7, 0, 3, 11, 3):  # any order, any start
