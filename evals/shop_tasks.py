@@ -36,12 +36,20 @@ def cart_lines(world: World) -> list[dict]:
     return [{**world.product(s), "quantity": n} for s, n in world.cart.items()]
 
 
-def buy_named(rng: random.Random, world: World) -> Plan | None:
+def in_stock_pick(rng: random.Random, world: World, most: int) -> tuple[dict, int] | None:
+    """A product in stock and a quantity of 1..`most` (at most its stock), for a shop with an empty cart."""
     options = [p for p in world.products if p["stock"] >= 1]
     if world.cart or not options:
         return None
     p = rng.choice(options)
-    n = rng.randint(1, min(3, p["stock"]))
+    return p, rng.randint(1, min(most, p["stock"]))
+
+
+def buy_named(rng: random.Random, world: World) -> Plan | None:
+    picked = in_stock_pick(rng, world, 3)
+    if picked is None:
+        return None
+    p, n = picked
     what, total, oid = some(rng, n, p["name"]), n * p["price"], next_order(world)
     them = "them" if n > 1 else "it"
     prompt, asks = rng.choice(((f"Buy {what} for me.", False),
@@ -174,11 +182,10 @@ def add_then_buy(rng: random.Random, world: World) -> Plan | None:
 
 
 def buy_then_cancel(rng: random.Random, world: World) -> Plan | None:
-    options = [p for p in world.products if p["stock"] >= 1]
-    if world.cart or not options:
+    picked = in_stock_pick(rng, world, 2)
+    if picked is None:
         return None
-    p = rng.choice(options)
-    n = rng.randint(1, min(2, p["stock"]))
+    p, n = picked
     what, oid = some(rng, n, p["name"]), next_order(world)
     first = rng.choice((f"Order {what} for me and tell me the order number.",
                         f"Buy {what}. What is the order id?"))
