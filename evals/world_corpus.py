@@ -19,13 +19,22 @@ from tinygpt.evals.episode import reply_text
 from tinygpt.evals.suite import Task, load_suite, start_episode
 
 TOOL_FORMAT = "hermes"  # the tool-call format of tinygpt's own chat template (runtime/chat_template.py)
-GREETINGS = ("hi", "hello", "hey", "good morning", "hello there", "hi, who are you?", "what can you do?",
-             "can you help me?", "what are you?", "who made you?", "thanks", "thank you!", "bye")
-ABOUT = ("I am tinygpt's small world model. I can work with files, a calendar and a shop through tools. "
+OPENERS = ("hi", "hello", "hey", "good morning", "good evening", "hello there", "hey there", "hiya", "yo",
+           "greetings", "morning", "hi again")
+QUESTIONS = ("who are you?", "what can you do?", "can you help me?", "what are you?", "who made you?",
+             "how are you?", "are you a robot?", "what is your name?", "what do you know about?", "is anyone there?",
+             "what should I ask you?", "do you work offline?")
+BYES = ("bye", "goodbye", "see you", "that's all for now", "bye for now", "ok, done for today")
+THANKS_USER = ("thanks", "thank you!", "thanks a lot", "great, thanks", "perfect, thank you", "cheers")
+HELLOS = ("Hello!", "Hi!", "Hey!", "Hello there.", "Hi, good to see you.")
+ABOUT = ("I am tinygpt's small world model. I can work with files, a calendar and a shop through tools.",
          "Tell me what you need done.",
-         "Hello! I am a small model made by tinygpt. Give me a task about files, your calendar or the shop.",
-         "I can move, copy and write files, add and move calendar events, and order things from the shop.")
-THANKS = ("You're welcome.", "Glad to help.", "Anytime.")
+         "I am a small model made by tinygpt. Give me a task about files, your calendar or the shop.",
+         "I can move, copy and write files, add and move calendar events, and order things from the shop.",
+         "I run on your machine, offline. Ask me to sort files, plan your week or buy something in the shop.",
+         "I am doing fine, thanks. What would you like to do with your files, calendar or shop?")
+THANKS = ("You're welcome.", "Glad to help.", "Anytime.", "No problem.", "Happy to help. Anything else?")
+GOODBYES = ("Goodbye!", "Bye! Come back any time.", "See you.", "Goodbye, have a good day.")
 
 
 def gold_chat(suite, task: Task) -> dict:
@@ -49,11 +58,25 @@ def gold_chat(suite, task: Task) -> dict:
             episode.close()
 
 
-def small_talk(rng: random.Random) -> dict:
-    """A short tool-less chat: a greeting or a question about the model, and its answer."""
-    user = rng.choice(GREETINGS)
-    answer = rng.choice(THANKS) if user.startswith("thank") else ("Goodbye!" if user == "bye" else rng.choice(ABOUT))
-    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+def small_talk(rng: random.Random, offered: dict | None = None) -> dict:
+    """A short tool-less chat: a greeting, a question about the model, thanks or goodbye, and its answer in plain
+    text. With `offered` (a gold record's system message and tools) the same chat happens with tools on offer, so
+    the model learns that a greeting gets words, not a call, even when it could call something."""
+    kind = rng.choice(("hello", "question", "question", "thanks", "bye"))
+    if kind == "hello":
+        user, answer = rng.choice(OPENERS), f"{rng.choice(HELLOS)} {rng.choice(ABOUT)}"
+    elif kind == "question":
+        opener = rng.choice(OPENERS + ("",) * 6)
+        user, answer = (f"{opener}, " if opener else "") + rng.choice(QUESTIONS), rng.choice(ABOUT)
+    elif kind == "thanks":
+        user, answer = rng.choice(THANKS_USER), rng.choice(THANKS)
+    else:
+        user, answer = rng.choice(BYES), rng.choice(GOODBYES)
+    messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    if offered is None:
+        return {"messages": messages}
+    system = [m for m in offered["messages"][:1] if m["role"] == "system"]
+    return {"messages": system + messages, "tools": offered["tools"]}
 
 
 def write_corpus(out: str | Path, mix: dict[str, int], *, small_talk_records: int = 200, seed: int = 0) -> dict:
@@ -69,7 +92,8 @@ def write_corpus(out: str | Path, mix: dict[str, int], *, small_talk_records: in
             raise ValueError(f"suite {name} has {len(tasks)} train tasks, {n} asked for")
         records += [gold_chat(suite, t) for t in tasks[len(tasks) - n:]] if n else []
         counts[name] = n
-    records += [small_talk(rng) for _ in range(small_talk_records)]
+    gold = list(records)  # half the small talk happens with one of these records' tools on offer
+    records += [small_talk(rng, rng.choice(gold) if gold and i % 2 else None) for i in range(small_talk_records)]
     counts["small_talk"] = small_talk_records
     rng.shuffle(records)
     path = Path(out)
