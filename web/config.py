@@ -57,6 +57,12 @@ class ServeConfig:
     store: str | None = None                # model store root (None: the user cache's); its models are served too
     serve_store: bool = True                # False: serve only `model`
     router: str | None = None               # a saved router's directory: model "auto" routes each request
+    # the browser UI (docs/ui.md)
+    traces: tuple[str, ...] = ()            # directories of .atraj episodes the trajectory viewer browses
+    chat_dir: str = ""                      # where chat sessions are recorded; "": <user cache>/chats
+    evals_dir: str = "runs"                 # eval runs and gate results (the Evals page; its episodes browsable)
+    runs_dir: str = "runs"                  # training runs (the Runs page)
+    ui_max_chats: int = 32                  # chat sessions kept in memory (least recently used idle one ends first)
 
     def scheduler_config(self) -> SchedulerConfig:
         return SchedulerConfig(max_batch=self.max_batch, prefill_batch=self.max_batch, prefill_step=self.prefill_step,
