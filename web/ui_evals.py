@@ -7,8 +7,8 @@ verdicts (any `*.json` whose kind is `tinygpt.gate-result`). `/parse` checks a d
 pass rate per (suite, split) and category with its Wilson interval, and each arm's paired difference from a
 baseline arm, computed by the gate's own code (evals/paired.py pairs, evals/compare.py compares, default
 GateConfig). An arm is (model name, model fingerprint, policy): an adapter, a retrained checkpoint or a scripted
-replay is its own bar. A difference whose interval lies wholly below 0 is flagged `regression` (above 0:
-`improvement`). Nothing here decides verdicts (the gate does) or writes a file.
+replay is its own bar. A difference whose interval lies wholly below 0, with its two-sided p below 5%, is flagged
+`regression` (above 0: `improvement`). Nothing here decides verdicts (the gate does) or writes a file.
 """
 from __future__ import annotations
 
@@ -250,8 +250,12 @@ def _cell(arm: ArmRows, suite: str, split: str, aid: str, partial: bool) -> dict
                            for c in cats]}
 
 
-def _flag(lo: float, hi: float) -> str:
-    return "regression" if hi < 0 else "improvement" if lo > 0 else "no-difference"
+def _flag(d) -> str:
+    """`regression` / `improvement` when the interval excludes 0 and the test agrees (for K = 1 the interval is
+    Tango's and the test exact McNemar, which can disagree on a handful of tasks); else `no-difference`."""
+    if d.p_value >= 1 - GateConfig().confidence:
+        return "no-difference"
+    return "regression" if d.hi < 0 else "improvement" if d.lo > 0 else "no-difference"
 
 
 def _comparison(runs: list[Run], aid: str, base: str, suite: str, split: str) -> dict:
@@ -262,10 +266,10 @@ def _comparison(runs: list[Run], aid: str, base: str, suite: str, split: str) ->
         return {**out, "error": str(exc)}
     d = s.diff
     return {**out, "tasks": s.tasks, "estimate": d.estimate, "lo": d.lo, "hi": d.hi, "p_value": d.p_value,
-            "method": d.method, "wins": d.wins, "losses": d.losses, "flag": _flag(d.lo, d.hi),
+            "method": d.method, "wins": d.wins, "losses": d.losses, "flag": _flag(d),
             "categories": [{"category": c.category, "tasks": c.tasks, "estimate": c.diff.estimate,
                             "lo": c.diff.lo, "hi": c.diff.hi, "p_value": c.diff.p_value,
-                            "flag": _flag(c.diff.lo, c.diff.hi)} for c in s.categories]}
+                            "flag": _flag(c.diff)} for c in s.categories]}
 
 
 def summarize(runs: list[Run], partial: set[str], baseline: str | None) -> dict:
