@@ -33,7 +33,6 @@ from tinygpt.web.errors import ApiError, decode
 
 router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).resolve().parent / "static"
-DEFAULT_DIR = "runs"  # where `tinygpt eval --out` (runs/evals) and retrain (RUN/eval/, RUN/gate/) write, from cwd
 SKIP_DIRS = {"traces", "checkpoints", "adapter", "episodes", "__pycache__", "node_modules"}
 MANIFEST, ROWS = ".run.json", ".results.jsonl"
 GATE_SNIFF = 4096  # the kind is the first key of gate-result.json
@@ -47,7 +46,7 @@ class SummaryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def evals_dir(request: Request) -> Path:
-    return Path(getattr(request.app.state.tg.config, "evals_dir", DEFAULT_DIR)).expanduser()
+    return Path(request.app.state.tg.config.evals_dir).expanduser()
 
 
 def _json(body) -> Response:

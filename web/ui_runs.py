@@ -29,7 +29,6 @@ from tinygpt.web.errors import ApiError
 
 router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).resolve().parent / "static"
-DEFAULT_DIR = "runs"  # where train/pretrain/distill put runs by default (runs/train-<time>, runs/<name>), from cwd
 MARKER, METRICS, CREATOR = "run.json", "metrics.jsonl", "tinygpt train"  # trainer/run_dir.py's names
 CONFIGS = ("config.toml", "on-policy.toml")  # the resolved config a run saves (on-policy.toml: distill on-policy)
 SKIP_DIRS = {"traces", "checkpoints", "adapter", "episodes", "__pycache__", "node_modules"}
@@ -40,7 +39,7 @@ CONFIG_KEYS = ("model", "method", "iters", "epochs", "learning_rate", "batch_siz
 
 
 def runs_dir(request: Request) -> Path:
-    return Path(getattr(request.app.state.tg.config, "runs_dir", DEFAULT_DIR)).expanduser()
+    return Path(request.app.state.tg.config.runs_dir).expanduser()
 
 
 def _json(body) -> Response:
