@@ -41,6 +41,7 @@ Extensions on both APIs:
 "session": "<id>" keeps the KV cache server-side across calls; "return_token_ids": true returns the exact
 prompt and output token ids; with --router, model "auto" routes each chat request (the decision in the
 x-tinygpt-route header and the body's "tinygpt": {"route": ...}).
+The browser UI is at /ui (chat playground, trajectories, evals, training runs; docs/ui.md).
 """
 
 
@@ -67,7 +68,21 @@ def serve_config(args: argparse.Namespace):
         batching=not args.no_batch, solo=not args.no_solo, grammar_backend=cfg.grammar_backend,
         tool_format="" if cfg.tool_format == "auto" else cfg.tool_format,
         prefix_cache_mb=cfg.prefix_cache_mb, model_memory_mb=cfg.model_memory_mb,
-        router=str(Path(cfg.router).expanduser()) if cfg.router else None)
+        router=str(Path(cfg.router).expanduser()) if cfg.router else None,
+        traces=tuple(args.traces), chat_dir=args.chat_dir or "", evals_dir=args.evals_dir, runs_dir=args.runs_dir)
+
+
+def tool_worlds() -> list:
+    """The tool worlds the UI's chat offers (web/ui_chat.py): the embedded world's file system (in memory, or in
+    an empty directory the server makes per chat), calendar and shop, each fresh per chat session."""
+    from tinygpt.tools.catalog import load_toolset
+    from tinygpt.web.ui_chat import ToolWorld
+
+    return [ToolWorld("files", "file system: the embedded world, in memory", lambda _dir: load_toolset("fs:virtual")),
+            ToolWorld("sandbox", "file system: an empty directory the server makes for this chat",
+                      lambda folder: load_toolset(f"fs:{folder}"), needs_dir=True),
+            ToolWorld("calendar", "calendar: the demo calendar, in memory", lambda _dir: load_toolset("calendar")),
+            ToolWorld("shop", "shop: the demo shop, in memory", lambda _dir: load_toolset("shop"))]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -123,6 +138,16 @@ def parser() -> argparse.ArgumentParser:
                    help="a router saved by `tinygpt route train`: requests naming model \"auto\" are routed to a "
                         "store model or an enabled backend, the decision in the x-tinygpt-route header (default: "
                         "config `router`, else none: \"auto\" is refused)")
+    ui = p.add_argument_group("browser UI (/ui; docs/ui.md)")
+    ui.add_argument("--traces", action="append", default=[], metavar="DIR",
+                    help="a directory of .atraj episodes for the trajectory viewer (repeatable; searched recursively)")
+    ui.add_argument("--chat-dir", default=None, metavar="DIR",
+                    help="where the chat playground records its sessions as .atraj (default: the user cache's "
+                         "chats/, e.g. ~/.cache/tinygpt/chats)")
+    ui.add_argument("--evals-dir", default="runs", metavar="DIR",
+                    help="eval runs and gate results for the Evals page (default: runs)")
+    ui.add_argument("--runs-dir", default="runs", metavar="DIR",
+                    help="training runs for the Runs page (default: runs)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     return p
 
@@ -184,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     from tinygpt.router.errors import RouterError
 
     try:
-        app = create_app(config)
+        app = create_app(config, tool_worlds=tool_worlds())
     except (ModelLoadError, RouterError, BackendError) as exc:
         sock.close()
         print(f"tinygpt serve: {exc}", file=sys.stderr)
@@ -204,7 +229,7 @@ def banner(card, sock: socket.socket, config) -> str:
     """The line that says where the server listens (printed once it accepts connections)."""
     host, port = sock.getsockname()[:2]
     line = (f"tinygpt serve: {card.name} ({card.parameter_size} parameters, context {card.context_length}) on "
-            f"http://{_url_host(host)}:{port}  [OpenAI /v1, Ollama /api, spec /openapi.json]"
+            f"http://{_url_host(host)}:{port}  [OpenAI /v1, Ollama /api, UI /ui, spec /openapi.json]"
             f"{'  API key required' if config.api_key else ''}")
     if card.random_init:
         line += ("\ntinygpt serve: note: this model has random weights (made by `tinygpt init-model`, never "

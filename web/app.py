@@ -6,7 +6,8 @@ raises `ModelLoadError` here, before any socket is bound; others load on first r
 maps every error to the right wire shape, publishes the OpenAPI spec at /openapi.json (no /docs page: FastAPI's
 loads Swagger UI from a CDN, blank offline, and no local copy is installed), answers GET /health, and wraps the
 app in the Guard (Host allow-list, API key, cross-site requests, body limit, timeout and nesting depth) and a
-CORS policy that admits only localhost pages unless told otherwise. Anything a client sends gets a 4xx
+CORS policy that admits only localhost pages unless told otherwise. The browser UI (/ui: web/ui.py and the
+ui_* routers, docs/ui.md) is mounted on the same app. Anything a client sends gets a 4xx
 at worst; a 500 means a bug here. Not here: binding sockets (tinygpt/cli_serve.py).
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tinygpt.web import ollama_api, openai_api, openapi
+from tinygpt.web import ollama_api, openai_api, openapi, ui, ui_chat, ui_evals, ui_runs
 from tinygpt.runtime.catalog import Catalog
 from tinygpt.runtime.provider import ModelProvider
 from tinygpt.runtime.scheduler import Scheduler
@@ -38,8 +39,9 @@ LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 VERSION = "0.1.0"
 
 
-def create_app(config: ServeConfig) -> FastAPI:
-    """The app, with its scheduler started and the first model loaded."""
+def create_app(config: ServeConfig, *, tool_worlds: list[ui_chat.ToolWorld] = ()) -> FastAPI:
+    """The app, with its scheduler started and the first model loaded. `tool_worlds`: what the UI's chat may act
+    in besides "no tools" (tinygpt serve gives the embedded world's; web/ui_chat.py)."""
     store = ModelStore(config.store) if config.store else ModelStore()
     catalog = Catalog(config.model, config.model_name, store=store, provider=ModelProvider(store),
                       include_store=config.serve_store)
@@ -58,6 +60,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         try:
             yield
         finally:
+            _app.state.ui_chats.shutdown()  # finish the chats' episodes while the scheduler still runs
             scheduler.stop()
 
     app = FastAPI(title="tinygpt serve", version=VERSION, lifespan=lifespan, docs_url=None,
@@ -68,6 +71,10 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_api_route("/health", _health, methods=["GET"], summary="liveness probe", response_class=Response)
     app.include_router(openai_api.router)
     app.include_router(ollama_api.router)
+    app.include_router(ui.router)
+    app.include_router(ui_evals.router)
+    app.include_router(ui_runs.router)
+    ui_chat.install(app, list(tool_worlds))
     _errors(app)
     names = catalog.names() + ([AUTO] if router is not None else [])
     openapi.install(app, sorted(set(names) | {ollama_name(n) for n in names}))
