@@ -4,6 +4,7 @@
 #   ./bootstrap.sh test [...]  the test suite (extra args go to pytest)
 #   ./bootstrap.sh setup       set up only
 # Linux: installs OpenBLAS with apt when it can (root, or passwordless sudo); MLX then uses it automatically.
+# setup/test (not demo) also install Debian's chromium when missing, for the browser UI's tests.
 # Quiet: one line per step; pip's output goes to .venv/bootstrap-pip.log and is shown only if a step fails.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,6 +32,12 @@ if [ "$(uname -s)" = Linux ] && ! ls /usr/lib/*/openblas-pthread/libopenblas.so.
    && ! ls /usr/lib*/libopenblas*.so* >/dev/null 2>&1; then
   say "installing OpenBLAS (libopenblas0-pthread) for a fast MLX CPU path"
   apt_install libopenblas0-pthread || say "could not install OpenBLAS (no apt/root); MLX will use its slow bundled BLAS"
+fi
+
+# The browser UI's tests drive Debian's Chromium (tests/web/browser_for_tests.py); `demo` does not need it.
+if [ "$cmd" != demo ] && [ "$(uname -s)" = Linux ] && [ ! -x /usr/bin/chromium ]; then
+  say "installing Chromium (the browser UI's tests drive it headless)"
+  apt_install chromium || say "could not install Chromium (no apt/root); the browser UI tests will be skipped"
 fi
 
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
