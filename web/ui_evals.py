@@ -20,7 +20,7 @@ import msgspec
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from tinygpt.evals import stats
 from tinygpt.evals.compare import compare
@@ -30,9 +30,10 @@ from tinygpt.evals.gate_config import GateConfig
 from tinygpt.evals.paired import ArmRows, arm_rows, pair
 from tinygpt.evals.results import SCHEMA_VERSION, ResultRow, Run, RunManifest, read_manifest, read_run
 from tinygpt.web.errors import ApiError, decode
+from tinygpt.web.ui import page
+from tinygpt.web.ui_traces import episode_url
 
 router = APIRouter(include_in_schema=False)
-STATIC = Path(__file__).resolve().parent / "static"
 SKIP_DIRS = {"traces", "checkpoints", "adapter", "episodes", "__pycache__", "node_modules"}
 MANIFEST, ROWS = ".run.json", ".results.jsonl"
 GATE_SNIFF = 4096  # the kind is the first key of gate-result.json
@@ -54,8 +55,8 @@ def _json(body) -> Response:
 
 
 @router.get("/ui/evals")
-async def page() -> FileResponse:
-    return FileResponse(STATIC / "evals.html", media_type="text/html")
+async def evals_page() -> Response:
+    return page("evals.html")
 
 
 def scan(root: Path) -> tuple[list[Path], list[Path]]:
@@ -167,11 +168,15 @@ def load_run(root: Path, ref: str) -> tuple[Run, bool]:
 
 @router.get("/ui/api/evals/rows")
 def rows(request: Request, ref: str) -> Response:
-    """One run's rows (a running run: those written so far), and its folder relative to the evals directory
-    (a row's `trajectories` are relative to that folder)."""
+    """One run's rows (a running run: those written so far), its folder relative to the evals directory (a
+    row's `trajectories` are relative to it), and per row the viewer's URL of each trajectory (None: not found
+    under the server's trajectory roots)."""
+    config = request.app.state.tg.config
     run, partial = load_run(evals_dir(request), ref)
+    folder = Path(run.path).parent
+    links = [[episode_url(config, folder / t) for t in row.trajectories] for row in run.rows]
     return _json({"ref": ref, "run_id": run.manifest.run_id, "partial": partial,
-                  "folder": PurePosixPath(ref).parent.as_posix(), "rows": run.rows})
+                  "folder": PurePosixPath(ref).parent.as_posix(), "rows": run.rows, "links": links})
 
 
 @router.post("/ui/api/evals/parse")

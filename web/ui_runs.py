@@ -23,12 +23,12 @@ from pathlib import Path, PurePosixPath
 import msgspec
 from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from tinygpt.web.errors import ApiError
+from tinygpt.web.ui import page
 
 router = APIRouter(include_in_schema=False)
-STATIC = Path(__file__).resolve().parent / "static"
 MARKER, METRICS, CREATOR = "run.json", "metrics.jsonl", "tinygpt train"  # trainer/run_dir.py's names
 CONFIGS = ("config.toml", "on-policy.toml")  # the resolved config a run saves (on-policy.toml: distill on-policy)
 SKIP_DIRS = {"traces", "checkpoints", "adapter", "episodes", "__pycache__", "node_modules"}
@@ -47,8 +47,8 @@ def _json(body) -> Response:
 
 
 @router.get("/ui/runs")
-async def page() -> FileResponse:
-    return FileResponse(STATIC / "runs.html", media_type="text/html")
+async def runs_page() -> Response:
+    return page("runs.html")
 
 
 def _marker(run: Path) -> dict | None:

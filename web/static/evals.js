@@ -13,32 +13,7 @@
                   byCategory: false, summary: null, rows: new Map(), request: 0 };
   const $ = (id) => document.getElementById(id);
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") node.className = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-    for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c);
-    return node;
-  }
-
-  async function api(path, options) {
-    const opts = Object.assign({ headers: {} }, options || {});
-    const key = window.tinygptUI && window.tinygptUI.apiKey && window.tinygptUI.apiKey();
-    if (key) opts.headers.Authorization = "Bearer " + key;
-    const res = await fetch(path, opts);
-    const text = await res.text();
-    let body = null;
-    try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
-    if (!res.ok) {
-      const msg = body && body.error ? (body.error.message || body.error) : (text || res.statusText);
-      throw new Error(msg);
-    }
-    return body;
-  }
+  const { el, api } = window.tinygptUI;  // common.js: DOM builder, JSON fetch with the server's error message
 
   const pct = (x) => (100 * x).toFixed(1) + "%";
   const pts = (x) => (x >= 0 ? "+" : "\u2212") + Math.abs(100 * x).toFixed(1);
@@ -48,8 +23,8 @@
 
   function readUrl() {
     const q = new URLSearchParams(location.search);
-    const runs = q.get("runs");
-    return { runs: runs ? runs.split(",").filter(Boolean) : null, baseline: q.get("baseline"),
+    const runs = q.get("runs");  // present but empty: no runs (not the default choice)
+    return { runs: runs !== null ? runs.split(",").filter(Boolean) : null, baseline: q.get("baseline"),
              by: q.get("by") };
   }
 
@@ -144,8 +119,7 @@
     setStatus("computing…");
     try {
       const summary = await api("/ui/api/evals/summary", {
-        method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ refs: [...state.selected], rows: state.dropped, baseline: state.baseline }) });
+        json: { refs: [...state.selected], rows: state.dropped, baseline: state.baseline } });
       if (ticket !== state.request) return;  // a newer selection is on its way
       state.summary = summary;
       state.baseline = summary.baseline;
@@ -268,7 +242,8 @@
       Plotly.react($("diff-chart"), diffTraces(s, cols), {
         title: { text: `Paired difference from ${base ? base.label : "the baseline"} (points; red ▼: significantly worse)` },
         xaxis: { title: { text: "candidate − baseline, pass-rate points" }, zeroline: true, zerolinewidth: 2 },
-        yaxis: { autorange: "reversed", automargin: true }, height: 120 + 40 * cols.length, margin: { t: 50 },
+        yaxis: { autorange: "reversed", automargin: true }, height: 190 + 40 * cols.length, margin: { t: 90 },
+        showlegend: true, legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
         shapes: [{ type: "line", x0: 0, x1: 0, yref: "paper", y0: 0, y1: 1, line: { color: "#000", width: 1 } }] }, config);
     } else {
       Plotly.purge($("diff-chart"));
@@ -323,12 +298,6 @@
     return state.rows.get(ref);
   }
 
-  function trajectoryLink(folder, path) {
-    const rel = folder && folder !== "." ? `${folder}/${path}` : path;
-    const make = window.tinygptUI && window.tinygptUI.trajectoryUrl;
-    return make ? make(rel) : null;
-  }
-
   async function showEpisodes(armId, suite, split, category) {
     const s = state.summary;
     const arm = s && s.arms.find((a) => a.id === armId);
@@ -339,7 +308,7 @@
     try {
       for (const ref of state.selected) {
         const got = await rowsOf(ref);
-        for (const r of got.rows) if (match(r)) found.push([got.folder, r]);
+        got.rows.forEach((r, i) => { if (match(r)) found.push([got.links[i], r]); });
       }
     } catch (err) {
       $("episodes").replaceChildren(el("p", { class: "ui-error" }, err.message));
@@ -349,13 +318,13 @@
     found.sort((x, y) => (x[1].task_id < y[1].task_id ? -1 : x[1].task_id > y[1].task_id ? 1 : x[1].pass_index - y[1].pass_index));
     const head = el("tr", {}, ["task", "category", "k", "passed", "score", "steps", "tokens in/out", "seconds", "end", "reason", "trajectory"]
       .map((h) => el("th", {}, h)));
-    const body = found.map(([folder, r]) => el("tr", { "data-task": r.task_id },
+    const body = found.map(([links, r]) => el("tr", { "data-task": r.task_id },
       el("td", {}, r.task_id), el("td", {}, r.category), el("td", {}, String(r.pass_index)),
       el("td", {}, r.passed ? "✓" : "✗"), el("td", {}, r.score.toFixed(2)), el("td", {}, String(r.steps)),
       el("td", {}, `${r.prompt_tokens}/${r.output_tokens}`), el("td", {}, r.latency_s.toFixed(2)), el("td", {}, r.end),
       el("td", {}, r.reason),
       el("td", {}, r.trajectories.map((t, i) => {
-        const href = folder === null ? null : trajectoryLink(folder, t);
+        const href = links ? links[i] : null;
         return href ? el("a", { href, class: "trajectory-link" }, `turn ${i + 1} `) : el("span", { title: t }, `turn ${i + 1} `);
       }))));
     $("episodes").replaceChildren(

@@ -12,29 +12,7 @@
   const state = { index: null, selected: [], runs: new Map(), busy: false, drawn: false };
   const $ = (id) => document.getElementById(id);
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") node.className = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-    for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c);
-    return node;
-  }
-
-  async function api(path) {
-    const headers = {};
-    const key = window.tinygptUI && window.tinygptUI.apiKey && window.tinygptUI.apiKey();
-    if (key) headers.Authorization = "Bearer " + key;
-    const res = await fetch(path, { headers });
-    const text = await res.text();
-    let body = null;
-    try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
-    if (!res.ok) throw new Error(body && body.error ? (body.error.message || body.error) : (text || res.statusText));
-    return body;
-  }
+  const { el, api } = window.tinygptUI;  // common.js: DOM builder, JSON fetch with the server's error message
 
   function fresh(ref) {
     return { ref, file: null, offset: 0, info: null, needsRead: true,
@@ -164,6 +142,11 @@
       const got = await api(`/ui/api/runs/metrics?${q}`);
       if (!state.runs.has(r.ref) || state.runs.get(r.ref) !== r) return;  // deselected meanwhile
       r.info = got.run;
+      const listed = state.index.runs.findIndex((x) => x.ref === r.ref);
+      if (listed >= 0 && state.index.runs[listed].status !== got.run.status) {
+        state.index.runs[listed] = got.run;
+        renderList();
+      }
       if (got.reset) {
         r.loss = { x: [], y: [] }; r.val = { x: [], y: [] }; r.speed = { x: [], y: [] };
         r.file = got.file; r.offset = got.offset;
