@@ -209,9 +209,8 @@ class ChatRun:
         self._thread: threading.Thread | None = None
 
     def start(self, text: str) -> None:
-        """Run one user turn in the background (the caller has `log.begin()`-ed it)."""
+        """Run one user turn in the background (the caller has `log.begin()`-ed it and logged the message)."""
         self.used = time.monotonic()
-        self.log.append({"type": "user", "text": text})
         self._thread = threading.Thread(target=self._turn, args=(text,), name="tinygpt-ui-chat", daemon=True)
         self._thread.start()
 

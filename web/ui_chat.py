@@ -42,6 +42,7 @@ from tinygpt.web.ui_traces import chat_dir, episode_url
 router = APIRouter(include_in_schema=False)
 TOOL_CHOICES = ("auto", "required", "none")
 MAX_STEPS = 50
+DEFAULT_MAX_TOKENS = 256
 FOLLOW_WAIT_S = 10.0  # a follower checks its client is still there this often
 _SID = re.compile(r"[0-9a-f]{32}")
 
@@ -79,7 +80,7 @@ class ChatSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     tools: str = "none"
     tool_choice: str = "auto"
     temperature: float = 0.7
-    max_tokens: int = 256
+    max_tokens: int | None = None  # new tokens per model call; None: DEFAULT_MAX_TOKENS within the server's cap
     max_steps: int = 8
     seed: int | None = None
     system: str | None = None
@@ -191,7 +192,9 @@ async def options(request: Request) -> Response:
 
     return _json({"models": await run_in_threadpool(models), "default": state.default,
                   "tools": [{"name": w.name, "description": w.description} for w in store.worlds.values()],
-                  "tool_choices": list(TOOL_CHOICES), "defaults": msgspec.to_builtins(ChatSettings()),
+                  "tool_choices": list(TOOL_CHOICES),
+                  "defaults": msgspec.to_builtins(msgspec.structs.replace(
+                      ChatSettings(), max_tokens=min(DEFAULT_MAX_TOKENS, state.config.max_tokens))),
                   "limits": {"max_tokens": state.config.max_tokens, "max_steps": MAX_STEPS}})
 
 
@@ -202,15 +205,16 @@ def _check(settings: ChatSettings, store: ChatStore) -> ChatSettings:
                             f"{', '.join(store.worlds)}", param="tools")
     if not 0 <= settings.temperature <= 2:
         raise ApiError(400, f"temperature must be from 0 to 2, got {settings.temperature}", param="temperature")
-    if not 1 <= settings.max_tokens <= state.config.max_tokens:
+    max_tokens = min(DEFAULT_MAX_TOKENS, state.config.max_tokens) if settings.max_tokens is None else settings.max_tokens
+    if not 1 <= max_tokens <= state.config.max_tokens:
         raise ApiError(400, f"max_tokens must be from 1 to {state.config.max_tokens} (this server's cap), got "
-                            f"{settings.max_tokens}", param="max_tokens")
+                            f"{max_tokens}", param="max_tokens")
     if not 1 <= settings.max_steps <= MAX_STEPS:
         raise ApiError(400, f"max_steps must be from 1 to {MAX_STEPS}, got {settings.max_steps}", param="max_steps")
     model = settings.model or state.default
     if routing.is_auto(model) and state.router is None:
         raise state.unknown(model)
-    return msgspec.structs.replace(settings, model=model, system=settings.system or None)
+    return msgspec.structs.replace(settings, model=model, max_tokens=max_tokens, system=settings.system or None)
 
 
 @router.post("/ui/api/chat", status_code=201)
@@ -280,13 +284,16 @@ async def message(request: Request, sid: str) -> Response:
         raise ApiError(409, "this chat has ended; start a new chat")
     if not session.log.begin():
         raise ApiError(409, "a turn is still running in this chat; wait for it to finish")
+    first = len(session.log.items)
+    session.log.append({"type": "user", "text": text})
     try:
         if session.run is None:  # model "auto": the first message picks the model
             await _route(store, session, text)
-    except BaseException:
-        session.log.append({"type": "idle"}, busy=False)
+    except BaseException as exc:
+        message = exc.message if isinstance(exc, ApiError) else f"the chat could not start ({type(exc).__name__})"
+        session.log.append({"type": "error", "message": message})
+        session.log.append({"type": "idle", "episode": None}, busy=False)
         raise
-    first = len(session.log.items)
     session.run.start(text)
     return _json({"seq": first}, status=202)
 
