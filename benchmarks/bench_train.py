@@ -10,7 +10,10 @@ wall clock from the end of epoch 1 to the end of epoch 2, everything each traine
 reports once per epoch, so its per-report printing happens once). Tokens are counted as mlx-lm counts them:
 trained target tokens (its loss mask, our loss mask) of the second epoch, divided by that time. No row is longer
 than --max-seq-length (the data is made so), so neither side truncates or splits. Peak memory:
-mx.get_peak_memory() over the training loop (reset after the model is loaded and its LoRA layers made).
+mx.get_peak_memory() over the training loop (reset after the model is loaded and its LoRA layers made), reported
+two ways: `peak_mb` over each side's whole call (tinygpt's includes its final checkpoint, which also writes the
+optimizer state; mlx-lm's its final adapter save) and `steps_peak_mb` read at the end of the last training step,
+before either side saves anything: the training steps' own peak, the like-for-like figure.
 The machine is shared: the load average at the start and end is recorded, and tokens per CPU-second (process
 CPU time of the timed epoch, all threads) is reported beside wall-clock tokens/s, as it moves less with load.
 A third side, `mlx_lm_tuned`, is mlx-lm with two of its defaults changed — batches sorted by token count and no
@@ -67,9 +70,9 @@ def worker_tinygpt(args) -> dict:
     stamps = {}
     report = TrainProgress.step
 
-    def stamp(self, m):  # wall clock at the end of each step (after the loop's bookkeeping for it)
+    def stamp(self, m):  # wall clock and mx peak at the end of each step (after the loop's bookkeeping for it)
         report(self, m)
-        stamps[m.step] = (time.perf_counter(), time.process_time())
+        stamps[m.step] = (time.perf_counter(), time.process_time(), mx.get_peak_memory())
 
     TrainProgress.step = stamp
     work = tempfile.TemporaryDirectory(prefix="bench-train-")
@@ -84,7 +87,7 @@ def worker_tinygpt(args) -> dict:
     half = args.steps // 2
     return {"tokens": sum(m["tokens"] for m in steps if "loss" in m and m["step"] > half),
             "seconds": stamps[args.steps][0] - stamps[half][0], "cpu_seconds": stamps[args.steps][1] - stamps[half][1],
-            "peak_mb": summary["peak_memory_mb"],
+            "peak_mb": summary["peak_memory_mb"], "steps_peak_mb": stamps[args.steps][2] / 2**20,
             "final_loss": summary["final_loss"],
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "mlx": mx.__version__}
 
@@ -117,7 +120,8 @@ def worker_mlx_lm(args) -> dict:
 
     class Record(TrainingCallback):
         def on_train_loss_report(self, info):  # at the end of each epoch (steps_per_report = one epoch)
-            reports.append({**info, "at": time.perf_counter(), "cpu": time.process_time()})
+            reports.append({**info, "at": time.perf_counter(), "cpu": time.process_time(),
+                            "peak": mx.get_peak_memory()})
 
     work = tempfile.TemporaryDirectory(prefix="bench-train-mlx-")
     targs = TrainingArgs(batch_size=args.batch_size, iters=args.steps, steps_per_report=args.steps // 2,
@@ -130,7 +134,8 @@ def worker_mlx_lm(args) -> dict:
     first, second = reports  # the reports after epoch 1 and epoch 2
     return {"tokens": second["trained_tokens"] - first["trained_tokens"], "seconds": second["at"] - first["at"],
             "cpu_seconds": second["cpu"] - first["cpu"],
-            "peak_mb": mx.get_peak_memory() / 2**20, "final_loss": second["train_loss"],
+            "peak_mb": mx.get_peak_memory() / 2**20, "steps_peak_mb": second["peak"] / 2**20,
+            "final_loss": second["train_loss"],
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -234,7 +239,7 @@ def main() -> None:
                 runs[which].append(run_worker(which, args, data, model))
                 print(workload, which, json.dumps(runs[which][-1]), file=sys.stderr, flush=True)
         med = {w: {k: statistics.median(r[k] for r in rs)
-                   for k in ("tokens_per_s", "tokens_per_cpu_s", "peak_mb", "maxrss_mb")} for w, rs in runs.items()}
+                   for k in ("tokens_per_s", "tokens_per_cpu_s", "peak_mb", "steps_peak_mb", "maxrss_mb")} for w, rs in runs.items()}
         tuned = {"tuned_tokens_per_s_ratio": med["tinygpt"]["tokens_per_s"] / med["mlx_lm_tuned"]["tokens_per_s"],
                  "tuned_peak_memory_ratio": med["tinygpt"]["peak_mb"] / med["mlx_lm_tuned"]["peak_mb"]} \
             if "mlx_lm_tuned" in med else {}
@@ -248,7 +253,8 @@ def main() -> None:
             "tokens_per_s_ratio": med["tinygpt"]["tokens_per_s"] / med["mlx_lm"]["tokens_per_s"],
             "tokens_per_s_ratio_of_pairs": {side: {"median": statistics.median(r), "each": r} for side, r in pairs.items()},
             "tokens_per_cpu_s_ratio": med["tinygpt"]["tokens_per_cpu_s"] / med["mlx_lm"]["tokens_per_cpu_s"],
-            "peak_memory_ratio": med["tinygpt"]["peak_mb"] / med["mlx_lm"]["peak_mb"], **tuned}
+            "peak_memory_ratio": med["tinygpt"]["peak_mb"] / med["mlx_lm"]["peak_mb"],
+            "steps_peak_memory_ratio": med["tinygpt"]["steps_peak_mb"] / med["mlx_lm"]["steps_peak_mb"], **tuned}
         print(workload, json.dumps(results["workloads"][workload]["median"]),
               f"ratio {results['workloads'][workload]['tokens_per_s_ratio']:.3f}", file=sys.stderr, flush=True)
     holder.cleanup()
