@@ -174,6 +174,6 @@ def metrics(request: Request, ref: str, offset: int = 0, file: str | None = None
         raise ApiError(400, f"offset {offset} is negative; start at 0 and send the offset the last answer gave")
     root = runs_dir(request)
     run = resolve(root, ref)
-    meta = _marker(run) or {}
-    return _json({"ref": ref, **read_metrics(run / METRICS, offset, file),
-                  "run": describe(root, run, meta, time.time())})
+    # the status first: a run that says it ended wrote its last metrics before, so this read has them all
+    described = describe(root, run, _marker(run) or {}, time.time())
+    return _json({"ref": ref, **read_metrics(run / METRICS, offset, file), "run": described})

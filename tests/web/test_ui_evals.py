@@ -83,6 +83,8 @@ def test_index_lists_runs_and_gate_verdicts(srv, evals):
 def test_rows_of_a_run_and_refs_that_are_refused(srv, evals):
     body = httpx.get(f"{srv.url}/ui/api/evals/rows", params={"ref": ref(evals, "bad")}).json()
     assert [r["passed"] for r in body["rows"]] == BAD and body["folder"] == "evals" and not body["partial"]
+    run_id = body["run_id"]  # each turn's trajectory links to the viewer, the evals directory being its root "evals"
+    assert body["links"][0] == [f"/ui/trajectories/evals/evals/traces/{run_id}/fileops-t00.k0.atraj"]
     live = httpx.get(f"{srv.url}/ui/api/evals/rows", params={"ref": ref(evals, "live")}).json()
     assert live["partial"] and len(live["rows"]) == 3
     for bad in ("../x.run.json", "/etc/passwd", "evals/nothing.run.json", "evals/gate-result.json"):
@@ -198,6 +200,12 @@ def test_a_gate_card_shows_its_runs(srv, evals, ui_page):
     page.wait_for_function("() => document.getElementById('evals-chart').data.length === 2")
     assert page.evaluate("() => new URLSearchParams(location.search).get('runs').split(',').length") == 2
     assert page.locator("#summary-table tr.regression").count() == 1
+    page.check("#by-category")  # one bar per category: 4 losses of 6 is no significant regression (McNemar p = 1/8)
+    page.wait_for_function("() => document.getElementById('evals-chart').data[0].x.length === 2")
+    assert page.evaluate("() => document.getElementById('evals-chart').data[0].x") == [
+        "fileops / find-copy", "fileops / sort-save"]
+    assert "by=category" in page.url and page.locator("#summary-table tr.regression").count() == 0
+    assert page.locator("#summary-table .flag-no-difference").count() == 2
 
 
 @pytest.mark.ui_allowed_errors(r"status of 400")

@@ -3,7 +3,10 @@ folders that are no run), metrics read from an offset (a line being written wait
 Chromium a live curve that gains the points appended to metrics.jsonl while the page is open."""
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -123,3 +126,32 @@ def test_the_curve_gains_the_points_appended_while_the_page_is_open(srv, runs, u
     (run / "run.json").write_text(json.dumps({**marker, "status": "complete"}))
     page.wait_for_selector("#run-table [data-status=complete]")
     assert page.locator("#run-table .last-step").inner_text() == "5"
+
+
+@pytest.mark.slow
+def test_a_real_training_run_is_drawn(start_server, tiny_model, tmp_path, ui_page):
+    """`tinygpt train` on the tiny model while the page is open: the run appears, and when it completes the curves
+    hold every metrics line it wrote."""
+    page, root = ui_page, tmp_path / "runs"
+    root.mkdir()
+    data = tmp_path / "text.jsonl"
+    data.write_text("".join(json.dumps({"text": f"the quick brown fox {i} jumps over dog {7 * i}"}) + "\n"
+                            for i in range(24)))
+    srv = start_server(runs_dir=str(root))
+    page.goto(f"{srv.url}/ui/runs")
+    page.wait_for_function("() => document.body.dataset.ready === '1'")
+    tinygpt = Path(sys.executable).with_name("tinygpt")
+    proc = subprocess.Popen([str(tinygpt), "train", str(data), "--model", str(tiny_model), "--out", str(root / "real"),
+                             "--iters", "12", "--val-every", "4", "--batch-size", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        page.locator("#run-list input[data-ref=real]").check(timeout=60_000)
+        page.wait_for_selector("#run-table [data-status=complete]", timeout=240_000)
+    finally:
+        err = proc.communicate(timeout=240)[1]
+    assert proc.returncode == 0, err
+    lines = [json.loads(x) for x in (root / "real" / "metrics.jsonl").read_text().splitlines()]
+    traces = page.evaluate("() => document.getElementById('loss-chart').data.map(t => [t.x, t.y])")
+    assert traces[0] == [[m["step"] for m in lines if "loss" in m], [m["loss"] for m in lines if "loss" in m]]
+    assert traces[1] == [[m["step"] for m in lines if "val_loss" in m], [m["val_loss"] for m in lines if "val_loss" in m]]
+    assert len(traces[0][0]) == 12
