@@ -59,9 +59,10 @@ async def evals_page() -> Response:
     return page("evals.html")
 
 
-def scan(root: Path) -> tuple[list[Path], list[Path]]:
-    """The run manifests and gate results under `root`, sorted; symbolic links to folders are not followed."""
-    manifests, gates = [], []
+def scan(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """The run manifests, gate results and results files without a manifest under `root`, sorted; symbolic links
+    to folders are not followed."""
+    manifests, gates, orphans = [], [], []
     for here, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
         for name in sorted(files):
@@ -70,9 +71,11 @@ def scan(root: Path) -> tuple[list[Path], list[Path]]:
                 continue
             if name.endswith(MANIFEST):
                 manifests.append(path)
+            elif name.endswith(ROWS) and not (Path(here) / (name[: -len(ROWS)] + MANIFEST)).is_file():
+                orphans.append(path)
             elif name.endswith(".json") and _is_gate(path):
                 gates.append(path)
-    return manifests, gates
+    return manifests, gates, orphans
 
 
 def _is_gate(path: Path) -> bool:
@@ -103,8 +106,10 @@ def index(request: Request) -> Response:
     root = evals_dir(request)
     if not root.is_dir():
         return _json({"dir": str(root), "exists": False, "runs": [], "gates": [], "problems": []})
-    manifests, gate_files = scan(root)
-    runs, gates, problems = [], [], []
+    manifests, gate_files, orphans = scan(root)
+    runs, gates = [], []
+    problems = [f"{p}: a results file without its run manifest ({MANIFEST}); drop it on this page to see its rows"
+                for p in orphans]
     for path in manifests:
         try:
             m = read_manifest(path)

@@ -56,6 +56,9 @@ def evals(tmp_path_factory):
                     suites=["fileops"])
     (results / "gate-result.json").write_bytes(msgspec.json.format(msgspec.json.encode(gate), indent=2))
     paths["live"] = write_run(results, "spec-live", [True, False, True], fingerprint="fpB+fpA3", complete=False)
+    stray = root / "elsewhere" / "copied.results.jsonl"  # rows without their manifest: listed as a problem
+    stray.parent.mkdir()
+    stray.write_bytes(paths["base"].with_name(paths["base"].name.replace(".run.json", ".results.jsonl")).read_bytes())
     return root, paths
 
 
@@ -70,7 +73,9 @@ def ref(evals, name):
 
 def test_index_lists_runs_and_gate_verdicts(srv, evals):
     body = httpx.get(f"{srv.url}/ui/api/evals/index").json()
-    assert body["exists"] and body["problems"] == []
+    assert body["exists"]
+    (problem,) = body["problems"]
+    assert "copied.results.jsonl: a results file without its run manifest" in problem
     by_model = {r["model"]: r for r in body["runs"]}
     assert set(by_model) == {"base-m", "spec-bad", "spec-good", "spec-live"}
     assert by_model["spec-live"]["status"] == "running" and by_model["base-m"]["tasks"] == 12

@@ -356,7 +356,7 @@
       $("problems").replaceChildren(el("li", {}, err.message));
       return;
     }
-    const known = new Set(state.index.runs.map((r) => r.ref));
+    const known = new Set(state.index.runs.filter((r) => r.status !== "failed").map((r) => r.ref));
     if (want.runs) {
       want.runs.filter((r) => known.has(r)).forEach((r) => state.selected.add(r));
     } else if (state.index.gates.length) {
