@@ -180,15 +180,16 @@ def test_the_chart_shows_intervals_and_the_regression(srv, evals, ui_page):
     lo, hi = stats.wilson(2, 12)
     assert f"[{100 * lo:.1f}%, {100 * hi:.1f}%]" in label and "regression" in label
     # the error bar drawn is that interval
-    bar = page.evaluate(f"() => {{ const t = document.getElementById('evals-chart').data[{bad}];"
-                        " return [t.y[0], t.error_y.array[0], t.error_y.arrayminus[0], t.marker.line.color[0], t.text[0]]; }")
+    bar = page.evaluate(f"() => {{ const t = document.getElementById('evals-chart').data[{bad}]; return [t.y[0], "
+                        "t.error_y.array[0], t.error_y.arrayminus[0], t.marker.line.color[0], t.text[0]]; }")
     assert bar[0] + bar[1] == pytest.approx(hi) and bar[0] - bar[2] == pytest.approx(lo)
     assert bar[3] == "#c62828" and bar[4] == "▼"
     flags = page.locator("#summary-table tr.regression")
     assert flags.count() == 1 and "spec-bad" in flags.inner_text()
     assert page.locator(".gate-card[data-verdict=reject]").count() == 1
     # the difference chart: spec-bad's point and interval below zero
-    diff = page.evaluate("() => document.getElementById('diff-chart').data.map(t => [t.name, t.x[0], t.error_x.array[0]])")
+    diff = page.evaluate("() => document.getElementById('diff-chart').data"
+                         ".map(t => [t.name, t.x[0], t.error_x.array[0]])")
     d = {n: (x, up) for n, x, up in diff}
     assert d["spec-bad"][0] + d["spec-bad"][1] < 0 and d["spec-good"][0] + d["spec-good"][1] > 0
     # clicking the table's row lists the episodes behind the bar
@@ -220,9 +221,12 @@ def test_a_dropped_file_is_drawn_or_its_bad_line_named(srv, evals, ui_page, tmp_
     page.wait_for_function("() => document.body.dataset.ready === '1'")
     lines = [line for k in ("base", "good") for line in
              evals[1][k].with_name(evals[1][k].name.replace(".run.json", ".results.jsonl")).read_text().splitlines()]
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(lines[0] + "\n" + '{"version": 1}\n')
-    page.set_input_files("#file-input", str(bad))
+    # a file dropped on the drop zone (a real drop event carrying a File)
+    page.evaluate("""text => { const dt = new DataTransfer();
+        dt.items.add(new File([text], 'bad.jsonl', {type: 'application/x-ndjson'}));
+        document.getElementById('drop-zone').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true,
+                                                                                 cancelable: true})); }""",
+                  lines[0] + "\n" + '{"version": 1}\n')
     page.wait_for_selector("#drop-error:not([hidden])")
     assert "bad.jsonl line 2" in page.locator("#drop-error").inner_text()
     good = tmp_path / "two-models.results.jsonl"

@@ -153,5 +153,6 @@ def test_a_real_training_run_is_drawn(start_server, tiny_model, tmp_path, ui_pag
     lines = [json.loads(x) for x in (root / "real" / "metrics.jsonl").read_text().splitlines()]
     traces = page.evaluate("() => document.getElementById('loss-chart').data.map(t => [t.x, t.y])")
     assert traces[0] == [[m["step"] for m in lines if "loss" in m], [m["loss"] for m in lines if "loss" in m]]
-    assert traces[1] == [[m["step"] for m in lines if "val_loss" in m], [m["val_loss"] for m in lines if "val_loss" in m]]
+    val = [m for m in lines if "val_loss" in m]
+    assert traces[1] == [[m["step"] for m in val], [m["val_loss"] for m in val]]
     assert len(traces[0][0]) == 12
