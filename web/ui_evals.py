@@ -198,7 +198,7 @@ async def parse(request: Request, name: str = "the file") -> Response:
 
 
 def arm_id(model: str, fingerprint: str, policy: str) -> str:
-    """A stable id of an arm (the same bars keep their id, and colour, as the selection changes)."""
+    """A stable id of an arm (a link's `baseline=` keeps meaning the same arm as runs are added or removed)."""
     return hashlib.sha256("\x1f".join((model, fingerprint, policy)).encode()).hexdigest()[:12]
 
 
@@ -261,10 +261,10 @@ def _cell(arm: ArmRows, suite: str, split: str, aid: str, partial: bool) -> dict
 
 def _flag(d) -> str:
     """`regression` / `improvement` when the interval excludes 0 and the test agrees (for K = 1 the interval is
-    Tango's and the test exact McNemar, which can disagree on a handful of tasks); else `no-difference`."""
+    Tango's and the test exact McNemar, which can disagree on a handful of tasks); else `not-significant`."""
     if d.p_value >= 1 - GateConfig().confidence:
-        return "no-difference"
-    return "regression" if d.hi < 0 else "improvement" if d.lo > 0 else "no-difference"
+        return "not-significant"
+    return "regression" if d.hi < 0 else "improvement" if d.lo > 0 else "not-significant"
 
 
 def _comparison(runs: list[Run], aid: str, base: str, suite: str, split: str) -> dict:

@@ -109,7 +109,7 @@ def test_summary_is_the_gates_statistics(srv, evals):
         assert (cell["lo"], cell["hi"]) == pytest.approx(stats.wilson(sum(outcome), 12))
     runs = [read_run(evals[1][k]) for k in ("base", "bad", "good")]
     comps = {c["arm"]: c for c in s["comparisons"]}
-    for model, flag in (("spec-bad", "regression"), ("spec-good", "no-difference")):
+    for model, flag in (("spec-bad", "regression"), ("spec-good", "not-significant")):
         want = compare(pair(runs, candidate=model, baseline="base-m", suite="fileops"), GateConfig(), 0.0).diff
         got = comps[arms[model]["id"]]
         assert (got["estimate"], got["lo"], got["hi"], got["p_value"]) == pytest.approx(
@@ -211,7 +211,7 @@ def test_a_gate_card_shows_its_runs(srv, evals, ui_page):
     assert page.evaluate("() => document.getElementById('evals-chart').data[0].x") == [
         "fileops / find-copy", "fileops / sort-save"]
     assert "by=category" in page.url and page.locator("#summary-table tr.regression").count() == 0
-    assert page.locator("#summary-table .flag-no-difference").count() == 2
+    assert page.locator("#summary-table .flag-not-significant").count() == 2
 
 
 @pytest.mark.ui_allowed_errors(r"status of 400")

@@ -283,7 +283,7 @@
           el("td", { class: "interval" }, `${pct(p.value.rate)} [${pct(p.value.lo)}, ${pct(p.value.hi)}]`),
           el("td", {}, d ? `${pts(d.estimate)} [${pts(d.lo)}, ${pts(d.hi)}]` : ""),
           el("td", {}, d ? d.p_value.toPrecision(3) : ""),
-          el("td", { class: `flag flag-${flag}` }, flag === "regression" ? "▼ regression" : flag),
+          el("td", { class: `flag flag-${flag}` }, flag === "regression" ? "▼ regression" : flag.replace("-", " ")),
           el("td", {}, el("button", { type: "button", onclick: () => showEpisodes(a.id, col.suite, col.split, col.category || "") },
                           "episodes"))));
       }
