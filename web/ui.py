@@ -1,12 +1,13 @@
 """The browser UI's shell: `/ui` and its pages, the UI's own static files, and the vendored chart library.
 
-`router` serves `/ui` (a redirect to the chat page), the pages of the chat playground and the trajectory viewer (their
-APIs: ui_chat.py, ui_traces.py), every file of `web/static/` at `/ui/static/<name>` (read from the installed
-package, so a wheel serves what it carries), and plotly's `plotly.min.js` at `/ui/vendor/plotly.min.js`, read
-from the installed `plotly` Python package's own data: no CDN, nothing fetched at run time, no third-party code
-in this repository. Pages are static HTML plus the project's own small vanilla JS; data comes from JSON APIs
-under `/ui/api/...`. URLs: docs/ui.md. Not here: the chat sessions (ui_chat.py), the trajectory store
-(ui_traces.py), the eval and run pages (ui_evals.py, ui_runs.py).
+`router` serves `/ui` (a redirect to the chat page), the pages of the chat playground and the trajectory viewer
+(their APIs: ui_chat.py, ui_traces.py), every file of `web/static/` at `/ui/static/<name>` (read from the
+installed package, so a wheel serves what it carries), and plotly's `plotly.min.js` at `/ui/vendor/plotly.min.js`,
+read from the installed `plotly` Python package's own data: no CDN, nothing fetched at run time, no third-party
+code in this repository. Pages are static HTML plus the project's own small vanilla JS; data comes from JSON APIs
+under `/ui/api/...`; URLs in docs/ui.md. `/favicon.ico` is an empty 204, so a browser's automatic request for it
+logs no error. Not here: chat sessions (ui_chat.py), the trajectory store (ui_traces.py), the eval and run pages
+(ui_evals.py, ui_runs.py).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def static_bytes(name: str) -> bytes:
     """A file of the UI's static folder, from the installed package; 404 for anything else."""
     if not _NAME.fullmatch(name) or Path(name).suffix not in MEDIA:
         raise ApiError(404, f"no UI file {name!r}")
-    resource = importlib.resources.files("tinygpt.web").joinpath("static", name)
+    resource = importlib.resources.files(__package__).joinpath("static", name)  # the installed package's copy
     try:
         return resource.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -63,6 +64,11 @@ async def chat_page() -> Response:
 async def trajectories_page(ref: str = "") -> Response:
     """The list, or one episode (the page reads which from its URL)."""
     return page("trajectories.html")
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.get("/ui/static/{name}")

@@ -205,7 +205,9 @@ def _check(settings: ChatSettings, store: ChatStore) -> ChatSettings:
                             f"{', '.join(store.worlds)}", param="tools")
     if not 0 <= settings.temperature <= 2:
         raise ApiError(400, f"temperature must be from 0 to 2, got {settings.temperature}", param="temperature")
-    max_tokens = min(DEFAULT_MAX_TOKENS, state.config.max_tokens) if settings.max_tokens is None else settings.max_tokens
+    max_tokens = settings.max_tokens
+    if max_tokens is None:
+        max_tokens = min(DEFAULT_MAX_TOKENS, state.config.max_tokens)
     if not 1 <= max_tokens <= state.config.max_tokens:
         raise ApiError(400, f"max_tokens must be from 1 to {state.config.max_tokens} (this server's cap), got "
                             f"{max_tokens}", param="max_tokens")

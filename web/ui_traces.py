@@ -72,7 +72,8 @@ def episode_url(config: ServeConfig, path: str | Path) -> str | None:
     path = Path(path).expanduser()
     for root in roots(config):
         if _inside(path, root.path):
-            return "/ui/trajectories/" + _quote(f"{root.name}/{path.resolve().relative_to(root.path.resolve()).as_posix()}")
+            rel = path.resolve().relative_to(root.path.resolve()).as_posix()
+            return "/ui/trajectories/" + _quote(f"{root.name}/{rel}")
     return None
 
 

@@ -148,7 +148,8 @@ def test_bad_messages_and_unknown_sessions_are_4xx(srv):
     with client(srv) as c:
         s = new_chat(c)
         assert c.post(f"/ui/api/chat/{s['id']}/messages", json={"text": "  "}).status_code == 400
-        bad = c.post(f"/ui/api/chat/{s['id']}/messages", content=b"{not json", headers={"content-type": "application/json"})
+        bad = c.post(f"/ui/api/chat/{s['id']}/messages", content=b"{not json",
+                     headers={"content-type": "application/json"})
         assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
         gone = c.get(f"/ui/api/chat/{'0' * 32}")
         assert gone.status_code == 404 and "start a new chat" in gone.json()["error"]

@@ -16,7 +16,6 @@ from tinygpt.traces.atraj import Header, ModelCall, Reward, RouteDecision, Sampl
 from tinygpt.traces.export import training_row
 from tinygpt.traces.reader import read_episode
 from tinygpt.traces.recorder import Recorder
-from tinygpt.web.config import ServeConfig
 from tinygpt.web.ui_traces import episode_url
 
 ASK = "What files are in the current directory?"
