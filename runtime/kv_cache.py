@@ -259,6 +259,6 @@ def _recompute(model, ids: list[int], step: int) -> list:
     for i in range(0, len(ids), step):
         chunk = ids[i:i + step]
         t0 = time.perf_counter()
-        prefill(model, cache, chunk, step)
+        prefill(model, cache, chunk, step, logits=False)
         prefill_meter.record(model, len(chunk), time.perf_counter() - t0)
     return cache

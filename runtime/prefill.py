@@ -91,12 +91,14 @@ def make_cache(model) -> list:
     return bucketed(make_prompt_cache(model))
 
 
-def prefill(model, cache: list, ids: list[int], step: int = 2048) -> mx.array | None:
-    """Consume `ids` into `cache` in chunks of at most `step`; returns the logits after the last id.
+def prefill(model, cache: list, ids: list[int], step: int = 2048, logits: bool = True) -> mx.array | None:
+    """Consume `ids` into `cache` in chunks of at most `step`; returns the logits after the last id (None with
+    `logits` False: then only the caches are evaluated, which skips the last layer's attention and MLP and the
+    vocabulary projection of every chunk; the cache is the same either way).
 
     With bucketed caches each chunk is padded to a power of two and the pad trimmed, so a step sees few shapes."""
     pad_ok = bool(cache) and all(isinstance(c, BucketedKVCache) for c in cache)
-    logits = None
+    out = None
     for i in range(0, len(ids), step):
         chunk = ids[i: i + step]
         n = len(chunk)
@@ -104,10 +106,11 @@ def prefill(model, cache: list, ids: list[int], step: int = 2048) -> mx.array | 
         tokens = mx.array(chunk + [0] * (size - n))[None]
         ends = [c.offset + n for c in cache] if size > n else []
         try:
-            logits = model(tokens, cache=cache)[:, n - 1, :]
-            mx.eval(logits, [c.state for c in cache])
+            y = model(tokens, cache=cache)
+            out = y[:, n - 1, :] if logits and i + step >= len(ids) else None
+            mx.eval([c.state for c in cache] + ([out] if out is not None else []))
         finally:  # drop the pad from every layer that took it (an interrupt may have stopped between layers)
             for c, end in zip(cache, ends):
                 if c.offset > end:
                     c.trim(c.offset - end)
-    return logits
+    return out

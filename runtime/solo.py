@@ -66,7 +66,7 @@ class SoloRun:
         if len(self.rest) > 1:
             chunk = self.rest[: min(self.step, len(self.rest) - 1)]
             t0 = time.perf_counter()
-            prefill(self.model, self.cache, chunk, self.step)  # shape-bucketed when the cache is (sessions)
+            prefill(self.model, self.cache, chunk, self.step, logits=False)  # bucketed when the cache is (sessions)
             prefill_meter.record(self.model, len(chunk), time.perf_counter() - t0)  # evaluated: device time
             self.ids += chunk
             del self.rest[: len(chunk)]
