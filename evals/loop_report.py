@@ -7,7 +7,9 @@ chose on that task, read from the base's and the specialist's result rows of the
 so an episode is a function of the model and the task, and routing to a model replays its episode exactly (what
 RouteLLM-style evaluations do; `tinygpt agent --router` would play the same ids). `table` gives each arm's pass
 rate with a 95% Wilson interval on the domain's tasks, on the other domains' tasks, and on all of them, and
-`chart_png` draws it. It runs no model.
+`chart_png` draws it. A suite is named (a generated suite of the tool world) or given as an object: the user's
+chats (chat_suite.ChatSuite, `tinygpt quickstart --data`), whose first request is the chat's messages through its
+first user message, with its tools. It runs no model.
 """
 from __future__ import annotations
 
@@ -22,8 +24,15 @@ SOFTWARE = "tinygpt quickstart"
 COLORS = {"base": (150, 150, 150), "specialist": (40, 100, 200), "router": (20, 140, 60)}
 
 
+def suite_of(suite):
+    """A suite by name (load_suite) or the suite object itself."""
+    return load_suite(suite) if isinstance(suite, str) else suite
+
+
 def request_messages(suite, task: Task) -> tuple[list[dict], list[dict]]:
     """The first request of a task as a client sends it: system + first user turn, and the tools offered."""
+    if hasattr(suite, "request"):  # the user's chats: the recorded request
+        return suite.request(task)
     episode = start_episode(suite, task)
     try:
         system = episode.system if episode.system is not None else suite.SYSTEM
@@ -35,28 +44,30 @@ def request_messages(suite, task: Task) -> tuple[list[dict], list[dict]]:
             episode.close()
 
 
-def router_examples(suites: list[str], per_suite: int) -> list:
-    """Labelled router examples: the first `per_suite` train tasks of each suite, labelled by the suite's name."""
+def router_examples(suites: list, per_suite: int) -> list:
+    """Labelled router examples: the first `per_suite` train tasks of each suite (a name or a suite object),
+    labelled by the suite's name."""
     from tinygpt.router.data import Example
     from tinygpt.router.features import request_from
 
     out = []
-    for name in suites:
-        suite = load_suite(name)
+    for suite in map(suite_of, suites):
         for task in select_tasks(suite, "train", limit=per_suite):
             messages, tools = request_messages(suite, task)
-            out.append(Example(request=request_from(messages, tools), domain=name, group=task.id))
+            out.append(Example(request=request_from(messages, tools), domain=suite.NAME, group=task.id))
     return out
 
 
-def route_tasks(router, registry, settings, suites: dict[str, int]) -> dict[str, dict[str, dict]]:
-    """{suite: {task_id: {"route", "kind", "domain", "score"}}} for the first n held-out tasks of each suite."""
+def route_tasks(router, registry, settings, suites: list[tuple]) -> dict[str, dict[str, dict]]:
+    """{suite: {task_id: {"route", "kind", "domain", "score"}}} for the first n held-out tasks of each (suite, n)
+    pair (a suite by name or as an object)."""
     from tinygpt.router.features import request_from
     from tinygpt.router.policy import decide
 
     out: dict[str, dict[str, dict]] = {}
-    for name, n in suites.items():
-        suite = load_suite(name)
+    for suite, n in suites:
+        suite = suite_of(suite)
+        name = suite.NAME
         for task in select_tasks(suite, "heldout", limit=n):
             messages, tools = request_messages(suite, task)
             d = decide(request_from(messages, tools), router, registry, settings)

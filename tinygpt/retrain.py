@@ -10,6 +10,14 @@ It never writes a user's files: `--traces` directories are only read, and a stor
 create is never replaced. The teacher is `oracle`, a local model, a model on an OpenAI-compatible server
 (`teacher_remote`) or a backends.toml backend (`backend:NAME`); the last two record text only (token_exact false),
 so their episodes train as chat records (see stage_data).
+With `data` (a JSONL file of the user's own chats, evals/chat_suite.py) the domain is the user's and the recorded
+assistant turns are the teacher: the stages are data -> train -> eval -> gate -> register. The data stage checks
+the file (every bad line named, nothing written), splits it by content hash into train / validation / held-out
+and copies those records into the run; its fingerprint is the file's SHA-256, so an edited file redoes data and
+everything after it and an unchanged one is reused. The specialist trains on the train chats (validation loss on
+the validation ones); eval scores base and specialist on the held-out chats turn by turn (evals/chat_eval.py),
+in the same result rows, so the gate decides as it does for the tool world, with the tool world's suites as
+guards. The user's file is only read.
 
 Test hook: TINYGPT_RETRAIN_CRASH=<stage> makes the process SIGKILL itself partway through that stage, after it
 has written some of its output (rollouts and eval: after the first episode's row; data and gate: after writing
@@ -29,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STAGES = ("rollouts", "data", "train", "eval", "gate", "register")
+DATA_STAGES = STAGES[1:]  # with the user's own chats (RetrainConfig.data): no rollouts
 STATUS_FILE = "retrain.json"
 STAGE_FILE = "stage.json"
 CREATOR = "tinygpt retrain"
@@ -69,6 +78,7 @@ class RetrainConfig:
     max_tokens: int = 256
     seed: int = 0
     gate_config: str | None = None
+    data: str = ""  # a JSONL of the user's own chats: the domain (any new name) is theirs, their turns the teacher
 
 
 # ---- small helpers ------------------------------------------------------------------------------------------
@@ -225,11 +235,15 @@ def load_engine(model: str, adapter: Path | None = None, in_flight: int = 1):
 
 def play(console, engine, suite, tasks, settings, out_dir: Path, *, model: str, split: str, label: str,
          crash: str | None = None, remote=None):
-    """run_suite with a progress bar (a line at the end without a terminal); `crash`: the stage whose test hook
-    fires after the first row. Returns (manifest, rows)."""
+    """run_suite (the user's chats: chat_eval.run_chats) with a progress bar (a line at the end without a
+    terminal); `crash`: the stage whose test hook fires after the first row. Returns (manifest, rows)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from tinygpt.evals.chat_eval import run_chats
+    from tinygpt.evals.chat_suite import ChatSuite
     from tinygpt.evals.runner import run_suite
+
+    run = run_chats if isinstance(suite, ChatSuite) else run_suite
 
     passed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -243,8 +257,8 @@ def play(console, engine, suite, tasks, settings, out_dir: Path, *, model: str, 
             if crash:
                 crash_point(crash)
 
-        manifest, rows = run_suite(engine, suite, tasks, settings, out_dir, model=model, split=split, on_row=on_row,
-                                   remote=remote)
+        manifest, rows = run(engine, suite, tasks, settings, out_dir, model=model, split=split, on_row=on_row,
+                             remote=remote)
     console.print(f"  {label}: {sum(r.passed for r in rows)}/{len(rows)} passed")
     return manifest, rows
 
@@ -264,10 +278,20 @@ class Plan:
     name: str
     train: object  # TrainConfig with model and data still to fill in
     gate: tuple  # (GateConfig, ConfigSource)
+    data_sha: str = ""  # the user's chat file's SHA-256 (cfg.data), else ""
 
     @property
     def baseline(self) -> str:
         return self.cfg.model or "default"
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return DATA_STAGES if self.cfg.data else STAGES
+
+    @property
+    def chats(self) -> bool:
+        """True when the domain is the user's chats (cfg.data), not a generated suite."""
+        return bool(self.cfg.data)
 
 
 # ---- the stages -----------------------------------------------------------------------------------------------
@@ -330,6 +354,34 @@ def stage_data(p: Plan, sd: StageDir, console, rollouts: dict) -> dict:
     return out
 
 
+def stage_chat_data(p: Plan, sd: StageDir, console) -> dict:
+    """The user's chats (checked in prepare) into the run: train.jsonl, valid.jsonl and heldout.jsonl by the
+    content-hash split, each chat once, and report.json. The user's file is only read."""
+    counts = p.suite.counts()
+    files = {"train": sd.path / "train.jsonl", "validation": sd.path / "valid.jsonl",
+             "heldout": sd.path / "heldout.jsonl"}
+    for split, path in files.items():
+        with open(path, "w", encoding="utf-8") as f:
+            for task in p.suite.tasks(split):
+                f.write(json.dumps(task.data.record(task.id), ensure_ascii=False) + "\n")
+    valid = files["validation"] if counts["validation"] else None
+    out = {"format": "chat", "records": sum(counts.values()), "duplicates": p.suite.duplicates, **counts,
+           "source": str(Path(p.cfg.data).expanduser().resolve()), "data_sha": p.data_sha,
+           "chat_file": str(files["train"]), "chat_sha": file_sha(files["train"]), "examples": counts["train"],
+           "valid_file": str(valid or ""), "valid_sha": file_sha(valid) if valid else "",
+           "heldout_file": str(files["heldout"]), "heldout_sha": file_sha(files["heldout"]),
+           "rows": 0, "rows_file": str(files["train"])}
+    write_json(sd.path / "report.json", out)
+    crash_point("data")
+    console.print(f"  {out['records']} chats from {p.cfg.data}" + (f" ({p.suite.duplicates} exact duplicates left "
+                  "out)" if p.suite.duplicates else "") + f": {counts['train']} train, {counts['validation']} "
+                  f"validation, {counts['heldout']} held-out (by a hash of each chat's content)")
+    if counts["heldout"] < p.gate[0].min_tasks:
+        console.print(f"  only {counts['heldout']} held-out chats: the gate decides nothing on fewer than "
+                      f"{p.gate[0].min_tasks} (min_tasks); about 5x that many chats in all would give it enough")
+    return out
+
+
 def train_file(data: dict) -> str:
     """The file the train stage trains on: the data stage's rows, or its chat records (stage_data says which)."""
     return data["chat_file"] if data.get("format") == "chat" else data["rows_file"]
@@ -357,7 +409,7 @@ def stage_train(p: Plan, sd: StageDir, console, data: dict, resume: bool) -> dic
     else:
         if run.exists():  # made but no marker yet: the trainer takes an empty directory only
             shutil.rmtree(run)
-        cfg = dataclasses.replace(p.train, data=train_file(data), out=str(run))
+        cfg = dataclasses.replace(p.train, data=train_file(data), out=str(run), valid_data=data.get("valid_file", ""))
         summary = sft.run(cfg, announce=announcer("train"))
     if summary["status"] != "complete":
         raise KeyboardInterrupt  # Ctrl-C: the trainer wrote a checkpoint; the stage stays resumable
@@ -379,6 +431,7 @@ def eval_plan(p: Plan) -> list[tuple[str, object, str, int]]:
 
 def stage_eval(p: Plan, sd: StageDir, console, train: dict) -> dict:
     """Base and specialist, greedy, on the held-out tasks of the domain and guards; complete runs are kept."""
+    from tinygpt.evals.chat_eval import TURNS_SUFFIX
     from tinygpt.evals.results import MANIFEST_SUFFIX, ROWS_SUFFIX, read_manifest, read_rows
     from tinygpt.evals.runner import RunSettings
     from tinygpt.evals.suite import select_tasks
@@ -391,6 +444,7 @@ def stage_eval(p: Plan, sd: StageDir, console, train: dict) -> dict:
             done[(manifest.model, manifest.suite)] = manifest.run_id
         else:  # a killed run of this stage: its files go, and it is run again
             m.with_name(manifest.run_id + ROWS_SUFFIX).unlink(missing_ok=True)
+            m.with_name(manifest.run_id + TURNS_SUFFIX).unlink(missing_ok=True)  # a chat run's per-turn details
             shutil.rmtree(results / "traces" / manifest.run_id, ignore_errors=True)
             m.unlink()
     engines: dict[str, object] = {}
@@ -445,8 +499,11 @@ def stage_gate(p: Plan, sd: StageDir, console, evals: dict) -> dict:
 
 
 def tool_names(suite) -> list[str]:
+    from tinygpt.evals.chat_suite import ChatSuite
     from tinygpt.evals.suite import start_episode
 
+    if isinstance(suite, ChatSuite):
+        return suite.tool_names()
     episode = start_episode(suite, suite.tasks(heldout_split(suite))[0])
     try:
         return sorted(episode.toolset.names)
@@ -590,10 +647,13 @@ def prepare(cfg: RetrainConfig) -> Plan:
 
     run = Path(cfg.out).expanduser()
     check_out(run)
-    suite = load_suite(cfg.domain)
-    if "train" not in suite.SPLITS:
-        raise RetrainError(f"--domain {cfg.domain}: the suite has no train split to learn from (splits: "
-                           f"{', '.join(suite.SPLITS)}); use a generated suite: fileops, calendar, shop")
+    if cfg.data:
+        check_data_flags(cfg)
+    else:
+        suite = load_suite(cfg.domain)
+        if "train" not in suite.SPLITS:
+            raise RetrainError(f"--domain {cfg.domain}: the suite has no train split to learn from (splits: "
+                               f"{', '.join(suite.SPLITS)}); use a generated suite: fileops, calendar, shop")
     names = default_guards(cfg.domain) if cfg.guards is None else list(cfg.guards)
     if cfg.domain in names or len(set(names)) != len(names):
         raise RetrainError(f"--guards {' '.join(names)}: name each guard once, and not the domain {cfg.domain}")
@@ -605,7 +665,8 @@ def prepare(cfg: RetrainConfig) -> Plan:
             raise RetrainError(f"--traces {d}: no .atraj trajectories in it; record some (tinygpt agent, quickstart) "
                                "or leave --traces out")
     base_fp = _base_fingerprint(cfg.model, "--model")
-    teacher, teacher_fp, remote = resolve_teacher(cfg, base_fp)
+    teacher, teacher_fp, remote = resolve_teacher(cfg, base_fp) if not cfg.data else (
+        f"data:{Path(cfg.data).expanduser().resolve()}", "", None)
     name = cfg.name or default_name(cfg.out)
     if not NAME_RE.fullmatch(name):
         raise RetrainError(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
@@ -621,8 +682,65 @@ def prepare(cfg: RetrainConfig) -> Plan:
     train = resolve({**values, "model": cfg.model or "default"})
     if not isinstance(train, TrainConfig):
         raise TypeError(train)
+    data_sha = ""
+    if cfg.data:
+        suite, data_sha = chat_suite(cfg, train.max_seq_length)
+        teacher_fp = data_sha
     return Plan(cfg=cfg, run=run, suite=suite, guards=guards, base_fingerprint=base_fp, teacher_fingerprint=teacher_fp,
-                teacher=teacher, remote=remote, name=name, train=train, gate=load_gate_config(cfg.gate_config))
+                teacher=teacher, remote=remote, name=name, train=train, gate=load_gate_config(cfg.gate_config),
+                data_sha=data_sha)
+
+
+def check_data_flags(cfg: RetrainConfig) -> None:
+    """With the user's chats (cfg.data): the domain is a new name, and no teacher or traces go with them."""
+    from tinygpt.evals.suite import SUITES
+    from tinygpt.router.registry import GENERAL
+    from tinygpt.runtime.store import NAME_RE
+
+    if cfg.teacher != ORACLE or cfg.teacher_remote or cfg.teacher_model:
+        raise RetrainError("--data: the recorded assistant turns of your chats are the teacher; --teacher and "
+                           "--teacher-remote play the tool world's generated tasks and do not go with --data")
+    if cfg.traces:
+        raise RetrainError("--data and --traces: give one; to learn from recorded .atraj episodes too, export them as "
+                           "chats (tinygpt traces-to-data) and add their chat.jsonl lines to your --data file")
+    if not NAME_RE.fullmatch(cfg.domain or ""):
+        raise RetrainError(f"--domain {cfg.domain!r}: the domain of your chats is a name of letters, digits, '.', "
+                           "'_' and '-' (starting with a letter or digit, at most 64)")
+    if cfg.domain in SUITES or cfg.domain == GENERAL:
+        raise RetrainError(f"--domain {cfg.domain}: that name is taken by "
+                           f"{'the router generalist' if cfg.domain == GENERAL else 'a built-in eval suite'}; name "
+                           "the domain of your chats differently (e.g. --domain my-" + cfg.domain + ")")
+
+
+_CHAT_SUITES: dict[tuple, object] = {}  # one read of a file per process: quickstart prepares, then retrain does
+
+
+def chat_suite(cfg: RetrainConfig, max_tokens: int):
+    """(ChatSuite of cfg.data, the file's SHA-256); RetrainError naming the bad lines of a file that cannot be
+    used. The file is checked against the base model's tokenizer and chat template (evals/chat_suite.py)."""
+    from tinygpt.config import load_config
+    from tinygpt.evals.chat_suite import ChatDataError, load_chat_suite
+    from tinygpt.model_arg import model_path
+    from tinygpt.runtime.store import ModelStore
+
+    path = Path(cfg.data).expanduser()
+    if not path.is_file():
+        raise RetrainError(f"--data {cfg.data}: no such file" + (" (it is a directory: give the JSONL file)"
+                                                                 if path.is_dir() else ""))
+    try:
+        sha = file_sha(path)
+    except OSError as exc:
+        raise RetrainError(f"--data {cfg.data}: cannot read it ({exc.strerror or exc})") from None
+    base = ModelStore().resolve(model_path(load_config({"model": cfg.model or None}))).base
+    key = (str(path.resolve()), sha, str(base), max_tokens, cfg.domain)
+    if key not in _CHAT_SUITES:
+        from mlx_lm.utils import load_tokenizer
+
+        try:
+            _CHAT_SUITES[key] = load_chat_suite(cfg.domain, path, load_tokenizer(Path(base)), max_tokens)
+        except ChatDataError as exc:
+            raise RetrainError(f"{exc}\nNothing was written.") from None
+    return _CHAT_SUITES[key], sha
 
 
 def _train_key(train) -> str:
@@ -638,18 +756,23 @@ def stage_inputs(p: Plan, stage: str, outs: dict) -> dict:
         return {"teacher": p.teacher, "teacher_fingerprint": p.teacher_fingerprint, "domain": cfg.domain,
                 "base_fingerprint": p.base_fingerprint, "train_tasks": cfg.train_tasks, "max_tokens": cfg.max_tokens,
                 "seed": cfg.seed, "in_flight": cfg.in_flight if p.teacher != ORACLE else 1}
+    if stage == "data" and p.chats:
+        return {"data_sha": p.data_sha, "domain": cfg.domain, "split": "sha256 of messages+tools, 60/20/20"}
     if stage == "data":
         return {"traces_sha": outs["rollouts"]["traces_sha"], "user_traces": user_traces_key(cfg.traces),
                 "require_pass": True}
     if stage == "train":
         data = outs["data"]  # a rows run's key is as it always was, so earlier runs' train stages are reused
         key = {"chat_sha": data["chat_sha"]} if data.get("format") == "chat" else {"rows_sha": data["rows_sha"]}
+        if data.get("valid_sha"):  # the user's chats: the validation chats too
+            key["valid_sha"] = data["valid_sha"]
         return {**key, "config": _train_key(p.train)}
     if stage == "eval":
+        held = {"heldout_sha": outs["data"]["heldout_sha"]} if p.chats else {}  # an edit may touch held-out only
         return {"adapter_sha": outs["train"]["adapter_sha"], "base_fingerprint": p.base_fingerprint,
                 "baseline": p.baseline, "name": p.name, "domain": cfg.domain, "guards": [g.NAME for g in p.guards],
                 "eval_tasks": cfg.eval_tasks, "guard_tasks": cfg.guard_tasks, "max_tokens": cfg.max_tokens,
-                "seed": cfg.seed, "in_flight": cfg.in_flight}
+                "seed": cfg.seed, "in_flight": cfg.in_flight, **held}
     if stage == "gate":
         gate_cfg, source = p.gate
         return {"eval": digest(outs["eval"]["runs"]), "gate_config": digest(repr(gate_cfg)),
@@ -669,7 +792,8 @@ def _run_stage(p: Plan, stage: str, outs: dict, console, status: dict) -> dict:
     started = time.perf_counter()
     sd.start(clean=how == "continue" and stage != "train")
     fn = {"rollouts": lambda: stage_rollouts(p, sd, console),
-          "data": lambda: stage_data(p, sd, console, outs["rollouts"]),
+          "data": lambda: stage_chat_data(p, sd, console) if p.chats else stage_data(p, sd, console,
+                                                                                    outs["rollouts"]),
           "train": lambda: stage_train(p, sd, console, outs["data"], resume=how == "continue"),
           "eval": lambda: stage_eval(p, sd, console, outs["train"]),
           "gate": lambda: stage_gate(p, sd, console, outs["eval"]),
@@ -684,6 +808,9 @@ def _run_stage(p: Plan, stage: str, outs: dict, console, status: dict) -> dict:
 def _brief(stage: str, out: dict) -> str:
     if stage == "rollouts":
         return f"{out['episodes']} episodes, {out['passed']} passed"
+    if stage == "data" and "heldout" in out:
+        return (f"{out['train']} train, {out['validation']} validation, {out['heldout']} held-out chats of "
+                f"{out['records']}")
     if stage == "data":
         kept = f"{out['examples']} chat records" if out.get("format") == "chat" else f"{out['rows']} rows"
         return f"{kept} from {out['read']} episodes, {out['not_passed']} rejected"
@@ -700,16 +827,18 @@ def _brief(stage: str, out: dict) -> str:
 
 def summarize(p: Plan, outs: dict) -> dict:
     """The run's summary: the same for a run that reused every stage as for the run that made them."""
-    gate = outs["gate"]
+    gate, data = outs["gate"], outs["data"]
+    chats = {"chats": {k: data[k] for k in ("records", "duplicates", "train", "validation", "heldout")}} \
+        if p.chats else {}
     return {
         "out": str(p.run), "status": "complete", "domain": p.suite.NAME, "guards": [g.NAME for g in p.guards],
         "base": p.baseline, "name": p.name, "teacher": p.teacher, "verdict": gate["verdict"],
         "reasons": gate["reasons"], "confidence": gate["confidence"], "suites": gate["suites"],
         "registered": outs["register"]["registered"], "register_note": outs["register"]["note"],
-        "episodes": outs["rollouts"]["episodes"], "rows": outs["data"]["rows"],
-        "data_format": outs["data"].get("format", "rows"), "steps": outs["train"]["steps"],
-        "stages": {s: int(Path(str(outs["_dirs"][s])).name[1:]) for s in STAGES},
-        "paths": {"traces": outs["rollouts"]["traces"], "rows": outs["data"]["rows_file"],
+        "episodes": data["train"] if p.chats else outs["rollouts"]["episodes"], "rows": data["rows"],
+        "data_format": data.get("format", "rows"), "steps": outs["train"]["steps"], **chats,
+        "stages": {s: int(Path(str(outs["_dirs"][s])).name[1:]) for s in p.stages},
+        "paths": {"traces": outs["rollouts"]["traces"] if "rollouts" in outs else None, "rows": data["rows_file"],
                   "train_data": train_file(outs["data"]),
                   "train_run": outs["train"]["run_dir"], "adapter": outs["train"]["adapter"],
                   "results": outs["eval"]["results"], "gate_result": gate["gate_result"], "chart": gate["chart"],
@@ -744,13 +873,21 @@ def retrain(cfg: RetrainConfig, console=None) -> dict:
     status.update(status="running", updated=_now(), config=recorded_config(cfg))
     status.pop("summary", None)
     write_json(p.run / STATUS_FILE, status)
-    console.print(f"retrain {p.baseline} on {p.suite.NAME} (guards: {', '.join(g.NAME for g in p.guards) or 'none'}) "
-                  f"-> {p.run}: teacher {p.teacher}, {cfg.train_tasks} train / {cfg.eval_tasks} eval / "
-                  f"{cfg.guard_tasks} guard tasks, specialist {p.name}")
+    if p.chats:
+        counts = p.suite.counts()
+        console.print(f"retrain {p.baseline} on your chats {cfg.data} as domain {p.suite.NAME} (guards: "
+                      f"{', '.join(g.NAME for g in p.guards) or 'none'}) -> {p.run}: {counts['train']} train / "
+                      f"{counts['validation']} validation / {counts['heldout']} held-out chats (eval on up to "
+                      f"{cfg.eval_tasks}), {cfg.guard_tasks} guard tasks, specialist {p.name}")
+    else:
+        console.print(f"retrain {p.baseline} on {p.suite.NAME} (guards: "
+                      f"{', '.join(g.NAME for g in p.guards) or 'none'}) -> {p.run}: teacher {p.teacher}, "
+                      f"{cfg.train_tasks} train / {cfg.eval_tasks} eval / {cfg.guard_tasks} guard tasks, specialist "
+                      f"{p.name}")
     console.print("training config: " + ", ".join(f"{k}={v}" for k, v in vars(p.train).items() if v not in ("", [])))
     outs: dict = {"_dirs": {}}
     try:
-        for stage in STAGES:
+        for stage in p.stages:
             outs[stage] = _run_stage(p, stage, outs, console, status)
             outs["_dirs"][stage] = p.run / stage / f"v{status['stages'][stage]}"
         summary = summarize(p, outs)
