@@ -258,8 +258,10 @@ class ChatRun:
 
     def end(self, status: str) -> str | None:
         """Finish the conversation's episode (status: why it ended); the viewer URL of the finished file."""
-        if self._thread is not None and self._thread.is_alive():
-            raise RuntimeError("a turn is still running")
+        if self._thread is not None:
+            self._thread.join(5.0)  # the log says "idle" as the turn's thread's last act: it is ending
+            if self._thread.is_alive():
+                raise RuntimeError("a turn is still running")
         try:
             path = self.recorder.end(status)
         except (TraceError, TraceWriteError, OSError) as exc:
