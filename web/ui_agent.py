@@ -269,10 +269,6 @@ class ChatRun:
             return None
         return self.episode_url(path) if path is not None else None
 
-    def close(self) -> None:
-        """Stop without finishing (a turn still running at shutdown): the episode stays a readable .part."""
-        self.recorder.close()
-
 
 def route_json(decision) -> dict:
     """The router's decision as the page shows it."""

@@ -152,11 +152,7 @@ class ChatStore:
     def shutdown(self) -> None:
         """The server stops: finish idle sessions' episodes, leave a running turn's as .part, remove sandboxes."""
         for session in list(self.sessions.values()):
-            if session.run is None:
-                continue
-            if session.log.busy:
-                session.run.close()
-            else:
+            if session.run is not None and not session.log.busy:  # a running turn's file stays as it is: .part
                 session.run.end("quit")
         self.sessions.clear()
         if self._sandbox_root is not None:
