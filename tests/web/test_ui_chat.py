@@ -57,6 +57,27 @@ def ask(c, sid, text=FILES_QUESTION) -> list[dict]:
     return events(c, sid, after=r.json()["seq"] - 1)
 
 
+def test_the_shell_serves_the_pages_its_own_files_and_plotly_from_the_installed_package(srv):
+    from tinygpt.web.ui import plotly_path
+
+    with client(srv) as c:
+        home = c.get("/ui", follow_redirects=False)
+        assert home.status_code == 307 and home.headers["location"] == "/ui/chat"
+        for page in ("/ui/chat", "/ui/trajectories", "/ui/trajectories/chats/x.atraj"):
+            r = c.get(page)
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        css = c.get("/ui/static/ui.css")
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        assert css.content == (Path(__file__).resolve().parents[2] / "web" / "static" / "ui.css").read_bytes()
+        for bad in ("/ui/static/nope.js", "/ui/static/..%2Fui.py", "/ui/static/.hidden.css", "/ui/static/ui.py"):
+            r = c.get(bad)
+            assert r.status_code == 404 and "error" in r.json(), bad
+        plotly = c.get("/ui/vendor/plotly.min.js")
+        assert plotly.status_code == 200 and plotly.headers["content-type"].startswith("text/javascript")
+        assert plotly.content == plotly_path().read_bytes() and len(plotly.content) > 1_000_000
+        assert c.get("/favicon.ico").status_code == 204
+
+
 def test_options_offer_the_served_models_the_tool_worlds_and_the_tool_choices(srv):
     with client(srv) as c:
         o = c.get("/ui/api/chat/options").json()
