@@ -285,3 +285,15 @@ def test_bad_settings_show_the_servers_message_in_the_page(srv, ui_page):
     page.wait_for_selector("#error:not([hidden])")
     assert "max_tokens must be from 1 to 256" in page.locator("#error").inner_text()
     assert page.locator(".turn-user").count() == 0 and not page.locator("#send").is_disabled()
+
+
+def test_the_routers_decision_is_shown_above_the_chat(routed, ui_page):
+    page = ui_page
+    page.goto(f"{routed[0]}/ui/chat")
+    fill_settings(page, model="auto", tools="files", **{"temperature": 0, "max-steps": 1, "max-tokens": 64})
+    page.fill("#prompt", FILES_QUESTION)
+    page.click("#send")
+    page.wait_for_selector(".turn-end", timeout=120_000)
+    assert page.locator("#route").is_visible() and page.locator("#route-target").inner_text() == "files-spec"
+    assert "specialist; domain fileops" in page.locator("#route").inner_text()
+    assert page.locator("#info-model").inner_text() == "files-spec"
