@@ -2,11 +2,19 @@
 
 A lane admits its model's jobs: it seeds each job's cache from its session (a server-side id or a caller-held
 `Session`) or from the prefix cache (keyed by the model's identity, so two models never share an entry), and
-runs them together in mlx-lm's `BatchGenerator` (continuous batching; chunked prefill so a long prompt does not
-stall others). A job that arrives to an idle lane is decoded on its own with `generate_step` (solo.py), which
-is faster for one sequence, and joins the batch when a second job arrives. A job that asks for its prompt's
-logprobs gets them from one forward pass at admission (scoring.py). A model whose caches cannot be batched
-runs its jobs one at a time, solo. Every token goes through `_on_token`: the one place output is assembled.
+runs them together in mlx-lm's `BatchGenerator` (continuous batching). A job that arrives to an idle lane is
+decoded on its own with `generate_step` (solo.py), which is faster for one sequence, and joins the batch when a
+second job arrives. A job that asks for its prompt's logprobs gets them from one forward pass at admission
+(scoring.py). A model whose caches cannot be batched runs its jobs one at a time, solo. Every token goes through
+`_on_token`: the one place output is assembled.
+A job joining the batch with `stage_min` or more prompt ids to prefill is prefilled outside it first ("staged"):
+one prompt at a time at full width, exactly as the solo path does (its chunks, its caches), up to one prefill step
+of ids per scheduler step between batch steps; then it joins with its last id. Decoding rows wait at most one
+chunk, and prompts of different lengths are never padded to one width (mlx-lm's own prompt processing does that;
+it gets only prompts below `stage_min`). Prefix sharing: a job whose session holds nothing starts from the nearest
+prefix-cache entry (a staged one when its turn comes), and a prompt the lane prefilled (solo or staged, SHARE_MIN
+ids of its own work or more, not on its session's history) is stored there the moment it is done; so episodes
+that share a long tool block prefill it once, one at a time or in flight alike (lane_work.py counts it all).
 A shared lane (`multi=True`) serves a base and its specialists together: the base model gets
 `multi_adapter.MultiAdapter`, every job's cache ends in an `AdapterRows` entry naming its adapter, so one
 forward pass serves rows of different adapters (and the base) in one batch; prefix-cache entries and sessions
@@ -15,6 +23,7 @@ Not here: threads, the inbox, fairness between models, loading (scheduler.py); H
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections import deque
@@ -29,9 +38,11 @@ from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prom
 from tinygpt.runtime.job_sampler import make_job_sampler
 from tinygpt.runtime.jobs import Chunk, Event, Failed, Finished, GenerationResult, Job, Scored
 from tinygpt.runtime.kv_cache import Session
+from tinygpt.runtime.lane_work import LaneWork
 from tinygpt.runtime.logprob_row import HostRow, host_row
 from tinygpt.runtime.models import LoadedModel
 from tinygpt.runtime.multi_adapter import MultiAdapter
+from tinygpt.runtime.prefill import bucketed, make_cache
 from tinygpt.runtime.scoring import prompt_logprobs
 from tinygpt.runtime.sessions import SessionStore
 from tinygpt.runtime.solo import SoloRun
@@ -39,6 +50,7 @@ from tinygpt.runtime.stop_text import StopScanner
 
 log = logging.getLogger("tinygpt.scheduler")
 SOLO = -1  # the uid of the job decoded on its own (batch uids are >= 0)
+SHARE_MIN = 256  # prompt ids a job must have prefilled itself for its prompt to be stored in the prefix cache
 
 
 @dataclass
@@ -49,6 +61,7 @@ class LaneConfig:
     batching: bool = True           # False: one job at a time, solo
     solo: bool = True               # a lone job decodes outside the batch until a second one arrives
     solo_processors: bool = False   # jobs with logits processors may run solo (only one caller: no hand-off)
+    stage_min: int = 1              # prompt ids (before the last) from which a job is prefilled outside the batch
     max_sessions: int = 16
     prefix_cache_bytes: int = 1 << 30
 
@@ -78,6 +91,26 @@ class _Active:
     last: float | None = None  # when the latest token was sampled: decode time ends there, not after bookkeeping
     load_s: float = 0.0
     sampler: Any = None
+    origin: str = ""  # where the seeded cache came from: "session", "prefix" (cache) or "" (nothing)
+    computed: int = 0  # prompt ids this job prefilled itself outside the batch (solo or staged)
+
+
+@dataclass
+class _Staged:
+    """A job waiting for (or in) its prefill outside the batch; `run` is made when its turn comes."""
+
+    a: _Active
+    cache: list
+    rest: list[int]
+    held: list[int]
+    max_tokens: int
+    processors: list
+    reseed: bool  # may start from the prefix cache when its turn comes (its cache is not its session's history)
+    run: SoloRun | None = None
+
+    def state(self):
+        """(cache, the ids it holds) once it has started, else None (nothing changed)."""
+        return self.run.close() if self.run is not None else None
 
 
 class Lane:
@@ -98,6 +131,8 @@ class Lane:
         self.pending: deque[Job] = deque()
         self.active: dict[int, _Active] = {}
         self.solo: tuple[SoloRun, _Active] | None = None
+        self.staged: deque[_Staged] = deque()  # prompts prefilled outside the batch, oldest first
+        self.work = LaneWork()
         self._post, self._touch = post, touch
         self._busy_objects: set[int] = set()  # caller-held Sessions in use (by id)
         self.peak_active = self.cancelled = self.solo_jobs = self.handoffs = 0
@@ -145,7 +180,7 @@ class Lane:
     # ---- state ----------------------------------------------------------------------------------------
     @property
     def n_active(self) -> int:
-        return len(self.active) + (self.solo is not None)
+        return len(self.active) + (self.solo is not None) + len(self.staged)
 
     @property
     def busy(self) -> bool:
@@ -188,6 +223,10 @@ class Lane:
             self.solo = None
             self._post(a.job, Failed(status, message))
             self._release_session(a.job, run.close())
+        while self.staged:
+            st = self.staged.popleft()
+            self._post(st.a.job, Failed(status, message))
+            self._release_session(st.a.job, st.state())
         for a in self.active.values():
             self._post(a.job, Failed(status, message))
             self._release_session(a.job, None)
@@ -211,10 +250,10 @@ class Lane:
                 pass  # scored and done (generates nothing)
             elif self.solo is not None and not (self.bg is not None and self.solo[0].handoff_ok):
                 waiting.append(job)  # the solo job cannot be handed over: wait for it
-            elif (self.solo is None and not self.active and self._may_run_solo(job)
+            elif (self.solo is None and not self.active and not self.staged and self._may_run_solo(job)
                   and (self.bg is None or not self.runnable())):
                 self._start_solo(job, load_s)
-            elif self.bg is None or len(self.active) >= self.config.max_batch:
+            elif self.bg is None or len(self.active) + len(self.staged) >= self.config.max_batch:
                 waiting.append(job)
             else:
                 if self.solo is not None:
@@ -269,32 +308,63 @@ class Lane:
             if kv is not None and ids is not None:
                 s.cache, s.ids = kv, list(ids)
 
-    def _seed_cache(self, job: Job) -> tuple[list | None, list[int], list[int]]:
-        """(cache, ids still to prefill, ids already in the cache) for a job, from its session or the pool."""
+    def _seed_cache(self, job: Job) -> tuple[list, list[int], list[int], str]:
+        """(cache, ids still to prefill, ids already in the cache, their origin) for a job: its session's history,
+        else the nearest prefix-cache entry ("prefix"; for an empty session only one worth SHARE_MIN ids), else
+        nothing ("")."""
         prompt = job.prompt_ids
         sess = self._checkout(job)
         if sess is not None:
             rest = sess.sync(prompt, self._maker(job))
-            return sess.cache, rest, list(sess.ids)
+            if sess.ids:
+                return sess.cache, rest, list(sess.ids), "session"
+        got = self._from_prefix_cache(job)
+        if got is not None:
+            return (*got, "prefix")
+        return (sess.cache if sess is not None else make_prompt_cache(self._maker(job))), list(prompt), [], ""
+
+    def _from_prefix_cache(self, job: Job) -> tuple[list, list[int], list[int]] | None:
+        """(a copy of the nearest prefix-cache entry, ids still to prefill, ids in it), or None. A session takes
+        only an entry that saves it SHARE_MIN ids; its copy is shape-bucketed like a new session's cache
+        (prefill.py), so it prefills as one that started empty."""
+        prompt = job.prompt_ids
         cache, rest = self.prefix_cache.fetch_nearest_cache(self._key(job), list(prompt))
-        if cache is None:
-            return make_prompt_cache(self._maker(job)), list(prompt), []
+        if cache is None or (job.session is not None and len(prompt) - len(rest) < SHARE_MIN):
+            return None
         if not rest:  # exact hit: re-feed the last prompt token to get its logits
             if not can_trim_prompt_cache(cache):
-                return make_prompt_cache(self._maker(job)), list(prompt), []
+                return None
             trim_prompt_cache(cache, 1)
             rest = prompt[-1:]
+        if job.session is not None:
+            cache = bucketed(cache)
         return cache, list(rest), list(prompt[: len(prompt) - len(rest)])
 
-    def _prepare(self, job: Job, load_s: float) -> tuple[_Active, list | None, list[int], list[int]]:
+    def _prepare(self, job: Job, load_s: float) -> tuple[_Active, list, list[int], list[int]]:
         """The job's bookkeeping and its seeded cache: (active, cache, ids to prefill, ids in the cache)."""
-        cache, rest, held = self._seed_cache(job)
+        cache, rest, held, origin = self._seed_cache(job)
         p = job.params
         stop_ids = set(p.stop_token_ids if p.stop_token_ids is not None else self.tokenizer.eos_token_ids)
         a = _Active(job=job, detok=self.tokenizer.detokenizer, scanner=StopScanner(p.stop_strings),
                     stop_ids=stop_ids, cached=len(job.prompt_ids) - len(rest), prefill=len(rest), load_s=load_s,
-                    sampler=make_job_sampler(p))
+                    sampler=make_job_sampler(p), origin=origin)
+        self._count_seed(a, +1)
         return a, cache, rest, held
+
+    def _count_seed(self, a: _Active, sign: int) -> None:
+        if a.origin == "session":
+            self.work.session_tokens += sign * a.cached
+        elif a.origin == "prefix":
+            self.work.prefix_cache_tokens += sign * a.cached
+
+    def _share(self, a: _Active, cache: list, ids: list[int]) -> None:
+        """Store a prompt's cache the moment its prefill is done (all ids but the last), for other jobs that start
+        the same way: only one that did not come from the job's own session, with SHARE_MIN ids of its own work.
+        The entry shares the cache's arrays (MLX arrays are values: the job's later writes copy, never alter)."""
+        if a.origin == "session" or a.computed < SHARE_MIN or not ids:
+            return
+        self.prefix_cache.insert_cache(self._key(a.job), list(ids), copy.deepcopy(cache))
+        self.work.prefix_cache_stores += 1
 
     def _processors(self, job: Job) -> list | None:
         try:
@@ -308,7 +378,17 @@ class Lane:
         if processors is None:
             return
         a, cache, rest, held = self._prepare(job, load_s)
-        self._bg_insert(a, cache, rest, held, job.params.max_tokens, processors)
+        self._join(a, cache, rest, held, job.params.max_tokens, processors, reseed=a.origin != "session")
+
+    def _join(self, a: _Active, cache, rest: list[int], held: list[int], max_tokens: int, processors: list, *,
+              reseed: bool) -> None:
+        """Into the batch: at once, or after a prefill outside it (staged) when the prompt is long enough."""
+        if self.config.stage_min > 0 and len(rest) - 1 >= self.config.stage_min:
+            if cache is None:
+                cache = (make_cache if a.job.session is not None else make_prompt_cache)(self._maker(a.job))
+            self.staged.append(_Staged(a, cache, rest, held, max_tokens, processors, reseed))
+        else:
+            self._bg_insert(a, cache, rest, held, max_tokens, processors)
 
     def _bg_insert(self, a: _Active, cache, rest: list[int], held: list[int], max_tokens: int,
                    processors: list) -> None:
@@ -334,9 +414,18 @@ class Lane:
 
     def _solo_step(self) -> None:
         run, a = self.solo
+        left, t0 = len(run.rest), time.perf_counter()
         got = run.advance()
-        if got is None:
+        seconds = time.perf_counter() - t0
+        if got is None:  # a prefill chunk
+            a.computed += left - len(run.rest)
+            self.work.solo_prefill_tokens += left - len(run.rest)
+            self.work.solo_prefill_s += seconds
+            if len(run.rest) <= 1:
+                self._share(a, run.cache, run.ids)
             return
+        self.work.solo_decode_tokens += 1
+        self.work.solo_decode_s += seconds
         tok, logprobs, lp = got
         finish = None
         if tok in a.stop_ids:
@@ -350,12 +439,58 @@ class Lane:
         run, a = self.solo
         self.solo = None
         cache, rest, held, left = run.handoff()
-        self._bg_insert(a, cache, rest, held, left, [])
+        self._join(a, cache, rest, held, left, [], reseed=False)  # mid-prefill: it goes on outside the batch
         self.handoffs += 1
+
+    # ---- prompts prefilled outside the batch ----------------------------------------------------------
+    def _stage_round(self) -> None:
+        """Prefill staged prompts, oldest first, up to one prefill step of ids this round (one chunk of a long
+        prompt, or several short ones), each in the solo path's chunks; a prompt that is done joins the batch."""
+        done = 0
+        while self.staged:
+            st = self.staged[0]
+            if st.run is None:
+                self._start_staged(st)
+            run = st.run
+            size = min(run.step, len(run.rest) - 1)
+            if size > 0 and done and done + size > self.config.prefill_step:
+                return
+            if size > 0:
+                t0 = time.perf_counter()
+                try:
+                    run.advance()
+                except Exception as exc:  # noqa: BLE001 — the model failed: fail this job, keep serving
+                    log.exception("a prefill outside the batch failed")
+                    self.staged.popleft()
+                    self._post(st.a.job, Failed(500, f"generation failed: {type(exc).__name__}: {exc}"))
+                    self._release_session(st.a.job, st.state())
+                    continue
+                self.work.staged_prefill_s += time.perf_counter() - t0
+                self.work.staged_prefill_tokens += size
+                st.a.computed += size
+                done += size
+            if len(run.rest) <= 1:
+                self.staged.popleft()
+                cache, rest, held, left = run.handoff()
+                self._share(st.a, cache, held)
+                self._bg_insert(st.a, cache, rest, held, left, st.processors)
+
+    def _start_staged(self, st: _Staged) -> None:
+        """Its turn: start from the prefix cache if that now holds more of its prompt (a prompt staged before it
+        may have stored a shared start meanwhile), then prefill in the solo path's chunks."""
+        a = st.a
+        if st.reseed:
+            got = self._from_prefix_cache(a.job)
+            if got is not None and len(got[2]) > len(st.held):
+                self._count_seed(a, -1)
+                st.cache, st.rest, st.held = got
+                a.origin, a.cached, a.prefill = "prefix", len(got[2]), len(got[1])
+                self._count_seed(a, +1)
+        st.run = SoloRun(self.model, st.cache, st.rest, st.held, st.max_tokens, a.sampler, self.config.prefill_step)
 
     # ---- decoding -------------------------------------------------------------------------------------
     def step(self) -> None:
-        """One step: a prefill chunk or a token for the solo job, or one batch step."""
+        """One step: a prefill chunk or a token for the solo job, or staged prefill then one batch step."""
         if self.solo is not None:
             try:
                 self._solo_step()
@@ -363,15 +498,19 @@ class Lane:
                 log.exception("a solo step failed")
                 self.fail_active(500, f"generation failed: {type(exc).__name__}: {exc}")
             return
+        if self.staged:
+            self._stage_round()
         if not self.active:
             return
         try:
-            _, responses = self.bg.next()
+            with self.bg.stats() as stats:
+                _, responses = self.bg.next()
         except Exception as exc:  # noqa: BLE001 — a processor or the model failed: end the batch, keep serving
             log.exception("a batch step failed")
             self.fail_active(500, f"generation failed: {type(exc).__name__}: {exc}")
             self.new_batch()
             return
+        self.work.add_batch(stats)
         for r in responses or ():
             a = self.active.get(r.uid)
             if a is not None:
@@ -453,6 +592,12 @@ class Lane:
             self._store_cache(a.job, run.close())
             self._post(a.job, Finished(self._result(a, "cancelled"), a.load_s))
             self._touch(a.job)
+        for st in [st for st in self.staged if st.a.job.cancelled]:
+            self.staged.remove(st)
+            self.cancelled += 1
+            self._store_cache(st.a.job, st.state())
+            self._post(st.a.job, Finished(self._result(st.a, "cancelled"), st.a.load_s))
+            self._touch(st.a.job)
         gone = [uid for uid, a in self.active.items() if a.job.cancelled]
         if not gone:
             return
@@ -472,6 +617,10 @@ class Lane:
             self.solo = None
             self._store_cache(a.job, run.close())
             self._post(a.job, Finished(self._result(a, "cancelled"), a.load_s))
+        while self.staged:
+            st = self.staged.popleft()
+            self._store_cache(st.a.job, st.state())
+            self._post(st.a.job, Finished(self._result(st.a, "cancelled"), st.a.load_s))
         if self.active:  # the batch may be mid-step: drop it; caller-held sessions start over
             for a in self.active.values():
                 s = a.job.session

@@ -1,0 +1,139 @@
+"""Prompts prefilled outside the batch ("staged") and prompt starts shared through the prefix cache (lane.py).
+
+A long prompt that arrives while other jobs decode is prefilled on its own between batch steps and joins the
+batch with the ids it gets alone; a start that several sessions share is prefilled once, one at a time and in
+flight alike, with the same ids and the same cached counts both ways; the lane counts it all (lane_work.py)."""
+import numpy as np
+import pytest
+
+from tinygpt.runtime.jobs import Chunk, Failed, Finished, Job
+from tinygpt.runtime.kv_cache import Session
+from tinygpt.runtime.lane import SHARE_MIN
+from tinygpt.runtime.sampling import SamplingParams
+from tinygpt.runtime.scheduler import Scheduler, SchedulerConfig, StaticModels
+
+STEP = 64  # prompt ids per prefill step: a few hundred ids take several
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model_dir):
+    from tinygpt.runtime.models import load
+
+    return load(str(tiny_model_dir))
+
+
+def scheduler(loaded, **config):
+    return Scheduler(StaticModels({"m": loaded}), SchedulerConfig(prefill_step=STEP, **config))
+
+
+def ids(n, seed, first=None):
+    rest = np.random.default_rng(seed).integers(3, 600, size=n).tolist()
+    return rest if first is None else [first] + rest[1:]
+
+
+def job(prompt, n, session=None):
+    events = []
+    j = Job(prompt_ids=list(prompt), params=SamplingParams(max_tokens=n, stop_token_ids=()), model="m",
+            session=session, post=events.append)
+    return j, events
+
+
+def end(events):
+    return next((e for e in events if isinstance(e, (Finished, Failed))), None)
+
+
+def tokens(events):
+    return sum(len(e.token_ids) for e in events if isinstance(e, Chunk))
+
+
+def consistent(session):
+    return all(c.offset == len(session.ids) for c in session.cache)
+
+
+def arrive_while_decoding(loaded, prompt, **config):
+    """Job A decodes alone; `prompt` arrives; pump to the end. (lane, the new job's end, the rounds that prefilled
+    it outside the batch, the tokens A made in those rounds)."""
+    s = scheduler(loaded, **config)
+    a, a_events = job(ids(10, 2), 400)
+    s.submit(a)
+    while tokens(a_events) < 2:
+        s.pump()
+    b, b_events = job(prompt, 8)
+    s.submit(b)
+    lane, staged_rounds, a_tokens = s.lane("m"), 0, 0
+    while end(b_events) is None:
+        before, prefilled = tokens(a_events), lane.work.staged_prefill_tokens
+        s.pump()
+        if lane.work.staged_prefill_tokens > prefilled:
+            staged_rounds += 1
+            a_tokens += tokens(a_events) - before
+    s.cancel(a)
+    s.pump()
+    return lane, end(b_events), staged_rounds, a_tokens
+
+
+def test_a_long_prompt_arriving_while_others_decode_is_prefilled_outside_the_batch(loaded):
+    prompt = ids(5 * STEP + 7, 1)
+    alone = scheduler(loaded).run([job(prompt, 8)[0]])[0].result  # one at a time: the solo path
+    lane, got, staged_rounds, a_tokens = arrive_while_decoding(loaded, prompt)
+    chunks = -(-(len(prompt) - 1) // STEP)
+    # one chunk per round, and the decoding row made a token in each (but the first: it moved from solo to the batch)
+    assert staged_rounds == chunks and a_tokens == chunks - 1
+    assert lane.work.staged_prefill_tokens == len(prompt) - 1 and lane.work.batch_prefill_tokens == 0
+    assert lane.handoffs == 1 and lane.peak_active == 2
+    assert got.result.output_ids == alone.output_ids  # it joined the batch with the ids it gets alone
+
+
+def test_with_staging_off_the_batch_prefills_the_prompt(loaded):
+    prompt = ids(5 * STEP + 7, 1)
+    lane, got, staged_rounds, _ = arrive_while_decoding(loaded, prompt, stage_min=0)
+    assert staged_rounds == 0 and lane.work.staged_prefill_tokens == 0
+    assert lane.work.batch_prefill_tokens == len(prompt) - 1  # mlx-lm's prompt processing
+    assert len(got.result.output_ids) == 8
+
+
+def test_sessions_that_start_alike_prefill_the_start_once_one_at_a_time_and_in_flight(loaded):
+    shared = ids(SHARE_MIN + 150, 3)
+    prompts = [shared + ids(20 + i, 10 + i, first=600 + i) for i in range(3)]  # they part right after `shared`
+    got = {}
+    for n in (1, 3):
+        s = scheduler(loaded)
+        sessions = [Session.new(loaded.model) for _ in prompts]
+        jobs = [job(p, 6, session=x)[0] for p, x in zip(prompts, sessions)]
+        ends = [s.run([j])[0] for j in jobs] if n == 1 else s.run(jobs)
+        lane = s.lane("m")
+        assert all(x.ids[:len(p)] == p and consistent(x) for p, x in zip(prompts, sessions))
+        got[n] = ([e.result.output_ids for e in ends], [e.result.cached_tokens for e in ends])
+        w = lane.work
+        assert w.prefix_cache_stores == 1 and w.prefix_cache_tokens == 2 * len(shared)  # stored once, used twice
+        own = w.solo_prefill_tokens if n == 1 else w.staged_prefill_tokens
+        assert own == sum(len(p) - 1 for p in prompts) - 2 * len(shared) and w.batch_prefill_tokens == 0
+        # a session's own history is never re-seeded or stored, however long its next turn is
+        more = sessions[0].ids + ids(SHARE_MIN + 40, 4)
+        turn = s.run([job(more, 2, session=sessions[0])[0]])[0].result
+        assert turn.cached_tokens == len(more) - SHARE_MIN - 40
+        assert w.prefix_cache_stores == 1 and w.session_tokens == turn.cached_tokens
+    assert got[1] == got[3]
+    assert got[1][1] == [0, len(shared), len(shared)]
+
+
+def test_a_staged_job_cancelled_mid_prefill_leaves_its_session_consistent(loaded):
+    s = scheduler(loaded)
+    a, a_events = job(ids(10, 2), 400)
+    s.submit(a)
+    while tokens(a_events) < 2:
+        s.pump()
+    session = Session.new(loaded.model)
+    prompt = ids(6 * STEP, 5)
+    b, b_events = job(prompt, 8, session=session)
+    s.submit(b)
+    lane = s.lane("m")
+    while lane.work.staged_prefill_tokens < 2 * STEP:
+        s.pump()
+    s.cancel(b)
+    s.pump()
+    assert end(b_events).result.finish_reason == "cancelled" and not lane.staged
+    assert session.ids == prompt[:2 * STEP] and consistent(session)  # exactly what it had prefilled
+    s.cancel(a)
+    s.pump()
+    assert end(a_events) is not None
