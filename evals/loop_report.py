@@ -114,11 +114,11 @@ def table(domain: str, arms: dict[str, dict[str, dict[str, bool]]]) -> dict[str,
 def text_table(rows: dict[str, dict[str, Cell]], names: dict[str, str]) -> list[str]:
     """The table as aligned lines: arm, then rate [95% interval] (passed/tasks) per column."""
     columns = ("in-domain", "out-of-domain", "mixed")
-    head = f"{'':<32}" + "".join(f"{c:<30}" for c in columns)
-    lines = [head]
+    labels = {arm: f"{arm} ({names.get(arm, arm)})"[:79] for arm in rows}  # the column fits the longest name
+    width = max(32, *(len(x) + 1 for x in labels.values()))
+    lines = [f"{'':<{width}}" + "".join(f"{c:<30}" for c in columns)]
     for arm, cells in rows.items():
-        label = f"{arm} ({names.get(arm, arm)})"[:31]
-        lines.append(f"{label:<32}" + "".join(
+        lines.append(f"{labels[arm]:<{width}}" + "".join(
             f"{f'{c.rate:6.1%} [{c.lo:.0%}, {c.hi:.0%}] ({c.passed}/{c.tasks})':<30}" for c in
             (cells[k] for k in columns)))
     return lines
