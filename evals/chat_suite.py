@@ -22,7 +22,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+import jinja2
 
 from tinygpt.evals.errors import EvalError
 from tinygpt.evals.generated import SPLITS, split_of
@@ -110,7 +110,7 @@ def read_chats(path: str | Path, tokenizer, max_tokens: int) -> tuple[list[Chat]
 
 def _decode(line: bytes):
     try:
-        text = line.decode("utf-8")
+        text = line.decode("utf-8-sig")  # a byte-order mark (some editors write one) is not part of the JSON
     except UnicodeDecodeError as exc:
         raise BadLine(f"not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8") from None
     try:
@@ -239,7 +239,8 @@ class _Checker:
         try:
             text = self.tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=False,
                                                       tokenize=False)
-        except Exception as exc:  # a template's own raise_exception, or one it hits on this record's shape
+        except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            # the template's own raise_exception, or an error it hits on this record's shape
             raise BadLine(f"the base model's chat template cannot render this chat ({type(exc).__name__}: "
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no message'})") from None
         n = len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -256,6 +257,8 @@ def _messages_of(record) -> tuple[list[dict], list[dict]]:
         raise BadLine(f"a record is a JSON object, not {type(record).__name__}; {FORMAT_HELP}")
     if "messages" not in record:
         if "prompt" in record and "completion" in record:
+            if not isinstance(record["prompt"], str) or not isinstance(record["completion"], str):
+                raise BadLine("a completions record's \"prompt\" and \"completion\" are strings")
             record = {"messages": [{"role": "user", "content": record["prompt"]},
                                    {"role": "assistant", "content": record["completion"]}]}
         elif "text" in record:
@@ -342,8 +345,3 @@ def load_chat_suite(name: str, path: str | Path, tokenizer, max_tokens: int) -> 
                             f"held-out {counts['heldout']}); add chats (about 50 give the gate 10 held-out ones)")
     return suite
 
-
-def describe(value: Any) -> str:
-    """A short JSON rendering for messages."""
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return text if len(text) <= 160 else text[:157] + "..."

@@ -76,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="your own chats (mlx-lm's chat/tools JSONL: messages with assistant tool_calls and tool "
                         "results, plus tools): the specialist learns their assistant turns and is scored on "
                         "held-out ones; the file is only read")
-    p.add_argument("--train-tasks", type=int_in(1), default=300, help="train tasks the teacher plays (default 300)")
+    p.add_argument("--train-tasks", type=int_in(1), default=300,
+                   help="train tasks the teacher plays (default 300; with --data every train chat is used)")
     p.add_argument("--eval-tasks", type=int_in(1), default=200,
-                   help="held-out tasks of the domain (default 200, the whole split)")
+                   help="held-out tasks (with --data: held-out chats) of the domain (default 200, the whole split)")
     p.add_argument("--guard-tasks", type=int_in(1), default=60,
                    help="held-out tasks of each other domain (default 60)")
     p.add_argument("--traces", action="append", default=[], metavar="DIR",
