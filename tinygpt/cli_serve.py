@@ -7,7 +7,8 @@ a clear error and exit 1) and runs uvicorn; on shutdown (Ctrl-C) it stops the sc
 end at once instead of holding their connections until uvicorn's graceful-shutdown timeout.
 `--model-memory-mb` (config `model_memory_mb`, default half this machine's memory) is the one memory budget of
 loaded models, enforced by the scheduler (runtime/scheduler.py); the banner says what it resolved to.
-Not here: the app (tinygpt/web/app.py).
+`build_app(config)` is the one place the app is wired (tool worlds, eval results: what web may not import); the
+CLI and the tests' servers both use it. Not here: the app (tinygpt/web/app.py).
 """
 from __future__ import annotations
 
@@ -70,6 +71,17 @@ def serve_config(args: argparse.Namespace):
         prefix_cache_mb=cfg.prefix_cache_mb, model_memory_mb=cfg.model_memory_mb,
         router=str(Path(cfg.router).expanduser()) if cfg.router else None,
         traces=tuple(args.traces), chat_dir=args.chat_dir or "", evals_dir=args.evals_dir, runs_dir=args.runs_dir)
+
+
+def build_app(config):
+    """The app `tinygpt serve` runs for `config` (web.app.create_app), wired with what web may not import itself:
+    the UI chat's tool worlds (tools) and the Eval results page's reader (evals.results_view). Tests build their
+    servers with this too (tests/server_for_tests.py), so they exercise what users get. Raises what create_app
+    raises (ModelLoadError, RouterError, BackendError)."""
+    from tinygpt.evals import results_view
+    from tinygpt.web.app import create_app
+
+    return create_app(config, tool_worlds=tool_worlds(), eval_results=results_view)
 
 
 def tool_worlds() -> list:
@@ -185,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from tinygpt.runtime.models import ModelLoadError
-    from tinygpt.web.app import create_app
     from tinygpt.web.head_timeout import head_timeout_protocol
 
     config = serve_config(args)
@@ -209,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     from tinygpt.router.errors import RouterError
 
     try:
-        app = create_app(config, tool_worlds=tool_worlds())
+        app = build_app(config)
     except (ModelLoadError, RouterError, BackendError) as exc:
         sock.close()
         print(f"tinygpt serve: {exc}", file=sys.stderr)

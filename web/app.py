@@ -7,7 +7,8 @@ maps every error to the right wire shape, publishes the OpenAPI spec at /openapi
 loads Swagger UI from a CDN, blank offline, and no local copy is installed), answers GET /health, and wraps the
 app in the Guard (Host allow-list, API key, cross-site requests, body limit, timeout and nesting depth) and a
 CORS policy that admits only localhost pages unless told otherwise. The browser UI (/ui: web/ui.py and the
-ui_* routers, docs/ui.md) is mounted on the same app. Anything a client sends gets a 4xx
+ui_* routers, docs/ui.md) is mounted on the same app; what it needs from packages web may not import (tool worlds,
+eval results) is passed in by the caller (tinygpt/cli_serve.py's `build_app`). Anything a client sends gets a 4xx
 at worst; a 500 means a bug here. Not here: binding sockets (tinygpt/cli_serve.py).
 """
 from __future__ import annotations
@@ -39,9 +40,12 @@ LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 VERSION = "0.1.0"
 
 
-def create_app(config: ServeConfig, *, tool_worlds: list[ui_chat.ToolWorld] = ()) -> FastAPI:
-    """The app, with its scheduler started and the first model loaded. `tool_worlds`: what the UI's chat may act
-    in besides "no tools" (tinygpt serve gives the embedded world's; web/ui_chat.py)."""
+def create_app(config: ServeConfig, *, tool_worlds: list[ui_chat.ToolWorld] = (),
+               eval_results: ui_evals.EvalResults | None = None) -> FastAPI:
+    """The app, with its scheduler started and the first model loaded. What web may not import is handed in by
+    whoever builds the app (tinygpt serve: tinygpt.cli_serve.build_app): `tool_worlds`, what the UI's chat may act
+    in besides "no tools" (web/ui_chat.py); `eval_results`, what the Eval results page reads (web/ui_evals.py;
+    None: the page says it is not available)."""
     store = ModelStore(config.store) if config.store else ModelStore()
     catalog = Catalog(config.model, config.model_name, store=store, provider=ModelProvider(store),
                       include_store=config.serve_store)
@@ -75,6 +79,7 @@ def create_app(config: ServeConfig, *, tool_worlds: list[ui_chat.ToolWorld] = ()
     app.include_router(ui_evals.router)
     app.include_router(ui_runs.router)
     ui_chat.install(app, list(tool_worlds))
+    ui_evals.install(app, eval_results)
     _errors(app)
     names = catalog.names() + ([AUTO] if router is not None else [])
     openapi.install(app, sorted(set(names) | {ollama_name(n) for n in names}))

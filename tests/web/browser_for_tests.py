@@ -6,8 +6,8 @@ Import the fixtures into a test module: `from browser_for_tests import browser, 
   that leaves 127.0.0.1 (aborted: the UI must work offline); at the end of the test it saves a screenshot to
   `test-artifacts/ui/<test name>.png` and fails the test if anything was recorded.
 `open_page(browser, name)` is the same as a context manager, for code that is not a fixture.
-`ui_server(model_dir, **config)`: a real server built as `tinygpt serve` builds it (with the chat's tool worlds)
-on a free 127.0.0.1 port, for the UI tests; yields (base URL, app).
+`ui_server(model_dir, **config)`: a real server built as `tinygpt serve` builds it (tinygpt.cli_serve.build_app:
+the chat's tool worlds, the eval results) on a free 127.0.0.1 port, for the UI tests; yields (base URL, app).
 The browser is always /usr/bin/chromium (Playwright's own download does not work here). Without it, or without
 the playwright package, the tests are skipped with the reason, except under CI (env CI set), where they fail.
 """
@@ -116,35 +116,17 @@ def open_page(browser, name, *, allowed_errors=()):
 
 @contextlib.contextmanager
 def ui_server(model_dir, **overrides):
-    """A real uvicorn server of `create_app(ServeConfig(model=model_dir, **overrides), tool_worlds=...)` in a
-    thread on a free 127.0.0.1 port; yields (base URL, app)."""
-    import socket
-    import threading
-    import time
+    """A real uvicorn server of `tinygpt serve`'s app (tinygpt.cli_serve.build_app: the tool worlds and the eval
+    results wired) for `ServeConfig(model=model_dir, **overrides)`, in a thread on a free 127.0.0.1 port; yields
+    (base URL, app)."""
+    from server_for_tests import serving
 
-    import uvicorn
-
-    from tinygpt.cli_serve import make_server, tool_worlds
-    from tinygpt.web.app import create_app
+    from tinygpt.cli_serve import build_app
     from tinygpt.web.config import ServeConfig
 
-    app = create_app(ServeConfig(model=str(model_dir), **overrides), tool_worlds=tool_worlds())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = make_server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2), app.state.tg.scheduler)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the UI test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        app.state.tg.scheduler.stop()
+    app = build_app(ServeConfig(model=str(model_dir), **overrides))
+    with serving(app) as url:
+        yield url, app
 
 
 @pytest.fixture
