@@ -151,6 +151,9 @@ def test_report_routes_the_held_out_chats_and_names_the_domain(run):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and s["chart"] == str(out / "summary.png")
     assert "my-chats" in s["conclusion"] and any(f"tinygpt serve --router {out / 'router'}" in x for x in s["next"])
     assert len(s["table"]) == 4 and s["table"][2].startswith("specialist (my-chats-specialist)")
+    request = json.loads((out / "example-request.json").read_text())
+    assert request["model"] == "auto" and request["messages"][-1]["role"] == "user" and request["tools"]
+    assert any(f"-d @{out / 'example-request.json'}" in x for x in s["next"])
 
 
 def test_the_same_command_again_reuses_every_stage(run):

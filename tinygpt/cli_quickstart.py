@@ -302,6 +302,8 @@ def make_report(a, out: Path, loop: dict, router_dir: Path, name: str, guards: l
            if chats is None else
            [f"serve the routed pair:      tinygpt serve --router {router_dir}   (model \"auto\"; your client sends "
             "its tools and runs the calls)",
+            f"then ask it:                curl -s http://127.0.0.1:11434/v1/chat/completions -H 'content-type: "
+            f"application/json' -d @{example_request(out, chats)}   (a held-out chat's first request)",
             f"the held-out turns:         {loop['out']}/eval (*.turns.jsonl: each turn's expected and given answer)"])
     if chats is None:
         nxt.append(f"serve it (model \"auto\"):    tinygpt serve --router {router_dir}")
@@ -315,6 +317,16 @@ def make_report(a, out: Path, loop: dict, router_dir: Path, name: str, guards: l
                               for col, c in cells.items()} for arm, cells in rows.items()},
             "table": lines, "conclusion": conclusion, "chart": str(chart), "routes": str(out / "routes.json"),
             "router": str(router_dir), "loop": loop["out"], "next": nxt}
+
+
+def example_request(out: Path, chats) -> Path:
+    """RUN/example-request.json: the first held-out chat's first request as an OpenAI chat-completions body for
+    the routed pair (model "auto")."""
+    messages, tools = chats.request(chats.tasks("heldout")[0])
+    path = out / "example-request.json"
+    path.write_text(json.dumps({"model": "auto", "messages": messages, **({"tools": tools} if tools else {})},
+                               indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
 
 
 def _tools(domain: str) -> str:
