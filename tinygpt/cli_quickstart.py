@@ -304,7 +304,8 @@ def make_report(a, out: Path, loop: dict, router_dir: Path, name: str, guards: l
             "its tools and runs the calls)",
             f"then ask it:                curl -s http://127.0.0.1:11434/v1/chat/completions -H 'content-type: "
             f"application/json' -d @{example_request(out, chats)}   (a held-out chat's first request)",
-            f"the held-out turns:         {loop['out']}/eval (*.turns.jsonl: each turn's expected and given answer)"])
+            f"the held-out turns:         {Path(loop['out']) / 'eval' / ('v' + str(loop['stages']['eval']))}"
+            "/results (*.turns.jsonl: each turn's expected and given answer)"])
     if chats is None:
         nxt.append(f"serve it (model \"auto\"):    tinygpt serve --router {router_dir}")
     nxt.append(f"the loop's artifacts:        {loop['out']} (tinygpt retrain --help)")
