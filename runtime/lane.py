@@ -308,17 +308,17 @@ class Lane:
             if kv is not None and ids is not None:
                 s.cache, s.ids = kv, list(ids)
 
-    def _seed_cache(self, job: Job) -> tuple[list, list[int], list[int], str]:
+    def _seed_cache(self, job: Job, prefix: bool = True) -> tuple[list, list[int], list[int], str]:
         """(cache, ids still to prefill, ids already in the cache, their origin) for a job: its session's history,
-        else the nearest prefix-cache entry ("prefix"; for an empty session only one worth SHARE_MIN ids), else
-        nothing ("")."""
+        else (`prefix`) the nearest prefix-cache entry ("prefix"; for an empty session only one worth SHARE_MIN
+        ids), else nothing ("")."""
         prompt = job.prompt_ids
         sess = self._checkout(job)
         if sess is not None:
             rest = sess.sync(prompt, self._maker(job))
             if sess.ids:
                 return sess.cache, rest, list(sess.ids), "session"
-        got = self._from_prefix_cache(job)
+        got = self._from_prefix_cache(job) if prefix else None
         if got is not None:
             return (*got, "prefix")
         return (sess.cache if sess is not None else make_prompt_cache(self._maker(job))), list(prompt), [], ""
@@ -340,9 +340,9 @@ class Lane:
             cache = bucketed(cache)
         return cache, list(rest), list(prompt[: len(prompt) - len(rest)])
 
-    def _prepare(self, job: Job, load_s: float) -> tuple[_Active, list, list[int], list[int]]:
+    def _prepare(self, job: Job, load_s: float, prefix: bool = True) -> tuple[_Active, list, list[int], list[int]]:
         """The job's bookkeeping and its seeded cache: (active, cache, ids to prefill, ids in the cache)."""
-        cache, rest, held, origin = self._seed_cache(job)
+        cache, rest, held, origin = self._seed_cache(job, prefix)
         p = job.params
         stop_ids = set(p.stop_token_ids if p.stop_token_ids is not None else self.tokenizer.eos_token_ids)
         a = _Active(job=job, detok=self.tokenizer.detokenizer, scanner=StopScanner(p.stop_strings),
@@ -377,13 +377,18 @@ class Lane:
         processors = self._processors(job)
         if processors is None:
             return
-        a, cache, rest, held = self._prepare(job, load_s)
+        # a prompt that will be staged looks in the prefix cache once, when its turn comes
+        a, cache, rest, held = self._prepare(job, load_s, prefix=not self._stages(job.prompt_ids))
         self._join(a, cache, rest, held, job.params.max_tokens, processors, reseed=a.origin != "session")
+
+    def _stages(self, rest: list[int]) -> bool:
+        """Whether a prompt with `rest` ids to prefill is prefilled outside the batch before it joins."""
+        return self.config.stage_min > 0 and len(rest) - 1 >= self.config.stage_min
 
     def _join(self, a: _Active, cache, rest: list[int], held: list[int], max_tokens: int, processors: list, *,
               reseed: bool) -> None:
         """Into the batch: at once, or after a prefill outside it (staged) when the prompt is long enough."""
-        if self.config.stage_min > 0 and len(rest) - 1 >= self.config.stage_min:
+        if self._stages(rest):
             if cache is None:
                 cache = (make_cache if a.job.session is not None else make_prompt_cache)(self._maker(a.job))
             self.staged.append(_Staged(a, cache, rest, held, max_tokens, processors, reseed))
