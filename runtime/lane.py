@@ -482,7 +482,8 @@ class Lane:
 
     def _start_staged(self, st: _Staged) -> None:
         """Its turn: start from the prefix cache if that now holds more of its prompt (a prompt staged before it
-        may have stored a shared start meanwhile), then prefill in the solo path's chunks."""
+        may have stored a shared start meanwhile), then prefill in the solo path's chunks, a session's on
+        shape-bucketed layers (prefill.py: a GPU reuses its attention kernels from turn to turn)."""
         a = st.a
         if st.reseed:
             got = self._from_prefix_cache(a.job)
@@ -491,6 +492,8 @@ class Lane:
                 st.cache, st.rest, st.held = got
                 a.origin, a.cached, a.prefill = "prefix", len(got[2]), len(got[1])
                 self._count_seed(a, +1)
+        if a.job.session is not None:  # a session's cache back from the batch is plain: prefill it as solo does
+            st.cache = bucketed(st.cache)
         st.run = SoloRun(self.model, st.cache, st.rest, st.held, st.max_tokens, a.sampler, self.config.prefill_step)
 
     # ---- decoding -------------------------------------------------------------------------------------

@@ -137,3 +137,23 @@ def test_a_staged_job_cancelled_mid_prefill_leaves_its_session_consistent(loaded
     s.cancel(a)
     s.pump()
     assert end(a_events) is not None
+
+
+def test_a_sessions_later_turn_is_staged_on_shape_bucketed_layers(loaded, monkeypatch):
+    import tinygpt.runtime.solo as solo
+    from tinygpt.runtime.prefill import BucketedKVCache
+
+    s = scheduler(loaded)
+    sessions = [Session.new(loaded.model) for _ in range(2)]
+    s.run([job(ids(40, 20 + i), 3, session=x)[0] for i, x in enumerate(sessions)])  # in flight: via the batch
+    assert not any(isinstance(c, BucketedKVCache) for c in sessions[0].cache)  # the batch gives plain layers back
+    seen, real = [], solo.prefill
+
+    def spy(model, cache, chunk, *args, **kwargs):
+        seen.append(all(isinstance(c, BucketedKVCache) for c in cache))
+        return real(model, cache, chunk, *args, **kwargs)
+    monkeypatch.setattr(solo, "prefill", spy)
+    held = [len(x.ids) for x in sessions]
+    ends = s.run([job(x.ids + ids(30, 30 + i), 3, session=x)[0] for i, x in enumerate(sessions)])
+    assert len(seen) == 2 and all(seen)  # each new turn: one chunk, padded and bucketed as a solo turn is
+    assert [e.result.cached_tokens for e in ends] == held and all(consistent(x) for x in sessions)
