@@ -316,7 +316,8 @@ class Lane:
         sess = self._checkout(job)
         if sess is not None:
             rest = sess.sync(prompt, self._maker(job))
-            if sess.ids:
+            if sess.ids:  # a cache back from the batch has plain layers: prefill it shape-bucketed as a new one
+                sess.cache = bucketed(sess.cache)  # (prefill.py: a GPU reuses its attention kernels turn to turn)
                 return sess.cache, rest, list(sess.ids), "session"
         got = self._from_prefix_cache(job) if prefix else None
         if got is not None:
@@ -482,8 +483,7 @@ class Lane:
 
     def _start_staged(self, st: _Staged) -> None:
         """Its turn: start from the prefix cache if that now holds more of its prompt (a prompt staged before it
-        may have stored a shared start meanwhile), then prefill in the solo path's chunks, a session's on
-        shape-bucketed layers (prefill.py: a GPU reuses its attention kernels from turn to turn)."""
+        may have stored a shared start meanwhile), then prefill in the solo path's chunks."""
         a = st.a
         if st.reseed:
             got = self._from_prefix_cache(a.job)
@@ -492,8 +492,6 @@ class Lane:
                 st.cache, st.rest, st.held = got
                 a.origin, a.cached, a.prefill = "prefix", len(got[2]), len(got[1])
                 self._count_seed(a, +1)
-        if a.job.session is not None:  # a session's cache back from the batch is plain: prefill it as solo does
-            st.cache = bucketed(st.cache)
         st.run = SoloRun(self.model, st.cache, st.rest, st.held, st.max_tokens, a.sampler, self.config.prefill_step)
 
     # ---- decoding -------------------------------------------------------------------------------------
