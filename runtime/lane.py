@@ -95,7 +95,7 @@ class _Active:
     computed: int = 0  # prompt ids this job prefilled itself outside the batch (solo or staged)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (deque.remove)
 class _Staged:
     """A job waiting for (or in) its prefill outside the batch; `run` is made when its turn comes."""
 

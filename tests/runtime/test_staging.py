@@ -117,23 +117,29 @@ def test_sessions_that_start_alike_prefill_the_start_once_one_at_a_time_and_in_f
     assert got[1][1] == [0, len(shared), len(shared)]
 
 
-def test_a_staged_job_cancelled_mid_prefill_leaves_its_session_consistent(loaded):
+def test_staged_jobs_cancelled_mid_prefill_or_waiting_leave_their_sessions_consistent(loaded):
     s = scheduler(loaded)
     a, a_events = job(ids(10, 2), 400)
     s.submit(a)
     while tokens(a_events) < 2:
         s.pump()
-    session = Session.new(loaded.model)
-    prompt = ids(6 * STEP, 5)
-    b, b_events = job(prompt, 8, session=session)
-    s.submit(b)
+    sessions = [Session.new(loaded.model) for _ in range(3)]
+    prompts = [ids(6 * STEP, 5 + i) for i in range(3)]
+    staged = [job(p, 8, session=x) for p, x in zip(prompts, sessions)]
+    for j, _ in staged:
+        s.submit(j)
     lane = s.lane("m")
     while lane.work.staged_prefill_tokens < 2 * STEP:
         s.pump()
-    s.cancel(b)
+    s.cancel(staged[0][0])  # mid-prefill, at the head
+    s.cancel(staged[2][0])  # waiting, not started
     s.pump()
-    assert end(b_events).result.finish_reason == "cancelled" and not lane.staged
-    assert session.ids == prompt[:2 * STEP] and consistent(session)  # exactly what it had prefilled
+    assert [end(staged[i][1]).result.finish_reason for i in (0, 2)] == ["cancelled"] * 2
+    assert sessions[0].ids == prompts[0][:2 * STEP] and consistent(sessions[0])  # exactly what it had prefilled
+    assert sessions[2].ids == [] and consistent(sessions[2])
+    while end(staged[1][1]) is None:  # the one between them goes on
+        s.pump()
+    assert len(end(staged[1][1]).result.output_ids) == 8 and sessions[1].ids[:len(prompts[1])] == prompts[1]
     s.cancel(a)
     s.pump()
     assert end(a_events) is not None
