@@ -289,18 +289,47 @@ def bfcl_inflight(r: dict, title: str) -> list[str]:
            f"{r['dtype']}, the embedded BPE vocabulary; the first {r['tasks']} BFCL multi-turn `{r['category']}` "
            f"tasks under the tool grammar, greedy, {r['max_tokens']} tokens per model step, {r['time']}. "
            "Script: `benchmarks/bench_bfcl_inflight.py`.", "",
-           "| episodes in flight | wall s | episodes/min | model steps | output tokens | prompt tokens | peak batch |",
+           "| episodes in flight | wall s (mean; runs) | episodes/min | model steps | output tokens | prompt tokens "
+           "| peak batch |",
            "|---|---|---|---|---|---|---|"]
     for k in ("one", "many"):
         v = r[k]
-        out.append(f"| {v['in_flight']} | {v['wall_s']} | {v['episodes_per_min']} | {v['steps']} | "
+        walls = f" ({', '.join(map(str, v['walls_s']))})" if len(v.get("walls_s", [])) > 1 else ""
+        out.append(f"| {v['in_flight']} | {v['wall_s']}{walls} | {v['episodes_per_min']} | {v['steps']} | "
                    f"{v['output_tokens']} | {v['prompt_tokens']} | {v['peak_batch']} |")
+    if all("work" in r[k] for k in ("one", "many")):
+        out += _bfcl_work(r)
     gpu = "gpu" in r["machine"].get("device", "")
     verdict = f"target ≥ 3x on the GPU: **{'met' if r['speedup'] >= 3 else 'not met'}**" if gpu else \
         "the target is set for the GPU; on this CPU it is measured only"
+    same = f"both ways played the same rows: {'yes' if r['same_rows'] else 'NO'}"
+    if "same_output_ids" in r:
+        same += (f", the same output ids in every model call: {'yes' if r['same_output_ids'] else 'NO'}, the same "
+                 f"cached-token counts: {'yes' if r['same_cached_tokens'] else 'no'}")
+    load = f" Load average at the end: {', '.join(map(str, r['load_avg']))}." if r.get("load_avg") and not gpu else ""
     out += ["", f"**P10** {r['many']['in_flight']} in flight ÷ 1 at a time = **{r['speedup']}x** episodes/min "
-            f"({verdict}); both ways played the same rows: {'yes' if r['same_rows'] else 'NO'}."]
+            f"({verdict}); {same}.{load}"]
     return out + ["", r["note"], ""] if r.get("note") else out + [""]
+
+
+def _bfcl_work(r: dict) -> list[str]:
+    """Where each way's time went: the lane's counters (runtime/lane_work.py)."""
+    one = r["one"]
+    out = ["", f"Where the time went (the lane's counters; prefix cache {r.get('prefix_cache_mb', '?')} MiB, "
+           f"prompts of {one.get('stage_min')}+ ids prefilled outside the batch, prefill step "
+           f"{one.get('prefill_step')}): prompt ids prefilled per path with their seconds, ids reused, decode.", "",
+           "| in flight | solo prefill | staged prefill | batch prompt processing | from prefix cache (stores) | "
+           "from sessions | decode tokens | decode s | batch other s |", "|---|---|---|---|---|---|---|---|---|"]
+    for k in ("one", "many"):
+        w = r[k]["work"]
+        out.append(
+            f"| {r[k]['in_flight']} | {w['solo_prefill_tokens']} ids, {w['solo_prefill_s']} s | "
+            f"{w['staged_prefill_tokens']} ids, {w['staged_prefill_s']} s | {w['batch_prefill_tokens']} ids, "
+            f"{w['batch_prefill_s']} s | {w['prefix_cache_tokens']} ({w['prefix_cache_stores']}) | "
+            f"{w['session_tokens']} | {w['solo_decode_tokens'] + w['batch_decode_tokens']}"
+            + (f" in {w['batch_decode_steps']} batch steps" if w["batch_decode_steps"] else "")
+            + f" | {round(w['solo_decode_s'] + w['batch_decode_s'], 2)} | {w['batch_other_s']} |")
+    return out
 
 
 def notes(text: str, title: str) -> list[str]:
