@@ -444,6 +444,8 @@ SECTIONS = [
      train),
     ("train-gpu-qwen3-0.6b.json", "LoRA SFT vs mlx_lm.lora on an NVIDIA GPU (issue 11: P8), qwen3-0.6b bf16", train),
     ("train-gpu-qwen3-4b.json", "LoRA SFT vs mlx_lm.lora on an NVIDIA GPU (issue 11: P8), qwen3-4b bf16", train),
+    ("train-gpu-qwen3-4b-one-run.json", "LoRA SFT vs mlx_lm.lora on an NVIDIA GPU (issue 11: P8), qwen3-4b bf16, "
+     "the earlier single run per side (text and completions)", train),
     ("bfcl_inflight-cpu-small.json", "BFCL episodes in flight on this CPU (issue 12: P10), small preset",
      bfcl_inflight),
     ("bfcl_inflight-gpu-qwen3-0.6b.json", "BFCL episodes in flight on an NVIDIA GPU (issue 12: P10), qwen3-0.6b bf16",
